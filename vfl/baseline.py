@@ -1,0 +1,99 @@
+"""Centralized plaintext training of the same architecture, all columns pooled in one process.
+
+This is the yardstick for encrypted training: same parties' bottom models (same seeds), the same clamp,
+one interactive weight per party trained with the same SGD with momentum, the same top model, the same
+ID-based split and batch order. Only the cryptography is missing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vfl.job.passive import party_seed, spec_init_std
+from vfl.job.spec import JobSpec
+from vfl.job.split import Split, batch_order, split_by_id
+from vfl.models.mlp import build_mlp, init_module
+from vfl.models.tasks import make_task
+
+
+@dataclass
+class PooledData:
+    ids: np.ndarray
+    features: dict[str, np.ndarray]   # party -> standardized float32 rows in the common order
+    label: np.ndarray
+
+
+class PooledModel(torch.nn.Module):
+    def __init__(self, spec: JobSpec, dims: dict[str, int], num_outputs: int):
+        super().__init__()
+        self.bottoms = torch.nn.ModuleDict()
+        self.weights = torch.nn.ParameterDict()
+        std = spec_init_std(spec, None)
+        for p in spec.parties:
+            if dims.get(p.name, 0) == 0:
+                continue
+            seed = party_seed(spec.train.seed, p.name)
+            torch.manual_seed(seed)
+            bottom = build_mlp(dims[p.name], p.bottom.hidden, p.bottom.out, p.bottom.activation, p.bottom.dropout, True)
+            init_module(bottom, seed)
+            self.bottoms[p.name] = bottom
+            self.weights[p.name] = torch.nn.Parameter(torch.randn(p.bottom.out, spec.interactive_out) * std)
+        self.bias = torch.nn.Parameter(torch.zeros(spec.interactive_out))
+        torch.manual_seed(party_seed(spec.train.seed, spec.active))
+        self.top = torch.nn.Sequential(torch.nn.ReLU(), build_mlp(spec.interactive_out, spec.top.hidden, num_outputs,
+                                                                  spec.top.activation, spec.top.dropout, False))
+        init_module(self.top, party_seed(spec.train.seed, spec.active) + 7)
+        self.bound = spec.crypto.activation_bound
+
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        z = self.bias
+        for name, bottom in self.bottoms.items():
+            z = z + bottom(x[name]).clamp(-self.bound, self.bound) @ self.weights[name]
+        return self.top(z)
+
+
+def standardize(train_rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+    mean = x[train_rows].mean(axis=0) if len(train_rows) else x.mean(axis=0)
+    std = x[train_rows].std(axis=0) if len(train_rows) else x.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return ((x - mean) / std).astype(np.float32)
+
+
+def train_centralized(spec: JobSpec, ids: np.ndarray, raw_features: dict[str, np.ndarray], label: np.ndarray,
+                      num_classes: int | None = None) -> dict:
+    """Train and evaluate; returns {'test': metrics, 'validation': metrics, 'history': [...]}."""
+    split: Split = split_by_id([str(i) for i in ids], spec.split.validation, spec.split.test, spec.split.seed)
+    features = {name: standardize(split.train, np.asarray(x, dtype=np.float64)) for name, x in raw_features.items()}
+    task = make_task(spec.task, label, num_classes)
+    model = PooledModel(spec, {k: v.shape[1] for k, v in features.items()}, task.num_outputs)
+    adam = list(model.top.parameters()) + [p for b in model.bottoms.values() for p in b.parameters()]
+    sgd = [model.bias] + list(model.weights.values())
+    t = spec.train
+    optimizers = [torch.optim.Adam(adam, lr=t.lr),
+                  torch.optim.SGD(sgd, lr=t.interactive_lr, momentum=t.interactive_momentum)]
+
+    def batch(rows: np.ndarray) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(v[rows]) for k, v in features.items()}
+
+    def evaluate(rows: np.ndarray) -> dict[str, float]:
+        if not len(rows):
+            return {}
+        model.eval()
+        with torch.no_grad():
+            return task.metrics(task.predict(model(batch(rows))), label[rows])
+
+    history = []
+    for epoch in range(t.epochs):
+        model.train()
+        for rows in batch_order(split.train, t.batch_size, epoch, t.seed):
+            loss = task.loss(model(batch(rows)), torch.from_numpy(np.asarray(label[rows])))
+            for opt in optimizers:
+                opt.zero_grad()
+            loss.backward()
+            for opt in optimizers:
+                opt.step()
+        history.append({"epoch": epoch + 1, **{f"validation_{k}": v for k, v in evaluate(split.validation).items()}})
+    return {"test": evaluate(split.test), "validation": evaluate(split.validation), "history": history,
+            "split": split.sizes()}

@@ -1,0 +1,118 @@
+"""Small helpers to read YAML into typed dataclasses with errors that name the offending key."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from vfl.errors import ConfigError
+
+
+def load_yaml(path: str | Path, what: str) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+class Section:
+    """A mapping read from YAML; tracks the key path so every error names where it happened."""
+
+    def __init__(self, data: Any, where: str):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: must be a mapping, got {type(data).__name__}")
+        self.data = data
+        self.where = where
+        self._used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def _get(self, name: str, default: Any, required: bool) -> Any:
+        self._used.add(name)
+        if name not in self.data or self.data[name] is None:
+            if required:
+                raise ConfigError(f"{self.key(name)}: required key is missing")
+            return default
+        return self.data[name]
+
+    def str(self, name: str, default: str | None = None, required: bool = False,
+            choices: Iterable[str] | None = None) -> str | None:
+        value = self._get(name, default, required)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{self.key(name)}: must be a non-empty string, got {value!r}")
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{self.key(name)}: must be one of {sorted(choices)}, got {value!r}")
+        return value
+
+    def int(self, name: str, default: int | None = None, required: bool = False,
+            min_value: int | None = None, max_value: int | None = None) -> int | None:
+        value = self._get(name, default, required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{self.key(name)}: must be an integer, got {value!r}")
+        if min_value is not None and value < min_value:
+            raise ConfigError(f"{self.key(name)}: must be >= {min_value}, got {value}")
+        if max_value is not None and value > max_value:
+            raise ConfigError(f"{self.key(name)}: must be <= {max_value}, got {value}")
+        return value
+
+    def float(self, name: str, default: float | None = None, required: bool = False,
+              min_value: float | None = None, max_value: float | None = None) -> float | None:
+        value = self._get(name, default, required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{self.key(name)}: must be a number, got {value!r}")
+        value = float(value)
+        if min_value is not None and value < min_value:
+            raise ConfigError(f"{self.key(name)}: must be >= {min_value}, got {value}")
+        if max_value is not None and value > max_value:
+            raise ConfigError(f"{self.key(name)}: must be <= {max_value}, got {value}")
+        return value
+
+    def bool(self, name: str, default: bool = False) -> bool:
+        value = self._get(name, default, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.key(name)}: must be true or false, got {value!r}")
+        return value
+
+    def list(self, name: str, default: list | None = None, required: bool = False) -> list:
+        value = self._get(name, default, required)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ConfigError(f"{self.key(name)}: must be a list, got {type(value).__name__}")
+        return value
+
+    def str_list(self, name: str, default: list | None = None, required: bool = False) -> list[str]:
+        values = self.list(name, default, required)
+        for i, v in enumerate(values):
+            if not isinstance(v, str) or not v:
+                raise ConfigError(f"{self.key(name)}[{i}]: must be a non-empty string, got {v!r}")
+        return values
+
+    def section(self, name: str, required: bool = False) -> "Section":
+        return Section(self._get(name, {}, required), self.key(name))
+
+    def raw(self, name: str, default: Any = None) -> Any:
+        return self._get(name, default, False)
+
+    def reject_unknown(self) -> None:
+        unknown = sorted(set(self.data) - self._used)
+        if unknown:
+            raise ConfigError(f"{self.key(unknown[0])}: unknown key (known: {sorted(self._used)})")

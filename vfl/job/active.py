@@ -1,0 +1,354 @@
+"""The active party's job runtime: drives PSI, set-up, training, evaluation and saving, step by step.
+
+Runs in its own thread at the active node. Every stage reports progress and per-epoch metrics as events,
+which `vfl run` and the Python API show as progress bars.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vfl.errors import ConfigError, DataError, VflError
+from vfl.job import crypto
+from vfl.job.events import EventLog
+from vfl.job.ledger import WireLedger
+from vfl.job.links import PassiveLink
+from vfl.job.party_data import align, load_alignment, load_dataset, save_alignment
+from vfl.job.passive import party_seed, spec_init_std
+from vfl.job.spec import JobSpec
+from vfl.job.split import batch_order
+from vfl.models.mlp import build_mlp, init_module
+from vfl.models.tasks import make_task
+from vfl.protocol.layout import default_layout
+from vfl.transport.chunking import PeerCallError
+
+log = logging.getLogger("vfl.active")
+
+EVAL_BATCH = 2048
+
+
+class JobFailed(VflError):
+    pass
+
+
+def inherit_model_settings(spec: JobSpec, trained_spec_path: Path) -> JobSpec:
+    """A prediction job uses the architecture, crypto settings and seeds of the job that trained the model."""
+    import dataclasses
+    from vfl.job.spec import load_job_spec
+    if not trained_spec_path.exists():
+        raise DataError(f"model_job: no trained job at {trained_spec_path.parent}")
+    trained = load_job_spec(trained_spec_path)
+    if {p.name for p in trained.parties} != {p.name for p in spec.parties} or trained.active != spec.active:
+        raise ConfigError(f"parties: prediction parties {[p.name for p in spec.parties]} differ from the "
+                          f"trained model's {[p.name for p in trained.parties]}")
+    parties = tuple(dataclasses.replace(p, bottom=trained.party(p.name).bottom) for p in spec.parties)
+    return dataclasses.replace(spec, task=trained.task, parties=parties, interactive_out=trained.interactive_out,
+                               top=trained.top, crypto=trained.crypto, train=trained.train, split=trained.split)
+
+
+class ActiveModel(torch.nn.Module):
+    """The active party's plaintext part: its own bottom model and interactive weight, bias and top model."""
+
+    def __init__(self, spec: JobSpec, feature_dim: int, num_outputs: int):
+        super().__init__()
+        own = spec.party(spec.active).bottom
+        self.has_bottom = feature_dim > 0
+        seed = party_seed(spec.train.seed, spec.active)
+        torch.manual_seed(seed)
+        if self.has_bottom:
+            self.bottom = build_mlp(feature_dim, own.hidden, own.out, own.activation, own.dropout, True)
+            init_module(self.bottom, seed)
+            self.own_weight = torch.nn.Parameter(torch.randn(own.out, spec.interactive_out)
+                                                 * spec_init_std(spec, None))
+        self.bias = torch.nn.Parameter(torch.zeros(spec.interactive_out))
+        top = spec.top
+        self.top = torch.nn.Sequential(torch.nn.ReLU(), build_mlp(spec.interactive_out, top.hidden, num_outputs,
+                                                                  top.activation, top.dropout, False))
+        init_module(self.top, seed + 7)
+        self.bound = spec.crypto.activation_bound
+
+    def own_z(self, x: torch.Tensor) -> torch.Tensor | None:
+        if not self.has_bottom:
+            return None
+        return self.bottom(x).clamp(-self.bound, self.bound) @ self.own_weight
+
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.top(z + self.bias)
+
+    def optimizers(self, spec: JobSpec) -> list[torch.optim.Optimizer]:
+        t = spec.train
+        adam = list(self.top.parameters()) + (list(self.bottom.parameters()) if self.has_bottom else [])
+        sgd = [self.bias] + ([self.own_weight] if self.has_bottom else [])
+        return [torch.optim.Adam(adam, lr=t.lr),
+                torch.optim.SGD(sgd, lr=t.interactive_lr, momentum=t.interactive_momentum)]
+
+
+class ActiveJob:
+    def __init__(self, node, spec: JobSpec, events: EventLog, defense=None):
+        self.node = node
+        if spec.kind == "predict":
+            spec = inherit_model_settings(spec, node.config.job_dir(spec.model_job) / "job.yaml")
+        self.spec = spec
+        self.events = events
+        self.job_dir: Path = node.config.job_dir(spec.job_id)
+        self.ledger = WireLedger()
+        self.links = {p.name: PassiveLink(node, p.name, spec, self.ledger) for p in spec.passives}
+        self.pool = ThreadPoolExecutor(max_workers=max(1, len(self.links)), thread_name_prefix=f"{spec.job_id}-link")
+        self.metrics_history: list[dict] = []
+        self.defense = defense
+
+    # ------------------------------------------------------------------ helpers
+    def emit(self, kind: str, message: str = "", **fields) -> None:
+        self.events.emit(kind, message, **fields)
+        if kind in ("log", "epoch", "result", "error"):
+            log.info("[%s] %s", self.spec.job_id, message)
+
+    def each_link(self, fn):
+        """Run fn(link) for every passive party concurrently; return results in party order."""
+        futures = {name: self.pool.submit(fn, link) for name, link in self.links.items()}
+        return [futures[name].result() for name in self.links]
+
+    # ------------------------------------------------------------------ stages
+    def run(self) -> dict:
+        spec = self.spec
+        if spec.active != self.node.config.party:
+            raise ConfigError(f"active: job names {spec.active!r} as active party, but this node is "
+                              f"{self.node.config.party!r}")
+        self.job_dir.mkdir(parents=True, exist_ok=True)
+        (self.job_dir / "job.yaml").write_text(spec.to_yaml())
+        t0 = time.time()
+        try:
+            self._open()
+            self._psi()
+            if spec.kind == "psi":
+                ids, _ = load_alignment(self.job_dir)
+                result = {"job_id": spec.job_id, "intersection": len(ids),
+                          "aligned_ids": str(self.job_dir / "aligned_ids.json")}
+            else:
+                self._setup()
+                result = self._train() if spec.kind == "train" else self._predict()
+            result["seconds"] = round(time.time() - t0, 2)
+            self._close("succeeded", save=spec.kind == "train", result=result)
+            (self.job_dir / "result.json").write_text(json.dumps(result, indent=1, default=str))
+            self.emit("result", f"job {spec.job_id} finished in {result['seconds']} s", stage="done",
+                      metrics=result, done=True)
+            return result
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, VflError) else f"{type(exc).__name__}: {exc}"
+            log.exception("job %s failed", spec.job_id) if not isinstance(exc, VflError) else None
+            try:
+                self._close("failed", save=False, result={"error": message})
+            except Exception:  # noqa: BLE001 - the original failure is what the user needs to see
+                pass
+            self.emit("error", message, failed=True, done=True)
+            raise
+        finally:
+            self.pool.shutdown(wait=False)
+
+    def _open(self) -> None:
+        spec = self.spec
+        self.emit("log", f"opening job {spec.job_id} at {', '.join(self.links)}", stage="open")
+        dataset = self.node.dataset(spec.party(spec.active).dataset)
+        if spec.kind == "train" and not dataset.label:
+            raise DataError(f"dataset {dataset.name!r} of active party {spec.active!r} declares no label column")
+        schema = None
+        if spec.kind == "predict":
+            from vfl.data import Schema
+            schema = Schema.from_json((self._model_dir() / "schema.json").read_text())
+        self.table = load_dataset(dataset, schema=schema)
+        spec_yaml = spec.to_yaml()
+        replies = self.each_link(lambda link: link.open(spec_yaml))
+        for name, reply in zip(self.links, replies):
+            self.emit("log", f"{name}: {reply.rows} rows, {reply.feature_dim} features", stage="open")
+
+    def _psi(self) -> None:
+        from vfl.job.psi_bridge import run_psi_as_active
+        self.emit("log", "PSI: aligning rows", stage="psi")
+        ids, own_rows = run_psi_as_active(self, [str(i) for i in self.table.ids])
+        save_alignment(self.job_dir, ids, own_rows)
+        self.emit("log", f"PSI: {len(ids)} common IDs (active party has {len(self.table)})", stage="psi",
+                  metrics={"intersection": len(ids)})
+        if len(ids) == 0:
+            raise DataError("PSI found no common IDs between the parties: nothing to train on")
+
+    def _setup(self) -> None:
+        spec = self.spec
+        ids, own_rows = load_alignment(self.job_dir)
+        saved = torch.load(self._model_dir() / "party.pt", weights_only=False) if spec.kind == "predict" else None
+        self.data, self.standardizer = align(self.table, ids, own_rows, spec,
+                                             standardizer=saved["standardizer"] if saved else None)
+        labels = self.data.label
+        if spec.kind == "train":
+            num_classes = len(self.table.schema.label_classes) if spec.task == "multiclass" else None
+            self.task = make_task(spec.task, labels, num_classes)
+        else:
+            self.task = make_task(spec.task, None, saved["num_classes"])
+        self.model = ActiveModel(spec, self.data.feature_dim, self.task.num_outputs)
+        self.optimizers = self.model.optimizers(spec)
+        self.ops_a = None
+        if spec.crypto.mode == "paillier":
+            self.emit("log", f"generating a fresh {spec.crypto.key_bits}-bit Paillier key for this job", stage="setup")
+            self.ops_a = crypto.new_private_ops(spec.crypto.key_bits, self.node.config.workers)
+        c = spec.crypto
+        rng = np.random.default_rng(party_seed(spec.train.seed, spec.active) + 1)
+        init_std = spec_init_std(spec, None)
+
+        def setup_link(link: PassiveLink) -> None:
+            bottom = spec.party(link.peer).bottom
+            layout = default_layout(c.key_bits, bottom.out, spec.interactive_out, c.precision_bits, c.gradient_bits,
+                                    c.stat_security_bits, c.activation_bound,
+                                    max(spec.train.batch_size, EVAL_BATCH), spec.train.seed)
+            restored = saved["links"][link.peer] if saved else None
+            link.setup(layout, self.ops_a, len(ids), init_std, rng,
+                       restored_share=restored.get("share") if restored else None,
+                       restored_plain=restored.get("plain") if restored else None)
+        self.each_link(setup_link)
+        if saved:
+            self.model.load_state_dict(saved["model"])
+        self.emit("log", f"set up: split {self.data.split.sizes()}", stage="setup",
+                  metrics={"split": self.data.split.sizes()})
+
+    # ------------------------------------------------------------------ training
+    def _forward(self, rows: np.ndarray, phase: str, epoch: int, step: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        zs = self.each_link(lambda link: link.forward(rows, phase, epoch, step))
+        if phase == "train":
+            zs = [z.requires_grad_(True) for z in zs]
+        z = sum(zs)
+        x = torch.from_numpy(self.data.features[rows])
+        own = self.model.own_z(x)
+        if own is not None:
+            z = z + own
+        return self.model.head(z), zs
+
+    def _train_step(self, rows: np.ndarray, epoch: int, step: int) -> float:
+        self.model.train()
+        out, zs = self._forward(rows, "train", epoch, step)
+        target = torch.from_numpy(np.asarray(self.data.label[rows]))
+        loss = self.task.loss(out, target)
+        for opt in self.optimizers:
+            opt.zero_grad()
+        loss.backward()
+        delta = zs[0].grad.detach().numpy().astype(np.float64)  # dL/dz, identical for every passive party
+        per_example = delta * len(rows)
+        if self.defense is not None:
+            per_example = self.defense.apply(per_example, self.data.label[rows], step=(epoch, step))
+        self.each_link(lambda link: link.backward(per_example, epoch, step))
+        for opt in self.optimizers:
+            opt.step()
+        return float(loss.detach())
+
+    def _train(self) -> dict:
+        spec = self.spec
+        split = self.data.split
+        epochs = spec.train.epochs
+        start_epoch = 0
+        history = self.metrics_history
+        for epoch in range(start_epoch, epochs):
+            batches = batch_order(split.train, spec.train.batch_size, epoch, spec.train.seed)
+            losses = []
+            t0 = time.time()
+            for step, rows in enumerate(batches):
+                losses.append(self._train_step(rows, epoch, step))
+                self.emit("progress", stage="train", progress=(step + 1) / len(batches),
+                          metrics={"epoch": epoch + 1, "epochs": epochs, "step": step + 1, "steps": len(batches),
+                                   "loss": losses[-1]})
+            seconds = time.time() - t0
+            metrics = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(seconds, 2),
+                       "rows_per_second": round(len(split.train) / max(seconds, 1e-9), 1)}
+            if len(split.validation):
+                metrics.update({f"validation_{k}": v for k, v in self.evaluate(split.validation, epoch).items()})
+            history.append(metrics)
+            checkpoint = spec.train.checkpoint
+            if checkpoint:
+                self._checkpoint(epoch)
+            self.each_link(lambda link: link.end_epoch(epoch, checkpoint))
+            self.emit("epoch", "epoch {epoch}/{epochs}: ".format(epoch=epoch + 1, epochs=epochs) +
+                      ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
+                      stage="train", metrics=metrics)
+        test = self.evaluate(split.test, epochs) if len(split.test) else {}
+        self.emit("log", "test: " + ", ".join(f"{k}={v:.4f}" for k, v in test.items()), stage="evaluate",
+                  metrics=test)
+        return {"job_id": spec.job_id, "task": spec.task, "test": test, "history": history,
+                "split": split.sizes(), "intersection": int(len(self.data.ids)),
+                "model_dir": str(self._own_model_dir())}
+
+    def predict_rows(self, positions: np.ndarray, phase: str, epoch: int) -> np.ndarray:
+        self.model.eval()
+        outputs = []
+        with torch.no_grad():
+            for i, start in enumerate(range(0, len(positions), EVAL_BATCH)):
+                rows = positions[start:start + EVAL_BATCH]
+                out, _ = self._forward(rows, phase, epoch, i)
+                outputs.append(self.task.predict(out))
+        return np.concatenate(outputs) if outputs else np.zeros(0)
+
+    def evaluate(self, positions: np.ndarray, epoch: int) -> dict[str, float]:
+        prediction = self.predict_rows(positions, "eval", epoch)
+        return self.task.metrics(prediction, np.asarray(self.data.label[positions]))
+
+    # ------------------------------------------------------------------ prediction job
+    def _predict(self) -> dict:
+        positions = np.arange(len(self.data.ids))
+        prediction = self.predict_rows(positions, "predict", 0)
+        out = self.job_dir / "predictions.csv"
+        import pandas as pd
+        frame = pd.DataFrame({"id": [str(i) for i in self.data.ids]})
+        if prediction.ndim == 2:
+            for k in range(prediction.shape[1]):
+                frame[f"p{k}"] = prediction[:, k]
+        else:
+            frame["prediction"] = prediction
+        frame.to_csv(out, index=False)
+        result = {"job_id": self.spec.job_id, "predictions": str(out), "rows": len(frame)}
+        if self.data.label is not None and len(self.data.label):
+            result["metrics"] = self.task.metrics(prediction, np.asarray(self.data.label))
+        return result
+
+    # ------------------------------------------------------------------ persistence
+    def _model_dir(self) -> Path:
+        return self.node.config.job_dir(self.spec.model_job or self.spec.job_id) / "model"
+
+    def _own_model_dir(self) -> Path:
+        return self.job_dir / "model"
+
+    def _link_state(self) -> dict:
+        return {name: {"share": link.share, "plain": link.plain_weight.detach().clone()
+                       if link.plain_weight is not None else None} for name, link in self.links.items()}
+
+    def _checkpoint(self, epoch: int) -> None:
+        directory = self.job_dir / "checkpoints"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"epoch-{epoch:04d}.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save({"epoch": epoch, "model": self.model.state_dict(),
+                    "optimizers": [o.state_dict() for o in self.optimizers], "links": self._link_state(),
+                    "history": self.metrics_history}, tmp)
+        tmp.replace(path)
+
+    def _close(self, status: str, save: bool, result: dict) -> None:
+        if save:
+            directory = self._own_model_dir()
+            directory.mkdir(parents=True, exist_ok=True)
+            torch.save({"party": self.spec.active, "role": "active", "model": self.model.state_dict(),
+                        "links": self._link_state(), "standardizer": self.standardizer,
+                        "num_classes": self.task.num_classes, "task": self.task.kind}, directory / "party.pt")
+            (directory / "schema.json").write_text(self.table.schema.to_json())
+        replies = {}
+        for name, link in self.links.items():
+            try:
+                replies[name] = link.close(status, save)
+            except PeerCallError as exc:
+                if status == "succeeded":
+                    raise
+                log.warning("closing job at %s failed: %s", name, exc)
+        result["model_parts"] = {name: r.model_path for name, r in replies.items()}
+        if save:
+            result["model_parts"][self.spec.active] = str(self._own_model_dir() / "party.pt")
+        summary = {"party": self.spec.active, "role": "active", "messages": self.ledger.summary()}
+        (self.job_dir / "wire_summary.json").write_text(json.dumps(summary, indent=1))

@@ -1,0 +1,135 @@
+"""The active party's link to one passive party: RPC calls plus its half of the interactive-layer protocol."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vfl.errors import ProtocolError
+from vfl.job import crypto
+from vfl.job.ledger import WireLedger
+from vfl.job.passive import decode_int_matrix
+from vfl.protocol import interactive as proto
+from vfl.protocol.layout import Layout
+from vfl.transport.chunking import call_unary
+from vfl.transport.proto import node_pb2 as pb
+from vfl.transport.proto import node_pb2_grpc as pb_grpc
+
+
+class PassiveLink:
+    def __init__(self, node, peer: str, spec, ledger: WireLedger, timeout: float = 600.0):
+        self.node = node
+        self.peer = peer
+        self.spec = spec
+        self.ledger = ledger
+        self.timeout = timeout
+        self.stub = pb_grpc.PartyStub(node.channel(peer))
+        self.paillier = spec.crypto.mode == "paillier"
+        self.share: proto.WeightShare | None = None
+        self.plain_weight: torch.nn.Parameter | None = None
+        self.layout: Layout | None = None
+
+    def _call(self, name: str, request, reply_type):
+        method = getattr(self.stub, name)
+        self.ledger.record_message("sent", self.peer, request)
+
+        def invoke(chunks, timeout):
+            return method(chunks, timeout=timeout, metadata=self.node.call_metadata())
+        reply = call_unary(self.peer, name, invoke, request, reply_type, timeout=self.timeout)
+        self.ledger.record_message("received", self.peer, reply)
+        return reply
+
+    # ------------------------------------------------------------------ job lifecycle
+    def open(self, spec_yaml: str, resume_epoch: int = -1) -> pb.OpenJobReply:
+        return self._call("OpenJob", pb.OpenJob(job_id=self.spec.job_id, spec_yaml=spec_yaml,
+                                               resume_epoch=resume_epoch), pb.OpenJobReply)
+
+    def setup(self, layout: Layout, ops_a, aligned_rows: int, init_std: float, rng: np.random.Generator,
+              restored_share=None, restored_plain=None) -> None:
+        self.layout = layout
+        req = pb.SetupRequest(job_id=self.spec.job_id, aligned_rows=aligned_rows,
+                              interactive_out=layout.m, layout=layout.to_json())
+        if self.paillier:
+            req.active_public_key = crypto.public_key_bytes(ops_a)
+        reply = self._call("Setup", req, pb.SetupReply)
+        if reply.bottom_out != layout.d:
+            raise ProtocolError(f"setup: {self.peer} reports bottom output {reply.bottom_out}, expected {layout.d}")
+        if not self.paillier:
+            w = restored_plain if restored_plain is not None else torch.randn(layout.d, layout.m) * init_std
+            self.plain_weight = torch.nn.Parameter(w.clone().float())
+            return
+        self.ops_a = ops_a
+        self.ops_p = crypto.public_ops_from_bytes(reply.passive_public_key, self.spec.crypto.key_bits,
+                                                  self.node.config.workers)
+        if restored_share is not None:
+            self.share = restored_share
+        else:
+            masked = decode_int_matrix(reply.init_masked, (layout.d, layout.m), proto.share_bits(layout) + 2)
+            self.share = proto.active_init(layout, init_std, masked, rng)
+
+    def end_epoch(self, epoch: int, checkpoint: bool) -> str:
+        return self._call("EndEpoch", pb.EndEpochRequest(job_id=self.spec.job_id, epoch=epoch,
+                                                        checkpoint=checkpoint), pb.EndEpochReply).checkpoint
+
+    def close(self, status: str, save_model: bool) -> pb.CloseJobReply:
+        return self._call("CloseJob", pb.CloseJobRequest(job_id=self.spec.job_id, status=status,
+                                                        save_model=save_model), pb.CloseJobReply)
+
+    # ------------------------------------------------------------------ one step
+    def forward(self, rows: np.ndarray, phase: str, epoch: int, step: int) -> torch.Tensor:
+        """z_P = h_P W_P for these rows, as a float tensor (rows x m)."""
+        layout = self.layout
+        req = pb.ForwardRequest(job_id=self.spec.job_id, epoch=epoch, step=step, phase=phase,
+                                rows=np.asarray(rows, dtype="<i4").tobytes())
+        if self.paillier:
+            u_rows = proto.product_weights(self.share.weights, layout)
+            req.u_ciphertexts = crypto.to_bytes(self.ops_a, proto.weight_bases(self.ops_a, u_rows,
+                                                                               layout.forward_layout()))
+        reply = self._call("Forward", req, pb.ForwardReply)
+        n = len(rows)
+        if not self.paillier:
+            if len(reply.h_plain) != n * layout.d * 4:
+                raise ProtocolError(f"forward: {self.peer} sent {len(reply.h_plain)} bytes of h, "
+                                    f"expected {n}x{layout.d} float32")
+            self._h = torch.from_numpy(np.frombuffer(reply.h_plain, dtype="<f4").reshape(n, layout.d).copy())
+            return self._h @ self.plain_weight
+        z_cts = crypto.from_bytes(self.ops_a, reply.z_ciphertexts, layout.forward_layout().ciphertexts_for(n),
+                                  f"forward reply from {self.peer}")
+        if phase == "train":
+            self._v_bases = crypto.from_bytes(self.ops_p, reply.v_ciphertexts,
+                                              layout.m * layout.backward_layout().groups,
+                                              f"forward reply from {self.peer} (v_ciphertexts)")
+        z = proto.active_decode_forward(self.ops_a, z_cts, n, layout)
+        return torch.from_numpy(z).float()
+
+    def backward(self, per_example_delta: np.ndarray, epoch: int, step: int) -> None:
+        """Send this passive party its input gradient and update the shared weight."""
+        layout = self.layout
+        rows = per_example_delta.shape[0]
+        req = pb.BackwardRequest(job_id=self.spec.job_id, epoch=epoch, step=step)
+        if not self.paillier:
+            grad_h = torch.from_numpy(per_example_delta / rows).float() @ self.plain_weight.detach().T
+            req.grad_plain = grad_h.numpy().astype("<f4").tobytes()
+            self._call("Backward", req, pb.BackwardReply)
+            grad_w = self._h.T @ torch.from_numpy(per_example_delta / rows).float()
+            self._plain_update(grad_w)
+            return
+        d_int = proto.encode_gradients(per_example_delta, layout)
+        req.grad_ciphertexts = crypto.to_bytes(
+            self.ops_p, proto.active_input_gradient(self.ops_p, self._v_bases, d_int, self.share, layout))
+        req.delta_ciphertexts = crypto.to_bytes(self.ops_a, proto.active_encrypt_gradients(self.ops_a, d_int, layout))
+        reply = self._call("Backward", req, pb.BackwardReply)
+        per_row = -(-layout.m // layout.gradient_layout().width)
+        masked = crypto.from_bytes(self.ops_a, reply.masked_gradient, layout.d * per_row,
+                                   f"backward reply from {self.peer}")
+        share = proto.active_decode_weight_gradient(self.ops_a, masked, layout)
+        t = self.spec.train
+        proto.apply_update(self.share, share, rows, t.interactive_lr, t.interactive_momentum, t.weight_decay, layout)
+
+    def _plain_update(self, grad_w: torch.Tensor) -> None:
+        """Plaintext baseline: the same SGD with momentum, on a weight the active party holds in the clear."""
+        t = self.spec.train
+        if not hasattr(self, "_velocity"):
+            self._velocity = torch.zeros_like(grad_w)
+        self._velocity = t.interactive_momentum * self._velocity + grad_w
+        with torch.no_grad():
+            self.plain_weight -= t.interactive_lr * self._velocity + t.interactive_lr * t.weight_decay * self.plain_weight

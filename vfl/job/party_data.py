@@ -1,0 +1,64 @@
+"""A party's rows for one job: loaded from its own dataset, aligned by PSI, split by ID, standardized.
+
+Both the active and passive runtimes use it; all files it writes go under the job directory.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vfl.errors import DataError
+from vfl.job.spec import JobSpec
+from vfl.job.split import Split, split_by_id
+from vfl.node.config import DatasetConfig
+
+
+def load_dataset(ds: DatasetConfig, schema=None):
+    from vfl.data import load_party_table
+    return load_party_table(ds.path, id_column=ds.id_column, features=list(ds.features) if ds.features else None,
+                            label=ds.label, categorical=list(ds.categorical), schema=schema)
+
+
+@dataclass
+class AlignedData:
+    ids: np.ndarray            # common IDs in the agreed order
+    features: np.ndarray       # this party's rows in that order (standardized, float32)
+    label: np.ndarray | None
+    split: Split
+    feature_names: list[str]
+
+    @property
+    def feature_dim(self) -> int:
+        return self.features.shape[1]
+
+
+def save_alignment(job_dir: Path, ids: np.ndarray, own_rows: np.ndarray) -> None:
+    job_dir.mkdir(parents=True, exist_ok=True)
+    np.save(job_dir / "aligned_rows.npy", np.asarray(own_rows, dtype=np.int64))
+    (job_dir / "aligned_ids.json").write_text(json.dumps([str(i) for i in ids]))
+
+
+def load_alignment(job_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    rows_path, ids_path = job_dir / "aligned_rows.npy", job_dir / "aligned_ids.json"
+    if not rows_path.exists() or not ids_path.exists():
+        raise DataError(f"job directory {job_dir}: no PSI alignment saved (run PSI first)")
+    return np.array(json.loads(ids_path.read_text()), dtype=object), np.load(rows_path)
+
+
+def align(table, ids: np.ndarray, own_rows: np.ndarray, spec: JobSpec, standardizer=None):
+    """Rows in PSI order, split by ID, standardized with statistics of the training rows (or given ones)."""
+    from vfl.data import Standardizer
+    aligned = table.take(own_rows)
+    if len(aligned) and [str(i) for i in aligned.ids[:3]] != [str(i) for i in ids[:3]]:
+        raise DataError("PSI alignment does not match this party's table (ids differ at the first rows)")
+    split = split_by_id([str(i) for i in ids], spec.split.validation, spec.split.test, spec.split.seed)
+    x = np.asarray(aligned.features, dtype=np.float64)
+    if standardizer is None:
+        standardizer = Standardizer.fit(x[split.train] if len(split.train) else x)
+    x = standardizer.apply(x).astype(np.float32)
+    label = aligned.label if aligned.label is not None else None
+    return AlignedData(ids=ids, features=x, label=label, split=split,
+                       feature_names=list(aligned.feature_names)), standardizer

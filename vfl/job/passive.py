@@ -1,0 +1,314 @@
+"""The passive party's side of a job: it answers the active party's calls, one step at a time.
+
+State machine per job: opened -> (PSI) -> set up -> [forward(train) -> backward]* / forward(eval) ...
+-> closed. A call in the wrong state gets FAILED_PRECONDITION and changes nothing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vfl.errors import DataError, ProtocolError
+from vfl.job import crypto
+from vfl.job.ledger import WireLedger
+from vfl.job.party_data import AlignedData, align, load_alignment, load_dataset, save_alignment
+from vfl.job.spec import JobSpec
+from vfl.models.mlp import build_mlp, init_module
+from vfl.protocol import interactive as proto
+from vfl.protocol.layout import Layout
+from vfl.transport.chunking import OutOfOrder
+from vfl.transport.proto import node_pb2 as pb
+
+log = logging.getLogger("vfl.passive")
+PHASES = ("train", "eval", "predict")
+
+
+def party_seed(seed: int, party: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(party.encode())) % (2**31)
+
+
+class PassiveJob:
+    def __init__(self, node, spec: JobSpec, active: str, resume_epoch: int):
+        self.node = node
+        self.spec = spec
+        self.active = active
+        self.party = node.config.party
+        self.job_dir: Path = node.config.job_dir(spec.job_id)
+        self.resume_epoch = resume_epoch
+        self.lock = threading.RLock()
+        self.ledger = WireLedger()
+        self.state = "opened"
+        dataset = node.dataset(spec.party(self.party).dataset)
+        if dataset.label:
+            raise DataError(f"label declared at more than one party: {spec.active!r} holds the labels of job "
+                            f"{spec.job_id!r}, but dataset {dataset.name!r} of {self.party!r} declares label "
+                            f"{dataset.label!r}")
+        self.dataset = dataset
+        self.table = None
+        self.data: AlignedData | None = None
+        self.pending: dict | None = None
+        self.last_step: tuple[int, int] = (-1, -1)
+        self.recorded: list[tuple[np.ndarray, np.ndarray]] = []
+
+    # ---------------------------------------------------------------- open / PSI
+    def open(self) -> pb.OpenJobReply:
+        schema = self._saved_schema() if self.spec.kind == "predict" else None
+        self.table = load_dataset(self.dataset, schema=schema)
+        return pb.OpenJobReply(rows=len(self.table), feature_dim=int(self.table.features.shape[1]),
+                               resumable_epoch=self.last_checkpoint())
+
+    def psi_ids(self) -> list[str]:
+        if self.table is None:
+            raise OutOfOrder("PSI before OpenJob")
+        return [str(i) for i in self.table.ids]
+
+    def on_psi_result(self, common_ids, own_rows) -> None:
+        with self.lock:
+            save_alignment(self.job_dir, np.asarray(common_ids, dtype=object), np.asarray(own_rows))
+            self.state = "aligned"
+
+    # ---------------------------------------------------------------- setup
+    def setup(self, req: pb.SetupRequest) -> pb.SetupReply:
+        with self.lock:
+            self.ledger.record_message("received", self.active, req)
+            ids, own_rows = load_alignment(self.job_dir)
+            if req.aligned_rows != len(ids):
+                raise ProtocolError(f"setup: active party reports {req.aligned_rows} aligned rows, "
+                                    f"this party's PSI result has {len(ids)}")
+            layout = Layout.from_json(req.layout)
+            spec = self.spec
+            bottom_spec = spec.party(self.party).bottom
+            if layout.d != bottom_spec.out or layout.m != spec.interactive_out:
+                raise ProtocolError(f"setup: layout d={layout.d}, m={layout.m} disagrees with the job spec "
+                                    f"(d={bottom_spec.out}, m={spec.interactive_out})")
+            saved = self._load_model_part() if spec.kind == "predict" else None
+            self.data, self.standardizer = align(self.table, ids, own_rows, spec,
+                                                 standardizer=saved["standardizer"] if saved else None)
+            self.layout = layout
+            seed = party_seed(spec.train.seed, self.party)
+            torch.manual_seed(seed)
+            self.bottom = build_mlp(self.data.feature_dim, bottom_spec.hidden, bottom_spec.out,
+                                    bottom_spec.activation, bottom_spec.dropout, final_activation=True)
+            init_module(self.bottom, seed)
+            self.optimizer = torch.optim.Adam(self.bottom.parameters(), lr=spec.train.lr)
+            self.paillier = spec.crypto.mode == "paillier"
+            reply = pb.SetupReply(bottom_out=layout.d)
+            if self.paillier:
+                self.ops_a = crypto.public_ops_from_bytes(req.active_public_key, spec.crypto.key_bits,
+                                                          self.node.config.workers)
+                self.ops_p = crypto.new_private_ops(spec.crypto.key_bits, self.node.config.workers)
+                reply.passive_public_key = crypto.public_key_bytes(self.ops_p)
+            if saved is not None:
+                self.bottom.load_state_dict(saved["bottom"])
+                self.share = saved["share"]
+            elif self.resume_epoch >= 0:
+                self._restore(self.resume_epoch)
+            else:
+                self.share, masked = proto.passive_init(layout, spec_init_std(spec, layout),
+                                                        np.random.default_rng(seed + 1))
+                if self.paillier:
+                    reply.init_masked = encode_int_matrix(masked)
+            self.state = "ready"
+            self.ledger.record_message("sent", self.active, reply)
+            return reply
+
+    # ---------------------------------------------------------------- forward
+    def _rows(self, req) -> np.ndarray:
+        if len(req.rows) % 4:
+            raise ProtocolError("forward: rows must be int32 values")
+        rows = np.frombuffer(req.rows, dtype="<i4").astype(np.int64)
+        n = len(self.data.ids)
+        if len(rows) == 0 or len(rows) > self.layout.max_batch:
+            raise ProtocolError(f"forward: batch of {len(rows)} rows (allowed 1..{self.layout.max_batch})")
+        if rows.min() < 0 or rows.max() >= n:
+            raise ProtocolError(f"forward: row position out of range 0..{n - 1}")
+        return rows
+
+    def forward(self, req: pb.ForwardRequest) -> pb.ForwardReply:
+        with self.lock:
+            if self.state != "ready":
+                raise OutOfOrder(f"forward: job {self.spec.job_id!r} is {self.state}, not ready")
+            if req.phase not in PHASES:
+                raise ProtocolError(f"forward: unknown phase {req.phase!r}")
+            if self.pending is not None:
+                raise OutOfOrder(f"forward: step {self.pending['step']} of epoch {self.pending['epoch']} "
+                                 "still waits for its backward call")
+            if req.phase == "train" and (req.epoch, req.step) <= self.last_step:
+                raise OutOfOrder(f"forward: step ({req.epoch}, {req.step}) is not after ({self.last_step})")
+            self.ledger.record_message("received", self.active, req)
+            rows = self._rows(req)
+            x = torch.from_numpy(self.data.features[rows])
+            train = req.phase == "train"
+            self.bottom.train(train)
+            with torch.set_grad_enabled(train):
+                h = self.bottom(x)
+            bound = self.spec.crypto.activation_bound
+            reply = pb.ForwardReply()
+            if not self.paillier:
+                reply.h_plain = h.detach().clamp(-bound, bound).numpy().astype("<f4").tobytes()
+                h_int = None
+            else:
+                slot = self.layout.forward_layout()
+                u_bases = crypto.from_bytes(self.ops_a, req.u_ciphertexts, self.layout.d * slot.groups,
+                                            "forward.u_ciphertexts")
+                h_int = proto.encode_activations(h.detach().numpy().astype(np.float64), self.layout)
+                z = proto.passive_forward(self.ops_a, u_bases, h_int, self.share, self.layout)
+                reply.z_ciphertexts = crypto.to_bytes(self.ops_a, z)
+                if train:
+                    v_rows = proto.product_weights(self.share.weights, self.layout).T
+                    reply.v_ciphertexts = crypto.to_bytes(
+                        self.ops_p, proto.weight_bases(self.ops_p, v_rows, self.layout.backward_layout()))
+            if train:
+                self.pending = {"epoch": req.epoch, "step": req.step, "h": h, "h_int": h_int, "rows": rows}
+            self.ledger.record_message("sent", self.active, reply)
+            return reply
+
+    # ---------------------------------------------------------------- backward
+    def backward(self, req: pb.BackwardRequest) -> pb.BackwardReply:
+        with self.lock:
+            p = self.pending
+            if p is None or (p["epoch"], p["step"]) != (req.epoch, req.step):
+                raise OutOfOrder(f"backward: no forward pending for step ({req.epoch}, {req.step})")
+            self.ledger.record_message("received", self.active, req)
+            rows = len(p["rows"])
+            reply = pb.BackwardReply()
+            if not self.paillier:
+                if len(req.grad_plain) != rows * self.layout.d * 4:
+                    raise ProtocolError(f"backward: grad_plain must hold {rows}x{self.layout.d} float32 values")
+                grad = np.frombuffer(req.grad_plain, dtype="<f4").reshape(rows, self.layout.d).astype(np.float64)
+            else:
+                bwd = self.layout.backward_layout()
+                g_cts = crypto.from_bytes(self.ops_p, req.grad_ciphertexts, bwd.ciphertexts_for(rows),
+                                          "backward.grad_ciphertexts")
+                per_row = -(-self.layout.m // self.layout.gradient_layout().width)
+                d_cts = crypto.from_bytes(self.ops_a, req.delta_ciphertexts, rows * per_row,
+                                          "backward.delta_ciphertexts")
+                grad = proto.passive_decode_input_gradient(self.ops_p, g_cts, rows, self.layout)
+                masked, share = proto.passive_weight_gradient(self.ops_a, d_cts, p["h_int"], self.layout)
+                reply.masked_gradient = crypto.to_bytes(self.ops_a, masked)
+                t = self.spec.train
+                proto.apply_update(self.share, share, rows, t.interactive_lr, t.interactive_momentum,
+                                   t.weight_decay, self.layout)
+            if self.spec.privacy.record_gradients:
+                self.recorded.append((self.data.ids[p["rows"]].copy(), grad.astype(np.float32)))
+            bound = self.spec.crypto.activation_bound
+            h = p["h"]
+            # d clamp(h)/dh is 1 inside the bound and 0 outside, as in the plaintext model
+            grad_t = torch.from_numpy(grad).to(h.dtype) * (h.detach().abs() <= bound).to(h.dtype)
+            self.optimizer.zero_grad()
+            h.backward(grad_t)
+            self.optimizer.step()
+            self.pending = None
+            self.last_step = (req.epoch, req.step)
+            self.ledger.record_message("sent", self.active, reply)
+            return reply
+
+    # ---------------------------------------------------------------- checkpoints and close
+    def end_epoch(self, req: pb.EndEpochRequest) -> pb.EndEpochReply:
+        with self.lock:
+            if self.pending is not None:
+                raise OutOfOrder("end of epoch while a training step waits for its backward call")
+            path = ""
+            if req.checkpoint:
+                path = str(self._checkpoint(req.epoch))
+            return pb.EndEpochReply(checkpoint=path)
+
+    def _checkpoint(self, epoch: int) -> Path:
+        directory = self.job_dir / "checkpoints"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"epoch-{epoch:04d}.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save({"epoch": epoch, "bottom": self.bottom.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "share": self.share, "last_step": self.last_step}, tmp)
+        tmp.replace(path)
+        return path
+
+    def last_checkpoint(self) -> int:
+        directory = self.job_dir / "checkpoints"
+        epochs = sorted(int(p.stem.split("-")[1]) for p in directory.glob("epoch-*.pt")) if directory.exists() else []
+        return epochs[-1] if epochs else -1
+
+    def _restore(self, epoch: int) -> None:
+        path = self.job_dir / "checkpoints" / f"epoch-{epoch:04d}.pt"
+        if not path.exists():
+            raise OutOfOrder(f"resume: party {self.party!r} has no checkpoint for epoch {epoch}")
+        state = torch.load(path, weights_only=False)
+        self.bottom.load_state_dict(state["bottom"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.share = state["share"]
+        self.last_step = tuple(state["last_step"])
+
+    def close(self, req: pb.CloseJobRequest) -> pb.CloseJobReply:
+        with self.lock:
+            reply = pb.CloseJobReply()
+            if req.save_model and self.data is not None and self.spec.kind == "train":
+                reply.model_path = str(self._save_model_part())
+            if self.recorded:
+                ids = np.concatenate([r[0] for r in self.recorded]).astype(str)
+                grads = np.concatenate([r[1] for r in self.recorded])
+                np.savez_compressed(self.job_dir / "recorded_gradients.npz", ids=ids, gradients=grads)
+            report = {"party": self.party, "role": "passive", "messages": self.ledger.summary(),
+                      "key_bits": self.spec.crypto.key_bits if self.paillier_enabled else 0}
+            (self.job_dir / "wire_summary.json").write_text(json.dumps(report, indent=1))
+            reply.report_json = json.dumps(report).encode()
+            self.state = "closed"
+            return reply
+
+    @property
+    def paillier_enabled(self) -> bool:
+        return self.spec.crypto.mode == "paillier"
+
+    def _save_model_part(self) -> Path:
+        directory = self.job_dir / "model"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "party.pt"
+        torch.save({"party": self.party, "role": "passive", "bottom": self.bottom.state_dict(),
+                    "share": self.share, "standardizer": self.standardizer,
+                    "feature_names": self.data.feature_names}, path)
+        (directory / "schema.json").write_text(self.table.schema.to_json())
+        return path
+
+    def _model_dir(self) -> Path:
+        return self.node.config.job_dir(self.spec.model_job) / "model"
+
+    def _saved_schema(self):
+        from vfl.data import Schema
+        path = self._model_dir() / "schema.json"
+        if not path.exists():
+            raise DataError(f"model job {self.spec.model_job!r}: no saved model part at {path.parent}")
+        return Schema.from_json(path.read_text())
+
+    def _load_model_part(self) -> dict:
+        path = self._model_dir() / "party.pt"
+        if not path.exists():
+            raise DataError(f"model job {self.spec.model_job!r}: no saved model part at {path}")
+        return torch.load(path, weights_only=False)
+
+
+def spec_init_std(spec: JobSpec, layout: Layout) -> float:
+    """Xavier-normal std of the interactive layer, over all parties' bottom outputs."""
+    fan_in = sum(p.bottom.out for p in spec.parties)
+    return float(np.sqrt(2.0 / (fan_in + spec.interactive_out)))
+
+
+def encode_int_matrix(values: np.ndarray) -> bytes:
+    return json.dumps({"shape": list(values.shape), "values": [str(int(v)) for v in values.reshape(-1)]}).encode()
+
+
+def decode_int_matrix(data: bytes, shape: tuple[int, int], max_bits: int) -> np.ndarray:
+    try:
+        obj = json.loads(data)
+        values = [int(v) for v in obj["values"]]
+        if tuple(obj["shape"]) != shape or len(values) != shape[0] * shape[1]:
+            raise ValueError(f"shape {obj['shape']} != {list(shape)}")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProtocolError(f"setup: invalid masked initial share: {exc}") from None
+    if any(abs(v).bit_length() > max_bits for v in values):
+        raise ProtocolError(f"setup: masked initial share exceeds {max_bits} bits")
+    return np.array(values, dtype=object).reshape(shape)

@@ -1,0 +1,135 @@
+"""The node's jobs: active jobs it runs (one thread each) and passive jobs it serves."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Iterator
+
+import yaml
+
+from vfl.errors import ConfigError, VflError
+from vfl.job.events import EventLog
+from vfl.job.spec import parse_job_spec
+from vfl.transport.chunking import NotFound, OutOfOrder, PermissionDenied
+from vfl.transport.proto import node_pb2 as pb
+
+log = logging.getLogger("vfl.jobs")
+
+
+def _parse_spec_yaml(text: str):
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"job spec: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("job spec: top level must be a mapping")
+    return parse_job_spec(data)
+
+
+def event_message(event) -> pb.JobEvent:
+    import json
+    return pb.JobEvent(job_id=event.job_id, kind=event.kind, message=event.message, stage=event.stage,
+                       progress=event.progress, metrics_json=json.dumps(event.metrics, default=str),
+                       done=event.done, failed=event.failed)
+
+
+class JobRegistry:
+    def __init__(self, node):
+        self.node = node
+        self._lock = threading.Lock()
+        self.active_events: dict[str, EventLog] = {}
+        self.active_threads: dict[str, threading.Thread] = {}
+        self.passive_jobs: dict[str, object] = {}
+
+    # ------------------------------------------------------------------ active side
+    def start_active(self, spec, defense=None) -> EventLog:
+        from vfl.job.active import ActiveJob
+        with self._lock:
+            if spec.job_id in self.active_events and not self.active_events[spec.job_id].finished:
+                raise ConfigError(f"job_id: job {spec.job_id!r} is already running")
+            if (self.node.config.job_dir(spec.job_id) / "result.json").exists():
+                raise ConfigError(f"job_id: job {spec.job_id!r} already ran on this node; choose another job_id")
+            events = EventLog(spec.job_id)
+            self.active_events[spec.job_id] = events
+        from vfl.privacy.defenses import defense_for_job
+        job = ActiveJob(self.node, spec, events, defense=defense if defense is not None else defense_for_job(spec))
+
+        def run() -> None:
+            try:
+                job.run()
+            except VflError:
+                pass  # already reported as an error event
+            except Exception:  # noqa: BLE001
+                log.exception("job %s crashed", spec.job_id)
+        thread = threading.Thread(target=run, name=f"job-{spec.job_id}", daemon=True)
+        self.active_threads[spec.job_id] = thread
+        thread.start()
+        return events
+
+    def submit(self, spec_yaml: str, submitted_by: str, cancelled: Callable[[], bool]) -> Iterator[pb.JobEvent]:
+        spec = _parse_spec_yaml(spec_yaml)
+        if self.node.config.role != "active" or spec.active != self.node.config.party:
+            raise ConfigError(f"active: jobs are submitted at the active party's node; this node is "
+                              f"{self.node.config.party!r} ({self.node.config.role}) and the job's active party "
+                              f"is {spec.active!r}")
+        log.info("job %s submitted by %s", spec.job_id, submitted_by)
+        events = self.start_active(spec)
+        for event in events.follow(cancelled):
+            yield event_message(event)
+
+    def watch(self, job_id: str, cancelled: Callable[[], bool]) -> Iterator[pb.JobEvent]:
+        with self._lock:
+            events = self.active_events.get(job_id)
+        if events is None:
+            raise NotFound(f"no job {job_id!r} on this node")
+        for event in events.follow(cancelled):
+            yield event_message(event)
+
+    # ------------------------------------------------------------------ passive side
+    def open_passive(self, request: pb.OpenJob, caller: str) -> pb.OpenJobReply:
+        from vfl.job.passive import PassiveJob
+        spec = _parse_spec_yaml(request.spec_yaml)
+        if spec.job_id != request.job_id:
+            raise ConfigError(f"open: job id {request.job_id!r} disagrees with the spec's {spec.job_id!r}")
+        if caller != spec.active:
+            raise PermissionDenied(f"job {spec.job_id!r} names {spec.active!r} as active party; "
+                                   f"the call came from {caller!r}")
+        if self.node.config.party not in [p.name for p in spec.passives]:
+            raise ConfigError(f"parties: job {spec.job_id!r} does not list {self.node.config.party!r} as a party")
+        with self._lock:
+            old = self.passive_jobs.get(spec.job_id)
+            if old is not None and getattr(old, "state", "") not in ("closed",) and request.resume_epoch < 0:
+                raise OutOfOrder(f"job {spec.job_id!r} is already open at {self.node.config.party!r}")
+        job = PassiveJob(self.node, spec, caller, request.resume_epoch)
+        reply = job.open()
+        with self._lock:
+            self.passive_jobs[spec.job_id] = job
+        return reply
+
+    def passive(self, job_id: str, caller: str):
+        with self._lock:
+            job = self.passive_jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no open job {job_id!r} at {self.node.config.party!r}")
+        if caller != job.active:
+            raise PermissionDenied(f"job {job_id!r} belongs to active party {job.active!r}, not {caller!r}")
+        return job
+
+    def close_passive(self, request: pb.CloseJobRequest, caller: str) -> pb.CloseJobReply:
+        job = self.passive(request.job_id, caller)
+        reply = job.close(request)
+        with self._lock:
+            self.passive_jobs.pop(request.job_id, None)
+        return reply
+
+    # ------------------------------------------------------------------ PSI
+    def add_psi_service(self, server) -> None:
+        from vfl.job.psi_bridge import add_psi_service
+        add_psi_service(server, self)
+
+    # ------------------------------------------------------------------ lifecycle
+    def recover(self) -> None:
+        """Nothing to do at start: passive jobs are reopened (resumed) by their active party's call."""
+
+    def shutdown(self) -> None:
+        pass

@@ -1,0 +1,254 @@
+"""The job spec (`vfl run job.yaml`): what to train, on which parties' datasets, with which model and crypto.
+
+Passive parties' datasets are named here but resolved by each party's own node config, so the active
+party never dictates file paths at another organization.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vfl.config_util import Section, load_yaml
+from vfl.errors import ConfigError
+from vfl.node.config import check_name
+
+TASKS = ("binary", "multiclass", "regression")
+KINDS = ("train", "predict", "psi")
+CRYPTO_MODES = ("paillier", "plaintext")
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class MlpSpec:
+    hidden: tuple[int, ...] = (32,)
+    out: int = 16
+    activation: str = "relu"
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class PartySpec:
+    name: str
+    dataset: str
+    bottom: MlpSpec
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    validation: float = 0.1
+    test: float = 0.2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    epochs: int = 5
+    batch_size: int = 512
+    lr: float = 0.01                 # bottom and top models (Adam)
+    interactive_lr: float = 0.05     # the shared interactive layer (SGD with momentum; linear, so shares stay shares)
+    interactive_momentum: float = 0.9
+    weight_decay: float = 0.0
+    seed: int = 0
+    checkpoint: bool = True
+
+
+@dataclass(frozen=True)
+class CryptoSpec:
+    mode: str = "paillier"           # "plaintext" is insecure split learning, for benchmarks and tests only
+    key_bits: int = 2048
+    precision_bits: int = 14         # fixed-point fraction bits for activations and interactive weights
+    gradient_bits: int = 16          # fixed-point fraction bits for per-example gradients
+    stat_security_bits: int = 40     # statistical masking slack
+    activation_bound: float = 32.0   # bottom outputs are clamped to +-bound before the interactive layer
+
+
+@dataclass(frozen=True)
+class PsiSpec:
+    strip: bool = True
+    lowercase: bool = False
+
+
+@dataclass(frozen=True)
+class PrivacySpec:
+    defense: str = "auto"            # auto | none | dp | marvell | max_norm
+    noise_multiplier: float | None = None
+    clip_norm: float | None = None
+    delta: float | None = None
+    marvell_strength: float | None = None
+    record_gradients: bool = False   # opt-in attack harness hook at passive parties
+    attacks: bool = False
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    job_id: str
+    kind: str
+    task: str
+    active: str
+    parties: tuple[PartySpec, ...]
+    interactive_out: int = 16
+    top: MlpSpec = MlpSpec(hidden=(16,), out=0)
+    split: SplitSpec = SplitSpec()
+    train: TrainSpec = TrainSpec()
+    crypto: CryptoSpec = CryptoSpec()
+    psi: PsiSpec = PsiSpec()
+    privacy: PrivacySpec = PrivacySpec()
+    model_job: str | None = None     # for kind=predict: the training job whose saved parts to use
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passives(self) -> tuple[PartySpec, ...]:
+        return tuple(p for p in self.parties if p.name != self.active)
+
+    def party(self, name: str) -> PartySpec:
+        for p in self.parties:
+            if p.name == name:
+                return p
+        raise ConfigError(f"parties: no party named {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(spec_to_yaml_dict(self), sort_keys=False)
+
+
+def _mlp(sec: Section, default: MlpSpec, allow_out: bool = True) -> MlpSpec:
+    hidden = sec.list("hidden", list(default.hidden))
+    for i, h in enumerate(hidden):
+        if isinstance(h, bool) or not isinstance(h, int) or h < 1 or h > 65536:
+            raise ConfigError(f"{sec.key('hidden')}[{i}]: must be a positive integer, got {h!r}")
+    out = sec.int("out", default.out, min_value=1, max_value=4096) if allow_out else default.out
+    act = sec.str("activation", default.activation, choices=("relu", "tanh", "sigmoid", "gelu", "leaky_relu"))
+    dropout = sec.float("dropout", default.dropout, min_value=0.0, max_value=0.9)
+    sec.reject_unknown()
+    return MlpSpec(hidden=tuple(hidden), out=out, activation=act, dropout=dropout)
+
+
+def parse_job_spec(data: dict[str, Any]) -> JobSpec:
+    root = Section(data, "")
+    job_id = root.str("job_id") or f"job-{uuid.uuid4().hex[:12]}"
+    if not _JOB_ID.match(job_id):
+        raise ConfigError(f"job_id: {job_id!r} must be 1-63 letters, digits, '_', '.' or '-'")
+    kind = root.str("kind", "train", choices=KINDS)
+    task = root.str("task", "binary", choices=TASKS)
+    active = check_name(root.str("active", required=True), "active")
+
+    model = root.section("model")
+    default_bottom = _mlp(model.section("bottom"), MlpSpec())
+    overrides = model.section("bottom_overrides")
+    overrides._used.update(overrides.data)
+    inter = model.section("interactive")
+    interactive_out = inter.int("out", 16, min_value=1, max_value=1024)
+    inter.reject_unknown()
+    top = _mlp(model.section("top"), MlpSpec(hidden=(16,), out=0), allow_out=False)
+    model.reject_unknown()
+
+    parties_sec = root.section("parties", required=True)
+    parties: list[PartySpec] = []
+    for name, item in parties_sec.data.items():
+        name = check_name(str(name), parties_sec.key(str(name)))
+        sec = Section(item, parties_sec.key(name))
+        bottom = default_bottom
+        if name in overrides.data:
+            base = asdict(default_bottom)
+            sub = overrides.data[name] or {}
+            if not isinstance(sub, dict):
+                raise ConfigError(f"model.bottom_overrides.{name}: must be a mapping")
+            base.update(sub)
+            bottom = _mlp(Section(base, f"model.bottom_overrides.{name}"), default_bottom)
+        parties.append(PartySpec(name=name, dataset=sec.str("dataset", required=True), bottom=bottom))
+        sec.reject_unknown()
+    parties_sec._used.update(parties_sec.data)
+    names = [p.name for p in parties]
+    if active not in names:
+        raise ConfigError(f"active: {active!r} is not among parties {names}")
+    if len(parties) < 2:
+        raise ConfigError(f"parties: at least two parties are needed, got {names}")
+    for name in overrides.data:
+        if name not in names:
+            raise ConfigError(f"model.bottom_overrides.{name}: not a party of this job ({names})")
+
+    s = root.section("split")
+    split = SplitSpec(validation=s.float("validation", 0.1, min_value=0.0, max_value=0.5),
+                      test=s.float("test", 0.2, min_value=0.0, max_value=0.5), seed=s.int("seed", 0))
+    if split.validation + split.test >= 0.9:
+        raise ConfigError("split: validation + test must leave at least 10% of rows for training")
+    s.reject_unknown()
+
+    t = root.section("train")
+    train = TrainSpec(epochs=t.int("epochs", 5, min_value=1, max_value=10000),
+                      batch_size=t.int("batch_size", 512, min_value=1, max_value=65536),
+                      lr=t.float("lr", 0.01, min_value=0.0, max_value=10.0),
+                      interactive_lr=t.float("interactive_lr", 0.05, min_value=0.0, max_value=10.0),
+                      interactive_momentum=t.float("interactive_momentum", 0.9, min_value=0.0, max_value=0.999),
+                      weight_decay=t.float("weight_decay", 0.0, min_value=0.0, max_value=1.0),
+                      seed=t.int("seed", 0), checkpoint=t.bool("checkpoint", True))
+    t.reject_unknown()
+
+    c = root.section("crypto")
+    crypto = CryptoSpec(mode=c.str("mode", "paillier", choices=CRYPTO_MODES),
+                        key_bits=c.int("key_bits", 2048, min_value=1024, max_value=4096),
+                        precision_bits=c.int("precision_bits", 14, min_value=8, max_value=24),
+                        gradient_bits=c.int("gradient_bits", 16, min_value=8, max_value=24),
+                        stat_security_bits=c.int("stat_security_bits", 40, min_value=40, max_value=128),
+                        activation_bound=c.float("activation_bound", 32.0, min_value=1.0, max_value=1024.0))
+    if crypto.key_bits not in (1024, 2048, 3072, 4096):
+        raise ConfigError(f"crypto.key_bits: must be 2048 (default) or 3072 (1024 only for tests), got {crypto.key_bits}")
+    c.reject_unknown()
+
+    p = root.section("psi")
+    psi = PsiSpec(strip=p.bool("strip", True), lowercase=p.bool("lowercase", False))
+    p.reject_unknown()
+
+    pr = root.section("privacy")
+    privacy = PrivacySpec(defense=pr.str("defense", "auto", choices=("auto", "none", "dp", "marvell", "max_norm")),
+                          noise_multiplier=pr.float("noise_multiplier", None, min_value=0.0),
+                          clip_norm=pr.float("clip_norm", None, min_value=0.0),
+                          delta=pr.float("delta", None, min_value=0.0, max_value=1.0),
+                          marvell_strength=pr.float("marvell_strength", None, min_value=0.0),
+                          record_gradients=pr.bool("record_gradients", False),
+                          attacks=pr.bool("attacks", False))
+    pr.reject_unknown()
+
+    model_job = root.str("model_job")
+    if kind == "predict" and not model_job:
+        raise ConfigError("model_job: required for kind: predict (the training job whose model parts to use)")
+    root.reject_unknown()
+    return JobSpec(job_id=job_id, kind=kind, task=task, active=active, parties=tuple(parties),
+                   interactive_out=interactive_out, top=top, split=split, train=train, crypto=crypto,
+                   psi=psi, privacy=privacy, model_job=model_job)
+
+
+def load_job_spec(path: str | Path) -> JobSpec:
+    path = Path(path)
+    data = load_yaml(path, "job spec")
+    try:
+        return parse_job_spec(data)
+    except ConfigError as exc:
+        raise ConfigError(f"job spec {path}: {exc}") from None
+
+
+def spec_to_yaml_dict(spec: JobSpec) -> dict[str, Any]:
+    """The inverse of parse_job_spec (used to ship a spec to peers and to store it in the job directory)."""
+    def mlp(m: MlpSpec, with_out: bool = True) -> dict[str, Any]:
+        d = {"hidden": list(m.hidden), "activation": m.activation, "dropout": m.dropout}
+        if with_out:
+            d["out"] = m.out
+        return d
+    default = spec.parties[0].bottom
+    return {
+        "job_id": spec.job_id, "kind": spec.kind, "task": spec.task, "active": spec.active,
+        "parties": {p.name: {"dataset": p.dataset} for p in spec.parties},
+        "model": {"bottom": mlp(default),
+                  "bottom_overrides": {p.name: mlp(p.bottom) for p in spec.parties if p.bottom != default},
+                  "interactive": {"out": spec.interactive_out}, "top": mlp(spec.top, with_out=False)},
+        "split": asdict(spec.split), "train": asdict(spec.train), "crypto": asdict(spec.crypto),
+        "psi": asdict(spec.psi), "privacy": asdict(spec.privacy),
+        **({"model_job": spec.model_job} if spec.model_job else {}),
+    }

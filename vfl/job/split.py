@@ -1,0 +1,43 @@
+"""The train/validation/test split, agreed by ID without a message.
+
+Every party holds the same ordered list of common IDs after PSI. Each ID goes to a part by a keyed hash of
+(job split seed, ID), so all parties compute the same split locally. The split depends on nothing but
+IDs and the seed, in particular not on labels, so it tells passive parties nothing about labels.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray       # positions in the aligned order
+    validation: np.ndarray
+    test: np.ndarray
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+
+
+def _unit_interval(seed: int, identifier: str) -> float:
+    digest = hashlib.sha256(f"vfl-split:{seed}:".encode() + identifier.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def split_by_id(ids: Sequence[str], validation: float, test: float, seed: int) -> Split:
+    u = np.fromiter((_unit_interval(seed, str(i)) for i in ids), dtype=np.float64, count=len(ids))
+    is_test = u < test
+    is_val = (u >= test) & (u < test + validation)
+    positions = np.arange(len(ids))
+    return Split(train=positions[~(is_test | is_val)], validation=positions[is_val], test=positions[is_test])
+
+
+def batch_order(train_positions: np.ndarray, batch_size: int, epoch: int, seed: int) -> list[np.ndarray]:
+    """The active party's batch order for one epoch (a fresh shuffle per epoch)."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(train_positions)
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]

@@ -1,0 +1,1 @@
+"""The long-running party node: config, gRPC server, job runtime."""

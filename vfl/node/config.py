@@ -1,0 +1,158 @@
+"""Node config (`vfl serve --config node.yaml`): who this party is, whom it trusts, where its data lives.
+
+Every artifact a job writes goes under ``jobs_dir/<job_id>/``, so audit, lineage and retention can later
+work on one directory per job.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vfl.config_util import Section, load_yaml
+from vfl.errors import ConfigError
+
+ROLES = ("active", "passive")
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}$")
+
+
+def check_name(value: str, where: str) -> str:
+    if not _NAME.match(value):
+        raise ConfigError(f"{where}: {value!r} is not a valid party name "
+                          "(lowercase letters, digits, '-' and '.', at most 63 characters)")
+    return value
+
+
+def check_address(value: str, where: str) -> str:
+    if not _ADDRESS.match(value):
+        raise ConfigError(f"{where}: {value!r} is not host:port")
+    port = int(value.rsplit(":", 1)[1])
+    if not 0 < port < 65536:
+        raise ConfigError(f"{where}: port {port} is out of range")
+    return value
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    name: str
+    address: str
+    identity: str  # expected identity in the peer's certificate (a DNS SAN or the CN)
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert: Path
+    key: Path
+    ca: Path
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str
+    path: Path
+    id_column: str
+    label: str | None = None
+    features: tuple[str, ...] | None = None  # None: every column except the id and label
+    categorical: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    party: str
+    role: str
+    identity: str  # the name in this node's own certificate (defaults to the party name)
+    listen: str
+    health_listen: str | None
+    tls: TlsConfig | None  # None only when insecure
+    insecure: bool
+    peers: tuple[PeerConfig, ...]
+    data_dir: Path
+    jobs_dir: Path
+    datasets: dict[str, DatasetConfig] = field(default_factory=dict)
+    admins: tuple[str, ...] = ()
+    workers: int = 2
+    source: Path | None = None
+
+    def peer(self, name: str) -> PeerConfig:
+        for p in self.peers:
+            if p.name == name:
+                return p
+        raise ConfigError(f"peers: no peer named {name!r} (configured: {[p.name for p in self.peers]})")
+
+    def dataset(self, name: str) -> DatasetConfig:
+        if name not in self.datasets:
+            raise ConfigError(f"datasets: party {self.party!r} has no dataset named {name!r} "
+                              f"(configured: {sorted(self.datasets)})")
+        return self.datasets[name]
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.jobs_dir / job_id
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else (base / p)
+
+
+def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) -> NodeConfig:
+    root = Section(data, "")
+    party = check_name(root.str("party", required=True), "party")
+    role = root.str("role", required=True, choices=ROLES)
+    identity = root.str("identity", party)
+    listen = check_address(root.str("listen", "0.0.0.0:50051"), "listen")
+    health = root.str("health_listen")
+    if health is not None:
+        check_address(health, "health_listen")
+    insecure = root.bool("insecure", False)
+    tls_sec = root.section("tls")
+    tls = None
+    if tls_sec.data:
+        tls = TlsConfig(cert=_resolve(base_dir, tls_sec.str("cert", required=True)),
+                        key=_resolve(base_dir, tls_sec.str("key", required=True)),
+                        ca=_resolve(base_dir, tls_sec.str("ca", required=True)))
+        tls_sec.reject_unknown()
+    if tls is None and not insecure:
+        raise ConfigError("tls: required (cert, key, ca) unless 'insecure: true' is set for tests")
+    peers: list[PeerConfig] = []
+    for i, item in enumerate(root.list("peers")):
+        sec = Section(item, f"peers[{i}]")
+        name = check_name(sec.str("name", required=True), sec.key("name"))
+        if name == party:
+            raise ConfigError(f"{sec.key('name')}: a node cannot list itself ({name!r}) as a peer")
+        if any(p.name == name for p in peers):
+            raise ConfigError(f"{sec.key('name')}: duplicate peer {name!r}")
+        peers.append(PeerConfig(name=name,
+                                address=check_address(sec.str("address", required=True), sec.key("address")),
+                                identity=sec.str("identity", name)))
+        sec.reject_unknown()
+    data_dir = _resolve(base_dir, root.str("data_dir", "data"))
+    jobs_dir = _resolve(base_dir, root.str("jobs_dir", "jobs"))
+    datasets: dict[str, DatasetConfig] = {}
+    ds_sec = root.section("datasets")
+    for name, item in ds_sec.data.items():
+        sec = Section(item, ds_sec.key(str(name)))
+        features = sec.raw("features")
+        if features is not None:
+            features = tuple(sec.str_list("features"))
+        datasets[str(name)] = DatasetConfig(
+            name=str(name), path=_resolve(data_dir, sec.str("path", required=True)),
+            id_column=sec.str("id", "id"), label=sec.str("label"), features=features,
+            categorical=tuple(sec.str_list("categorical")))
+        sec.reject_unknown()
+    ds_sec._used.update(ds_sec.data)
+    admins = tuple(root.str_list("admins"))
+    workers = root.int("workers", 2, min_value=1, max_value=64)
+    root.reject_unknown()
+    return NodeConfig(party=party, role=role, identity=identity, listen=listen, health_listen=health, tls=tls, insecure=insecure,
+                      peers=tuple(peers), data_dir=data_dir, jobs_dir=jobs_dir, datasets=datasets,
+                      admins=admins, workers=workers, source=source)
+
+
+def load_node_config(path: str | Path) -> NodeConfig:
+    path = Path(path)
+    data = load_yaml(path, "node config")
+    try:
+        return parse_node_config(data, path.parent.resolve(), source=path)
+    except ConfigError as exc:
+        raise ConfigError(f"node config {path}: {exc}") from None

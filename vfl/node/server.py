@@ -1,0 +1,145 @@
+"""The party node: one gRPC server with mutual TLS that hosts the Control, Party, PSI and Health services.
+
+Kubernetes' gRPC probes cannot speak TLS, so the health service is also served alone on a plaintext
+``health_listen`` port when one is configured. Nothing but health status is reachable there.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from vfl.errors import ConfigError
+from vfl.node.config import NodeConfig, PeerConfig
+from vfl.transport import tls
+from vfl.transport.chunking import PermissionDenied
+
+log = logging.getLogger("vfl.node")
+
+HEALTH_SERVICES = ("", "vfl.Node")
+# In insecure (test-only) mode there is no certificate, so a caller names itself in this header.
+INSECURE_PARTY_HEADER = "x-vfl-insecure-party"
+
+
+class Node:
+    """A long-running party node. `start()` binds the ports; `stop()` drains and closes them."""
+
+    def __init__(self, config: NodeConfig):
+        self.config = config
+        self._channel_creds = None
+        self._server_creds = None
+        if not config.insecure:
+            assert config.tls is not None
+            self._server_creds = tls.server_credentials(config.tls.cert, config.tls.key, config.tls.ca)
+            self._channel_creds = tls.channel_credentials(config.tls.cert, config.tls.key, config.tls.ca)
+        self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
+        self.health = health.HealthServicer()
+        self._server: grpc.Server | None = None
+        self._health_server: grpc.Server | None = None
+        self.bound_port: int | None = None
+        self.health_port: int | None = None
+        from vfl.job.registry import JobRegistry
+        self.jobs = JobRegistry(self)
+
+    # -------------------------------------------------------------- identity
+    def own_identity(self) -> str:
+        return self.config.identity
+
+    def caller(self, context: grpc.ServicerContext) -> str:
+        """The configured peer name (or 'self' / an admin identity) of the caller; refuses strangers."""
+        if self.config.insecure:
+            for key, value in context.invocation_metadata() or ():
+                if key == INSECURE_PARTY_HEADER:
+                    return value
+            raise PermissionDenied(f"insecure mode: the call carries no {INSECURE_PARTY_HEADER} header")
+        names = tls.peer_names(context)
+        for peer in self.config.peers:
+            if peer.identity in names:
+                return peer.name
+        if self.config.identity in names:
+            return "self"
+        for admin in self.config.admins:
+            if admin in names:
+                return f"admin:{admin}"
+        raise PermissionDenied(f"certificate identities {names} match no configured peer or admin of "
+                               f"{self.config.party!r}")
+
+    def require_peer(self, context: grpc.ServicerContext, expected: str) -> None:
+        who = self.caller(context)
+        if who != expected:
+            raise PermissionDenied(f"this job's active party is {expected!r}; the call came from {who!r}")
+
+    def require_admin(self, context: grpc.ServicerContext) -> str:
+        who = self.caller(context)
+        if who == "self" or who.startswith("admin:") or self.config.insecure:
+            return who
+        raise PermissionDenied(f"{who!r} may not submit jobs to {self.config.party!r} "
+                               "(only this node's own identity and configured admins may)")
+
+    def dataset(self, name: str):
+        """A dataset entry, re-read from the config file so new datasets need no restart."""
+        from vfl.node.config import load_node_config
+        source = self.config.source
+        if source is not None and source.exists():
+            return load_node_config(source).dataset(name)
+        return self.config.dataset(name)
+
+    # -------------------------------------------------------------- peers
+    def channel(self, peer_name: str) -> grpc.Channel:
+        with self._lock:
+            if peer_name not in self._channels:
+                peer: PeerConfig = self.config.peer(peer_name)
+                self._channels[peer_name] = tls.open_channel(peer.address, self._channel_creds, peer.identity)
+            return self._channels[peer_name]
+
+    def call_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((INSECURE_PARTY_HEADER, self.config.party),) if self.config.insecure else ()
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        from vfl.node.services import add_services
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="vfl-rpc"),
+                             options=tls.CHANNEL_OPTIONS)
+        add_services(server, self)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if self._server_creds is None:
+            port = server.add_insecure_port(self.config.listen)
+        else:
+            port = server.add_secure_port(self.config.listen, self._server_creds)
+        if port == 0:
+            raise ConfigError(f"listen: cannot bind {self.config.listen}")
+        self.bound_port = port
+        server.start()
+        self._server = server
+        if self.config.health_listen:
+            hs = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="vfl-health"))
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, hs)
+            self.health_port = hs.add_insecure_port(self.config.health_listen)
+            if self.health_port == 0:
+                raise ConfigError(f"health_listen: cannot bind {self.config.health_listen}")
+            hs.start()
+            self._health_server = hs
+        for name in HEALTH_SERVICES:
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.jobs.recover()
+        log.info("node %s (%s) serving on %s", self.config.party, self.config.role, self.config.listen)
+
+    def wait(self) -> None:
+        assert self._server is not None
+        self._server.wait_for_termination()
+
+    def stop(self, grace: float = 2.0) -> None:
+        for name in HEALTH_SERVICES:
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.jobs.shutdown()
+        for server in (self._server, self._health_server):
+            if server is not None:
+                server.stop(grace).wait()
+        with self._lock:
+            for ch in self._channels.values():
+                ch.close()
+            self._channels.clear()

@@ -1,0 +1,140 @@
+"""Fixed-point scales and slot packing of the secure interactive layer, agreed once per job.
+
+Scales (powers of two):
+  activations  H = round(clamp(h, +-bound) * 2^f_h)
+  gradients    D = round(clamp(B * dL/dz, +-2^delta_range) * 2^f_g)       (per-example gradients)
+  weights      shares U, V are stored at 2^f_s and used at 2^f_w (U >> (f_s - f_w))
+
+A packed plaintext is  sum_s v_s 2^(b s) + c 2^(b S)  (mod n): S signed slots of b bits and, above them,
+a checksum slot c = sum_s a_s v_s with public pseudo-random weights a_s. Because the encoding is linear
+mod n, intermediate values may be anything (e.g. huge shares); only the final slot values must fit. The
+checksum catches the case where they do not (probability of a miss about 2^-24 per ciphertext), so an
+overflow is reported instead of returning garbage.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+CHECKSUM_WEIGHT_BITS = 24
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    """`groups` rows of `width` values per ciphertext, `slot_bits` each, optionally with a checksum on top."""
+    width: int
+    groups: int
+    slot_bits: int
+    checksum: bool
+    seed: int
+
+    @property
+    def slots(self) -> int:
+        return self.width * self.groups
+
+    def weights(self) -> np.ndarray:
+        """Public checksum weights a_s in [1, 2^24), one per slot."""
+        rng = np.random.default_rng([self.seed, self.width, self.groups, self.slot_bits])
+        return rng.integers(1, 1 << CHECKSUM_WEIGHT_BITS, size=self.slots, dtype=np.int64)
+
+    def ciphertexts_for(self, rows: int) -> int:
+        return -(-rows // self.groups)
+
+
+def plan(width: int, slot_bits: int, key_bits: int, checksum: bool, seed: int) -> SlotLayout:
+    """Pack as many rows of `width` slots per ciphertext as the plaintext space allows."""
+    usable = key_bits - 2  # |plaintext| < n/2, and n has key_bits bits
+    top = slot_bits + CHECKSUM_WEIGHT_BITS + 12 if checksum else 0
+    groups = (usable - top) // (slot_bits * width)
+    if groups < 1:
+        raise ValueError(f"a row of {width} slots of {slot_bits} bits does not fit a {key_bits}-bit key")
+    return SlotLayout(width=width, groups=int(groups), slot_bits=slot_bits, checksum=checksum, seed=seed)
+
+
+@dataclass(frozen=True)
+class Layout:
+    key_bits: int
+    d: int                  # passive bottom output width
+    m: int                  # interactive output width
+    f_h: int                # activation fraction bits
+    f_w: int                # weight fraction bits used in products
+    f_s: int                # weight-share storage fraction bits
+    f_g: int                # per-example gradient fraction bits
+    f_lr: int               # learning-rate fixed-point bits
+    activation_bound: float
+    delta_range_bits: int   # |per-example gradient| <= 2^delta_range_bits
+    output_range_bits: int  # |h W| and |delta W^T| must stay below 2^output_range_bits (checked by checksum)
+    stat_bits: int          # statistical security of masks
+    max_batch: int
+    seed: int
+
+    # --- derived bounds ------------------------------------------------------------------------
+    @property
+    def activation_bits(self) -> int:
+        return self.f_h + math.ceil(math.log2(self.activation_bound)) + 1
+
+    @property
+    def delta_bits(self) -> int:
+        return self.f_g + self.delta_range_bits + 1
+
+    def forward_layout(self) -> SlotLayout:
+        return plan(self.m, self.f_h + self.f_w + self.output_range_bits + 1, self.key_bits, True, self.seed)
+
+    def backward_layout(self) -> SlotLayout:
+        return plan(self.d, self.f_g + self.f_w + self.output_range_bits + 1, self.key_bits, True, self.seed + 1)
+
+    def gradient_bound_bits(self) -> int:
+        """|h^T delta| < 2^this, from the clamps on h and delta and the batch size."""
+        return self.activation_bits + self.delta_bits + math.ceil(math.log2(max(self.max_batch, 2)))
+
+    def gradient_layout(self) -> SlotLayout:
+        bits = self.gradient_bound_bits() + self.stat_bits + 2
+        width = self.m
+        while True:  # split a gradient row over several ciphertexts if it is too wide for one
+            try:
+                return plan(width, bits, self.key_bits, False, self.seed + 2)
+            except ValueError:
+                if width == 1:
+                    raise
+                width = -(-width // 2)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @staticmethod
+    def from_json(data: bytes) -> "Layout":
+        from vfl.errors import ProtocolError
+        try:
+            values = json.loads(data)
+            layout = Layout(**values)
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError(f"setup: invalid layout parameters: {exc}") from None
+        layout.validate()
+        return layout
+
+    def validate(self) -> None:
+        from vfl.errors import ProtocolError
+        for name in ("d", "m", "f_h", "f_w", "f_s", "f_g", "f_lr", "delta_range_bits", "output_range_bits",
+                     "stat_bits", "max_batch"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1 or value > 1 << 20:
+                raise ProtocolError(f"setup: layout.{name} = {value!r} is out of range")
+        if self.key_bits not in (1024, 2048, 3072, 4096):
+            raise ProtocolError(f"setup: layout.key_bits = {self.key_bits} is not supported")
+        if self.stat_bits < 40:
+            raise ProtocolError("setup: statistical security below 40 bits is refused")
+        if self.f_s < self.f_w:
+            raise ProtocolError("setup: share storage precision must be at least the product precision")
+        self.forward_layout(), self.backward_layout(), self.gradient_layout()
+
+
+def default_layout(key_bits: int, d: int, m: int, precision_bits: int, gradient_bits: int, stat_bits: int,
+                   activation_bound: float, max_batch: int, seed: int) -> Layout:
+    layout = Layout(key_bits=key_bits, d=d, m=m, f_h=precision_bits, f_w=precision_bits, f_s=32,
+                    f_g=gradient_bits, f_lr=24, activation_bound=float(activation_bound), delta_range_bits=4,
+                    output_range_bits=10, stat_bits=stat_bits, max_batch=max_batch, seed=seed)
+    layout.validate()
+    return layout

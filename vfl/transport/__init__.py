@@ -1,0 +1,1 @@
+"""Transport: gRPC services, mutual TLS, chunking and validation of everything that arrives."""

@@ -1,0 +1,153 @@
+"""Split protobuf payloads into <= 1 MiB chunks and put them back together, with a size limit.
+
+A logical payload is a sequence of `Chunk`s whose last one has ``last = true``. Streams may carry several
+payloads one after another (job events). The receiver refuses a payload larger than its limit before
+buffering it, so a peer cannot make a node hold gigabytes.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator, TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+
+from vfl.errors import ConfigError, CryptoError, DataError, ProtocolError, VflError
+from vfl.transport.proto import node_pb2
+
+CHUNK_BYTES = 1 << 20
+DEFAULT_MAX_PAYLOAD = 512 << 20
+
+M = TypeVar("M", bound=Message)
+
+
+class PayloadTooLarge(ProtocolError):
+    pass
+
+
+def to_chunks(message: Message, chunk_bytes: int = CHUNK_BYTES) -> Iterator[node_pb2.Chunk]:
+    data = message.SerializeToString()
+    if not data:
+        yield node_pb2.Chunk(data=b"", last=True)
+        return
+    for start in range(0, len(data), chunk_bytes):
+        end = start + chunk_bytes
+        yield node_pb2.Chunk(data=data[start:end], last=end >= len(data))
+
+
+def read_payloads(chunks: Iterable[node_pb2.Chunk], max_bytes: int = DEFAULT_MAX_PAYLOAD) -> Iterator[bytes]:
+    """Yield each complete payload from a chunk stream; a stream ending mid-payload is an error."""
+    parts: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk.data)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"payload exceeds the {max_bytes >> 20} MiB limit")
+        parts.append(chunk.data)
+        if chunk.last:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        raise ProtocolError("stream ended in the middle of a payload (no chunk marked last)")
+
+
+def parse(message_type: type[M], data: bytes) -> M:
+    msg = message_type()
+    try:
+        msg.ParseFromString(data)
+    except DecodeError:
+        raise ProtocolError(f"payload is not a valid {message_type.__name__} message") from None
+    return msg
+
+
+def read_one(chunks: Iterable[node_pb2.Chunk], message_type: type[M], max_bytes: int = DEFAULT_MAX_PAYLOAD) -> M:
+    for payload in read_payloads(chunks, max_bytes):
+        return parse(message_type, payload)
+    raise ProtocolError(f"no {message_type.__name__} payload received")
+
+
+# ------------------------------------------------------------------------------------------ server side
+
+class NotFound(VflError):
+    """Unknown job or session."""
+
+
+class OutOfOrder(VflError):
+    """A message arrived in a state where the protocol does not allow it."""
+
+
+class PermissionDenied(VflError):
+    """The caller's certificate identity is not allowed to make this call."""
+
+
+def status_for(exc: BaseException) -> grpc.StatusCode:
+    if isinstance(exc, NotFound):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(exc, OutOfOrder):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(exc, PermissionDenied):
+        return grpc.StatusCode.PERMISSION_DENIED
+    if isinstance(exc, PayloadTooLarge):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(exc, (ProtocolError, CryptoError, DataError, ConfigError)):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    return grpc.StatusCode.INTERNAL
+
+
+def unary_handler(request_type: type[M], handler: Callable[[M, grpc.ServicerContext], Message],
+                  max_bytes: int = DEFAULT_MAX_PAYLOAD):
+    """Adapt ``handler(request, context) -> reply`` to a chunk-stream RPC with clear error statuses.
+
+    Errors a peer caused become INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION with the reason;
+    anything else becomes INTERNAL. Either way the node keeps serving.
+    """
+    def rpc(request_iterator, context: grpc.ServicerContext):
+        try:
+            request = read_one(request_iterator, request_type, max_bytes)
+            reply = handler(request, context)
+        except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
+            code = status_for(exc)
+            detail = str(exc) if code != grpc.StatusCode.INTERNAL else f"internal error: {type(exc).__name__}: {exc}"
+            context.abort(code, detail)
+        yield from to_chunks(reply)
+    return rpc
+
+
+def stream_handler(request_type: type[M], handler: Callable[[M, grpc.ServicerContext], Iterable[Message]],
+                   max_bytes: int = 16 << 20):
+    """Adapt ``handler(request, context) -> iterable of replies`` (e.g. job events)."""
+    def rpc(request_iterator, context: grpc.ServicerContext):
+        try:
+            request = read_one(request_iterator, request_type, max_bytes)
+            for reply in handler(request, context):
+                yield from to_chunks(reply)
+        except Exception as exc:  # noqa: BLE001
+            code = status_for(exc)
+            context.abort(code, str(exc) if code != grpc.StatusCode.INTERNAL else f"internal error: {exc!r}")
+    return rpc
+
+
+# ------------------------------------------------------------------------------------------ client side
+
+class PeerCallError(VflError):
+    """A call to a peer failed; carries the gRPC status code."""
+
+    def __init__(self, peer: str, method: str, code: grpc.StatusCode, detail: str):
+        super().__init__(f"peer {peer!r}: {method} failed with {code.name}: {detail}")
+        self.peer, self.method, self.code, self.detail = peer, method, code, detail
+
+
+def call_unary(peer: str, method_name: str, method: Callable, request: Message, reply_type: type[M],
+               timeout: float | None = None, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> M:
+    try:
+        return read_one(method(to_chunks(request), timeout=timeout), reply_type, max_bytes)
+    except grpc.RpcError as exc:
+        raise PeerCallError(peer, method_name, exc.code(), exc.details() or "") from None
+
+
+def call_stream(peer: str, method_name: str, method: Callable, request: Message, reply_type: type[M],
+                timeout: float | None = None, max_bytes: int = 16 << 20) -> Iterator[M]:
+    try:
+        for payload in read_payloads(method(to_chunks(request), timeout=timeout), max_bytes):
+            yield parse(reply_type, payload)
+    except grpc.RpcError as exc:
+        raise PeerCallError(peer, method_name, exc.code(), exc.details() or "") from None

@@ -1,0 +1,171 @@
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Chunk(_message.Message):
+    __slots__ = ("data", "last")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    last: bool
+    def __init__(self, data: _Optional[bytes] = ..., last: _Optional[bool] = ...) -> None: ...
+
+class JobSubmit(_message.Message):
+    __slots__ = ("spec_yaml",)
+    SPEC_YAML_FIELD_NUMBER: _ClassVar[int]
+    spec_yaml: str
+    def __init__(self, spec_yaml: _Optional[str] = ...) -> None: ...
+
+class JobWatch(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class JobEvent(_message.Message):
+    __slots__ = ("job_id", "kind", "message", "progress", "stage", "metrics_json", "done", "failed")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    METRICS_JSON_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    kind: str
+    message: str
+    progress: float
+    stage: str
+    metrics_json: str
+    done: bool
+    failed: bool
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ..., progress: _Optional[float] = ..., stage: _Optional[str] = ..., metrics_json: _Optional[str] = ..., done: _Optional[bool] = ..., failed: _Optional[bool] = ...) -> None: ...
+
+class OpenJob(_message.Message):
+    __slots__ = ("job_id", "spec_yaml", "resume_epoch")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_YAML_FIELD_NUMBER: _ClassVar[int]
+    RESUME_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    spec_yaml: str
+    resume_epoch: int
+    def __init__(self, job_id: _Optional[str] = ..., spec_yaml: _Optional[str] = ..., resume_epoch: _Optional[int] = ...) -> None: ...
+
+class OpenJobReply(_message.Message):
+    __slots__ = ("rows", "feature_dim", "resumable_epoch")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_DIM_FIELD_NUMBER: _ClassVar[int]
+    RESUMABLE_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    feature_dim: int
+    resumable_epoch: int
+    def __init__(self, rows: _Optional[int] = ..., feature_dim: _Optional[int] = ..., resumable_epoch: _Optional[int] = ...) -> None: ...
+
+class SetupRequest(_message.Message):
+    __slots__ = ("job_id", "active_public_key", "aligned_rows", "interactive_out", "layout")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    ALIGNED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    INTERACTIVE_OUT_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    active_public_key: bytes
+    aligned_rows: int
+    interactive_out: int
+    layout: bytes
+    def __init__(self, job_id: _Optional[str] = ..., active_public_key: _Optional[bytes] = ..., aligned_rows: _Optional[int] = ..., interactive_out: _Optional[int] = ..., layout: _Optional[bytes] = ...) -> None: ...
+
+class SetupReply(_message.Message):
+    __slots__ = ("passive_public_key", "bottom_out", "init_masked")
+    PASSIVE_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    BOTTOM_OUT_FIELD_NUMBER: _ClassVar[int]
+    INIT_MASKED_FIELD_NUMBER: _ClassVar[int]
+    passive_public_key: bytes
+    bottom_out: int
+    init_masked: bytes
+    def __init__(self, passive_public_key: _Optional[bytes] = ..., bottom_out: _Optional[int] = ..., init_masked: _Optional[bytes] = ...) -> None: ...
+
+class ForwardRequest(_message.Message):
+    __slots__ = ("job_id", "epoch", "step", "phase", "rows", "u_ciphertexts")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    U_CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    epoch: int
+    step: int
+    phase: str
+    rows: bytes
+    u_ciphertexts: bytes
+    def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., step: _Optional[int] = ..., phase: _Optional[str] = ..., rows: _Optional[bytes] = ..., u_ciphertexts: _Optional[bytes] = ...) -> None: ...
+
+class ForwardReply(_message.Message):
+    __slots__ = ("z_ciphertexts", "v_ciphertexts", "h_plain")
+    Z_CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    V_CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    H_PLAIN_FIELD_NUMBER: _ClassVar[int]
+    z_ciphertexts: bytes
+    v_ciphertexts: bytes
+    h_plain: bytes
+    def __init__(self, z_ciphertexts: _Optional[bytes] = ..., v_ciphertexts: _Optional[bytes] = ..., h_plain: _Optional[bytes] = ...) -> None: ...
+
+class BackwardRequest(_message.Message):
+    __slots__ = ("job_id", "epoch", "step", "delta_ciphertexts", "grad_ciphertexts", "grad_plain")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    DELTA_CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    GRAD_CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    GRAD_PLAIN_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    epoch: int
+    step: int
+    delta_ciphertexts: bytes
+    grad_ciphertexts: bytes
+    grad_plain: bytes
+    def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., step: _Optional[int] = ..., delta_ciphertexts: _Optional[bytes] = ..., grad_ciphertexts: _Optional[bytes] = ..., grad_plain: _Optional[bytes] = ...) -> None: ...
+
+class BackwardReply(_message.Message):
+    __slots__ = ("masked_gradient",)
+    MASKED_GRADIENT_FIELD_NUMBER: _ClassVar[int]
+    masked_gradient: bytes
+    def __init__(self, masked_gradient: _Optional[bytes] = ...) -> None: ...
+
+class EndEpochRequest(_message.Message):
+    __slots__ = ("job_id", "epoch", "checkpoint")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    epoch: int
+    checkpoint: bool
+    def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., checkpoint: _Optional[bool] = ...) -> None: ...
+
+class EndEpochReply(_message.Message):
+    __slots__ = ("checkpoint",)
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    checkpoint: str
+    def __init__(self, checkpoint: _Optional[str] = ...) -> None: ...
+
+class CloseJobRequest(_message.Message):
+    __slots__ = ("job_id", "status", "save_model")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SAVE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    status: str
+    save_model: bool
+    def __init__(self, job_id: _Optional[str] = ..., status: _Optional[str] = ..., save_model: _Optional[bool] = ...) -> None: ...
+
+class CloseJobReply(_message.Message):
+    __slots__ = ("model_path", "report_json")
+    MODEL_PATH_FIELD_NUMBER: _ClassVar[int]
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    model_path: str
+    report_json: bytes
+    def __init__(self, model_path: _Optional[str] = ..., report_json: _Optional[bytes] = ...) -> None: ...
