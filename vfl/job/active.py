@@ -161,7 +161,7 @@ class ActiveJob:
         if spec.kind == "predict":
             from vfl.data import Schema
             schema = Schema.from_json((self._model_dir() / "schema.json").read_text())
-        self.table = load_dataset(dataset, schema=schema)
+        self.table = load_dataset(dataset, spec.task, schema=schema)
         spec_yaml = spec.to_yaml()
         replies = self.each_link(lambda link: link.open(spec_yaml))
         for name, reply in zip(self.links, replies):

@@ -16,10 +16,11 @@ from vfl.job.split import Split, split_by_id
 from vfl.node.config import DatasetConfig
 
 
-def load_dataset(ds: DatasetConfig, schema=None):
+def load_dataset(ds: DatasetConfig, task: str, schema=None, with_label: bool = True):
     from vfl.data import load_party_table
     return load_party_table(ds.path, id_column=ds.id_column, features=list(ds.features) if ds.features else None,
-                            label=ds.label, categorical=list(ds.categorical), schema=schema)
+                            label=ds.label if with_label else None, categorical=list(ds.categorical),
+                            schema=schema, task=task)
 
 
 @dataclass

@@ -59,7 +59,7 @@ class PassiveJob:
     # ---------------------------------------------------------------- open / PSI
     def open(self) -> pb.OpenJobReply:
         schema = self._saved_schema() if self.spec.kind == "predict" else None
-        self.table = load_dataset(self.dataset, schema=schema)
+        self.table = load_dataset(self.dataset, self.spec.task, schema=schema)
         return pb.OpenJobReply(rows=len(self.table), feature_dim=int(self.table.features.shape[1]),
                                resumable_epoch=self.last_checkpoint())
 

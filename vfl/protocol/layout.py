@@ -95,7 +95,9 @@ class Layout:
         width = self.m
         while True:  # split a gradient row over several ciphertexts if it is too wide for one
             try:
-                return plan(width, bits, self.key_bits, False, self.seed + 2)
+                plan(width, bits, self.key_bits, False, self.seed + 2)
+                # one gradient row per ciphertext: the rows come out of separate multi-exponentiations
+                return SlotLayout(width=width, groups=1, slot_bits=bits, checksum=False, seed=self.seed + 2)
             except ValueError:
                 if width == 1:
                     raise
