@@ -156,7 +156,7 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
         sec = Section(item, parties_sec.key(name))
         bottom = default_bottom
         if name in overrides.data:
-            base = asdict(default_bottom)
+            base = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(default_bottom).items()}
             sub = overrides.data[name] or {}
             if not isinstance(sub, dict):
                 raise ConfigError(f"model.bottom_overrides.{name}: must be a mapping")

@@ -1,0 +1,77 @@
+"""Node configs and job specs: bad input gets an error that names the offending key."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from vfl.errors import ConfigError
+from vfl.job.spec import load_job_spec, parse_job_spec, spec_to_yaml_dict
+from vfl.node.config import load_node_config
+
+BASE_NODE = {"party": "bank-a", "role": "active", "listen": "127.0.0.1:5000", "insecure": True,
+             "peers": [{"name": "bank-b", "address": "127.0.0.1:5001"}],
+             "datasets": {"customers": {"path": "c.csv", "id": "cid", "label": "y"}}}
+
+
+def write(tmp_path, data, name="node.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_node_config_loads(tmp_path):
+    config = load_node_config(write(tmp_path, BASE_NODE))
+    assert config.peer("bank-b").identity == "bank-b"
+    assert config.dataset("customers").path == tmp_path / "data" / "c.csv"
+    assert config.job_dir("j1") == tmp_path / "jobs" / "j1"
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"role": "boss"}, "role"),
+    ({"listen": "nope"}, "listen"),
+    ({"peers": [{"name": "bank-b"}]}, "peers[0].address"),
+    ({"peers": [{"name": "bank-a", "address": "x:1"}]}, "peers[0].name"),
+    ({"insecure": False}, "tls"),
+    ({"datasets": {"c": {"id": "x"}}}, "datasets.c.path"),
+    ({"workers": 0}, "workers"),
+    ({"colour": "red"}, "colour"),
+])
+def test_node_config_errors_name_the_key(tmp_path, change, key):
+    with pytest.raises(ConfigError) as info:
+        load_node_config(write(tmp_path, {**BASE_NODE, **change}))
+    assert key in str(info.value)
+
+
+BASE_JOB = {"active": "bank-a", "parties": {"bank-a": {"dataset": "x"}, "bank-b": {"dataset": "y"}}}
+
+
+def test_job_spec_roundtrip():
+    spec = parse_job_spec({**BASE_JOB, "train": {"epochs": 3}, "model": {"bottom_overrides": {"bank-b": {"out": 8}}}})
+    assert spec.party("bank-b").bottom.out == 8
+    assert parse_job_spec(spec_to_yaml_dict(spec)) == spec
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"train": {"epoch": 3}}, "train.epoch"),
+    ({"train": {"batch_size": 0}}, "train.batch_size"),
+    ({"task": "ranking"}, "task"),
+    ({"active": "bank-c"}, "active"),
+    ({"crypto": {"key_bits": 1536}}, "crypto.key_bits"),
+    ({"crypto": {"stat_security_bits": 20}}, "crypto.stat_security_bits"),
+    ({"parties": {"bank-a": {"dataset": "x"}}}, "parties"),
+    ({"model": {"bottom": {"hidden": [0]}}}, "model.bottom.hidden[0]"),
+    ({"kind": "predict"}, "model_job"),
+])
+def test_job_spec_errors_name_the_key(change, key):
+    with pytest.raises(ConfigError) as info:
+        parse_job_spec({**BASE_JOB, **change})
+    assert key in str(info.value)
+
+
+def test_job_spec_file_errors(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("active: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_job_spec(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_job_spec(tmp_path / "missing.yaml")
