@@ -272,6 +272,8 @@ class ActiveJob:
                       ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
                       stage="train", metrics=metrics)
         test = self.evaluate(split.test, epochs) if len(split.test) else {}
+        if spec.privacy.attacks and spec.task != "regression" and len(split.test):
+            self.membership = self._membership_auc()  # needs the passive parties, so before closing
         self.emit("log", "test: " + ", ".join(f"{k}={v:.4f}" for k, v in test.items()), stage="evaluate",
                   metrics=test)
         return {"job_id": spec.job_id, "task": spec.task, "test": test, "history": history,
@@ -350,5 +352,43 @@ class ActiveJob:
         result["model_parts"] = {name: r.model_path for name, r in replies.items()}
         if save:
             result["model_parts"][self.spec.active] = str(self._own_model_dir() / "party.pt")
-        summary = {"party": self.spec.active, "role": "active", "messages": self.ledger.summary()}
-        (self.job_dir / "wire_summary.json").write_text(json.dumps(summary, indent=1))
+        if status == "succeeded":
+            result["privacy"] = self._privacy_report(replies, result)
+
+    def _privacy_report(self, replies: dict, result: dict) -> dict:
+        from vfl.privacy.attacks import leak_auc
+        from vfl.privacy.report import build_report, summary_line, write_report
+        attacks: dict = {}
+        label_of = None
+        if self.spec.kind == "train" and self.data.label is not None:
+            label_of = {str(i): int(y) for i, y in zip(self.data.ids, self.data.label)} \
+                if self.spec.task != "regression" else None
+        for name, reply in replies.items():
+            payload = json.loads(reply.report_json or b"{}")
+            scores = payload.get("attack_scores")
+            if scores and label_of is not None:
+                labels = np.array([label_of[i] for i in scores["ids"]])
+                if self.spec.task == "binary":
+                    attacks[f"{name}.norm_leak_auc"] = leak_auc(labels, np.array(scores["norm"]))
+                    attacks[f"{name}.direction_leak_auc"] = leak_auc(labels, np.array(scores["direction"]))
+        if getattr(self, "membership", None) is not None:
+            attacks["membership_auc"] = self.membership
+        defense = self.defense.describe(self.spec.train.epochs) if self.defense is not None else {}
+        report = build_report(self.spec.active, "active", self.spec.job_id, self.ledger.summary(),
+                              self.spec.crypto.key_bits if self.spec.crypto.mode == "paillier" else 0,
+                              defense=defense, attacks=attacks, test_metrics=result.get("test", {}))
+        write_report(self.job_dir, report)
+        return summary_line(report)
+
+    def _membership_auc(self) -> float:
+        from vfl.privacy.attacks import membership_auc
+        split = self.data.split
+
+        def losses(positions: np.ndarray) -> np.ndarray:
+            prediction = self.predict_rows(positions, "eval", self.spec.train.epochs + 1)
+            y = np.asarray(self.data.label[positions])
+            if self.task.kind == "binary":
+                p = np.clip(prediction, 1e-7, 1 - 1e-7)
+                return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+            return -np.log(np.clip(prediction[np.arange(len(y)), y], 1e-7, 1.0))
+        return membership_auc(losses(split.train), losses(split.test))

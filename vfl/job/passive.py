@@ -20,6 +20,7 @@ from vfl.job.ledger import WireLedger
 from vfl.job.party_data import AlignedData, align, load_alignment, load_dataset, save_alignment
 from vfl.job.spec import JobSpec
 from vfl.models.mlp import build_mlp, init_module
+from vfl.privacy.report import build_report, write_report
 from vfl.protocol import interactive as proto
 from vfl.protocol.layout import Layout
 from vfl.transport.chunking import OutOfOrder
@@ -195,8 +196,10 @@ class PassiveJob:
                 t = self.spec.train
                 proto.apply_update(self.share, share, rows, t.interactive_lr, t.interactive_momentum,
                                    t.weight_decay, self.layout)
-            if self.spec.privacy.record_gradients:
-                self.recorded.append((self.data.ids[p["rows"]].copy(), grad.astype(np.float32)))
+            if self.spec.privacy.record_gradients or self.spec.privacy.attacks:
+                # opt-in attack-harness hook: exactly what this party received, per row and step
+                step_id = np.full(rows, req.epoch * 1_000_000 + req.step, dtype=np.int64)
+                self.recorded.append((self.data.ids[p["rows"]].copy(), step_id, grad.astype(np.float32)))
             bound = self.spec.crypto.activation_bound
             h = p["h"]
             # d clamp(h)/dh is 1 inside the bound and 0 outside, as in the plaintext model
@@ -249,16 +252,29 @@ class PassiveJob:
             reply = pb.CloseJobReply()
             if req.save_model and self.data is not None and self.spec.kind == "train":
                 reply.model_path = str(self._save_model_part())
-            if self.recorded:
-                ids = np.concatenate([r[0] for r in self.recorded]).astype(str)
-                grads = np.concatenate([r[1] for r in self.recorded])
-                np.savez_compressed(self.job_dir / "recorded_gradients.npz", ids=ids, gradients=grads)
-            report = {"party": self.party, "role": "passive", "messages": self.ledger.summary(),
-                      "key_bits": self.spec.crypto.key_bits if self.paillier_enabled else 0}
-            (self.job_dir / "wire_summary.json").write_text(json.dumps(report, indent=1))
-            reply.report_json = json.dumps(report).encode()
+            attack_scores = self._attack_scores()
+            report = build_report(self.party, "passive", self.spec.job_id, self.ledger.summary(),
+                                  self.spec.crypto.key_bits if self.paillier_enabled else 0,
+                                  attacks={"label_inference": "scores sent to the active party for evaluation"}
+                                  if attack_scores else None)
+            write_report(self.job_dir, report)
+            reply.report_json = json.dumps({"report": report, "attack_scores": attack_scores}).encode()
             self.state = "closed"
             return reply
+
+    def _attack_scores(self) -> dict | None:
+        """Save the recorded gradients; with the harness on, score them with both label-inference attacks."""
+        if not self.recorded:
+            return None
+        from vfl.privacy.attacks import direction_scores, norm_scores
+        ids = np.concatenate([r[0] for r in self.recorded]).astype(str)
+        steps = np.concatenate([r[1] for r in self.recorded])
+        grads = np.concatenate([r[2] for r in self.recorded])
+        np.savez_compressed(self.job_dir / "recorded_gradients.npz", ids=ids, steps=steps, gradients=grads)
+        if not self.spec.privacy.attacks:
+            return None
+        return {"ids": ids.tolist(), "norm": norm_scores(grads).tolist(),
+                "direction": direction_scores(grads, steps).tolist()}
 
     @property
     def paillier_enabled(self) -> bool:

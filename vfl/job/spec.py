@@ -75,11 +75,10 @@ class PsiSpec:
 
 @dataclass(frozen=True)
 class PrivacySpec:
-    defense: str = "auto"            # auto | none | dp | marvell | max_norm
+    defense: str = "auto"            # auto | none | dp | max_norm
     noise_multiplier: float | None = None
     clip_norm: float | None = None
     delta: float | None = None
-    marvell_strength: float | None = None
     record_gradients: bool = False   # opt-in attack harness hook at passive parties
     attacks: bool = False
 
@@ -207,11 +206,10 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
     p.reject_unknown()
 
     pr = root.section("privacy")
-    privacy = PrivacySpec(defense=pr.str("defense", "auto", choices=("auto", "none", "dp", "marvell", "max_norm")),
+    privacy = PrivacySpec(defense=pr.str("defense", "auto", choices=("auto", "none", "dp", "max_norm")),
                           noise_multiplier=pr.float("noise_multiplier", None, min_value=0.0),
                           clip_norm=pr.float("clip_norm", None, min_value=0.0),
                           delta=pr.float("delta", None, min_value=0.0, max_value=1.0),
-                          marvell_strength=pr.float("marvell_strength", None, min_value=0.0),
                           record_gradients=pr.bool("record_gradients", False),
                           attacks=pr.bool("attacks", False))
     pr.reject_unknown()
