@@ -5,12 +5,14 @@ which `vfl run` and the Python API show as progress bars.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import numpy as np
 import torch
 
@@ -31,6 +33,10 @@ from vfl.transport.chunking import PeerCallError
 log = logging.getLogger("vfl.active")
 
 EVAL_BATCH = 2048
+RECOVERABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.CANCELLED,
+               grpc.StatusCode.DEADLINE_EXCEEDED)
+MAX_RESUMES = 3
+RESUME_WAIT_SECONDS = 600.0
 
 
 class JobFailed(VflError):
@@ -191,28 +197,34 @@ class ActiveJob:
             self.task = make_task(spec.task, None, saved["num_classes"])
         self.model = ActiveModel(spec, self.data.feature_dim, self.task.num_outputs)
         self.optimizers = self.model.optimizers(spec)
-        self.ops_a = None
-        if spec.crypto.mode == "paillier":
-            self.emit("log", f"generating a fresh {spec.crypto.key_bits}-bit Paillier key for this job", stage="setup")
-            self.ops_a = crypto.new_private_ops(spec.crypto.key_bits, self.node.config.workers)
+        self._setup_links(restored=saved["links"] if saved else None)
+        if saved:
+            self.model.load_state_dict(saved["model"])
+        self.emit("log", f"set up: split {self.data.split.sizes()}", stage="setup",
+                  metrics={"split": self.data.split.sizes()})
+
+    def _setup_links(self, restored: dict | None) -> None:
+        """Fresh keys, then Setup with every passive party (restored shares on resume or prediction)."""
+        spec = self.spec
         c = spec.crypto
+        self.ops_a = None
+        if c.mode == "paillier":
+            self.emit("log", f"generating a fresh {c.key_bits}-bit Paillier key", stage="setup")
+            self.ops_a = crypto.new_private_ops(c.key_bits, self.node.config.workers)
         rng = np.random.default_rng(party_seed(spec.train.seed, spec.active) + 1)
         init_std = spec_init_std(spec, None)
+        rows = len(self.data.ids)
 
         def setup_link(link: PassiveLink) -> None:
             bottom = spec.party(link.peer).bottom
             layout = default_layout(c.key_bits, bottom.out, spec.interactive_out, c.precision_bits, c.gradient_bits,
                                     c.stat_security_bits, c.activation_bound,
                                     max(spec.train.batch_size, EVAL_BATCH), spec.train.seed)
-            restored = saved["links"][link.peer] if saved else None
-            link.setup(layout, self.ops_a, len(ids), init_std, rng,
-                       restored_share=restored.get("share") if restored else None,
-                       restored_plain=restored.get("plain") if restored else None)
+            state = restored[link.peer] if restored else None
+            link.setup(layout, self.ops_a, rows, init_std, rng,
+                       restored_share=copy.deepcopy(state.get("share")) if state else None,
+                       restored_plain=state.get("plain") if state else None)
         self.each_link(setup_link)
-        if saved:
-            self.model.load_state_dict(saved["model"])
-        self.emit("log", f"set up: split {self.data.split.sizes()}", stage="setup",
-                  metrics={"split": self.data.split.sizes()})
 
     # ------------------------------------------------------------------ training
     def _forward(self, rows: np.ndarray, phase: str, epoch: int, step: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -244,31 +256,30 @@ class ActiveJob:
         return float(loss.detach())
 
     def _train(self) -> dict:
+        """Epoch loop with a checkpoint after every epoch at every party (and one before the first).
+
+        If a passive node fails mid-epoch (killed, restarted, unreachable), the job waits for it, rolls every
+        party back to the last completed epoch and carries on from there: nothing completed is lost.
+        """
         spec = self.spec
         split = self.data.split
         epochs = spec.train.epochs
-        start_epoch = 0
-        history = self.metrics_history
-        for epoch in range(start_epoch, epochs):
-            batches = batch_order(split.train, spec.train.batch_size, epoch, spec.train.seed)
-            losses = []
-            t0 = time.time()
-            for step, rows in enumerate(batches):
-                losses.append(self._train_step(rows, epoch, step))
-                self.emit("progress", stage="train", progress=(step + 1) / len(batches),
-                          metrics={"epoch": epoch + 1, "epochs": epochs, "step": step + 1, "steps": len(batches),
-                                   "loss": losses[-1]})
-            seconds = time.time() - t0
-            metrics = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(seconds, 2),
-                       "rows_per_second": round(len(split.train) / max(seconds, 1e-9), 1)}
-            if len(split.validation):
-                metrics.update({f"validation_{k}": v for k, v in self.evaluate(split.validation, epoch).items()})
-            history.append(metrics)
-            checkpoint = spec.train.checkpoint
-            if checkpoint:
-                self._checkpoint(epoch)
-            self.each_link(lambda link: link.end_epoch(epoch, checkpoint))
-            self.emit("epoch", "epoch {epoch}/{epochs}: ".format(epoch=epoch + 1, epochs=epochs) +
+        completed, resumes = 0, 0
+        self._end_epoch(0)
+        while completed < epochs:
+            try:
+                self._run_epoch(completed)
+            except PeerCallError as exc:
+                if exc.code not in RECOVERABLE or resumes >= MAX_RESUMES or not spec.train.checkpoint:
+                    raise
+                resumes += 1
+                self.emit("log", f"{exc}; waiting for {exc.peer} to resume from epoch {completed}", stage="train")
+                self._resume(completed)
+                continue
+            completed += 1
+            self._end_epoch(completed)
+            metrics = self.metrics_history[-1]
+            self.emit("epoch", f"epoch {completed}/{epochs}: " +
                       ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
                       stage="train", metrics=metrics)
         test = self.evaluate(split.test, epochs) if len(split.test) else {}
@@ -276,9 +287,56 @@ class ActiveJob:
             self.membership = self._membership_auc()  # needs the passive parties, so before closing
         self.emit("log", "test: " + ", ".join(f"{k}={v:.4f}" for k, v in test.items()), stage="evaluate",
                   metrics=test)
-        return {"job_id": spec.job_id, "task": spec.task, "test": test, "history": history,
-                "split": split.sizes(), "intersection": int(len(self.data.ids)),
+        return {"job_id": spec.job_id, "task": spec.task, "test": test, "history": self.metrics_history,
+                "split": split.sizes(), "intersection": int(len(self.data.ids)), "resumes": resumes,
                 "model_dir": str(self._own_model_dir())}
+
+    def _run_epoch(self, epoch: int) -> None:
+        spec = self.spec
+        split = self.data.split
+        batches = batch_order(split.train, spec.train.batch_size, epoch, spec.train.seed)
+        losses = []
+        t0 = time.time()
+        for step, rows in enumerate(batches):
+            losses.append(self._train_step(rows, epoch, step))
+            self.emit("progress", stage="train", progress=(step + 1) / len(batches),
+                      metrics={"epoch": epoch + 1, "epochs": spec.train.epochs, "step": step + 1,
+                               "steps": len(batches), "loss": losses[-1]})
+        seconds = time.time() - t0
+        metrics = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(seconds, 2),
+                   "rows_per_second": round(len(split.train) / max(seconds, 1e-9), 1)}
+        if len(split.validation):
+            metrics.update({f"validation_{k}": v for k, v in self.evaluate(split.validation, epoch).items()})
+        self.metrics_history.append(metrics)
+
+    def _end_epoch(self, completed: int) -> None:
+        checkpoint = self.spec.train.checkpoint
+        if checkpoint:
+            self._checkpoint(completed)
+        self.each_link(lambda link: link.end_epoch(completed, checkpoint))
+
+    def _resume(self, completed: int) -> None:
+        """Wait for every passive party, reopen the job at its checkpoint, restore our own, set up again."""
+        spec_yaml = self.spec.to_yaml()
+        deadline = time.time() + RESUME_WAIT_SECONDS
+        for link in self.links.values():
+            while True:
+                try:
+                    reply = link.open(spec_yaml, resume_epoch=completed)
+                    break
+                except PeerCallError as exc:
+                    if exc.code not in RECOVERABLE or time.time() > deadline:
+                        raise
+                    time.sleep(1.0)
+            if reply.resumable_epoch < completed:
+                raise JobFailed(f"{link.peer} has no checkpoint of epoch {completed}; cannot resume")
+        state = torch.load(self.job_dir / "checkpoints" / f"epoch-{completed:04d}.pt", weights_only=False)
+        self.model.load_state_dict(state["model"])
+        for opt, opt_state in zip(self.optimizers, state["optimizers"]):
+            opt.load_state_dict(opt_state)
+        self.metrics_history[:] = state["history"]
+        self._setup_links(restored=state["links"])
+        self.emit("log", f"resumed from epoch {completed} with fresh keys", stage="train")
 
     def predict_rows(self, positions: np.ndarray, phase: str, epoch: int) -> np.ndarray:
         self.model.eval()

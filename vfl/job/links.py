@@ -1,6 +1,8 @@
 """The active party's link to one passive party: RPC calls plus its half of the interactive-layer protocol."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
@@ -27,6 +29,8 @@ class PassiveLink:
         self.share: proto.WeightShare | None = None
         self.plain_weight: torch.nn.Parameter | None = None
         self.layout: Layout | None = None
+        self._next_u: bytes | None = None
+        self.calls = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"link-{peer}")
 
     def _call(self, name: str, request, reply_type):
         method = getattr(self.stub, name)
@@ -81,9 +85,9 @@ class PassiveLink:
         req = pb.ForwardRequest(job_id=self.spec.job_id, epoch=epoch, step=step, phase=phase,
                                 rows=np.asarray(rows, dtype="<i4").tobytes())
         if self.paillier:
-            u_rows = proto.product_weights(self.share.weights, layout)
-            req.u_ciphertexts = crypto.to_bytes(self.ops_a, proto.weight_bases(self.ops_a, u_rows,
-                                                                               layout.forward_layout()))
+            if self._next_u is None:
+                self._prepare_weight_bases()
+            req.u_ciphertexts, self._next_u = self._next_u, None
         reply = self._call("Forward", req, pb.ForwardReply)
         n = len(rows)
         if not self.paillier:
@@ -102,28 +106,48 @@ class PassiveLink:
         return torch.from_numpy(z).float()
 
     def backward(self, per_example_delta: np.ndarray, epoch: int, step: int) -> None:
-        """Send this passive party its input gradient and update the shared weight."""
+        """Send this passive party its input gradient and update the shared weight.
+
+        The weight-gradient call goes first and runs at the passive party while this party computes the
+        input gradient; this party then decrypts its gradient share and prepares the next batch's [U]
+        while the passive party decrypts its input gradient.
+        """
         layout = self.layout
         rows = per_example_delta.shape[0]
-        req = pb.BackwardRequest(job_id=self.spec.job_id, epoch=epoch, step=step)
         if not self.paillier:
             grad_h = torch.from_numpy(per_example_delta / rows).float() @ self.plain_weight.detach().T
-            req.grad_plain = grad_h.numpy().astype("<f4").tobytes()
-            self._call("Backward", req, pb.BackwardReply)
+            req = pb.InputGradientRequest(job_id=self.spec.job_id, epoch=epoch, step=step,
+                                          grad_plain=grad_h.numpy().astype("<f4").tobytes())
+            self._call("InputGradient", req, pb.InputGradientReply)
             grad_w = self._h.T @ torch.from_numpy(per_example_delta / rows).float()
             self._plain_update(grad_w)
             return
         d_int = proto.encode_gradients(per_example_delta, layout)
-        req.grad_ciphertexts = crypto.to_bytes(
-            self.ops_p, proto.active_input_gradient(self.ops_p, self._v_bases, d_int, self.share, layout))
-        req.delta_ciphertexts = crypto.to_bytes(self.ops_a, proto.active_encrypt_gradients(self.ops_a, d_int, layout))
-        reply = self._call("Backward", req, pb.BackwardReply)
-        per_row = -(-layout.m // layout.gradient_layout().width)
-        masked = crypto.from_bytes(self.ops_a, reply.masked_gradient, layout.d * per_row,
-                                   f"backward reply from {self.peer}")
-        share = proto.active_decode_weight_gradient(self.ops_a, masked, layout)
-        t = self.spec.train
-        proto.apply_update(self.share, share, rows, t.interactive_lr, t.interactive_momentum, t.weight_decay, layout)
+        weight_req = pb.WeightGradientRequest(job_id=self.spec.job_id, epoch=epoch, step=step,
+                                              delta_ciphertexts=crypto.to_bytes(
+                                                  self.ops_a, proto.active_encrypt_gradients(self.ops_a, d_int, layout)))
+        weight_call = self.calls.submit(self._call, "WeightGradient", weight_req, pb.WeightGradientReply)
+        grad_cts = proto.active_input_gradient(self.ops_p, self._v_bases, d_int, self.share, layout)
+        input_req = pb.InputGradientRequest(job_id=self.spec.job_id, epoch=epoch, step=step,
+                                            grad_ciphertexts=crypto.to_bytes(self.ops_p, grad_cts))
+        input_call = self.calls.submit(self._call, "InputGradient", input_req, pb.InputGradientReply)
+        try:
+            reply = weight_call.result()
+            per_row = -(-layout.m // layout.gradient_layout().width)
+            masked = crypto.from_bytes(self.ops_a, reply.masked_gradient, layout.d * per_row,
+                                       f"weight gradient reply from {self.peer}")
+            share = proto.active_decode_weight_gradient(self.ops_a, masked, layout)
+            t = self.spec.train
+            proto.apply_update(self.share, share, rows, t.interactive_lr, t.interactive_momentum,
+                               t.weight_decay, layout)
+            self._prepare_weight_bases()
+        finally:
+            input_call.result()
+
+    def _prepare_weight_bases(self) -> None:
+        """Encrypt [U] for the next forward call now, while the passive party is busy."""
+        u_rows = proto.product_weights(self.share.weights, self.layout)
+        self._next_u = crypto.to_bytes(self.ops_a, proto.weight_bases(self.ops_a, u_rows, self.layout.forward_layout()))
 
     def _plain_update(self, grad_w: torch.Tensor) -> None:
         """Plaintext baseline: the same SGD with momentum, on a weight the active party holds in the clear."""

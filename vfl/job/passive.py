@@ -166,36 +166,62 @@ class PassiveJob:
                     reply.v_ciphertexts = crypto.to_bytes(
                         self.ops_p, proto.weight_bases(self.ops_p, v_rows, self.layout.backward_layout()))
             if train:
-                self.pending = {"epoch": req.epoch, "step": req.step, "h": h, "h_int": h_int, "rows": rows}
+                self.pending = {"epoch": req.epoch, "step": req.step, "h": h, "h_int": h_int, "rows": rows,
+                                "done": set()}
             self.ledger.record_message("sent", self.active, reply)
             return reply
 
     # ---------------------------------------------------------------- backward
-    def backward(self, req: pb.BackwardRequest) -> pb.BackwardReply:
+    def _pending_for(self, req, what: str) -> dict:
+        p = self.pending
+        if p is None or (p["epoch"], p["step"]) != (req.epoch, req.step):
+            raise OutOfOrder(f"{what}: no forward pending for step ({req.epoch}, {req.step})")
+        if what in p["done"]:
+            raise OutOfOrder(f"{what}: already received for step ({req.epoch}, {req.step})")
+        return p
+
+    def _finish_if_complete(self, p: dict) -> None:
+        needed = {"weight gradient", "input gradient"} if self.paillier else {"input gradient"}
+        if needed <= p["done"]:
+            self.pending = None
+            self.last_step = (p["epoch"], p["step"])
+
+    def weight_gradient(self, req: pb.WeightGradientRequest) -> pb.WeightGradientReply:
+        """[h^T D + Q]_A for the active party; this party keeps -Q as its gradient share."""
         with self.lock:
-            p = self.pending
-            if p is None or (p["epoch"], p["step"]) != (req.epoch, req.step):
-                raise OutOfOrder(f"backward: no forward pending for step ({req.epoch}, {req.step})")
+            p = self._pending_for(req, "weight gradient")
+            if not self.paillier:
+                raise ProtocolError("weight gradient: not used in plaintext mode")
             self.ledger.record_message("received", self.active, req)
             rows = len(p["rows"])
-            reply = pb.BackwardReply()
+            per_row = -(-self.layout.m // self.layout.gradient_layout().width)
+            d_cts = crypto.from_bytes(self.ops_a, req.delta_ciphertexts, rows * per_row,
+                                      "weight gradient.delta_ciphertexts")
+            masked, share = proto.passive_weight_gradient(self.ops_a, d_cts, p["h_int"], self.layout)
+            t = self.spec.train
+            proto.apply_update(self.share, share, rows, t.interactive_lr, t.interactive_momentum,
+                               t.weight_decay, self.layout)
+            reply = pb.WeightGradientReply(masked_gradient=crypto.to_bytes(self.ops_a, masked))
+            p["done"].add("weight gradient")
+            self._finish_if_complete(p)
+            self.ledger.record_message("sent", self.active, reply)
+            return reply
+
+    def input_gradient(self, req: pb.InputGradientRequest) -> pb.InputGradientReply:
+        """Decrypt this party's input gradient delta W^T and back-propagate the bottom model."""
+        with self.lock:
+            p = self._pending_for(req, "input gradient")
+            self.ledger.record_message("received", self.active, req)
+            rows = len(p["rows"])
             if not self.paillier:
                 if len(req.grad_plain) != rows * self.layout.d * 4:
-                    raise ProtocolError(f"backward: grad_plain must hold {rows}x{self.layout.d} float32 values")
+                    raise ProtocolError(f"input gradient: grad_plain must hold {rows}x{self.layout.d} float32 values")
                 grad = np.frombuffer(req.grad_plain, dtype="<f4").reshape(rows, self.layout.d).astype(np.float64)
             else:
                 bwd = self.layout.backward_layout()
                 g_cts = crypto.from_bytes(self.ops_p, req.grad_ciphertexts, bwd.ciphertexts_for(rows),
-                                          "backward.grad_ciphertexts")
-                per_row = -(-self.layout.m // self.layout.gradient_layout().width)
-                d_cts = crypto.from_bytes(self.ops_a, req.delta_ciphertexts, rows * per_row,
-                                          "backward.delta_ciphertexts")
+                                          "input gradient.grad_ciphertexts")
                 grad = proto.passive_decode_input_gradient(self.ops_p, g_cts, rows, self.layout)
-                masked, share = proto.passive_weight_gradient(self.ops_a, d_cts, p["h_int"], self.layout)
-                reply.masked_gradient = crypto.to_bytes(self.ops_a, masked)
-                t = self.spec.train
-                proto.apply_update(self.share, share, rows, t.interactive_lr, t.interactive_momentum,
-                                   t.weight_decay, self.layout)
             if self.spec.privacy.record_gradients or self.spec.privacy.attacks:
                 # opt-in attack-harness hook: exactly what this party received, per row and step
                 step_id = np.full(rows, req.epoch * 1_000_000 + req.step, dtype=np.int64)
@@ -207,8 +233,9 @@ class PassiveJob:
             self.optimizer.zero_grad()
             h.backward(grad_t)
             self.optimizer.step()
-            self.pending = None
-            self.last_step = (req.epoch, req.step)
+            p["done"].add("input gradient")
+            self._finish_if_complete(p)
+            reply = pb.InputGradientReply()
             self.ledger.record_message("sent", self.active, reply)
             return reply
 
@@ -216,7 +243,7 @@ class PassiveJob:
     def end_epoch(self, req: pb.EndEpochRequest) -> pb.EndEpochReply:
         with self.lock:
             if self.pending is not None:
-                raise OutOfOrder("end of epoch while a training step waits for its backward call")
+                raise OutOfOrder("end of epoch while a training step waits for its gradients")
             path = ""
             if req.checkpoint:
                 path = str(self._checkpoint(req.epoch))

@@ -33,8 +33,10 @@ class PartyService(pb_grpc.PartyServicer):
         self.Setup = unary_handler(pb.SetupRequest, lambda r, c: jobs.passive(r.job_id, self.node.caller(c)).setup(r))
         self.Forward = unary_handler(pb.ForwardRequest,
                                      lambda r, c: jobs.passive(r.job_id, self.node.caller(c)).forward(r))
-        self.Backward = unary_handler(pb.BackwardRequest,
-                                      lambda r, c: jobs.passive(r.job_id, self.node.caller(c)).backward(r))
+        self.WeightGradient = unary_handler(
+            pb.WeightGradientRequest, lambda r, c: jobs.passive(r.job_id, self.node.caller(c)).weight_gradient(r))
+        self.InputGradient = unary_handler(
+            pb.InputGradientRequest, lambda r, c: jobs.passive(r.job_id, self.node.caller(c)).input_gradient(r))
         self.EndEpoch = unary_handler(pb.EndEpochRequest,
                                       lambda r, c: jobs.passive(r.job_id, self.node.caller(c)).end_epoch(r))
         self.CloseJob = unary_handler(pb.CloseJobRequest,

@@ -114,27 +114,41 @@ class ForwardReply(_message.Message):
     h_plain: bytes
     def __init__(self, z_ciphertexts: _Optional[bytes] = ..., v_ciphertexts: _Optional[bytes] = ..., h_plain: _Optional[bytes] = ...) -> None: ...
 
-class BackwardRequest(_message.Message):
-    __slots__ = ("job_id", "epoch", "step", "delta_ciphertexts", "grad_ciphertexts", "grad_plain")
+class WeightGradientRequest(_message.Message):
+    __slots__ = ("job_id", "epoch", "step", "delta_ciphertexts")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     DELTA_CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    epoch: int
+    step: int
+    delta_ciphertexts: bytes
+    def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., step: _Optional[int] = ..., delta_ciphertexts: _Optional[bytes] = ...) -> None: ...
+
+class WeightGradientReply(_message.Message):
+    __slots__ = ("masked_gradient",)
+    MASKED_GRADIENT_FIELD_NUMBER: _ClassVar[int]
+    masked_gradient: bytes
+    def __init__(self, masked_gradient: _Optional[bytes] = ...) -> None: ...
+
+class InputGradientRequest(_message.Message):
+    __slots__ = ("job_id", "epoch", "step", "grad_ciphertexts", "grad_plain")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
     GRAD_CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
     GRAD_PLAIN_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     epoch: int
     step: int
-    delta_ciphertexts: bytes
     grad_ciphertexts: bytes
     grad_plain: bytes
-    def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., step: _Optional[int] = ..., delta_ciphertexts: _Optional[bytes] = ..., grad_ciphertexts: _Optional[bytes] = ..., grad_plain: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., step: _Optional[int] = ..., grad_ciphertexts: _Optional[bytes] = ..., grad_plain: _Optional[bytes] = ...) -> None: ...
 
-class BackwardReply(_message.Message):
-    __slots__ = ("masked_gradient",)
-    MASKED_GRADIENT_FIELD_NUMBER: _ClassVar[int]
-    masked_gradient: bytes
-    def __init__(self, masked_gradient: _Optional[bytes] = ...) -> None: ...
+class InputGradientReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class EndEpochRequest(_message.Message):
     __slots__ = ("job_id", "epoch", "checkpoint")

@@ -170,8 +170,13 @@ class PartyStub:
                 request_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
                 response_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
                 _registered_method=True)
-        self.Backward = channel.stream_stream(
-                '/vfl.node.Party/Backward',
+        self.WeightGradient = channel.stream_stream(
+                '/vfl.node.Party/WeightGradient',
+                request_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+                response_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+                _registered_method=True)
+        self.InputGradient = channel.stream_stream(
+                '/vfl.node.Party/InputGradient',
                 request_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
                 response_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
                 _registered_method=True)
@@ -212,8 +217,15 @@ class PartyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Backward(self, request_iterator, context):
-        """BackwardRequest -> BackwardReply
+    def WeightGradient(self, request_iterator, context):
+        """WeightGradientRequest -> WeightGradientReply
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InputGradient(self, request_iterator, context):
+        """InputGradientRequest -> InputGradientReply
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -251,8 +263,13 @@ def add_PartyServicer_to_server(servicer, server):
                     request_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
                     response_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
             ),
-            'Backward': grpc.stream_stream_rpc_method_handler(
-                    servicer.Backward,
+            'WeightGradient': grpc.stream_stream_rpc_method_handler(
+                    servicer.WeightGradient,
+                    request_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+                    response_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+            ),
+            'InputGradient': grpc.stream_stream_rpc_method_handler(
+                    servicer.InputGradient,
                     request_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
                     response_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
             ),
@@ -360,7 +377,7 @@ class Party:
             _registered_method=True)
 
     @staticmethod
-    def Backward(request_iterator,
+    def WeightGradient(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -373,7 +390,34 @@ class Party:
         return grpc.experimental.stream_stream(
             request_iterator,
             target,
-            '/vfl.node.Party/Backward',
+            '/vfl.node.Party/WeightGradient',
+            vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+            vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InputGradient(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/vfl.node.Party/InputGradient',
             vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
             vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
             options,

@@ -1,0 +1,279 @@
+"""charts/vfl-party: lint, render the two-bank example, validate every manifest, and check the chart agrees with
+the program (node config keys, paths, ports, probes) and with the Dockerfile."""
+from __future__ import annotations
+
+import re
+
+import kubernetes_validate
+import kubernetes_validate.utils as kv_utils
+import pytest
+import yaml
+
+from vfl.node.config import load_node_config
+from vfl.transport.certs import create_ca, issue_party_cert
+from vfl.transport.tls import load_tls_files
+
+from .conftest import BANK_A, BANK_B, KUBE_VERSION, REPO, TRAIN_JOB, by_kind, one, small_job_spec
+from .materialize import container, materialize, rewrite_node_config
+
+CRD_KINDS = {("cert-manager.io/v1", "Certificate")}  # no schema in kubernetes-validate: checked by hand below
+
+
+def variants(tmp_path_factory=None) -> dict[str, dict]:
+    """Value combinations whose renderings are validated: the examples plus the optional features."""
+    return {
+        "bank-a": {"values": [BANK_A]},
+        "bank-a-with-job": {"values": [BANK_A], "sets": ["job.enabled=true"], "set_files": [f"job.spec={TRAIN_JOB}"]},
+        "bank-b": {"values": [BANK_B]},
+        "bank-b-clusterip-existing-claim": {
+            "values": [BANK_B], "sets": ["service.type=ClusterIP", "persistence.existingClaim=bank-b-data",
+                                         "certManager.enabled=false", "networkPolicy.from=null",
+                                         "networkPolicy.probeFrom[0].ipBlock.cidr=10.0.0.0/16",
+                                         "imagePullSecrets[0].name=regcred"]},
+        "minimal": {"sets": ["party=p1", "role=passive", "peers[0].name=p2", "peers[0].address=p2.example.org:50051"]},
+    }
+
+
+@pytest.fixture(scope="module")
+def rendered(helm):
+    return {name: helm.template(name.split("-with")[0].split("-clusterip")[0], **kw) for name, kw in variants().items()}
+
+
+def test_kubernetes_validate_knows_the_version():
+    versions = kv_utils.all_versions()
+    assert any(v.startswith(KUBE_VERSION + ".") for v in versions), versions
+    assert kubernetes_validate.__version__
+
+
+@pytest.mark.parametrize("values", [BANK_A, BANK_B], ids=["bank-a", "bank-b"])
+def test_helm_lint_strict(helm, values):
+    out = helm.lint(values=[values])
+    assert "1 chart(s) linted, 0 chart(s) failed" in out
+
+
+def test_helm_lint_strict_with_job(helm):
+    helm.lint(values=[BANK_A], sets=["job.enabled=true"], set_files=[f"job.spec={TRAIN_JOB}"])
+
+
+def test_two_party_example_renders(rendered):
+    for name in ("bank-a", "bank-b"):
+        kinds = sorted(d["kind"] for d in rendered[name])
+        expected = ["ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim", "Service"]
+        if name == "bank-b":
+            expected = sorted(expected + ["Certificate"])
+        assert kinds == expected, name
+    a = load_yaml_config(rendered["bank-a"])
+    b = load_yaml_config(rendered["bank-b"])
+    # each bank lists the other, with the identity the other's certificate carries
+    assert a["peers"] == [{"address": "vfl.bank-b.example.com:443", "identity": "bank-b", "name": "bank-b"}]
+    assert b["peers"] == [{"address": "vfl.bank-a.example.com:443", "identity": "bank-a", "name": "bank-a"}]
+    assert a["identity"] == "bank-a" and b["identity"] == "bank-b"
+    assert (a["role"], b["role"]) == ("active", "passive")
+    cert = one(rendered["bank-b"], "Certificate")
+    assert "bank-b" in cert["spec"]["dnsNames"] and cert["spec"]["commonName"] == "bank-b"
+    assert cert["spec"]["secretName"] == "bank-b-vfl-tls"
+
+
+def load_yaml_config(docs: list[dict]) -> dict:
+    return yaml.safe_load(one(docs, "ConfigMap", "node")["data"]["node.yaml"])
+
+
+def test_every_manifest_passes_kubernetes_validate_strict(rendered):
+    checked = 0
+    for name, docs in rendered.items():
+        for doc in docs:
+            key = (doc["apiVersion"], doc["kind"])
+            if key in CRD_KINDS:
+                with pytest.raises(kv_utils.SchemaNotFoundError):
+                    kv_utils.validate(doc, KUBE_VERSION, strict=True)
+                continue
+            try:
+                kv_utils.validate(doc, KUBE_VERSION, strict=True)
+            except kv_utils.ValidationError as exc:
+                pytest.fail(f"{name}: {doc['kind']}/{doc['metadata']['name']}: "
+                            f"{'.'.join(map(str, exc.path))}: {exc.message}")
+            checked += 1
+    assert checked >= 25
+
+
+def test_certificate_shape(rendered):
+    """cert-manager's CRD is not in kubernetes-validate; check the fields the node relies on."""
+    cert = one(rendered["bank-b"], "Certificate")
+    spec = cert["spec"]
+    assert set(spec) <= {"secretName", "commonName", "dnsNames", "duration", "renewBefore", "privateKey", "usages",
+                         "issuerRef"}
+    assert {"server auth", "client auth"} <= set(spec["usages"])  # the same certificate serves and dials
+    assert spec["issuerRef"] == {"name": "bank-b-vfl-issuer", "kind": "Issuer", "group": "cert-manager.io"}
+    assert re.fullmatch(r"\d+h", spec["duration"]) and re.fullmatch(r"\d+h", spec["renewBefore"])
+
+
+@pytest.fixture(scope="module")
+def dev_pki(tmp_path_factory):
+    root = tmp_path_factory.mktemp("chart-pki")
+    create_ca(root / "ca")
+    secrets = {}
+    for party in ("bank-a", "bank-b"):
+        issued = issue_party_cert(root / "ca", party, root / party)
+        secrets[f"{party}-vfl-tls"] = {"tls.crt": issued.cert.read_bytes(), "tls.key": issued.key.read_bytes(),
+                                       "ca.crt": issued.ca.read_bytes()}   # what cert-manager writes
+        secrets[f"{party}-vfl-ca"] = {"ca.crt": issued.ca.read_bytes()}
+    return secrets
+
+
+def configmaps(docs: list[dict]) -> dict[str, dict[str, str]]:
+    return {d["metadata"]["name"]: d["data"] for d in by_kind(docs, "ConfigMap")}
+
+
+@pytest.mark.parametrize("name", ["bank-a", "bank-b"])
+def test_rendered_node_config_loads(rendered, dev_pki, tmp_path, name):
+    """The chart and vfl/node/config.py agree on every key; the files land where the config says."""
+    docs = rendered[name]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    node = container(pod, "node")
+    claims: dict = {}
+
+    def transform(cm, key, text, mounts):
+        if key != "node.yaml":
+            return text
+        return rewrite_node_config(text, mounts, {50051: 1, 50052: 2}, {"bank-a": "127.0.0.1:3", "bank-b": "127.0.0.1:4"})
+
+    mounts = materialize(pod, node, tmp_path / "pod", configmaps(docs), dev_pki, claims, transform)
+    config_arg = node["args"][node["args"].index("--config") + 1]
+    config = load_node_config(mounts.host(config_arg))
+    assert config.party == name and not config.insecure
+    load_tls_files(config.tls.cert, config.tls.key, config.tls.ca)  # the secret files are where the config says
+    [claim_dir] = claims.values()   # data and job artifacts live on the persistent volume
+    assert config.data_dir.parent == claim_dir and config.jobs_dir.parent == claim_dir
+    for ds in config.datasets.values():
+        assert ds.path.parent == config.data_dir
+
+
+@pytest.mark.parametrize("name", ["bank-a", "bank-b"])
+def test_ports_and_probes_match_the_node_config(rendered, name):
+    docs = rendered[name]
+    cfg = load_yaml_config(docs)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    node = container(pod, "node")
+    ports = {p["name"]: p["containerPort"] for p in node["ports"]}
+    assert ports == {"grpc": int(cfg["listen"].rsplit(":", 1)[1]), "health": int(cfg["health_listen"].rsplit(":", 1)[1])}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert node[probe]["grpc"]["port"] == ports["health"], probe   # kubelet probes cannot do TLS
+    assert node["readinessProbe"]["grpc"]["service"] == "vfl.Node"
+    service = one(docs, "Service")
+    assert [(p["name"], p["targetPort"]) for p in service["spec"]["ports"]] == [("grpc", "grpc")]  # no health port
+    assert node["command"] == ["vfl"] and node["args"][0] == "serve"
+
+
+@pytest.mark.parametrize("name", ["bank-a", "bank-b"])
+def test_pod_security(rendered, name):
+    pod = one(rendered[name], "Deployment")["spec"]["template"]["spec"]
+    sc = pod["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001 and sc["fsGroup"] == 10001
+    assert pod["automountServiceAccountToken"] is False
+    node = container(pod, "node")
+    csc = node["securityContext"]
+    assert csc["readOnlyRootFilesystem"] is True and csc["allowPrivilegeEscalation"] is False
+    assert csc["capabilities"] == {"drop": ["ALL"]}
+    mounts = {m["mountPath"]: m["name"] for m in node["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    env = {e["name"]: e["value"] for e in node["env"]}
+    assert env["HOME"].startswith("/tmp")  # writable with a read-only root filesystem
+    for m in node["volumeMounts"]:
+        if m["name"] in ("config", "tls", "ca"):
+            assert m["readOnly"] is True
+    assert node["resources"]["requests"] and node["resources"]["limits"]
+    cfg = load_yaml_config(rendered[name])
+    assert volumes[mounts["/var/lib/vfl"]]["persistentVolumeClaim"]
+    assert cfg["data_dir"].startswith("/var/lib/vfl/") and cfg["jobs_dir"].startswith("/var/lib/vfl/")
+
+
+def test_network_policy(rendered):
+    policy = one(rendered["bank-a"], "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    [rule] = policy["ingress"]
+    assert rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+    assert {"ipBlock": {"cidr": "203.0.113.0/24"}} in rule["from"]
+    assert any(f.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "job"
+               for f in rule["from"])   # the release's own training Jobs
+    open_policy = one(rendered["bank-b-clusterip-existing-claim"], "NetworkPolicy")["spec"]
+    grpc_rule, probe_rule = open_policy["ingress"]
+    assert "from" not in grpc_rule  # no sources configured: any source, mutual TLS still required
+    assert probe_rule == {"ports": [{"port": "health", "protocol": "TCP"}],
+                          "from": [{"ipBlock": {"cidr": "10.0.0.0/16"}}]}
+
+
+def test_existing_claim_and_pull_secrets(rendered):
+    docs = rendered["bank-b-clusterip-existing-claim"]
+    assert not by_kind(docs, "PersistentVolumeClaim") and not by_kind(docs, "Certificate")
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert {"name": "state", "persistentVolumeClaim": {"claimName": "bank-b-data"}} in pod["volumes"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_config_checksum_ignores_datasets_only(helm):
+    def checksum(*sets):
+        docs = helm.template("bank-b", values=[BANK_B], sets=list(sets))
+        return one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]["vfl.dev/config-checksum"]
+    base = checksum()
+    assert checksum("datasets.extra.path=x.csv", "datasets.extra.id=id") == base   # the node re-reads datasets
+    assert checksum("peers[0].address=other.example.com:443") != base               # peers need a restart
+
+
+def test_notes_tell_how_to_run_doctor(helm):
+    notes = helm.notes("bank-a", values=[BANK_A])
+    assert "kubectl -n vfl exec deploy/bank-a-vfl -- vfl doctor --config /etc/vfl/config/node.yaml" in notes
+    assert "--peer bank-b" in notes
+    assert "vfl submit --kube --namespace vfl --release bank-a" in notes
+    passive = helm.notes("bank-b", values=[BANK_B])
+    assert "vfl doctor" in passive and "vfl submit" not in passive
+
+
+def test_job_template(rendered):
+    docs = rendered["bank-a-with-job"]
+    job = one(docs, "Job")
+    spec_cm = one(docs, "ConfigMap", "job")
+    assert job["metadata"]["name"] == spec_cm["metadata"]["name"] == "bank-a-vfl-credit-default-1"
+    assert yaml.safe_load(spec_cm["data"]["job.yaml"]) == yaml.safe_load(TRAIN_JOB.read_text())
+    pod = job["spec"]["template"]["spec"]
+    run = container(pod, "run")
+    assert run["args"][:4] == ["run", "/etc/vfl/job/job.yaml", "--config", "/etc/vfl/config/node.yaml"]
+    address = run["args"][run["args"].index("--address") + 1]
+    service = one(docs, "Service")
+    assert address == f"{service['metadata']['name']}.vfl.svc:{service['spec']['ports'][0]['port']}"
+    wait = container(pod, "wait-for-node", init=True)
+    assert wait["args"][:2] == ["doctor", "--config"] and "--self" in wait["args"]
+    assert pod["restartPolicy"] == "Never"
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    selector = one(docs, "NetworkPolicy")["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    assert selector.items() <= labels.items()   # the NetworkPolicy lets the Job reach the node
+
+
+def test_job_spec_as_mapping(helm):
+    docs = helm.template("bank-a", values=[BANK_A], sets=["job.enabled=true"],
+                         set_strings=[f"job.spec.{k}={v}" for k, v in
+                                      {"job_id": "j1", "active": "bank-a", "parties.bank-a.dataset": "customers",
+                                       "parties.bank-b.dataset": "accounts"}.items()])
+    assert yaml.safe_load(one(docs, "ConfigMap", "job")["data"]["job.yaml"])["job_id"] == "j1"
+
+
+def test_dockerfile_matches_the_chart(rendered):
+    dockerfile = (REPO / "Dockerfile").read_text()
+    node = container(one(rendered["bank-a"], "Deployment")["spec"]["template"]["spec"], "node")
+    final = dockerfile.rsplit("\nFROM ", 1)[1]   # the runtime stage
+    assert re.search(r"^USER 10001:10001$", final, re.M)
+    assert re.search(r'^ENTRYPOINT \["vfl"\]$', final, re.M) and node["command"] == ["vfl"]
+    cmd = re.search(r"^CMD (\[.*\])$", final, re.M).group(1)
+    assert yaml.safe_load(cmd) == node["args"]
+    assert re.search(r"^EXPOSE 50051 50052$", final, re.M)
+    assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in dockerfile
+    env = {e["name"]: e["value"] for e in node["env"]}
+    for name, value in env.items():
+        assert re.search(rf"\b{name}={re.escape(value)}\b", final), f"Dockerfile ENV {name} should be {value}"
+    dockerignore = (REPO / ".dockerignore").read_text().split()
+    assert dockerignore[0] == "*" and {"!vfl", "!psi", "!pyproject.toml"} <= set(dockerignore)
+
+
+def test_small_job_spec_is_valid():
+    from vfl.job.spec import parse_job_spec
+    parse_job_spec(small_job_spec())

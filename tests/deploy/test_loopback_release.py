@@ -1,0 +1,226 @@
+"""Two releases of charts/vfl-party run on loopback exactly as their rendered manifests say, and complete a job.
+
+For each bank: render the chart with the example values, take the node container's command, args and env, write
+the mounted ConfigMap and Secret files under a temporary root at the declared paths (absolute paths rewritten under
+that root; listen and peer addresses rewritten to loopback ports), start `vfl serve`, and wait on the plaintext
+health port with a gRPC health check as the kubelet's readiness probe does. Then run the training Job's init
+container (`vfl doctor --self --wait`) and its `vfl run` container the same way, and `vfl doctor` in each node pod
+as NOTES.txt tells operators to.
+
+Two organizations, two CAs: each bank's certificate comes from its own CA and each CA bundle holds both.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from vfl.transport.certs import create_ca, issue_party_cert
+
+from .conftest import BANK_A, BANK_B, by_kind, one, small_job_spec
+from .materialize import command_line, container, environment, materialize, rewrite_node_config
+
+pytestmark = pytest.mark.slow
+
+NAMESPACE = "vfl"
+N_COMMON = 200
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def executables() -> dict[str, str]:
+    """The image's `vfl` entrypoint is this environment's `vfl` console script."""
+    vfl = Path(sys.executable).parent / "vfl"
+    assert vfl.is_file(), f"{vfl} missing: install the project (pip install -e .)"
+    return {"vfl": str(vfl)}
+
+
+def bank_tables(seed: int = 5) -> dict[str, pd.DataFrame]:
+    """bank-a: customers with the label; bank-b: accounts. 200 common customers, a few only at one bank."""
+    rng = np.random.default_rng(seed)
+    ids = [f"c{i:05d}" for i in range(N_COMMON + 30)]
+    income, debt = rng.normal(size=len(ids)), rng.normal(size=len(ids))
+    balance, tenure = rng.normal(size=len(ids)), rng.normal(size=len(ids))
+    logit = 1.5 * debt - 1.0 * income + 1.2 * balance - 0.8 * tenure
+    defaulted = (logit + rng.normal(scale=0.5, size=len(ids)) > 0).astype(int)
+    a = pd.DataFrame({"customer_id": ids, "region": rng.choice(["north", "south", "east"], len(ids)),
+                      "income": income, "debt": debt, "defaulted": defaulted})
+    b = pd.DataFrame({"customer_id": ids, "segment": rng.choice(["retail", "premium"], len(ids)),
+                      "balance": balance, "tenure": tenure})
+    a = a.drop(index=range(N_COMMON, N_COMMON + 15))            # 15 customers only bank-b has
+    b = b.drop(index=range(N_COMMON + 15, N_COMMON + 30))       # 15 only bank-a has
+    return {"bank-a": a.sample(frac=1.0, random_state=1), "bank-b": b.sample(frac=1.0, random_state=2)}
+
+
+def secrets_for(root: Path) -> dict[str, dict[str, bytes]]:
+    """What each organization creates before `helm install`: its key pair and a bundle of both CAs."""
+    bundle = b""
+    issued = {}
+    for bank in ("bank-a", "bank-b"):
+        create_ca(root / f"{bank}-ca", name=f"{bank} CA")
+        issued[bank] = issue_party_cert(root / f"{bank}-ca", bank, root / bank)
+        bundle += issued[bank].ca.read_bytes()
+    out = {}
+    for bank, cert in issued.items():
+        out[f"{bank}-vfl-tls"] = {"tls.crt": cert.cert.read_bytes(), "tls.key": cert.key.read_bytes(),
+                                  "ca.crt": cert.ca.read_bytes()}
+        out[f"{bank}-vfl-ca"] = {"ca.crt": bundle}
+    return out
+
+
+def wait_for_probe(probe: dict, port_map: dict[int, int], proc: subprocess.Popen, log: Path,
+                   timeout: float = 120.0) -> None:
+    """The kubelet's gRPC probe: plaintext grpc.health.v1 Check on the probe's port and service."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    port = port_map[probe["grpc"]["port"]]
+    service = probe["grpc"].get("service", "")
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"vfl serve exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"no SERVING answer on the health port within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
+            time.sleep(0.3)
+
+
+class Release:
+    """One bank's rendered release, materialized on loopback."""
+
+    def __init__(self, name: str, docs: list[dict], root: Path, secrets: dict, ports: dict[str, dict[int, int]],
+                 peer_addresses: dict[str, str]):
+        self.name, self.docs, self.root, self.secrets = name, docs, root, secrets
+        self.port_map = ports[name]                   # containerPort -> loopback port
+        self.peer_addresses = peer_addresses
+        self.configmaps = {d["metadata"]["name"]: d["data"] for d in by_kind(docs, "ConfigMap")}
+        self.claims: dict[str, Path] = {}
+        self.deployment = one(docs, "Deployment")
+        self.pod = self.deployment["spec"]["template"]["spec"]
+        self.node = container(self.pod, "node")
+        self.proc: subprocess.Popen | None = None
+
+    def _transform(self, cm: str, key: str, text: str, mounts) -> str:
+        if key == "node.yaml":
+            return rewrite_node_config(text, mounts, self.port_map, self.peer_addresses)
+        return text
+
+    def materialize(self, pod_spec: dict, ctr: dict, where: str):
+        return materialize(pod_spec, ctr, self.root / where, self.configmaps, self.secrets, self.claims,
+                           self._transform)
+
+    def service_address(self) -> tuple[str, str]:
+        """(in-cluster address of the Service's grpc port, the loopback address it leads to)."""
+        svc = one(self.docs, "Service")
+        [port] = [p for p in svc["spec"]["ports"] if p["name"] == "grpc"]
+        target = {p["name"]: p["containerPort"] for p in self.node["ports"]}[port["targetPort"]]
+        return (f"{svc['metadata']['name']}.{NAMESPACE}.svc:{port['port']}",
+                f"127.0.0.1:{self.port_map[target]}")
+
+    def start(self, tables: dict[str, pd.DataFrame]) -> None:
+        mounts = self.materialize(self.pod, self.node, "node-pod")
+        self.mounts = mounts
+        config = yaml.safe_load(Path(mounts.host(self.node["args"][-1])).read_text())
+        for ds in config["datasets"].values():   # the operator copies the tables onto the data volume
+            path = Path(config["data_dir"]) / ds["path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tables[self.name].to_csv(path, index=False)
+        argv = command_line(self.node, mounts, executables())
+        env = environment(self.node, mounts, dict(os.environ))
+        self.log = self.root / "node.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(argv, env=env, cwd=mounts.host("/var/lib/vfl"), stdout=log,
+                                         stderr=subprocess.STDOUT)
+
+    def wait_ready(self) -> None:
+        wait_for_probe(self.node["startupProbe"], self.port_map, self.proc, self.log)
+        wait_for_probe(self.node["readinessProbe"], self.port_map, self.proc, self.log)
+        wait_for_probe(self.node["livenessProbe"], self.port_map, self.proc, self.log)
+
+    def exec_in_node(self, *args: str) -> subprocess.CompletedProcess:
+        """`kubectl exec deploy/... -- ARGS` (same mounts and env as the node container)."""
+        argv = command_line({"command": list(args)}, self.mounts, executables())
+        return subprocess.run(argv, env=environment(self.node, self.mounts, dict(os.environ)), capture_output=True,
+                              text=True, timeout=120)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def run_container(release: Release, pod_spec: dict, ctr: dict, where: str, timeout: float) -> subprocess.CompletedProcess:
+    mounts = release.materialize(pod_spec, ctr, where)
+    argv = command_line(ctr, mounts, executables())
+    cluster_address, loopback = release.service_address()
+    assert cluster_address in argv, f"{ctr['name']} should reach the node at its Service {cluster_address}: {argv}"
+    argv = [loopback if a == cluster_address else a for a in argv]
+    return subprocess.run(argv, env=environment(ctr, mounts, dict(os.environ)), capture_output=True, text=True,
+                          timeout=timeout, cwd=mounts.host("/tmp"))
+
+
+def test_two_releases_complete_a_job_on_loopback(helm, tmp_path):
+    try:
+        import vfl.node.server  # noqa: F401
+    except ImportError:
+        pytest.skip("vfl serve not implemented yet")
+
+    values_a = tmp_path / "job-values.yaml"
+    values_a.write_text(yaml.safe_dump({"job": {"enabled": True, "spec": small_job_spec("e2e-train")}}))
+    docs = {"bank-a": helm.template("bank-a", namespace=NAMESPACE, values=[BANK_A, values_a]),
+            "bank-b": helm.template("bank-b", namespace=NAMESPACE, values=[BANK_B])}
+    ports = {bank: {50051: free_port(), 50052: free_port()} for bank in docs}
+    peers = {bank: f"127.0.0.1:{ports[bank][50051]}" for bank in docs}
+    secrets = secrets_for(tmp_path / "pki")
+    tables = bank_tables()
+    releases = {bank: Release(bank, d, tmp_path / bank, secrets, ports, peers) for bank, d in docs.items()}
+    try:
+        for r in releases.values():
+            r.start(tables)
+        for r in releases.values():
+            r.wait_ready()
+
+        for r in releases.values():   # NOTES.txt: kubectl exec deploy/... -- vfl doctor --config ...
+            doctor = r.exec_in_node("vfl", "doctor", "--config", "/etc/vfl/config/node.yaml")
+            assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+
+        a = releases["bank-a"]
+        job = one(a.docs, "Job")
+        pod = job["spec"]["template"]["spec"]
+        wait = run_container(a, pod, container(pod, "wait-for-node", init=True), "job-pod", timeout=180)
+        assert wait.returncode == 0, wait.stdout + wait.stderr
+        run = run_container(a, pod, container(pod, "run"), "job-pod", timeout=900)
+        assert run.returncode == 0, (run.stdout + run.stderr)[-6000:] + "\n" + a.log.read_text()[-4000:]
+        result = json.loads(run.stdout[run.stdout.index("{"):])
+        assert result["intersection"] == N_COMMON
+        for bank, r in releases.items():   # every artifact of the job lives on that bank's volume, under jobs/<id>
+            [claim] = r.claims.values()
+            assert (claim / "jobs" / "e2e-train").is_dir(), f"{bank}: no job directory on its volume"
+    finally:
+        for r in releases.values():
+            r.stop()

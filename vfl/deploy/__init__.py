@@ -1,0 +1,1 @@
+"""Deployment helpers: `vfl doctor` diagnostics and `vfl submit --kube` (Kubernetes Jobs)."""
