@@ -15,7 +15,8 @@ from vfl.protocol.packing import SlotOverflowError
 def keys():
     ops_a = he.new_private_ops(1024, workers=1)
     ops_p = he.new_private_ops(1024, workers=1)
-    return ops_a, ops_p, he.new_public_ops(int(ops_a.n)), he.new_public_ops(int(ops_p.n))
+    return (ops_a, ops_p, he.new_public_ops(int(ops_a.n), djn_base=ops_a.djn_base),
+            he.new_public_ops(int(ops_p.n), djn_base=ops_p.djn_base))
 
 
 def test_secure_steps_match_plaintext_split_learning(keys):

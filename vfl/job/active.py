@@ -20,6 +20,7 @@ from vfl.errors import ConfigError, DataError, VflError
 from vfl.job import crypto
 from vfl.job.events import EventLog
 from vfl.job.ledger import WireLedger
+from vfl.job.timing import Timer
 from vfl.job.links import PassiveLink
 from vfl.job.party_data import align, load_alignment, load_dataset, save_alignment
 from vfl.job.passive import party_seed, spec_init_std
@@ -104,7 +105,8 @@ class ActiveJob:
         self.events = events
         self.job_dir: Path = node.config.job_dir(spec.job_id)
         self.ledger = WireLedger()
-        self.links = {p.name: PassiveLink(node, p.name, spec, self.ledger) for p in spec.passives}
+        self.timer = Timer()
+        self.links = {p.name: PassiveLink(node, p.name, spec, self.ledger, self.timer) for p in spec.passives}
         self.pool = ThreadPoolExecutor(max_workers=max(1, len(self.links)), thread_name_prefix=f"{spec.job_id}-link")
         self.metrics_history: list[dict] = []
         self.defense = defense
@@ -229,7 +231,10 @@ class ActiveJob:
     # ------------------------------------------------------------------ training
     def _forward(self, rows: np.ndarray, phase: str, epoch: int, step: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
         zs = self.each_link(lambda link: link.forward(rows, phase, epoch, step))
-        if phase == "train":
+        return self._head(rows, zs, train=phase == "train")
+
+    def _head(self, rows: np.ndarray, zs: list[torch.Tensor], train: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if train:
             zs = [z.requires_grad_(True) for z in zs]
         z = sum(zs)
         x = torch.from_numpy(self.data.features[rows])
@@ -240,19 +245,22 @@ class ActiveJob:
 
     def _train_step(self, rows: np.ndarray, epoch: int, step: int) -> float:
         self.model.train()
-        out, zs = self._forward(rows, "train", epoch, step)
-        target = torch.from_numpy(np.asarray(self.data.label[rows]))
-        loss = self.task.loss(out, target)
-        for opt in self.optimizers:
-            opt.zero_grad()
-        loss.backward()
+        zs = self.each_link(lambda link: link.forward(rows, "train", epoch, step))
+        with self.timer.measure("torch"):
+            out, zs = self._head(rows, zs, train=True)
+            target = torch.from_numpy(np.asarray(self.data.label[rows]))
+            loss = self.task.loss(out, target)
+            for opt in self.optimizers:
+                opt.zero_grad()
+            loss.backward()
         delta = zs[0].grad.detach().numpy().astype(np.float64)  # dL/dz, identical for every passive party
         per_example = delta * len(rows)
         if self.defense is not None:
             per_example = self.defense.apply(per_example, self.data.label[rows], step=(epoch, step))
         self.each_link(lambda link: link.backward(per_example, epoch, step))
-        for opt in self.optimizers:
-            opt.step()
+        with self.timer.measure("torch"):
+            for opt in self.optimizers:
+                opt.step()
         return float(loss.detach())
 
     def _train(self) -> dict:
@@ -408,6 +416,9 @@ class ActiveJob:
                     raise
                 log.warning("closing job at %s failed: %s", name, exc)
         result["model_parts"] = {name: r.model_path for name, r in replies.items()}
+        result["timing"] = {self.spec.active: self.timer.summary()}
+        for name, reply in replies.items():
+            result["timing"][name] = json.loads(reply.report_json or b"{}").get("timing", {})
         if save:
             result["model_parts"][self.spec.active] = str(self._own_model_dir() / "party.pt")
         if status == "succeeded":

@@ -16,19 +16,31 @@ def new_private_ops(key_bits: int, workers: int):
     return he.new_private_ops(key_bits, workers=workers)
 
 
-def public_ops_from_bytes(n_bytes: bytes, key_bits: int, workers: int):
+def public_ops_from_bytes(n_bytes: bytes, djn_base: bytes, key_bits: int, workers: int):
+    """The peer's public key, with its published DJN base for cheap, statistically safe re-randomization."""
     from vfl import he
     if len(n_bytes) * 8 < key_bits - 8 or len(n_bytes) * 8 > key_bits + 8:
         raise ProtocolError(f"setup: peer public key has {len(n_bytes) * 8} bits, the job requires {key_bits}")
     n = int.from_bytes(n_bytes, "big")
     if n % 2 == 0 or n.bit_length() not in range(key_bits - 1, key_bits + 1):
         raise ProtocolError("setup: peer public key is not a valid Paillier modulus of the agreed size")
-    return he.new_public_ops(n, workers=workers)
+    hs = int.from_bytes(djn_base, "big")
+    if not 0 < hs < n * n:
+        raise ProtocolError("setup: peer DJN base is missing or out of range")
+    try:
+        return he.new_public_ops(n, workers=workers, djn_base=hs)
+    except (ValueError, he.CryptoError) as exc:
+        raise ProtocolError(f"setup: peer public key refused: {exc}") from None
 
 
 def public_key_bytes(ops) -> bytes:
     n = int(ops.n)
     return n.to_bytes((n.bit_length() + 7) // 8, "big")
+
+
+def djn_base_bytes(ops) -> bytes:
+    hs = int(ops.djn_base)
+    return hs.to_bytes((hs.bit_length() + 7) // 8, "big")
 
 
 def to_bytes(ops, ciphertexts: Sequence) -> bytes:

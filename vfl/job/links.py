@@ -9,6 +9,7 @@ import torch
 from vfl.errors import ProtocolError
 from vfl.job import crypto
 from vfl.job.ledger import WireLedger
+from vfl.job.timing import Timer, TimedOps
 from vfl.job.passive import decode_int_matrix
 from vfl.protocol import interactive as proto
 from vfl.protocol.layout import Layout
@@ -18,8 +19,9 @@ from vfl.transport.proto import node_pb2_grpc as pb_grpc
 
 
 class PassiveLink:
-    def __init__(self, node, peer: str, spec, ledger: WireLedger, timeout: float = 600.0):
+    def __init__(self, node, peer: str, spec, ledger: WireLedger, timer: Timer, timeout: float = 600.0):
         self.node = node
+        self.timer = timer
         self.peer = peer
         self.spec = spec
         self.ledger = ledger
@@ -38,7 +40,8 @@ class PassiveLink:
 
         def invoke(chunks, timeout):
             return method(chunks, timeout=timeout, metadata=self.node.call_metadata())
-        reply = call_unary(self.peer, name, invoke, request, reply_type, timeout=self.timeout)
+        with self.timer.measure("waiting on peers"):
+            reply = call_unary(self.peer, name, invoke, request, reply_type, timeout=self.timeout)
         self.ledger.record_message("received", self.peer, reply)
         return reply
 
@@ -54,6 +57,7 @@ class PassiveLink:
                               interactive_out=layout.m, layout=layout.to_json())
         if self.paillier:
             req.active_public_key = crypto.public_key_bytes(ops_a)
+            req.active_djn_base = crypto.djn_base_bytes(ops_a)
         reply = self._call("Setup", req, pb.SetupReply)
         if reply.bottom_out != layout.d:
             raise ProtocolError(f"setup: {self.peer} reports bottom output {reply.bottom_out}, expected {layout.d}")
@@ -61,9 +65,10 @@ class PassiveLink:
             w = restored_plain if restored_plain is not None else torch.randn(layout.d, layout.m) * init_std
             self.plain_weight = torch.nn.Parameter(w.clone().float())
             return
-        self.ops_a = ops_a
-        self.ops_p = crypto.public_ops_from_bytes(reply.passive_public_key, self.spec.crypto.key_bits,
-                                                  self.node.config.workers)
+        self.ops_a = TimedOps(ops_a, self.timer)
+        self.ops_p = TimedOps(crypto.public_ops_from_bytes(reply.passive_public_key, reply.passive_djn_base,
+                                                           self.spec.crypto.key_bits,
+                                                           self.node.config.workers), self.timer)
         if restored_share is not None:
             self.share = restored_share
         else:
@@ -95,7 +100,7 @@ class PassiveLink:
                 raise ProtocolError(f"forward: {self.peer} sent {len(reply.h_plain)} bytes of h, "
                                     f"expected {n}x{layout.d} float32")
             self._h = torch.from_numpy(np.frombuffer(reply.h_plain, dtype="<f4").reshape(n, layout.d).copy())
-            return self._h @ self.plain_weight
+            return (self._h @ self.plain_weight).detach()
         z_cts = crypto.from_bytes(self.ops_a, reply.z_ciphertexts, layout.forward_layout().ciphertexts_for(n),
                                   f"forward reply from {self.peer}")
         if phase == "train":

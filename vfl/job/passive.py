@@ -17,6 +17,7 @@ import torch
 from vfl.errors import DataError, ProtocolError
 from vfl.job import crypto
 from vfl.job.ledger import WireLedger
+from vfl.job.timing import Timer, TimedOps
 from vfl.job.party_data import AlignedData, align, load_alignment, load_dataset, save_alignment
 from vfl.job.spec import JobSpec
 from vfl.models.mlp import build_mlp, init_module
@@ -44,6 +45,7 @@ class PassiveJob:
         self.resume_epoch = resume_epoch
         self.lock = threading.RLock()
         self.ledger = WireLedger()
+        self.timer = Timer()
         self.state = "opened"
         dataset = node.dataset(spec.party(self.party).dataset)
         if dataset.label:
@@ -101,10 +103,13 @@ class PassiveJob:
             self.paillier = spec.crypto.mode == "paillier"
             reply = pb.SetupReply(bottom_out=layout.d)
             if self.paillier:
-                self.ops_a = crypto.public_ops_from_bytes(req.active_public_key, spec.crypto.key_bits,
-                                                          self.node.config.workers)
-                self.ops_p = crypto.new_private_ops(spec.crypto.key_bits, self.node.config.workers)
+                self.ops_a = TimedOps(crypto.public_ops_from_bytes(req.active_public_key, req.active_djn_base,
+                                                                   spec.crypto.key_bits,
+                                                                   self.node.config.workers), self.timer)
+                self.ops_p = TimedOps(crypto.new_private_ops(spec.crypto.key_bits, self.node.config.workers),
+                                      self.timer)
                 reply.passive_public_key = crypto.public_key_bytes(self.ops_p)
+                reply.passive_djn_base = crypto.djn_base_bytes(self.ops_p)
             if saved is not None:
                 self.bottom.load_state_dict(saved["bottom"])
                 self.share = saved["share"]
@@ -147,7 +152,7 @@ class PassiveJob:
             x = torch.from_numpy(self.data.features[rows])
             train = req.phase == "train"
             self.bottom.train(train)
-            with torch.set_grad_enabled(train):
+            with torch.set_grad_enabled(train), self.timer.measure("torch"):
                 h = self.bottom(x)
             bound = self.spec.crypto.activation_bound
             reply = pb.ForwardReply()
@@ -230,9 +235,10 @@ class PassiveJob:
             h = p["h"]
             # d clamp(h)/dh is 1 inside the bound and 0 outside, as in the plaintext model
             grad_t = torch.from_numpy(grad).to(h.dtype) * (h.detach().abs() <= bound).to(h.dtype)
-            self.optimizer.zero_grad()
-            h.backward(grad_t)
-            self.optimizer.step()
+            with self.timer.measure("torch"):
+                self.optimizer.zero_grad()
+                h.backward(grad_t)
+                self.optimizer.step()
             p["done"].add("input gradient")
             self._finish_if_complete(p)
             reply = pb.InputGradientReply()
@@ -285,7 +291,8 @@ class PassiveJob:
                                   attacks={"label_inference": "scores sent to the active party for evaluation"}
                                   if attack_scores else None)
             write_report(self.job_dir, report)
-            reply.report_json = json.dumps({"report": report, "attack_scores": attack_scores}).encode()
+            reply.report_json = json.dumps({"report": report, "attack_scores": attack_scores,
+                                            "timing": self.timer.summary()}).encode()
             self.state = "closed"
             return reply
 

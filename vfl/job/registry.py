@@ -57,10 +57,8 @@ class JobRegistry:
         def run() -> None:
             try:
                 job.run()
-            except VflError:
-                pass  # already reported as an error event
-            except Exception:  # noqa: BLE001
-                log.exception("job %s crashed", spec.job_id)
+            except Exception:  # noqa: BLE001 - the job reported it as an error event and in the log
+                pass
         thread = threading.Thread(target=run, name=f"job-{spec.job_id}", daemon=True)
         self.active_threads[spec.job_id] = thread
         thread.start()

@@ -65,28 +65,32 @@ class OpenJobReply(_message.Message):
     def __init__(self, rows: _Optional[int] = ..., feature_dim: _Optional[int] = ..., resumable_epoch: _Optional[int] = ...) -> None: ...
 
 class SetupRequest(_message.Message):
-    __slots__ = ("job_id", "active_public_key", "aligned_rows", "interactive_out", "layout")
+    __slots__ = ("job_id", "active_public_key", "aligned_rows", "interactive_out", "layout", "active_djn_base")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     ALIGNED_ROWS_FIELD_NUMBER: _ClassVar[int]
     INTERACTIVE_OUT_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_DJN_BASE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     active_public_key: bytes
     aligned_rows: int
     interactive_out: int
     layout: bytes
-    def __init__(self, job_id: _Optional[str] = ..., active_public_key: _Optional[bytes] = ..., aligned_rows: _Optional[int] = ..., interactive_out: _Optional[int] = ..., layout: _Optional[bytes] = ...) -> None: ...
+    active_djn_base: bytes
+    def __init__(self, job_id: _Optional[str] = ..., active_public_key: _Optional[bytes] = ..., aligned_rows: _Optional[int] = ..., interactive_out: _Optional[int] = ..., layout: _Optional[bytes] = ..., active_djn_base: _Optional[bytes] = ...) -> None: ...
 
 class SetupReply(_message.Message):
-    __slots__ = ("passive_public_key", "bottom_out", "init_masked")
+    __slots__ = ("passive_public_key", "bottom_out", "init_masked", "passive_djn_base")
     PASSIVE_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     BOTTOM_OUT_FIELD_NUMBER: _ClassVar[int]
     INIT_MASKED_FIELD_NUMBER: _ClassVar[int]
+    PASSIVE_DJN_BASE_FIELD_NUMBER: _ClassVar[int]
     passive_public_key: bytes
     bottom_out: int
     init_masked: bytes
-    def __init__(self, passive_public_key: _Optional[bytes] = ..., bottom_out: _Optional[int] = ..., init_masked: _Optional[bytes] = ...) -> None: ...
+    passive_djn_base: bytes
+    def __init__(self, passive_public_key: _Optional[bytes] = ..., bottom_out: _Optional[int] = ..., init_masked: _Optional[bytes] = ..., passive_djn_base: _Optional[bytes] = ...) -> None: ...
 
 class ForwardRequest(_message.Message):
     __slots__ = ("job_id", "epoch", "step", "phase", "rows", "u_ciphertexts")
