@@ -102,8 +102,10 @@ class Node:
     # -------------------------------------------------------------- lifecycle
     def start(self) -> None:
         from vfl.node.services import add_services
+        from vfl.transport.recording import recorder_from_env
+        recorder = recorder_from_env(self.config.party)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="vfl-rpc"),
-                             options=tls.CHANNEL_OPTIONS)
+                             options=tls.CHANNEL_OPTIONS, interceptors=[recorder] if recorder else None)
         add_services(server, self)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if self._server_creds is None:
