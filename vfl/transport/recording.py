@@ -23,9 +23,9 @@ class WireRecorder(grpc.ServerInterceptor):
         self.lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(self, method: str, direction: str, message) -> None:
+    def write(self, method: str, direction: str, message, call: int = 0) -> None:
         data = message.SerializeToString()
-        header = f"{method}\t{direction}\t{type(message).__name__}".encode()
+        header = f"{method}\t{direction}\t{type(message).__name__}\t{call}".encode()
         with self.lock, open(self.path, "ab") as fh:
             fh.write(struct.pack("<II", len(header), len(data)) + header + data)
 
@@ -35,15 +35,18 @@ class WireRecorder(grpc.ServerInterceptor):
             return None
         method = handler_call_details.method
         recorder = self
+        with self.lock:
+            self.calls = getattr(self, "calls", 0) + 1
+            call = self.calls  # concurrent calls interleave in the file; the call number keeps them apart
 
         def wrap_requests(iterator):
             for message in iterator:
-                recorder.write(method, "request", message)
+                recorder.write(method, "request", message, call)
                 yield message
 
         def wrap_responses(iterator):
             for message in iterator:
-                recorder.write(method, "response", message)
+                recorder.write(method, "response", message, call)
                 yield message
 
         if handler.stream_stream:
@@ -53,16 +56,16 @@ class WireRecorder(grpc.ServerInterceptor):
             inner = handler.unary_unary
 
             def unary(request, ctx):
-                recorder.write(method, "request", request)
+                recorder.write(method, "request", request, call)
                 response = inner(request, ctx)
-                recorder.write(method, "response", response)
+                recorder.write(method, "response", response, call)
                 return response
             return handler._replace(unary_unary=unary)
         if handler.unary_stream:
             inner = handler.unary_stream
 
             def unary_stream(request, ctx):
-                recorder.write(method, "request", request)
+                recorder.write(method, "request", request, call)
                 return wrap_responses(inner(request, ctx))
             return handler._replace(unary_stream=unary_stream)
         if handler.stream_unary:
@@ -70,7 +73,7 @@ class WireRecorder(grpc.ServerInterceptor):
 
             def stream_unary(it, ctx):
                 response = inner(wrap_requests(it), ctx)
-                recorder.write(method, "response", response)
+                recorder.write(method, "response", response, call)
                 return response
             return handler._replace(stream_unary=stream_unary)
         return handler
@@ -81,14 +84,14 @@ def recorder_from_env(party: str) -> WireRecorder | None:
     return WireRecorder(Path(directory) / f"{party}.wire") if directory else None
 
 
-def read_records(path: Path) -> Iterator[tuple[str, str, str, bytes]]:
-    """(method, direction, message type, serialized bytes) for each recorded message."""
+def read_records(path: Path) -> Iterator[tuple[str, str, str, int, bytes]]:
+    """(method, direction, message type, call number, serialized bytes) for each recorded message."""
     data = Path(path).read_bytes()
     pos = 0
     while pos < len(data):
         header_len, body_len = struct.unpack_from("<II", data, pos)
         pos += 8
-        method, direction, type_name = data[pos:pos + header_len].decode().split("\t")
+        method, direction, type_name, call = data[pos:pos + header_len].decode().split("\t")
         pos += header_len
-        yield method, direction, type_name, data[pos:pos + body_len]
+        yield method, direction, type_name, int(call), data[pos:pos + body_len]
         pos += body_len
