@@ -57,7 +57,8 @@ class PassiveJob:
         self.data: AlignedData | None = None
         self.pending: dict | None = None
         self.last_step: tuple[int, int] = (-1, -1)
-        self.recorded: list[tuple[np.ndarray, np.ndarray]] = []
+        self.recorded: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.aligned = threading.Event()
 
     # ---------------------------------------------------------------- open / PSI
     def open(self) -> pb.OpenJobReply:
@@ -75,9 +76,14 @@ class PassiveJob:
         with self.lock:
             save_alignment(self.job_dir, np.asarray(common_ids, dtype=object), np.asarray(own_rows))
             self.state = "aligned"
+        self.aligned.set()
 
     # ---------------------------------------------------------------- setup
     def setup(self, req: pb.SetupRequest) -> pb.SetupReply:
+        # The PSI service stores the alignment when its session ends, which can be a moment after the
+        # active party's side returned; a resumed job finds it on disk.
+        if self.resume_epoch < 0 and not self.aligned.wait(timeout=60):
+            raise OutOfOrder(f"setup: job {self.spec.job_id!r} has no PSI alignment yet (run PSI first)")
         with self.lock:
             self.ledger.record_message("received", self.active, req)
             ids, own_rows = load_alignment(self.job_dir)
