@@ -168,7 +168,7 @@ class Federation:
     """Party nodes as separate `vfl serve` processes on loopback, with a dev CA and mutual TLS."""
 
     def __init__(self, parties: list[Party], workdir: str | Path, active: str | None = None,
-                 secure_transport: bool = True, workers: int = 1, log_dir: Path | None = None):
+                 secure_transport: bool = True, workers: int = 1, node_options: dict | None = None):
         if len({p.name for p in parties}) != len(parties):
             raise ConfigError("parties: names must be unique")
         labelled = [p.name for p in parties if p.label]
@@ -181,6 +181,7 @@ class Federation:
         self.workdir = Path(workdir).resolve()
         self.secure = secure_transport
         self.workers = workers
+        self.node_options = dict(node_options or {})
         self.processes: dict[str, subprocess.Popen] = {}
         self.ports = {p.name: free_port() for p in parties}
         self.configs: dict[str, Path] = {}
@@ -213,6 +214,7 @@ class Federation:
                           for other in self.parties if other != name],
                 "data_dir": str(home / "data"), "jobs_dir": str(home / "jobs"), "workers": self.workers,
                 "datasets": {"table": self._dataset_entry(party, data_path)},
+                **self.node_options,
             }
             if self.secure:
                 certs = issue_party_cert(ca_dir, name, home / "tls")

@@ -72,6 +72,7 @@ class NodeConfig:
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     admins: tuple[str, ...] = ()
     workers: int = 2
+    max_payload_mb: int = 256
     source: Path | None = None
 
     def peer(self, name: str) -> PeerConfig:
@@ -143,10 +144,11 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     ds_sec._used.update(ds_sec.data)
     admins = tuple(root.str_list("admins"))
     workers = root.int("workers", 2, min_value=1, max_value=64)
+    max_payload = root.int("max_payload_mb", 256, min_value=1, max_value=4096)
     root.reject_unknown()
     return NodeConfig(party=party, role=role, identity=identity, listen=listen, health_listen=health, tls=tls, insecure=insecure,
                       peers=tuple(peers), data_dir=data_dir, jobs_dir=jobs_dir, datasets=datasets,
-                      admins=admins, workers=workers, source=source)
+                      admins=admins, workers=workers, max_payload_mb=max_payload, source=source)
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

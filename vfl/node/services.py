@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import grpc
 
-from vfl.transport.chunking import stream_handler, unary_handler
+from vfl.transport.chunking import stream_handler
+from vfl.transport.chunking import unary_handler as _unary_handler
 from vfl.transport.proto import node_pb2 as pb
 from vfl.transport.proto import node_pb2_grpc as pb_grpc
 
@@ -29,6 +30,10 @@ class PartyService(pb_grpc.PartyServicer):
     def __init__(self, node):
         self.node = node
         jobs = node.jobs
+        limit = node.config.max_payload_mb << 20
+
+        def unary_handler(request_type, handler):
+            return _unary_handler(request_type, handler, max_bytes=limit)
         self.OpenJob = unary_handler(pb.OpenJob, lambda r, c: jobs.open_passive(r, self.node.caller(c)))
         self.Setup = unary_handler(pb.SetupRequest, lambda r, c: jobs.passive(r.job_id, self.node.caller(c)).setup(r))
         self.Forward = unary_handler(pb.ForwardRequest,
