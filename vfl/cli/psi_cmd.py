@@ -176,7 +176,8 @@ class Bars:
             bar = self.bars.get(stage)
             if bar is None:
                 bar = self.bars[stage] = tqdm(total=total, desc=f"{self.prefix}{stage}", unit="id",
-                                              unit_scale=True, file=sys.stderr, leave=True, dynamic_ncols=True)
+                                              unit_scale=True, file=sys.stderr, leave=True, dynamic_ncols=True,
+                                              position=len(self.bars), mininterval=0.5)
             bar.update(max(0, done - bar.n))
 
     def close(self) -> None:
@@ -306,6 +307,9 @@ def _serve(args, config, creds, ids) -> int:
         finished.set()
 
     def on_error(session_id, exc):
+        if isinstance(exc, PermissionDenied):   # a refused caller: keep waiting for the right one
+            print(f"vfl psi: refused session {session_id}: {exc}", file=sys.stderr, flush=True)
+            return
         outcome["error"] = exc
         finished.set()
 

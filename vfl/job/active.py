@@ -255,9 +255,12 @@ class ActiveJob:
             loss.backward()
         delta = zs[0].grad.detach().numpy().astype(np.float64)  # dL/dz, identical for every passive party
         per_example = delta * len(rows)
+        # The defense changes what passive parties can observe: their input gradients. The weight gradient
+        # stays exact; it only ever exists as masked shares and encrypted per-example gradients.
+        released = per_example
         if self.defense is not None:
-            per_example = self.defense.apply(per_example, self.data.label[rows], step=(epoch, step))
-        self.each_link(lambda link: link.backward(per_example, epoch, step))
+            released = self.defense.apply(per_example, self.data.label[rows], step=(epoch, step))
+        self.each_link(lambda link: link.backward(per_example, epoch, step, released=released))
         with self.timer.measure("torch"):
             for opt in self.optimizers:
                 opt.step()
@@ -425,7 +428,7 @@ class ActiveJob:
             result["privacy"] = self._privacy_report(replies, result)
 
     def _privacy_report(self, replies: dict, result: dict) -> dict:
-        from vfl.privacy.attacks import leak_auc
+        from vfl.privacy.attacks import per_step_leak_auc
         from vfl.privacy.report import build_report, summary_line, write_report
         attacks: dict = {}
         label_of = None
@@ -437,9 +440,11 @@ class ActiveJob:
             scores = payload.get("attack_scores")
             if scores and label_of is not None:
                 labels = np.array([label_of[i] for i in scores["ids"]])
+                steps = np.array(scores["steps"])
                 if self.spec.task == "binary":
-                    attacks[f"{name}.norm_leak_auc"] = leak_auc(labels, np.array(scores["norm"]))
-                    attacks[f"{name}.direction_leak_auc"] = leak_auc(labels, np.array(scores["direction"]))
+                    for attack in ("norm", "direction"):
+                        attacks[f"{name}.{attack}_leak_auc"] = per_step_leak_auc(labels, np.array(scores[attack]),
+                                                                                 steps)
         if getattr(self, "membership", None) is not None:
             attacks["membership_auc"] = self.membership
         defense = self.defense.describe(self.spec.train.epochs) if self.defense is not None else {}

@@ -110,7 +110,8 @@ class PassiveLink:
         z = proto.active_decode_forward(self.ops_a, z_cts, n, layout)
         return torch.from_numpy(z).float()
 
-    def backward(self, per_example_delta: np.ndarray, epoch: int, step: int) -> None:
+    def backward(self, per_example_delta: np.ndarray, epoch: int, step: int,
+                 released: np.ndarray | None = None) -> None:
         """Send this passive party its input gradient and update the shared weight.
 
         The weight-gradient call goes first and runs at the passive party while this party computes the
@@ -119,8 +120,9 @@ class PassiveLink:
         """
         layout = self.layout
         rows = per_example_delta.shape[0]
+        released = per_example_delta if released is None else released
         if not self.paillier:
-            grad_h = torch.from_numpy(per_example_delta / rows).float() @ self.plain_weight.detach().T
+            grad_h = torch.from_numpy(released / rows).float() @ self.plain_weight.detach().T
             req = pb.InputGradientRequest(job_id=self.spec.job_id, epoch=epoch, step=step,
                                           grad_plain=grad_h.numpy().astype("<f4").tobytes())
             self._call("InputGradient", req, pb.InputGradientReply)
@@ -128,11 +130,12 @@ class PassiveLink:
             self._plain_update(grad_w)
             return
         d_int = proto.encode_gradients(per_example_delta, layout)
+        released_int = d_int if released is per_example_delta else proto.encode_gradients(released, layout)
         weight_req = pb.WeightGradientRequest(job_id=self.spec.job_id, epoch=epoch, step=step,
                                               delta_ciphertexts=crypto.to_bytes(
                                                   self.ops_a, proto.active_encrypt_gradients(self.ops_a, d_int, layout)))
         weight_call = self.calls.submit(self._call, "WeightGradient", weight_req, pb.WeightGradientReply)
-        grad_cts = proto.active_input_gradient(self.ops_p, self._v_bases, d_int, self.share, layout)
+        grad_cts = proto.active_input_gradient(self.ops_p, self._v_bases, released_int, self.share, layout)
         input_req = pb.InputGradientRequest(job_id=self.spec.job_id, epoch=epoch, step=step,
                                             grad_ciphertexts=crypto.to_bytes(self.ops_p, grad_cts))
         input_call = self.calls.submit(self._call, "InputGradient", input_req, pb.InputGradientReply)

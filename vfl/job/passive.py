@@ -85,7 +85,6 @@ class PassiveJob:
         if self.resume_epoch < 0 and not self.aligned.wait(timeout=60):
             raise OutOfOrder(f"setup: job {self.spec.job_id!r} has no PSI alignment yet (run PSI first)")
         with self.lock:
-            self.ledger.record_message("received", self.active, req)
             ids, own_rows = load_alignment(self.job_dir)
             if req.aligned_rows != len(ids):
                 raise ProtocolError(f"setup: active party reports {req.aligned_rows} aligned rows, "
@@ -127,7 +126,6 @@ class PassiveJob:
                 if self.paillier:
                     reply.init_masked = encode_int_matrix(masked)
             self.state = "ready"
-            self.ledger.record_message("sent", self.active, reply)
             return reply
 
     # ---------------------------------------------------------------- forward
@@ -153,7 +151,6 @@ class PassiveJob:
                                  "still waits for its backward call")
             if req.phase == "train" and (req.epoch, req.step) <= self.last_step:
                 raise OutOfOrder(f"forward: step ({req.epoch}, {req.step}) is not after ({self.last_step})")
-            self.ledger.record_message("received", self.active, req)
             rows = self._rows(req)
             x = torch.from_numpy(self.data.features[rows])
             train = req.phase == "train"
@@ -179,7 +176,6 @@ class PassiveJob:
             if train:
                 self.pending = {"epoch": req.epoch, "step": req.step, "h": h, "h_int": h_int, "rows": rows,
                                 "done": set()}
-            self.ledger.record_message("sent", self.active, reply)
             return reply
 
     # ---------------------------------------------------------------- backward
@@ -203,7 +199,6 @@ class PassiveJob:
             p = self._pending_for(req, "weight gradient")
             if not self.paillier:
                 raise ProtocolError("weight gradient: not used in plaintext mode")
-            self.ledger.record_message("received", self.active, req)
             rows = len(p["rows"])
             per_row = -(-self.layout.m // self.layout.gradient_layout().width)
             d_cts = crypto.from_bytes(self.ops_a, req.delta_ciphertexts, rows * per_row,
@@ -215,14 +210,12 @@ class PassiveJob:
             reply = pb.WeightGradientReply(masked_gradient=crypto.to_bytes(self.ops_a, masked))
             p["done"].add("weight gradient")
             self._finish_if_complete(p)
-            self.ledger.record_message("sent", self.active, reply)
             return reply
 
     def input_gradient(self, req: pb.InputGradientRequest) -> pb.InputGradientReply:
         """Decrypt this party's input gradient delta W^T and back-propagate the bottom model."""
         with self.lock:
             p = self._pending_for(req, "input gradient")
-            self.ledger.record_message("received", self.active, req)
             rows = len(p["rows"])
             if not self.paillier:
                 if len(req.grad_plain) != rows * self.layout.d * 4:
@@ -248,7 +241,6 @@ class PassiveJob:
             p["done"].add("input gradient")
             self._finish_if_complete(p)
             reply = pb.InputGradientReply()
-            self.ledger.record_message("sent", self.active, reply)
             return reply
 
     # ---------------------------------------------------------------- checkpoints and close
@@ -313,7 +305,7 @@ class PassiveJob:
         np.savez_compressed(self.job_dir / "recorded_gradients.npz", ids=ids, steps=steps, gradients=grads)
         if not self.spec.privacy.attacks:
             return None
-        return {"ids": ids.tolist(), "norm": norm_scores(grads).tolist(),
+        return {"ids": ids.tolist(), "steps": steps.tolist(), "norm": norm_scores(grads).tolist(),
                 "direction": direction_scores(grads, steps).tolist()}
 
     @property

@@ -34,18 +34,35 @@ class PartyService(pb_grpc.PartyServicer):
 
         def unary_handler(request_type, handler):
             return _unary_handler(request_type, handler, max_bytes=limit)
-        self.OpenJob = unary_handler(pb.OpenJob, lambda r, c: jobs.open_passive(r, self.node.caller(c)))
-        self.Setup = unary_handler(pb.SetupRequest, lambda r, c: jobs.passive(r.job_id, self.node.caller(c)).setup(r))
-        self.Forward = unary_handler(pb.ForwardRequest,
-                                     lambda r, c: jobs.passive(r.job_id, self.node.caller(c)).forward(r))
-        self.WeightGradient = unary_handler(
-            pb.WeightGradientRequest, lambda r, c: jobs.passive(r.job_id, self.node.caller(c)).weight_gradient(r))
-        self.InputGradient = unary_handler(
-            pb.InputGradientRequest, lambda r, c: jobs.passive(r.job_id, self.node.caller(c)).input_gradient(r))
-        self.EndEpoch = unary_handler(pb.EndEpochRequest,
-                                      lambda r, c: jobs.passive(r.job_id, self.node.caller(c)).end_epoch(r))
-        self.CloseJob = unary_handler(pb.CloseJobRequest,
-                                      lambda r, c: jobs.close_passive(r, self.node.caller(c)))
+        def on_job(method: str):
+            """Find the caller's job, then record the request and the reply in the job's wire ledger."""
+            def handle(request, context):
+                job = jobs.passive(request.job_id, self.node.caller(context))
+                job.ledger.record_message("received", job.active, request)
+                reply = getattr(job, method)(request)
+                job.ledger.record_message("sent", job.active, reply)
+                return reply
+            return handle
+
+        def open_job(request, context):
+            reply = jobs.open_passive(request, self.node.caller(context))
+            job = jobs.passive(request.job_id, self.node.caller(context))
+            job.ledger.record_message("received", job.active, request)
+            job.ledger.record_message("sent", job.active, reply)
+            return reply
+
+        def close_job(request, context):
+            job = jobs.passive(request.job_id, self.node.caller(context))
+            job.ledger.record_message("received", job.active, request)
+            return jobs.close_passive(request, self.node.caller(context))
+
+        self.OpenJob = unary_handler(pb.OpenJob, open_job)
+        self.Setup = unary_handler(pb.SetupRequest, on_job("setup"))
+        self.Forward = unary_handler(pb.ForwardRequest, on_job("forward"))
+        self.WeightGradient = unary_handler(pb.WeightGradientRequest, on_job("weight_gradient"))
+        self.InputGradient = unary_handler(pb.InputGradientRequest, on_job("input_gradient"))
+        self.EndEpoch = unary_handler(pb.EndEpochRequest, on_job("end_epoch"))
+        self.CloseJob = unary_handler(pb.CloseJobRequest, close_job)
 
 
 def add_services(server: grpc.Server, node) -> None:

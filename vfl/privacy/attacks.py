@@ -9,7 +9,9 @@ Label inference by a passive party uses the input gradients its node recorded du
   in opposite directions along the batch's principal axis; score = projection on that axis, oriented so
   that the smaller side is scored as positive (the attacker assumes the positive class is the minority).
 
-Both report leak AUC = max(AUC, 1 - AUC) against the true labels (an attacker can flip a score).
+Both report leak AUC = max(AUC, 1 - AUC) against the true labels (an attacker can flip a score),
+computed per training step and averaged over steps, as Li et al. do: gradient scales drift during
+training, so one threshold over the whole run would understate what an attacker gets at each step.
 
 Membership inference against the finished model (loss threshold, Yeom et al. 2018): score = -loss;
 AUC of training rows against test rows.
@@ -48,10 +50,17 @@ def direction_scores(gradients: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return scores
 
 
+def per_step_leak_auc(labels: np.ndarray, scores: np.ndarray, steps: np.ndarray) -> float:
+    """Mean over steps of the step's leak AUC (steps with one class only are skipped)."""
+    aucs = [leak_auc(labels[steps == s], scores[steps == s]) for s in np.unique(steps)
+            if len(np.unique(labels[steps == s])) == 2]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
 def label_leakage(gradients: np.ndarray, steps: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Leak AUC of both attacks, epoch by epoch averaged over all recorded steps."""
-    return {"norm_leak_auc": leak_auc(labels, norm_scores(gradients)),
-            "direction_leak_auc": leak_auc(labels, direction_scores(gradients, steps))}
+    """Per-step-averaged leak AUC of both attacks."""
+    return {"norm_leak_auc": per_step_leak_auc(labels, norm_scores(gradients), steps),
+            "direction_leak_auc": per_step_leak_auc(labels, direction_scores(gradients, steps), steps)}
 
 
 def membership_auc(train_losses: np.ndarray, test_losses: np.ndarray) -> float:

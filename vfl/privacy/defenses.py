@@ -7,8 +7,10 @@
   noise so that its expected squared norm equals the batch maximum, which removes the norm signal.
   Empirical protection only, no formal guarantee.
 
-The active party uses the defended gradients for everything the passive party can observe: the input
-gradient it decrypts and the interactive-weight update (whose effects it sees in later gradients).
+The defended gradients replace the exact ones in what passive parties can observe, their input gradients
+delta*W^T. The interactive weight's update keeps the exact gradients: it only exists as masked shares
+and per-example gradients encrypted under the active party's key (docs/privacy.md states what the DP
+accounting does and does not cover because of that).
 """
 from __future__ import annotations
 
@@ -71,7 +73,8 @@ class Defense:
 
 
 def defense_for_job(spec) -> Defense | None:
-    """The job's defense: `auto` means DP for binary tasks, none otherwise."""
+    """The job's defense: `auto` means DP (noise multiplier 2) for binary tasks, where label leakage through
+    gradient norms and directions is known to be near-perfect, and none otherwise."""
     p = spec.privacy
     name = p.defense
     if name == "auto":
