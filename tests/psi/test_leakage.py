@@ -1,0 +1,138 @@
+"""Audit every message a party sends: no raw ID, canonical ID, ID hash or unblinded hash-to-curve point leaves it.
+
+Messages are recorded as the bytes that go on the wire (serialized ``psi.v1.Envelope``s): in-process through
+a recording link, over gRPC with a client interceptor (active party) and a server interceptor (passive
+party). Every 16-byte window of every message is compared with 16-byte fingerprints of each ID's raw
+UTF-8, canonical UTF-8, SHA-512 digest, field element and curve point.
+"""
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from psi import PsiConfig, run_in_process
+from psi.core.curve25519 import u_to_bytes
+from psi.core.hashing import Canonicalization, _prefix, canonical_id, hash_to_curve, hash_to_field
+from psi.protocol.messages import Hello
+from psi.transport import run_session
+from psi.transport.codec import encode
+
+from .conftest import random_ids
+
+W = 16
+
+
+def fingerprints(ids, salt: bytes, canon: Canonicalization) -> dict[bytes, str]:
+    """16-byte fingerprints (several per ID) of everything that must stay inside its party."""
+    out = {}
+    for x in ids:
+        c = canonical_id(x, canon)
+        data = c.encode()
+        h = _prefix(salt)
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+        digest = h.digest()
+        point = hash_to_curve(c, salt)
+        things = {
+            "raw ID": x.encode(), "canonical ID": data, "SHA-512 of the ID": digest,
+            "field element": u_to_bytes(hash_to_field(c, salt)), "hash-to-curve point": point,
+            "hash-to-curve point (upper half)": point[16:],
+        }
+        for what, blob in things.items():
+            for i in range(0, max(1, len(blob) - W + 1), W):
+                if len(blob[i:i + W]) == W:
+                    out[blob[i:i + W]] = f"{what} of {x!r}"
+    return out
+
+
+def leaks(blobs: list[bytes], prints: dict[bytes, str]) -> list[str]:
+    found = []
+    for blob in blobs:
+        windows = {blob[i:i + W] for i in range(len(blob) - W + 1)}
+        found += [prints[w] for w in windows & prints.keys()]
+    return found
+
+
+def test_the_audit_itself_detects_a_leak():
+    ids = random_ids(5, 1)
+    salt = b"s" * 32
+    prints = fingerprints(ids, salt, Canonicalization())
+    point = hash_to_curve(ids[3], salt)
+    assert f"hash-to-curve point of {ids[3]!r}" in leaks([b"header" + point + b"trailer"], prints)
+    assert [f"canonical ID of {ids[1]!r}"] == leaks([b"..." + ids[1].encode() + b"..."], prints)
+    assert not leaks([b"unrelated bytes" * 10], prints)
+
+
+def _salt(records) -> bytes:
+    return next(m.salt for _, _, m in records if isinstance(m, Hello))
+
+
+@pytest.mark.parametrize("parties,mode", [(2, "intersection"), (2, "cardinality"), (3, "intersection"),
+                                          (4, "intersection")])
+def test_in_process_messages_carry_no_ids_or_unblinded_hashes(engine, parties, mode):
+    u = random_ids(400, 2 + parties)
+    special = ["Ünïcødé-ÏD-long-enough-0001", "  Padded-Mixed-Case-ID-0002  "]
+    names = [f"party{i}" for i in range(parties)]
+    lists = {n: u[i * 40: i * 40 + 280] + special for i, n in enumerate(names)}
+    records = []
+    canon = Canonicalization(strip=True, lowercase=True)
+    res = run_in_process(lists, names[0], PsiConfig(workers=0, chunk_size=64, mode=mode, lowercase=True),
+                         engine=engine, record=lambda party, peer, msg: records.append((party, peer, msg)))
+    assert res[names[0]].size > 0
+    salt = _salt(records)
+    everyone = fingerprints([x for ids in lists.values() for x in ids], salt, canon)
+    by_party: dict[str, list[bytes]] = {}
+    for party, _, msg in records:
+        by_party.setdefault(party, []).append(encode(msg).SerializeToString())
+    assert set(by_party) == set(names)
+    for party, blobs in by_party.items():
+        assert leaks(blobs, everyone) == [], party
+
+
+class RecordingClient(grpc.StreamStreamClientInterceptor):
+    def __init__(self):
+        self.sent: list[bytes] = []
+
+    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+        def record(it):
+            for req in it:
+                self.sent.append(req.SerializeToString())
+                yield req
+        return continuation(client_call_details, record(request_iterator))
+
+
+class RecordingServer(grpc.ServerInterceptor):
+    def __init__(self):
+        self.sent: list[bytes] = []
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler.stream_stream is None:
+            return handler
+        inner = handler.stream_stream
+
+        def wrapped(request_iterator, context):
+            for resp in inner(request_iterator, context):
+                self.sent.append(resp.SerializeToString())
+                yield resp
+
+        return grpc.stream_stream_rpc_method_handler(wrapped, request_deserializer=handler.request_deserializer,
+                                                     response_serializer=handler.response_serializer)
+
+
+@pytest.mark.parametrize("parties", [2, 3])
+def test_grpc_messages_carry_no_ids_or_unblinded_hashes(psi_server, engine, parties):
+    u = random_ids(500, 40 + parties)
+    a = u[:300]
+    passive_lists = {f"p{i}": u[100 + 50 * i: 400 + 50 * i] for i in range(1, parties)}
+    client_rec, server_rec = RecordingClient(), RecordingServer()
+    server = psi_server(passive_lists, interceptors=[server_rec])
+    channels = {name: server.channel(client_rec) for name in passive_lists}
+    salt = b"fixed-salt-for-audit-0123456789ab"
+    result = run_session(channels, a, PsiConfig(workers=0, chunk_size=50, salt=salt), me="a", engine=engine)
+    assert result.size == len(set(a).intersection(*map(set, passive_lists.values())))
+    all_ids = a + [x for ids in passive_lists.values() for x in ids]
+    prints = fingerprints(all_ids, salt, Canonicalization())
+    assert len(client_rec.sent) > 5 and len(server_rec.sent) > 5
+    assert leaks(client_rec.sent, prints) == []
+    assert leaks(server_rec.sent, prints) == []
