@@ -305,7 +305,7 @@ class ActiveJob:
     def _run_epoch(self, epoch: int) -> None:
         spec = self.spec
         split = self.data.split
-        batches = batch_order(split.train, spec.train.batch_size, epoch, spec.train.seed)
+        batches = batch_order(self.data.ids, split.train, spec.train.batch_size, epoch, spec.train.seed)
         losses = []
         t0 = time.time()
         for step, rows in enumerate(batches):

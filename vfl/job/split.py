@@ -36,8 +36,14 @@ def split_by_id(ids: Sequence[str], validation: float, test: float, seed: int) -
     return Split(train=positions[~(is_test | is_val)], validation=positions[is_val], test=positions[is_test])
 
 
-def batch_order(train_positions: np.ndarray, batch_size: int, epoch: int, seed: int) -> list[np.ndarray]:
-    """The active party's batch order for one epoch (a fresh shuffle per epoch)."""
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(train_positions)
+def batch_order(ids: Sequence[str], train_positions: np.ndarray, batch_size: int, epoch: int,
+                seed: int) -> list[np.ndarray]:
+    """The active party's batch order for one epoch: a fresh shuffle per epoch, keyed by ID.
+
+    Keying the shuffle by ID rather than by position makes it independent of the row order PSI happened
+    to agree on, so a centralized baseline over the same IDs sees exactly the same batches.
+    """
+    keys = np.fromiter((_unit_interval(seed * 1_000_003 + epoch + 1, str(ids[p])) for p in train_positions),
+                       dtype=np.float64, count=len(train_positions))
+    order = np.asarray(train_positions)[np.argsort(keys, kind="stable")]
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
