@@ -66,9 +66,14 @@ def _uniform_ints(shape: tuple[int, ...], bits: int, signed: bool) -> np.ndarray
 
 
 def product_weights(share: np.ndarray, layout: Layout) -> np.ndarray:
-    """A stored share (2^f_s) at product precision (2^f_w); floors of two shares sum to within 1 ulp of W."""
+    """A stored share (2^f_s) at product precision (2^f_w), rounded to nearest.
+
+    Each party rounds its own share, so the two sum to W within 1 ulp and without bias (flooring both
+    would shift every weight by -1 ulp on average, which shows up in regression).
+    """
     shift = layout.f_s - layout.f_w
-    return np.array([[int(v) >> shift for v in row] for row in share], dtype=object)
+    half = 1 << (shift - 1)
+    return np.array([[(int(v) + half) >> shift for v in row] for row in share], dtype=object)
 
 
 def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
