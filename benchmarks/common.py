@@ -41,7 +41,7 @@ def parties(name: str):
     return out
 
 
-def centralized(name: str, spec_dict: dict) -> dict:
+def centralized(name: str, spec_dict: dict, initial_weights: dict | None = None) -> dict:
     """The same architecture trained on pooled columns of the common rows, same split and seed."""
     from vfl.baseline import train_centralized
     from vfl.data import load_party_table
@@ -57,7 +57,7 @@ def centralized(name: str, spec_dict: dict) -> dict:
     guest = aligned[files[0][0]]
     classes = len(guest.schema.label_classes) if task == "multiclass" else None
     return train_centralized(spec, np.array(common), {p: t.features for p, t in aligned.items()}, guest.label,
-                             num_classes=classes)
+                             num_classes=classes, initial_weights=initial_weights)
 
 
 def print_json(obj: dict) -> None:

@@ -7,6 +7,7 @@ ID-based split and batch order. Only the cryptography is missing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -61,13 +62,39 @@ def standardize(train_rows: np.ndarray, x: np.ndarray) -> np.ndarray:
     return ((x - mean) / std).astype(np.float32)
 
 
+def initial_interactive_weights(job_dirs: dict[str, Path], active: str) -> dict[str, np.ndarray]:
+    """W0 of each passive party, rebuilt from both parties' epoch-0 checkpoints of a finished encrypted job.
+
+    Only an evaluation with access to every party's job directory can do this (no party can alone); it lets
+    the centralized baseline start from exactly the encrypted run's initial weights.
+    """
+    import torch
+    active_state = torch.load(job_dirs[active] / "checkpoints" / "epoch-0000.pt", weights_only=False)
+    out = {}
+    for party, directory in job_dirs.items():
+        if party == active:
+            continue
+        passive_state = torch.load(directory / "checkpoints" / "epoch-0000.pt", weights_only=False)
+        u = active_state["links"][party]["share"]
+        v = passive_state["share"]
+        f_s = 32  # share storage precision, vfl.protocol.layout.default_layout
+        out[party] = ((u.weights + v.weights).astype(np.float64) / 2.0**f_s).astype(np.float32)
+    return out
+
+
 def train_centralized(spec: JobSpec, ids: np.ndarray, raw_features: dict[str, np.ndarray], label: np.ndarray,
-                      num_classes: int | None = None) -> dict:
-    """Train and evaluate; returns {'test': metrics, 'validation': metrics, 'history': [...]}."""
+                      num_classes: int | None = None, initial_weights: dict[str, np.ndarray] | None = None) -> dict:
+    """Train and evaluate; returns {'test': metrics, 'validation': metrics, 'history': [...]}.
+
+    `initial_weights` optionally sets interactive weights per party (see initial_interactive_weights).
+    """
     split: Split = split_by_id([str(i) for i in ids], spec.split.validation, spec.split.test, spec.split.seed)
     features = {name: standardize(split.train, np.asarray(x, dtype=np.float64)) for name, x in raw_features.items()}
     task = make_task(spec.task, label, num_classes)
     model = PooledModel(spec, {k: v.shape[1] for k, v in features.items()}, task.num_outputs)
+    for party, w in (initial_weights or {}).items():
+        with torch.no_grad():
+            model.weights[party].copy_(torch.from_numpy(np.asarray(w, dtype=np.float32)))
     adam = list(model.top.parameters()) + [p for b in model.bottoms.values() for p in b.parameters()]
     sgd = [model.bias] + list(model.weights.values())
     t = spec.train
@@ -87,7 +114,7 @@ def train_centralized(spec: JobSpec, ids: np.ndarray, raw_features: dict[str, np
     history = []
     for epoch in range(t.epochs):
         model.train()
-        for rows in batch_order(split.train, t.batch_size, epoch, t.seed):
+        for rows in batch_order(ids, split.train, t.batch_size, epoch, t.seed):
             loss = task.loss(model(batch(rows)), torch.from_numpy(np.asarray(label[rows])))
             for opt in optimizers:
                 opt.zero_grad()

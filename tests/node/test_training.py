@@ -20,7 +20,7 @@ def federation(tmp_path_factory):
 
 def test_encrypted_training_matches_centralized_on_breast(federation):
     """Quality: within 0.01 AUC of the same architecture trained on pooled columns, same split and seed."""
-    from vfl.baseline import train_centralized
+    from vfl.baseline import initial_interactive_weights, train_centralized
     from vfl.data import load_party_table
     from vfl.job.spec import parse_job_spec
     job = copy.deepcopy(SMALL_JOB)
@@ -35,8 +35,10 @@ def test_encrypted_training_matches_centralized_on_breast(federation):
     h = host.set_index("id").loc[common]
     spec = parse_job_spec({"job_id": "c", "active": "guest", "task": "binary",
                            "parties": {"guest": {"dataset": "t"}, "host": {"dataset": "t"}}, **job})
+    w0 = initial_interactive_weights({p: federation.workdir / p / "jobs" / "quality" for p in ("guest", "host")},
+                                     "guest")
     base = train_centralized(spec, np.array(common), {"guest": g.drop(columns=["y"]).to_numpy(float),
-                                                      "host": h.to_numpy(float)}, g["y"].to_numpy())
+                                                      "host": h.to_numpy(float)}, g["y"].to_numpy(), initial_weights=w0)
     assert enc["auc"] > 0.95
     assert abs(enc["auc"] - base["test"]["auc"]) <= 0.01, (enc, base["test"])
     # each party saved only its own part
