@@ -12,51 +12,79 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from common import TABLES, centralized, parties, print_json, require_data
 
+# seeds: training seeds run as paired comparisons (same seed and W0 on both sides); the gap reported is
+# the median over them. motor gets three: one fixed-point ulp of difference in W0 moves even the
+# centralized run's RMSE by ~2-3% there (measured below as noise_floor), so a single pair cannot
+# resolve a 2% target.
 CONFIGS = {
-    "breast": {"epochs": 10, "batch_size": 64, "interactive_lr": 0.1},
-    "default_credit": {"epochs": 3, "batch_size": 512, "interactive_lr": 0.05},
-    "vehicle_scale": {"epochs": 30, "batch_size": 64, "interactive_lr": 0.1},
-    "motor": {"epochs": 30, "batch_size": 64, "interactive_lr": 0.05},
+    "breast": {"epochs": 10, "batch_size": 64, "interactive_lr": 0.1, "seeds": (1,)},
+    "default_credit": {"epochs": 3, "batch_size": 512, "interactive_lr": 0.05, "seeds": (1,)},
+    "vehicle_scale": {"epochs": 30, "batch_size": 64, "interactive_lr": 0.1, "seeds": (1,)},
+    "motor": {"epochs": 30, "batch_size": 64, "interactive_lr": 0.05, "seeds": (1, 2, 3)},
 }
+ULP = 2.0 ** -14  # the interactive layer's fixed-point resolution for weights (Layout.f_w)
 
 
-def job(name: str, key_bits: int) -> dict:
+def job(name: str, key_bits: int, seed: int = 1) -> dict:
     c = CONFIGS[name]
     return {"model": {"bottom": {"hidden": [32], "out": 16}, "interactive": {"out": 16}, "top": {"hidden": [16]}},
             "train": {"epochs": c["epochs"], "batch_size": c["batch_size"], "lr": 0.01,
-                      "interactive_lr": c["interactive_lr"], "seed": 1},
+                      "interactive_lr": c["interactive_lr"], "seed": seed},
             "split": {"validation": 0.0, "test": 0.2, "seed": 5},
             "crypto": {"key_bits": key_bits}, "privacy": {"defense": "none"}}
 
 
-def run(name: str, key_bits: int, workdir: Path) -> dict:
+def gap_of(task: str, encrypted: float, central: float) -> float:
+    """Relative gap for RMSE, absolute gap for AUC / accuracy."""
+    return abs(encrypted - central) / central if task == "regression" else abs(encrypted - central)
+
+
+def run_pair(name: str, key_bits: int, seed: int, workdir: Path) -> dict:
+    """One encrypted job and the centralized run from the same seed and initial interactive weights."""
     from vfl.api import Federation
+    from vfl.baseline import initial_interactive_weights
     task = TABLES[name][0]
     members = parties(name)
-    t0 = time.time()
-    from vfl.baseline import initial_interactive_weights
-    job_id = f"quality-{name}"
-    with Federation(members, workdir=workdir / name, workers=2) as fed:
-        model = fed.fit(task=task, job_id=job_id, progress=False, **job(name, key_bits))
-    spec = {"job_id": "c", "active": members[0].name, "task": task,
-            "parties": {p.name: {"dataset": "t"} for p in members}, **job(name, key_bits)}
-    # same initial interactive weights as the encrypted run (rebuilt from both parties' epoch-0 shares)
-    w0 = initial_interactive_weights({p.name: workdir / name / p.name / "jobs" / job_id for p in members},
+    job_id = f"quality-{name}-{seed}"
+    spec = job(name, key_bits, seed)
+    with Federation(members, workdir=workdir / job_id, workers=2) as fed:
+        model = fed.fit(task=task, job_id=job_id, progress=False, **spec)
+    w0 = initial_interactive_weights({p.name: workdir / job_id / p.name / "jobs" / job_id for p in members},
                                      members[0].name)
-    base = centralized(name, spec, initial_weights=w0)["test"]
-    enc = model.metrics["test"]
-    metric = {"binary": "auc", "multiclass": "accuracy", "regression": "rmse"}[task]
-    if task == "regression":
-        gap = abs(enc[metric] - base[metric]) / base[metric]
-        ok = gap <= 0.02
-    else:
-        gap = abs(enc[metric] - base[metric])
-        ok = gap <= 0.01
-    return {"task": task, "parties": len(members), "metric": metric, "encrypted": enc[metric],
-            "centralized": base[metric], "gap": round(gap, 4), "within_target": ok,
-            "epochs": CONFIGS[name]["epochs"], "seconds": round(time.time() - t0, 1)}
+    central_spec = {"job_id": "c", "active": members[0].name, "task": task,
+                    "parties": {p.name: {"dataset": "t"} for p in members}, **spec}
+    metric = METRIC[task]
+    central = centralized(name, central_spec, initial_weights=w0)["test"][metric]
+    # noise floor: the same centralized run with W0 moved by one fixed-point ulp
+    rng = np.random.default_rng(seed)
+    nudged = {p: w + rng.choice([-ULP, ULP], size=w.shape).astype(np.float32) for p, w in w0.items()}
+    central_nudged = centralized(name, central_spec, initial_weights=nudged)["test"][metric]
+    encrypted = model.metrics["test"][metric]
+    return {"seed": seed, "encrypted": encrypted, "centralized": central,
+            "gap": round(gap_of(task, encrypted, central), 4),
+            "noise_floor": round(gap_of(task, central_nudged, central), 4)}
+
+
+METRIC = {"binary": "auc", "multiclass": "accuracy", "regression": "rmse"}
+
+
+def run(name: str, key_bits: int, workdir: Path) -> dict:
+    task = TABLES[name][0]
+    t0 = time.time()
+    pairs = [run_pair(name, key_bits, seed, workdir) for seed in CONFIGS[name]["seeds"]]
+    gap = float(np.median([p["gap"] for p in pairs]))
+    target = 0.02 if task == "regression" else 0.01
+    return {"task": task, "parties": len(TABLES[name][3]), "metric": METRIC[task],
+            "encrypted": float(np.median([p["encrypted"] for p in pairs])),
+            "centralized": float(np.median([p["centralized"] for p in pairs])),
+            "gap": round(gap, 4), "gap_kind": "relative" if task == "regression" else "absolute",
+            "target": target, "within_target": gap <= target,
+            "noise_floor": float(np.median([p["noise_floor"] for p in pairs])),
+            "pairs": pairs, "epochs": CONFIGS[name]["epochs"], "seconds": round(time.time() - t0, 1)}
 
 
 def main() -> None:

@@ -74,8 +74,12 @@ def initial_interactive_weights(job_dirs: dict[str, Path], active: str) -> dict[
     for party, directory in job_dirs.items():
         if party == active:
             continue
+        link = active_state["links"][party]
+        if link["share"] is None:  # plaintext mode: the active party holds W itself
+            out[party] = link["plain"].numpy().astype(np.float32)
+            continue
         passive_state = torch.load(directory / "checkpoints" / "epoch-0000.pt", weights_only=False)
-        u = active_state["links"][party]["share"]
+        u = link["share"]
         v = passive_state["share"]
         f_s = 32  # share storage precision, vfl.protocol.layout.default_layout
         out[party] = ((u.weights + v.weights).astype(np.float64) / 2.0**f_s).astype(np.float32)
