@@ -29,6 +29,27 @@ def _rpc_error(peer: str, exc: grpc.RpcError) -> PeerError:
     return PeerError(f"{peer}: {name}: {details}", peer, name)
 
 
+def _drain(out: queue.Queue) -> Iterator[pb.Envelope]:
+    """Encode queued messages for gRPC until the end marker."""
+    while True:
+        item = out.get()
+        if item is _END:
+            return
+        yield encode(item)
+
+
+def _post_incoming(envelopes, peer: str, inbox: queue.Queue) -> None:
+    """Decode a peer's envelopes into the inbox; a malformed one is posted as the error and ends reading."""
+    for env in envelopes:
+        try:
+            msg = decode(env)
+        except MalformedMessage as exc:
+            inbox.put((peer, exc))
+            return
+        inbox.put((peer, msg))
+    inbox.put((peer, EOF))
+
+
 class ClientLink(Link):
     """Opens ``Session`` on ``channel``; messages from the server go to ``inbox`` as ``(peer, item)``."""
 
@@ -45,22 +66,11 @@ class ClientLink(Link):
         self._reader.start()
 
     def _requests(self) -> Iterator[pb.Envelope]:
-        while True:
-            item = self._out.get()
-            if item is _END:
-                return
-            yield encode(item)
+        return _drain(self._out)
 
     def _read(self) -> None:
         try:
-            for env in self._call:
-                try:
-                    msg = decode(env)
-                except MalformedMessage as exc:
-                    self._inbox.put((self.peer, exc))
-                    return
-                self._inbox.put((self.peer, msg))
-            self._inbox.put((self.peer, EOF))
+            _post_incoming(self._call, self.peer, self._inbox)
         except grpc.RpcError as exc:
             if not self._cancelled:
                 self._inbox.put((self.peer, _rpc_error(self.peer, exc)))
@@ -109,25 +119,14 @@ class ServerLink(Link):
 
     def _read(self) -> None:
         try:
-            for env in self._requests:
-                try:
-                    msg = decode(env)
-                except MalformedMessage as exc:
-                    self._inbox.put((self.peer, exc))
-                    return
-                self._inbox.put((self.peer, msg))
-            self._inbox.put((self.peer, EOF))
+            _post_incoming(self._requests, self.peer, self._inbox)
         except grpc.RpcError as exc:
             self._inbox.put((self.peer, _rpc_error(self.peer, exc)))
         except Exception as exc:  # the RPC was torn down under us
             self._inbox.put((self.peer, PeerError(f"{self.peer}: stream failed: {exc}", self.peer, "UNAVAILABLE")))
 
     def responses(self) -> Iterator[pb.Envelope]:
-        while True:
-            item = self._out.get()
-            if item is _END:
-                return
-            yield encode(item)
+        return _drain(self._out)
 
     def send(self, msg: Message) -> None:
         if not self._closed:
