@@ -26,6 +26,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from vfl.errors import ProtocolError
 from vfl.protocol.layout import Layout, SlotLayout
 from vfl.protocol.packing import group_exponents, pack_row_at_group, pack_rows, unpack_rows
 
@@ -129,25 +130,33 @@ def weight_bases(ops: PublicOps, weights: np.ndarray, slot: SlotLayout) -> list:
     return ops.encrypt_ints(plains)
 
 
+def _check_count(stage: str, what: str, expected: int, got: Sequence) -> None:
+    if len(got) != expected:
+        raise ProtocolError(f"{stage}: expected {expected} {what} ciphertexts, got {len(got)}")
+
+
+def _shared_product(ops, bases: Sequence, x_int: np.ndarray, own_weights: np.ndarray, slot: SlotLayout) -> list:
+    """[x (S + T)] from the peer's encrypted share S (as bases, x in the exponent) plus x T in plaintext.
+
+    Re-randomized, because the product is returned to the key owner.
+    """
+    products = ops.multiexp(bases, group_exponents(x_int, slot))
+    own = pack_rows(int_matmul(x_int, own_weights), slot)
+    return ops.rerandomize(ops.add_plain(products, own))
+
+
 def passive_forward(ops_a: PublicOps, u_bases: Sequence, h_int: np.ndarray, v_share: WeightShare,
                     layout: Layout) -> list:
     """P: [h W]_A from A's [U] bases, P's activations (exponents) and P's share V (added as plaintext)."""
     slot = layout.forward_layout()
-    expected = layout.d * slot.groups
-    if len(u_bases) != expected:
-        from vfl.errors import ProtocolError
-        raise ProtocolError(f"forward: expected {expected} weight ciphertexts, got {len(u_bases)}")
-    products = ops_a.multiexp(u_bases, group_exponents(h_int, slot))
-    own = pack_rows(int_matmul(h_int, product_weights(v_share.weights, layout)), slot)
-    return ops_a.rerandomize(ops_a.add_plain(products, own))
+    _check_count("forward", "weight", layout.d * slot.groups, u_bases)
+    return _shared_product(ops_a, u_bases, h_int, product_weights(v_share.weights, layout), slot)
 
 
 def active_decode_forward(ops_a: PrivateOps, z_cts: Sequence, rows: int, layout: Layout) -> np.ndarray:
     """A: decrypt z = h W (float, rows x m)."""
     slot = layout.forward_layout()
-    if len(z_cts) != slot.ciphertexts_for(rows):
-        from vfl.errors import ProtocolError
-        raise ProtocolError(f"forward: expected {slot.ciphertexts_for(rows)} output ciphertexts, got {len(z_cts)}")
+    _check_count("forward", "output", slot.ciphertexts_for(rows), z_cts)
     z = unpack_rows(ops_a.decrypt_ints(z_cts), rows, slot, "forward output h*W")
     return z.astype(np.float64) / float(1 << (layout.f_h + layout.f_w))
 
@@ -158,21 +167,14 @@ def active_input_gradient(ops_p: PublicOps, v_bases: Sequence, d_int: np.ndarray
                           layout: Layout) -> list:
     """A: [D W^T]_P from P's [V^T] bases, A's per-example gradients (exponents) and A's share U."""
     slot = layout.backward_layout()
-    expected = layout.m * slot.groups
-    if len(v_bases) != expected:
-        from vfl.errors import ProtocolError
-        raise ProtocolError(f"backward: expected {expected} weight ciphertexts, got {len(v_bases)}")
-    products = ops_p.multiexp(v_bases, group_exponents(d_int, slot))
-    own = pack_rows(int_matmul(d_int, product_weights(u_share.weights, layout).T), slot)
-    return ops_p.rerandomize(ops_p.add_plain(products, own))
+    _check_count("backward", "weight", layout.m * slot.groups, v_bases)
+    return _shared_product(ops_p, v_bases, d_int, product_weights(u_share.weights, layout).T, slot)
 
 
 def passive_decode_input_gradient(ops_p: PrivateOps, cts: Sequence, rows: int, layout: Layout) -> np.ndarray:
     """P: its input gradient delta W^T (float, rows x d), from per-example gradients divided by B."""
     slot = layout.backward_layout()
-    if len(cts) != slot.ciphertexts_for(rows):
-        from vfl.errors import ProtocolError
-        raise ProtocolError(f"backward: expected {slot.ciphertexts_for(rows)} gradient ciphertexts, got {len(cts)}")
+    _check_count("backward", "gradient", slot.ciphertexts_for(rows), cts)
     g = unpack_rows(ops_p.decrypt_ints(cts), rows, slot, "input gradient delta*W^T")
     return g.astype(np.float64) / float(1 << (layout.f_g + layout.f_w)) / rows
 
@@ -202,9 +204,7 @@ def passive_weight_gradient(ops_a: PublicOps, d_cts: Sequence, h_int: np.ndarray
     slot = layout.gradient_layout()
     rows = h_int.shape[0]
     per_row = -(-layout.m // slot.width)
-    if len(d_cts) != rows * per_row:
-        from vfl.errors import ProtocolError
-        raise ProtocolError(f"backward: expected {rows * per_row} gradient ciphertexts, got {len(d_cts)}")
+    _check_count("backward", "gradient", rows * per_row, d_cts)
     mask_bits = layout.gradient_bound_bits() + layout.stat_bits
     q = _uniform_ints((layout.d, per_row * slot.width), mask_bits, signed=False)
     out = []
@@ -221,9 +221,7 @@ def active_decode_weight_gradient(ops_a: PrivateOps, cts: Sequence, layout: Layo
     """A: its gradient share h^T D + Q (d x m, integers at 2^(f_h + f_g), summed over the batch)."""
     slot = layout.gradient_layout()
     per_row = -(-layout.m // slot.width)
-    if len(cts) != layout.d * per_row:
-        from vfl.errors import ProtocolError
-        raise ProtocolError(f"backward: expected {layout.d * per_row} masked-gradient ciphertexts, got {len(cts)}")
+    _check_count("backward", "masked-gradient", layout.d * per_row, cts)
     rows = unpack_rows(ops_a.decrypt_ints(cts), layout.d * per_row, slot, "masked weight gradient")
     return rows.reshape(layout.d, per_row * slot.width)[:, :layout.m]
 
