@@ -37,11 +37,11 @@ class Defense:
     clip_norm: float | None = None
     delta: float = DEFAULT_DELTA
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng())
-    _norm_estimate: float | None = None
+    _clip_by_epoch: dict[int, float] = field(default_factory=dict)
 
     def apply(self, per_example: np.ndarray, labels=None, step=None) -> np.ndarray:
         if self.name == "dp":
-            clip = self._clip(per_example)
+            clip = self._clip(per_example, step)
             clipped = clip_rows(per_example, clip)
             return clipped + self.rng.normal(0.0, self.noise_multiplier * clip, size=clipped.shape)
         if self.name == "max_norm":
@@ -50,18 +50,26 @@ class Defense:
             return per_example + self.rng.normal(size=per_example.shape) * std[:, None]
         return per_example
 
-    def _clip(self, per_example: np.ndarray) -> float:
-        """A fixed clip norm if configured; otherwise the median norm of the first batch, then frozen."""
+    def _clip(self, per_example: np.ndarray, step: tuple[int, int] | None) -> float:
+        """A fixed clip norm if configured; otherwise the median norm of each epoch's first batch.
+
+        Re-estimating per epoch follows the gradients as they shrink during training: a clip frozen at
+        the first batch (where every prediction is near the prior) kept the noise too large later and
+        cost about 0.006 more test AUC in the median on default_credit (docs/privacy.md).
+        """
         if self.clip_norm is not None:
             return self.clip_norm
-        if self._norm_estimate is None:
-            self._norm_estimate = float(np.median(np.linalg.norm(per_example, axis=1))) or 1.0
-        return self._norm_estimate
+        epoch = step[0] if step is not None else 0
+        if epoch not in self._clip_by_epoch:
+            self._clip_by_epoch[epoch] = float(np.median(np.linalg.norm(per_example, axis=1))) or 1.0
+        return self._clip_by_epoch[epoch]
 
     def describe(self, epochs: int) -> dict:
         out = {"defense": self.name}
         if self.name == "dp":
-            out.update({"noise_multiplier": self.noise_multiplier, "clip_norm": self.clip_norm or self._norm_estimate,
+            clip = self.clip_norm if self.clip_norm is not None else \
+                [round(self._clip_by_epoch[e], 6) for e in sorted(self._clip_by_epoch)]
+            out.update({"noise_multiplier": self.noise_multiplier, "clip_norm": clip,
                         "delta": self.delta, "epsilon": label_dp_epsilon(self.noise_multiplier, epochs, self.delta),
                         "accountant": "dp_accounting.rdp.RdpAccountant",
                         "guarantee": "label-DP per released per-example gradient (see docs/privacy.md)"})
