@@ -50,7 +50,22 @@ def _post_incoming(envelopes, peer: str, inbox: queue.Queue) -> None:
     inbox.put((peer, EOF))
 
 
-class ClientLink(Link):
+class _QueuedSend(Link):
+    """Sending puts the message on a queue that gRPC drains; closing queues the end marker once."""
+    _out: queue.Queue
+    _closed: bool
+
+    def send(self, msg: Message) -> None:
+        if not self._closed:
+            self._out.put(msg)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._out.put(_END)
+
+
+class ClientLink(_QueuedSend):
     """Opens ``Session`` on ``channel``; messages from the server go to ``inbox`` as ``(peer, item)``."""
 
     def __init__(self, channel: grpc.Channel, peer: str, inbox: queue.Queue,
@@ -77,15 +92,6 @@ class ClientLink(Link):
         finally:
             self._finished.set()
 
-    def send(self, msg: Message) -> None:
-        if not self._closed:
-            self._out.put(msg)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._out.put(_END)
-
     def abort(self, session_id: str, code: str, reason: str) -> None:
         self.send(Abort(session_id, code, reason))
         self.close()
@@ -105,7 +111,7 @@ class ClientLink(Link):
             self.cancel()
 
 
-class ServerLink(Link):
+class ServerLink(_QueuedSend):
     """The passive party's end: reads the rest of ``request_iterator`` (after the hello) on a thread."""
 
     def __init__(self, request_iterator, peer: str, inbox: queue.Queue):
@@ -127,15 +133,6 @@ class ServerLink(Link):
 
     def responses(self) -> Iterator[pb.Envelope]:
         return _drain(self._out)
-
-    def send(self, msg: Message) -> None:
-        if not self._closed:
-            self._out.put(msg)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._out.put(_END)
 
     def abort(self, session_id: str, code: str, reason: str) -> None:
         # The server reports failures as the RPC's status (set by the servicer), not as an Abort message.
