@@ -192,8 +192,11 @@ def test_two_releases_complete_a_job_on_loopback(helm, tmp_path):
 
     values_a = tmp_path / "job-values.yaml"
     values_a.write_text(yaml.safe_dump({"job": {"enabled": True, "spec": small_job_spec("e2e-train")}}))
-    docs = {"bank-a": helm.template("bank-a", namespace=NAMESPACE, values=[BANK_A, values_a]),
-            "bank-b": helm.template("bank-b", namespace=NAMESPACE, values=[BANK_B])}
+    # the small job uses 1024-bit keys to fit the 2-core test machine; both nodes must agree to that
+    small_keys = tmp_path / "small-keys-values.yaml"
+    small_keys.write_text(yaml.safe_dump({"policy": {"minKeyBits": 1024}}))
+    docs = {"bank-a": helm.template("bank-a", namespace=NAMESPACE, values=[BANK_A, small_keys, values_a]),
+            "bank-b": helm.template("bank-b", namespace=NAMESPACE, values=[BANK_B, small_keys])}
     ports = {bank: {50051: free_port(), 50052: free_port()} for bank in docs}
     peers = {bank: f"127.0.0.1:{ports[bank][50051]}" for bank in docs}
     secrets = secrets_for(tmp_path / "pki")

@@ -16,7 +16,7 @@ from tests.node.conftest import SHARED
 from tests.node.test_wire import payloads
 
 JOB = {"model": {"bottom": {"hidden": [16], "out": 8}, "interactive": {"out": 8}, "top": {"hidden": []}},
-       "train": {"epochs": 3, "batch_size": 128, "lr": 0.1, "interactive_lr": 0.1, "seed": 3},
+       "train": {"epochs": 3, "batch_size": 128, "lr": 0.1, "interactive_lr": 0.05, "seed": 3},
        "crypto": {"key_bits": 1024}}
 
 

@@ -26,6 +26,21 @@ def _parse_spec_yaml(text: str):
     return parse_job_spec(data)
 
 
+def check_policy(spec, policy, party: str) -> None:
+    """Refuse a job that asks this node for something its own config does not allow (node.yaml `policy`)."""
+    if spec.crypto.mode == "plaintext" and not policy.allow_plaintext:
+        raise PermissionDenied(f"crypto.mode: job {spec.job_id!r} asks for plaintext split learning, which "
+                               f"sends activations and gradients in the clear; {party!r} refuses it "
+                               "(set policy.allow_plaintext: true in its node config for tests only)")
+    if spec.crypto.mode == "paillier" and spec.crypto.key_bits < policy.min_key_bits:
+        raise PermissionDenied(f"crypto.key_bits: job {spec.job_id!r} asks for {spec.crypto.key_bits}-bit keys; "
+                               f"{party!r} requires at least {policy.min_key_bits} (policy.min_key_bits)")
+    if spec.privacy.attacks and not policy.allow_attack_harness:
+        raise PermissionDenied(f"privacy.attacks: job {spec.job_id!r} turns on the attack harness, which sends "
+                               f"per-row attack scores to the active party; {party!r} does not allow it "
+                               "(policy.allow_attack_harness)")
+
+
 def event_message(event) -> pb.JobEvent:
     import json
     return pb.JobEvent(job_id=event.job_id, kind=event.kind, message=event.message, stage=event.stage,
@@ -44,6 +59,7 @@ class JobRegistry:
     # ------------------------------------------------------------------ active side
     def start_active(self, spec, defense=None) -> EventLog:
         from vfl.job.active import ActiveJob
+        check_policy(spec, self.node.config.policy, self.node.config.party)
         with self._lock:
             if spec.job_id in self.active_events and not self.active_events[spec.job_id].finished:
                 raise ConfigError(f"job_id: job {spec.job_id!r} is already running")
@@ -94,6 +110,7 @@ class JobRegistry:
                                    f"the call came from {caller!r}")
         if self.node.config.party not in [p.name for p in spec.passives]:
             raise ConfigError(f"parties: job {spec.job_id!r} does not list {self.node.config.party!r} as a party")
+        check_policy(spec, self.node.config.policy, self.node.config.party)
         with self._lock:
             old = self.passive_jobs.get(spec.job_id)
             if old is not None and getattr(old, "state", "") not in ("closed",) and request.resume_epoch < 0:

@@ -58,6 +58,17 @@ class DatasetConfig:
 
 
 @dataclass(frozen=True)
+class PolicyConfig:
+    """What this node agrees to when a peer's job asks for it; the job spec cannot override it.
+
+    The defaults refuse the insecure options, so an active party cannot downgrade a passive one.
+    """
+    min_key_bits: int = 2048            # Paillier keys below this are refused
+    allow_plaintext: bool = False       # crypto.mode: plaintext sends activations and gradients in the clear
+    allow_attack_harness: bool = False  # privacy.attacks sends per-row attack scores to the active party
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     party: str
     role: str
@@ -73,6 +84,7 @@ class NodeConfig:
     admins: tuple[str, ...] = ()
     workers: int = 2
     max_payload_mb: int = 256
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     source: Path | None = None
 
     def peer(self, name: str) -> PeerConfig:
@@ -145,10 +157,16 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     admins = tuple(root.str_list("admins"))
     workers = root.int("workers", 2, min_value=1, max_value=64)
     max_payload = root.int("max_payload_mb", 256, min_value=1, max_value=4096)
+    pol = root.section("policy")
+    policy = PolicyConfig(min_key_bits=pol.int("min_key_bits", 2048, min_value=1024, max_value=4096),
+                          allow_plaintext=pol.bool("allow_plaintext", False),
+                          allow_attack_harness=pol.bool("allow_attack_harness", False))
+    pol.reject_unknown()
     root.reject_unknown()
     return NodeConfig(party=party, role=role, identity=identity, listen=listen, health_listen=health, tls=tls, insecure=insecure,
                       peers=tuple(peers), data_dir=data_dir, jobs_dir=jobs_dir, datasets=datasets,
-                      admins=admins, workers=workers, max_payload_mb=max_payload, source=source)
+                      admins=admins, workers=workers, max_payload_mb=max_payload, policy=policy,
+                      source=source)
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

@@ -118,6 +118,9 @@ Cross-field rules JSON schema cannot state with a clear message. Each failure na
 {{- $_ = set $cfg "jobs_dir" (printf "%s/jobs" (include "vfl-party.stateDir" .)) }}
 {{- $_ = set $cfg "admins" .Values.admins }}
 {{- $_ = set $cfg "workers" .Values.workers }}
+{{- with .Values.policy }}
+{{- $_ = set $cfg "policy" (dict "min_key_bits" (int .minKeyBits) "allow_plaintext" .allowPlaintext "allow_attack_harness" .allowAttackHarness) }}
+{{- end }}
 {{- $_ = set $cfg "datasets" .Values.datasets }}
 {{- toYaml $cfg }}
 {{- end }}
