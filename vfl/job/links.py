@@ -53,6 +53,8 @@ class PassiveLink:
     def setup(self, layout: Layout, ops_a, aligned_rows: int, init_std: float, rng: np.random.Generator,
               restored_share=None, restored_plain=None) -> None:
         self.layout = layout
+        # A [U] prefetched before a failure is under the old key and the un-restored share: never send it.
+        self._next_u = None
         req = pb.SetupRequest(job_id=self.spec.job_id, aligned_rows=aligned_rows,
                               interactive_out=layout.m, layout=layout.to_json())
         if self.paillier:
