@@ -1,6 +1,7 @@
-# Every user-facing target does its own set-up on a fresh machine: it creates .venv, installs the CPU
-# torch wheel first (an open range would pull a multi-GB CUDA build), then this project with its dev extras.
+# Every user-facing target does its own set-up on a fresh machine: it creates .venv, installs torch==2.13.0
+# first (pinned: an open range would pull a multi-GB CUDA build), then this project with its dev extras.
 PYTHON ?= python3
+TORCH_INDEX ?=       # e.g. https://download.pytorch.org/whl/cpu where PyPI would serve the CUDA build
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
@@ -16,7 +17,7 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
