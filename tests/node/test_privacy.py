@@ -66,6 +66,10 @@ def test_reported_epsilon_is_the_accountants(runs):
     accountant.compose(event)
     assert defense["epsilon"] == pytest.approx(accountant.get_epsilon(defense["delta"]), rel=1e-9)
     assert runs["defended"]["privacy"]["epsilon"] == pytest.approx(defense["epsilon"], abs=1e-3)
+    # the passive party's own report states the same defense and budget
+    passive = json.loads((runs["work"] / "fed" / "host" / "jobs" / "defended" / "privacy_report.json").read_text())
+    assert passive["defense"]["defense"] == "dp"
+    assert passive["defense"]["epsilon"] == pytest.approx(defense["epsilon"], rel=1e-9)
 
 
 def test_report_message_kinds_match_the_wire(runs):

@@ -83,3 +83,9 @@ def test_passive_killed_mid_training_resumes_from_last_epoch(federation):
     assert [h["epoch"] for h in model.metrics["history"]] == [1, 2, 3, 4]
     assert any("resumed from epoch" in e.message for e in events)
     assert model.metrics["test"]["auc"] > 0.9
+    # the rolled-back epoch released its noisy gradients twice: the budget counts every started epoch
+    from vfl.privacy.accounting import label_dp_epsilon
+    privacy = model.metrics["privacy"]
+    assert privacy["defense"] == "dp"  # the default for a binary task
+    expected = label_dp_epsilon(2.0, 4 + model.metrics["resumes"], privacy["delta"])
+    assert privacy["epsilon"] == pytest.approx(expected, abs=1e-3)

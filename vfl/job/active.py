@@ -110,6 +110,7 @@ class ActiveJob:
         self.pool = ThreadPoolExecutor(max_workers=max(1, len(self.links)), thread_name_prefix=f"{spec.job_id}-link")
         self.metrics_history: list[dict] = []
         self.defense = defense
+        self.epochs_started = 0  # for the DP accountant: a resumed epoch releases its gradients again
 
     # ------------------------------------------------------------------ helpers
     def emit(self, kind: str, message: str = "", **fields) -> None:
@@ -303,6 +304,7 @@ class ActiveJob:
                 "model_dir": str(self._own_model_dir())}
 
     def _run_epoch(self, epoch: int) -> None:
+        self.epochs_started += 1
         spec = self.spec
         split = self.data.split
         batches = batch_order(self.data.ids, split.train, spec.train.batch_size, epoch, spec.train.seed)
@@ -447,7 +449,9 @@ class ActiveJob:
                                                                                  steps)
         if getattr(self, "membership", None) is not None:
             attacks["membership_auc"] = self.membership
-        defense = self.defense.describe(self.spec.train.epochs) if self.defense is not None else {}
+        # every started epoch released noisy gradients, including one rolled back by a resume
+        defense = self.defense.describe(max(self.epochs_started, self.spec.train.epochs)) \
+            if self.defense is not None else {}
         report = build_report(self.spec.active, "active", self.spec.job_id, self.ledger.summary(),
                               self.spec.crypto.key_bits if self.spec.crypto.mode == "paillier" else 0,
                               defense=defense, attacks=attacks, test_metrics=result.get("test", {}))

@@ -286,6 +286,7 @@ class PassiveJob:
             attack_scores = self._attack_scores()
             report = build_report(self.party, "passive", self.spec.job_id, self.ledger.summary(),
                                   self.spec.crypto.key_bits if self.paillier_enabled else 0,
+                                  defense=self._declared_defense(),
                                   attacks={"label_inference": "scores sent to the active party for evaluation"}
                                   if attack_scores else None)
             write_report(self.job_dir, report)
@@ -293,6 +294,18 @@ class PassiveJob:
                                             "timing": self.timer.summary()}).encode()
             self.state = "closed"
             return reply
+
+    def _declared_defense(self) -> dict:
+        """The defense the job spec declares, with its epsilon from the same accountant the active party uses.
+
+        The noise is added at the active party; this party cannot verify it, only read what was agreed.
+        """
+        from vfl.privacy.defenses import defense_for_job
+        described = defense_for_job(self.spec).describe(self.spec.train.epochs)
+        if described.get("clip_norm") == []:
+            described["clip_norm"] = "set by the active party at each epoch's first batch"
+        described["applied_by"] = f"{self.spec.active} (active party), as declared in the job spec"
+        return described
 
     def _attack_scores(self) -> dict | None:
         """Save the recorded gradients; with the harness on, score them with both label-inference attacks."""
