@@ -18,7 +18,7 @@ from common import TABLES, centralized, parties, print_json, require_data
 
 # seeds: training seeds run as paired comparisons (same seed and W0 on both sides); the gap reported is
 # the median over them. motor gets three: one fixed-point ulp of difference in W0 moves even the
-# centralized run's RMSE by ~2-3% there (measured below as noise_floor), so a single pair cannot
+# centralized run's RMSE by several percent there (measured below as noise_floor), so a single pair cannot
 # resolve a 2% target.
 CONFIGS = {
     "breast": {"epochs": 10, "batch_size": 64, "interactive_lr": 0.1, "seeds": (1,)},
