@@ -33,3 +33,19 @@ def test_several_payloads_in_one_stream():
     events = [pb.JobEvent(job_id="j", message=str(i)) for i in range(3)]
     stream = [c for e in events for c in to_chunks(e)]
     assert [parse(pb.JobEvent, p).message for p in read_payloads(iter(stream))] == ["0", "1", "2"]
+
+
+def test_handler_seconds_reads_the_peers_trailing_metadata_and_ignores_garbage():
+    from vfl.transport.chunking import HANDLER_SECONDS, handler_seconds
+
+    class Call:
+        def __init__(self, metadata):
+            self.metadata = metadata
+
+        def trailing_metadata(self):
+            return self.metadata
+
+    assert handler_seconds(Call(((HANDLER_SECONDS, "1.25"),))) == 1.25
+    assert handler_seconds(Call(((HANDLER_SECONDS, "not a number"),))) == 0.0
+    assert handler_seconds(Call(((HANDLER_SECONDS, "-3"),))) == 0.0
+    assert handler_seconds(Call(None)) == 0.0

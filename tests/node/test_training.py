@@ -29,6 +29,10 @@ def test_encrypted_training_matches_centralized_on_breast(federation):
     model = federation.fit(task="binary", job_id="quality", progress=False, **job)
     enc = model.metrics["test"]
     assert model.metrics["intersection"] == len(federation.parties["host"].data)
+    # the time breakdown separates the peer's own work (its reported handler time) from transport
+    timing = model.metrics["timing"]["guest"]
+    assert timing["waiting on peers' work"] > 0 and timing["transport"] > 0
+    assert timing["decrypt"] > 0 and timing["encrypt"] > 0
     guest, host = (federation.parties[p].data for p in ("guest", "host"))
     common = sorted(set(guest["id"]) & set(host["id"]))
     g = guest.set_index("id").loc[common]

@@ -1,6 +1,7 @@
 """The active party's link to one passive party: RPC calls plus its half of the interactive-layer protocol."""
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -40,8 +41,15 @@ class PassiveLink:
 
         def invoke(chunks, timeout):
             return method(chunks, timeout=timeout, metadata=self.node.call_metadata())
-        with self.timer.measure("waiting on peers"):
-            reply = call_unary(self.peer, name, invoke, request, reply_type, timeout=self.timeout)
+        peer_seconds = []
+        start = time.perf_counter()
+        reply = call_unary(self.peer, name, invoke, request, reply_type, timeout=self.timeout,
+                           on_handler_seconds=peer_seconds.append)
+        # the round trip is the peer's own work plus transport (serialization, chunking, network, queueing)
+        round_trip = time.perf_counter() - start
+        peer = min(peer_seconds[0], round_trip) if peer_seconds else 0.0
+        self.timer.add("waiting on peers' work", peer)
+        self.timer.add("transport", round_trip - peer)
         self.ledger.record_message("received", self.peer, reply)
         return reply
 

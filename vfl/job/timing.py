@@ -1,4 +1,5 @@
-"""Where a party's time goes during a job: encryption, decryption, matrix products, torch, waiting on peers."""
+"""Where a party's time goes during a job: encryption, decryption, matrix products, torch, transport, and
+waiting while a peer works."""
 from __future__ import annotations
 
 import threading
@@ -24,6 +25,10 @@ class Timer:
         finally:
             with self.lock:
                 self.seconds[category] += time.perf_counter() - start
+
+    def add(self, category: str, seconds: float) -> None:
+        with self.lock:
+            self.seconds[category] += seconds
 
     def summary(self) -> dict[str, float]:
         with self.lock:

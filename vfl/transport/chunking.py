@@ -6,6 +6,7 @@ buffering it, so a peer cannot make a node hold gigabytes.
 """
 from __future__ import annotations
 
+import time
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import grpc
@@ -16,6 +17,7 @@ from vfl.transport.proto import node_pb2
 
 CHUNK_BYTES = 1 << 20
 DEFAULT_MAX_PAYLOAD = 512 << 20
+HANDLER_SECONDS = "vfl-handler-seconds"  # trailing metadata: the server's time inside the handler
 
 M = TypeVar("M", bound=Message)
 
@@ -103,7 +105,10 @@ def unary_handler(request_type: type[M], handler: Callable[[M, grpc.ServicerCont
     def rpc(request_iterator, context: grpc.ServicerContext):
         try:
             request = read_one(request_iterator, request_type, max_bytes)
+            start = time.perf_counter()
             reply = handler(request, context)
+            # the caller subtracts this from its round trip to tell transport time from the peer's work
+            context.set_trailing_metadata(((HANDLER_SECONDS, f"{time.perf_counter() - start:.6f}"),))
         except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
             code = status_for(exc)
             detail = str(exc) if code != grpc.StatusCode.INTERNAL else f"internal error: {type(exc).__name__}: {exc}"
@@ -137,11 +142,28 @@ class PeerCallError(VflError):
 
 
 def call_unary(peer: str, method_name: str, method: Callable, request: Message, reply_type: type[M],
-               timeout: float | None = None, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> M:
+               timeout: float | None = None, max_bytes: int = DEFAULT_MAX_PAYLOAD,
+               on_handler_seconds: Callable[[float], None] | None = None) -> M:
+    """One request, one reply, both chunked. `on_handler_seconds` gets the peer's reported handler time."""
     try:
-        return read_one(method(to_chunks(request), timeout=timeout), reply_type, max_bytes)
+        call = method(to_chunks(request), timeout=timeout)
+        reply = read_one(call, reply_type, max_bytes)
     except grpc.RpcError as exc:
         raise PeerCallError(peer, method_name, exc.code(), exc.details() or "") from None
+    if on_handler_seconds is not None:
+        on_handler_seconds(handler_seconds(call))
+    return reply
+
+
+def handler_seconds(call) -> float:
+    """The handler time a peer reported in its trailing metadata (0 if it sent none or garbage)."""
+    try:
+        for key, value in call.trailing_metadata() or ():
+            if key == HANDLER_SECONDS:
+                return max(0.0, float(value))
+    except (AttributeError, ValueError, grpc.RpcError):
+        pass
+    return 0.0
 
 
 def call_stream(peer: str, method_name: str, method: Callable, request: Message, reply_type: type[M],
