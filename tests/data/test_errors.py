@@ -158,6 +158,10 @@ def test_label_declared_at_two_parties():
     assert_names(str(info.value), "'bank'", "'y'", "'insurer'", "'default'")
     assert check_label_declarations({"bank": "y", "shop": None}) == "bank"
     assert check_label_declarations({"bank": None, "shop": ""}) is None
+    with pytest.raises(DataError) as info:
+        check_label_declarations({"bank": "y", "insurer": "default"},
+                                 files={"bank": "bank/customers.csv", "insurer": "ins/policies.parquet"})
+    assert_names(str(info.value), "bank/customers.csv", "ins/policies.parquet", "column 'y'", "column 'default'")
 
 
 # --- malformed files -------------------------------------------------------------------------------------------

@@ -190,10 +190,16 @@ def load_party_table(path: str | Path, id_column: str | None = None, features: S
                       source=path, schema=schema, unknown_categories=unknown_counts)
 
 
-def check_label_declarations(party_to_label: dict[str, str | None]) -> str | None:
-    """The single party that declares a label (or None); two or more is a DataError naming them."""
+def check_label_declarations(party_to_label: dict[str, str | None],
+                             files: dict[str, object] | None = None) -> str | None:
+    """The single party that declares a label (or None); two or more is a DataError naming them.
+
+    `files` (party -> path) adds each declaring party's file to the message.
+    """
     holders = [(party, label) for party, label in party_to_label.items() if label]
     if len(holders) > 1:
-        named = ", ".join(f"{party!r} declares {label!r}" for party, label in holders)
+        where = files or {}
+        named = ", ".join(f"{party!r} declares column {label!r}" + (f" in {where[party]}" if party in where else "")
+                          for party, label in holders)
         raise DataError(f"label declared at more than one party: {named}; exactly one party holds the label")
     return holders[0][0] if holders else None

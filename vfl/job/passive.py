@@ -50,8 +50,8 @@ class PassiveJob:
         dataset = node.dataset(spec.party(self.party).dataset)
         if dataset.label:
             raise DataError(f"label declared at more than one party: {spec.active!r} holds the labels of job "
-                            f"{spec.job_id!r}, but dataset {dataset.name!r} of {self.party!r} declares label "
-                            f"{dataset.label!r}")
+                            f"{spec.job_id!r}, but dataset {dataset.name!r} ({dataset.path}) of {self.party!r} declares "
+                            f"label column {dataset.label!r}")
         self.dataset = dataset
         self.table = None
         self.data: AlignedData | None = None
