@@ -47,9 +47,9 @@ class PassiveLink:
                            on_handler_seconds=peer_seconds.append)
         # the round trip is the peer's own work plus transport (serialization, chunking, network, queueing)
         round_trip = time.perf_counter() - start
-        peer = min(peer_seconds[0], round_trip) if peer_seconds else 0.0
-        self.timer.add("waiting on peers' work", peer)
-        self.timer.add("transport", round_trip - peer)
+        peer_work = min(peer_seconds[0], round_trip) if peer_seconds else 0.0
+        self.timer.add("waiting on peers' work", peer_work)
+        self.timer.add("transport", round_trip - peer_work)
         self.ledger.record_message("received", self.peer, reply)
         return reply
 
