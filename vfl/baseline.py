@@ -17,6 +17,7 @@ from vfl.job.spec import JobSpec
 from vfl.job.split import Split, batch_order, split_by_id
 from vfl.models.mlp import build_mlp, init_module
 from vfl.models.tasks import make_task
+from vfl.protocol.layout import SHARE_FRACTION_BITS
 
 
 @dataclass
@@ -81,8 +82,7 @@ def initial_interactive_weights(job_dirs: dict[str, Path], active: str) -> dict[
         passive_state = torch.load(directory / "checkpoints" / "epoch-0000.pt", weights_only=False)
         u = link["share"]
         v = passive_state["share"]
-        f_s = 32  # share storage precision, vfl.protocol.layout.default_layout
-        out[party] = ((u.weights + v.weights).astype(np.float64) / 2.0**f_s).astype(np.float32)
+        out[party] = ((u.weights + v.weights).astype(np.float64) / 2.0**SHARE_FRACTION_BITS).astype(np.float32)
     return out
 
 

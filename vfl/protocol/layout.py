@@ -22,6 +22,8 @@ import numpy as np
 CHECKSUM_WEIGHT_BITS = 24
 
 
+SHARE_FRACTION_BITS = 32  # weight shares are stored at 2^-32: updates round far below the 2^-14 in use
+
 @dataclass(frozen=True)
 class SlotLayout:
     """`groups` rows of `width` values per ciphertext, `slot_bits` each, optionally with a checksum on top."""
@@ -135,7 +137,7 @@ class Layout:
 
 def default_layout(key_bits: int, d: int, m: int, precision_bits: int, gradient_bits: int, stat_bits: int,
                    activation_bound: float, max_batch: int, seed: int) -> Layout:
-    layout = Layout(key_bits=key_bits, d=d, m=m, f_h=precision_bits, f_w=precision_bits, f_s=32,
+    layout = Layout(key_bits=key_bits, d=d, m=m, f_h=precision_bits, f_w=precision_bits, f_s=SHARE_FRACTION_BITS,
                     f_g=gradient_bits, f_lr=24, activation_bound=float(activation_bound), delta_range_bits=4,
                     output_range_bits=10, stat_bits=stat_bits, max_batch=max_batch, seed=seed)
     layout.validate()
