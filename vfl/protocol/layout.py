@@ -20,9 +20,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 CHECKSUM_WEIGHT_BITS = 24
-
-
 SHARE_FRACTION_BITS = 32  # weight shares are stored at 2^-32: updates round far below the 2^-14 in use
+
 
 @dataclass(frozen=True)
 class SlotLayout:
