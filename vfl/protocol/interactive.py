@@ -236,13 +236,17 @@ def apply_update(share: WeightShare, gradient_share: np.ndarray, batch_rows: int
                  weight_decay: float, layout: Layout) -> None:
     """SGD with momentum on a share; both parties run it on their own share with the same constants.
 
-    m <- mu m + g ;  W <- W - (lr / B) m - lr wd W.  Every operation is linear, so the two shares keep
-    summing to the shared result up to one unit of 2^-f_s per floor.
+    g <- g / B ;  m <- mu m + g ;  W <- W - lr m - lr wd W.  The momentum holds *mean* gradients, as torch's
+    SGD does: dividing the step instead (lr / B times a momentum of summed gradients) would scale every
+    earlier batch's contribution by the current batch size, so a short last batch took a step up to
+    128x too large. Every operation is linear, so the two shares keep summing to the shared result up to a
+    unit of 2^-f_s per rounding.
     """
     mu = fixed(momentum, layout.f_lr)
-    share.momentum = np.array([[(mu * int(mv) >> layout.f_lr) + int(g) for mv, g in zip(mrow, grow)]
-                               for mrow, grow in zip(share.momentum, gradient_share)], dtype=object)
-    step = fixed(lr / batch_rows, layout.f_lr)
+    mean = [[_round_div(int(g), batch_rows) for g in row] for row in gradient_share]
+    share.momentum = np.array([[(mu * int(mv) >> layout.f_lr) + g for mv, g in zip(mrow, grow)]
+                               for mrow, grow in zip(share.momentum, mean)], dtype=object)
+    step = fixed(lr, layout.f_lr)
     shift = layout.f_h + layout.f_g + layout.f_lr - layout.f_s
     decay = fixed(lr * weight_decay, layout.f_lr)
     new = np.empty(share.weights.shape, dtype=object)
@@ -254,6 +258,11 @@ def apply_update(share: WeightShare, gradient_share: np.ndarray, batch_rows: int
                 w -= (decay * w) >> layout.f_lr
             new[i, j] = w
     share.weights = new
+
+
+def _round_div(value: int, divisor: int) -> int:
+    """value / divisor rounded to nearest (exact on Python ints of any size, so on masked shares too)."""
+    return (2 * value + divisor) // (2 * divisor)
 
 
 def _shift(value: int, shift: int) -> int:
