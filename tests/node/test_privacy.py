@@ -73,8 +73,10 @@ def test_reported_epsilon_is_the_accountants(runs):
 
 
 def test_report_message_kinds_match_the_wire(runs):
-    """The passive party's report lists exactly the message kinds its server saw on the wire."""
-    messages, _ = payloads(runs["work"] / "wire")
+    """The passive party's report lists exactly the message kinds its server saw on the wire, PSI included."""
+    from psi.transport import psi_pb2 as psi_pb
+    from vfl.job.psi_wire import PSI_METHOD_PREFIX, psi_kind
+    messages, other = payloads(runs["work"] / "wire")
     seen = {"received": set(), "sent": set()}
     job_ids = {"defended"}
     for name, direction, msg in messages:
@@ -82,8 +84,18 @@ def test_report_message_kinds_match_the_wire(runs):
             continue
         kinds = {f"{type(msg).__name__}.{f.name}" for f, _ in msg.ListFields() if f.name != "job_id"}
         seen["received" if direction == "request" else "sent"] |= kinds
+    for method, direction, data in other:  # the job's PSI session (its session id starts with the job id)
+        if method.startswith(PSI_METHOD_PREFIX):
+            env = psi_pb.Envelope.FromString(data)
+            if env.session_id.startswith("defended.psi."):
+                seen["received" if direction == "request" else "sent"].add(psi_kind(env))
+    assert any(k.startswith("PsiEnvelope.chunk.") for k in seen["received"]), "no PSI traffic was recorded"
     report = json.loads((runs["work"] / "fed" / "host" / "jobs" / "defended" / "privacy_report.json").read_text())
     reported = {d: {m["kind"] for m in report["messages"] if m["direction"] == d} for d in ("received", "sent")}
     # replies carry no job id, so compare the requests exactly and the replies as a subset of all replies seen
     assert reported["received"] == seen["received"]
     assert reported["sent"] <= seen["sent"] and reported["sent"]
+    # the active party counts the same PSI session from its side, per peer
+    active = json.loads((runs["work"] / "fed" / "guest" / "jobs" / "defended" / "privacy_report.json").read_text())
+    psi_sent = [m for m in active["messages"] if m["kind"].startswith("PsiEnvelope.") and m["direction"] == "sent"]
+    assert psi_sent and all(m["peer"] == "host" and m["bytes"] > 0 for m in psi_sent)

@@ -12,6 +12,7 @@ from psi import PsiConfig
 from psi.errors import PermissionDenied as PsiPermissionDenied
 from psi.transport.client import run_session
 from psi.transport.server import add_psi_service as mount_psi_service
+from vfl.job.psi_wire import PsiServerCounter, counted_channel
 
 log = logging.getLogger("vfl.psi")
 
@@ -31,10 +32,19 @@ def run_psi_as_active(job, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
             job.emit("progress", stage="psi", progress=done / max(total, 1),
                      metrics={"psi_stage": stage, "done": done, "total": total})
 
-    channels = {name: node.channel(name) for name in job.links}
+    # every PSI envelope is counted in the job's ledger, for the privacy report
+    channels = {name: counted_channel(node.channel(name), job.ledger, name) for name in job.links}
     result = run_session(channels, ids, config, me=spec.active, progress=progress,
                          call_metadata=node.call_metadata())
     return np.array(result.ids, dtype=object), np.asarray(result.rows, dtype=np.int64)
+
+
+def psi_counter(registry) -> PsiServerCounter:
+    """The server interceptor that counts a passive job's PSI traffic in that job's ledger."""
+    def find_job(job_id: str):
+        with registry._lock:
+            return registry.passive_jobs.get(job_id)
+    return PsiServerCounter(find_job)
 
 
 def add_psi_service(server, registry) -> None:

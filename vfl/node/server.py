@@ -103,9 +103,11 @@ class Node:
     def start(self) -> None:
         from vfl.node.services import add_services
         from vfl.transport.recording import recorder_from_env
+        from vfl.job.psi_bridge import psi_counter
         recorder = recorder_from_env(self.config.party)
+        interceptors = ([recorder] if recorder else []) + [psi_counter(self.jobs)]
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="vfl-rpc"),
-                             options=tls.CHANNEL_OPTIONS, interceptors=[recorder] if recorder else None)
+                             options=tls.CHANNEL_OPTIONS, interceptors=interceptors)
         add_services(server, self)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if self._server_creds is None:
