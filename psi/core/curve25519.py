@@ -71,6 +71,53 @@ def new_scalar() -> bytes:
     return os.urandom(SCALAR_BYTES)
 
 
+ORDER = 2**252 + 27742317777372353535851937790883648493   # l, the prime order of the main subgroup
+
+
+def clamp(scalar: bytes) -> bytes:
+    """RFC 7748 §5 clamping: clear bits 0-2 and 255, set bit 254 (what X25519 does to every scalar)."""
+    k = bytearray(scalar)
+    k[0] &= 248
+    k[31] &= 127
+    k[31] |= 64
+    return bytes(k)
+
+
+def is_clamped(scalar: bytes) -> bool:
+    """True when X25519's clamping leaves ``scalar`` unchanged (a multiple of 8 in [2^254, 2^255))."""
+    return len(scalar) == SCALAR_BYTES and clamp(scalar) == scalar
+
+
+def inverse_scalar_pair() -> tuple[bytes, bytes]:
+    """(a, a_inv): two fresh X25519 scalars, both already clamped, with a * a_inv = 1 (mod l).
+
+    Math. Every point H of curve25519 is H = H_l + H_8 with H_l in the prime-order subgroup (order l) and
+    H_8 a point of order dividing 8. X25519(k, P) computes [k]P for the clamped k, a multiple of 8, so
+    [k]H = [k]H_l: the torsion part vanishes. Hence, for any other scalar k (clamped, like every X25519 key),
+
+        X25519(a_inv, X25519(k, X25519(a, H))) = [a_inv * k * a] H_l = [k] H_l = X25519(k, H),
+
+    because a * a_inv = 1 (mod l) and multiplying a point of order l only depends on the scalar mod l. The
+    unblinding works only because X25519 leaves both scalars exactly as chosen, so both must already be in
+    clamped form (multiple of 8, bit 254 set, bit 255 clear).
+
+    Generation: a_inv = clamp(32 random bytes) (never a multiple of l: 8l > 2^255); a0 = a_inv^-1 mod l;
+    among the representatives a0 + j*l (j = 0..15) take the one in [2^254, 2^255) divisible by 8, if any
+    (l is odd, so exactly one j in every 8 consecutive ones gives a multiple of 8; the interval holds about
+    4 representatives, so about half of the draws succeed), else draw again. As with any clamped X25519
+    key, a is uniform on a set of about l/4 residues mod l (~250 bits of entropy).
+    """
+    while True:
+        inv = clamp(os.urandom(SCALAR_BYTES))
+        a0 = pow(int.from_bytes(inv, "little"), -1, ORDER)
+        for j in range(16):
+            a = a0 + j * ORDER
+            if a >= 2**255:
+                break
+            if a >= 2**254 and a % 8 == 0:
+                return a.to_bytes(SCALAR_BYTES, "little"), inv
+
+
 _KEY_CACHE: dict[bytes, X25519PrivateKey] = {}
 
 

@@ -13,7 +13,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Sequence
 
-from psi.core import curve25519, hashing
+from psi.core import curve25519, hashing, okvs, oprf
 from psi.errors import PsiConfigError
 
 
@@ -23,6 +23,20 @@ def _hash_task(ids, salt, canon, scalar, rows, out_bytes):
 
 def _blind_task(scalar, data, out_bytes, validate):
     return curve25519.blind_points(scalar, data, out_bytes, validate)
+
+
+def _unblind_task(a_inv, data, session_id, party):
+    return oprf.unblind_and_derive(a_inv, data, session_id, party)
+
+
+def _entries_task(ids, salt, canon, k, rows, session_id, party, t, index, m, total_in_share, emit_total):
+    return oprf.passive_entries(ids, salt, canon, k, rows, session_id, party, t, index, m, total_in_share,
+                                emit_total)
+
+
+def _okvs_task(keys, values, session_id, party):
+    attempt, table = okvs.encode(keys, values, lambda a: oprf.okvs_seed(session_id, party, a))
+    return attempt, table.tobytes()
 
 
 def _warm_task(delay: float) -> int:
@@ -58,7 +72,8 @@ def default_workers() -> int:
 
 
 class Engine:
-    """Runs hash-and-blind and blind tasks; ``workers`` processes (0 = a thread in this process)."""
+    """Runs the per-ID tasks (hash-and-blind, blind, the N-party OPRF/OKVS tasks); ``workers`` processes
+    (0 = a thread in this process)."""
 
     def __init__(self, workers: int | None = None):
         if workers is None:
@@ -101,6 +116,20 @@ class Engine:
 
     def blind(self, scalar: bytes, data: bytes, out_bytes: int = 32, validate: bool = True) -> Future:
         return self._submit(_blind_task, scalar, data, out_bytes, validate)
+
+    def unblind_derive(self, a_inv: bytes, data: bytes, session_id: str, party: str) -> Future:
+        """N-party, active party: tag || mask of F_j(x) from P_j's replies (see psi.core.oprf)."""
+        return self._submit(_unblind_task, a_inv, data, session_id, party)
+
+    def passive_entries(self, ids: Sequence, salt: bytes, canon, k: bytes, rows, session_id: str, party: str,
+                        t: bytes, index: int, m: int, total_in_share: bool, emit_total: bool) -> Future:
+        """N-party, passive party: tag || stored value (|| R) of its own IDs (see psi.core.oprf)."""
+        return self._submit(_entries_task, list(ids), salt, canon, k, rows, session_id, party, t, index, m,
+                            total_in_share, emit_total)
+
+    def okvs_encode(self, keys, values, session_id: str, party: str) -> Future:
+        """(attempt, table bytes) of the OKVS of ``keys -> values`` with P_j's public seeds."""
+        return self._submit(_okvs_task, keys, values, session_id, party)
 
     def warm_up(self) -> list[int]:
         """Start every worker now (spawning takes a moment) and return their pids."""
