@@ -96,7 +96,7 @@ class PsiResult:
 
     def __init__(self, *, party: str, session_id: str, mode: Mode, size: int, set_sizes: dict,
                  rows: Optional[np.ndarray], id_source=None, canonicalization: Canonicalization | None = None,
-                 peak_rss: int = 0):
+                 peak_rss: int = 0, ids: Optional[list[str]] = None):
         self.party = party
         self.session_id = session_id
         self.mode = Mode(mode)
@@ -106,7 +106,7 @@ class PsiResult:
         self.peak_rss = peak_rss
         self._id_source = id_source
         self._canon = canonicalization or Canonicalization()
-        self._ids: Optional[list[str]] = None
+        self._ids: Optional[list[str]] = ids      # the protocol may already have them (N-party digest)
 
     @property
     def ids(self) -> Optional[list[str]]:

@@ -98,6 +98,11 @@ def _sorted_lookup(sorted_vals: np.ndarray, query: np.ndarray, block: int = 1 <<
     return out
 
 
+def lookup(sorted_vals: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """For each query row, the index of the equal row in ``sorted_vals`` (ascending, unique), or -1."""
+    return _sorted_lookup(sorted_vals, query)
+
+
 def match_sorted(own_sorted: np.ndarray, other_sorted: np.ndarray) -> np.ndarray:
     """Positions in ``own_sorted`` whose value occurs in ``other_sorted`` (both ascending, unique rows).
     Sorted queries make the binary searches cache-friendly (10M x 10M in about a second)."""

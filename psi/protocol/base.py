@@ -27,9 +27,8 @@ from psi.protocol.messages import Abort, Chunk, Message, Stage, WIDTH
 log = logging.getLogger("psi")
 
 STAGE_LABEL = {
-    Stage.BLINDED: "blinded points", Stage.DOUBLE: "double-blinded values", Stage.PASSIVE_T: "t-blinded points",
-    Stage.ACTIVE_S: "s-blinded points", Stage.ACTIVE_ST: "st-blinded values", Stage.PASSIVE_TS: "ts-blinded values",
-    Stage.MATCH: "match indices", Stage.ALIGN: "alignment positions", Stage.KEY: "key",
+    Stage.BLINDED: "blinded points", Stage.DOUBLE: "double-blinded values", Stage.QUERY: "OPRF queries",
+    Stage.REPLY: "OPRF replies", Stage.OKVS: "OKVS cells", Stage.ALIGN: "alignment tags", Stage.KEY: "key",
 }
 
 
@@ -149,21 +148,19 @@ class InStream:
     """Validates one incoming bulk stream: consecutive chunk indices, exact counts and byte lengths."""
 
     def __init__(self, session_id: str, peer: str, stage: Stage, total: int, chunk_size: int,
-                 width: Optional[int] = None, list_name: str = ""):
+                 width: Optional[int] = None):
         self.session_id = session_id
         self.peer = peer
         self.stage = stage
         self.total = total
         self.chunk_size = chunk_size
         self.width = WIDTH[stage] if width is None else width
-        self.list_name = list_name
         self.next_index = 0
         self.received = 0
 
     @property
     def label(self) -> str:
-        lst = f" of list {self.list_name}" if self.list_name else ""
-        return f"session {self.session_id}: {STAGE_LABEL[self.stage]}{lst} from {self.peer}"
+        return f"session {self.session_id}: {STAGE_LABEL[self.stage]} from {self.peer}"
 
     @property
     def complete(self) -> bool:
@@ -198,7 +195,8 @@ def chunk_count(total: int, chunk_size: int) -> int:
 class OwnStream:
     """Hashes and blinds this party's IDs chunk by chunk in a random row order, in parallel, and hands the
     results to ``emit(index, offset, data)`` strictly in order. At most ``window`` chunks are computing at
-    once, so tasks for the peer's chunks never queue behind all of ours.
+    once, so tasks for the peer's chunks never queue behind all of ours. ``task(ids, rows)``, if given,
+    replaces hash-and-blind as the per-chunk computation (a Future of ``out_bytes`` per ID).
 
     Flow control: with ``max_outstanding``, no new chunk is started while that many emitted chunks have not
     come back from the peer (see :meth:`acked`). A party that is faster than its peer therefore cannot pile
@@ -208,8 +206,10 @@ class OwnStream:
 
     def __init__(self, party: Party, ids: IdSource, order: np.ndarray, salt: bytes, canon, scalar: bytes,
                  chunk_size: int, out_bytes: int, emit: Callable[[int, int, bytes], None], label: str,
-                 window: int, max_outstanding: Optional[int] = None):
+                 window: int, max_outstanding: Optional[int] = None,
+                 task: Optional[Callable[[list, list], Future]] = None):
         self.party = party
+        self.task = task
         self.ids = ids
         self.order = order
         self.salt = salt
@@ -246,8 +246,11 @@ class OwnStream:
             k = self.next_submit
             self.next_submit += 1
             rows = self.order[k * self.chunk_size:(k + 1) * self.chunk_size]
-            fut = self.party.engine.hash_and_blind(self.ids.gather(rows), self.salt, self.canon, self.scalar,
-                                                   rows.tolist(), self.out_bytes)
+            if self.task is not None:
+                fut = self.task(self.ids.gather(rows), rows.tolist())
+            else:
+                fut = self.party.engine.hash_and_blind(self.ids.gather(rows), self.salt, self.canon, self.scalar,
+                                                       rows.tolist(), self.out_bytes)
             self.inflight += 1
             self.party.submit(fut, lambda data, k=k: self._ready(k, data))
 

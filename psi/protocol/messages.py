@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2   # 2: the N-party protocol with OPRF + OKVS + zero-sharing
 
 
 class Mode(str, enum.Enum):
@@ -14,21 +14,20 @@ class Mode(str, enum.Enum):
 
 
 class Stage(enum.IntEnum):
-    """What a bulk chunk carries. Widths are bytes per item."""
+    """What a bulk chunk carries. Widths are bytes per item. (Numbers 3-7 belonged to the first N-party
+    protocol, which leaked partial-intersection sizes; they are retired.)"""
 
-    BLINDED = 1      # 2-party, both ways: H(id)^k of the sender's own IDs, sender's random order      (32)
-    DOUBLE = 2       # 2-party, both ways: the peer's BLINDED points with the sender's key applied       (16)
-    PASSIVE_T = 3    # N-party, Pj -> A: H(y)^t, Pj's random order                                        (32)
-    ACTIVE_S = 4     # N-party, A -> helper: H(x)^s, A's random order                                     (32)
-    ACTIVE_ST = 5    # N-party, helper -> comparer (sealed, relayed by A): H(x)^(st), A's order           (16)
-    PASSIVE_TS = 6   # N-party, A -> comparer: H(y)^(ts) of passive `list`, shuffled by A                  (16)
-    MATCH = 7        # N-party, comparer -> A: per common item, its index in A's list and each shuffled list
-    ALIGN = 8        # N-party, A -> Pj: positions (in Pj's PASSIVE_T order) of the common items            (8)
-    KEY = 9          # N-party, comparer -> Pj (sealed, relayed by A): the passives' shared key t         (32)
+    BLINDED = 1      # 2-party both ways, and N-party cardinality A <-> P1: H(item)^k, sender's order       (32)
+    DOUBLE = 2       # the peer's BLINDED points with the sender's key applied (N-party: returned sorted)  (16)
+    ALIGN = 8        # N-party, A -> Pj: tag_j(x) of every common x, in the agreed order                   (16)
+    KEY = 9          # N-party, P1 -> Pj (sealed, relayed by A): the passives' shared key t              (32)
+    QUERY = 10       # N-party, A -> every Pj: X25519(a, H(x)), A's random order                          (32)
+    REPLY = 11       # N-party, Pj -> A: X25519(k_j, query) for each QUERY item, in the order received     (32)
+    OKVS = 12        # N-party, Pj -> A: the cells of Pj's OKVS table {tag_j(y) -> v_j(y)}                 (16)
 
 
-WIDTH = {Stage.BLINDED: 32, Stage.DOUBLE: 16, Stage.PASSIVE_T: 32, Stage.ACTIVE_S: 32, Stage.ACTIVE_ST: 16,
-         Stage.PASSIVE_TS: 16, Stage.ALIGN: 8, Stage.KEY: 32}
+WIDTH = {Stage.BLINDED: 32, Stage.DOUBLE: 16, Stage.ALIGN: 16, Stage.KEY: 32, Stage.QUERY: 32, Stage.REPLY: 32,
+         Stage.OKVS: 16}
 
 
 @dataclass(frozen=True)
@@ -68,10 +67,9 @@ class Roster:
 class Chunk:
     session_id: str
     stage: Stage
-    index: int                        # chunk number within (stage, list), from 0, consecutive
+    index: int                        # chunk number within its stream, from 0, consecutive
     count: int                        # items in this chunk
     data: bytes
-    list: str = ""                    # N-party: whose list (PASSIVE_TS) or empty
 
 
 @dataclass(frozen=True)
@@ -88,8 +86,18 @@ class Sealed:
 
 
 @dataclass(frozen=True)
+class Table:
+    """N-party, Pj -> A: Pj's OKVS follows as ``cells`` 16-byte cells (``OKVS`` chunks), hashed with the
+    public seed of ``attempt``. ``cells`` must equal ``okvs.table_cells(|Yj|, attempt)``."""
+
+    session_id: str
+    attempt: int
+    cells: int
+
+
+@dataclass(frozen=True)
 class Count:
-    """N-party: the intersection size (comparer -> active, then active -> every passive)."""
+    """N-party, active -> every passive: the intersection size."""
 
     session_id: str
     count: int
@@ -97,7 +105,8 @@ class Count:
 
 @dataclass(frozen=True)
 class Done:
-    """Final confirmation: the sender's intersection size and a digest of the common blinded values."""
+    """Final confirmation: the sender's intersection size and a digest of the common values (2-party: the
+    doubly-blinded values; N-party: the canonical IDs, see multi_party.ids_digest)."""
 
     session_id: str
     count: int
@@ -111,4 +120,4 @@ class Abort:
     reason: str
 
 
-Message = Hello | HelloReply | Roster | Chunk | Sealed | Count | Done | Abort
+Message = Hello | HelloReply | Roster | Chunk | Sealed | Table | Count | Done | Abort

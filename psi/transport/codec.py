@@ -5,7 +5,7 @@ from __future__ import annotations
 from psi.config import MAX_CHUNK
 from psi.errors import MalformedMessage
 from psi.protocol.messages import (Abort, Chunk, Count, Done, Hello, HelloReply, Message, Mode, Roster, Sealed,
-                                   Stage)
+                                   Stage, Table)
 from psi.transport import psi_pb2 as pb
 
 MAX_ITEMS = MAX_CHUNK
@@ -19,7 +19,7 @@ def encode(msg: Message) -> pb.Envelope:
     sid = msg.session_id
     if isinstance(msg, Chunk):
         return pb.Envelope(session_id=sid, chunk=pb.Chunk(stage=int(msg.stage), index=msg.index, count=msg.count,
-                                                          data=msg.data, list=msg.list))
+                                                          data=msg.data))
     if isinstance(msg, Sealed):
         return pb.Envelope(session_id=sid, sealed=pb.Sealed(stage=int(msg.stage), sender=msg.sender,
                                                             recipient=msg.recipient, index=msg.index,
@@ -33,6 +33,8 @@ def encode(msg: Message) -> pb.Envelope:
         return pb.Envelope(session_id=sid, hello_reply=pb.HelloReply(size=msg.size, ephemeral_key=msg.ephemeral_key))
     if isinstance(msg, Roster):
         return pb.Envelope(session_id=sid, roster=pb.Roster(sizes=dict(msg.sizes), keys=dict(msg.keys)))
+    if isinstance(msg, Table):
+        return pb.Envelope(session_id=sid, table=pb.Table(attempt=msg.attempt, cells=msg.cells))
     if isinstance(msg, Count):
         return pb.Envelope(session_id=sid, count=pb.Count(count=msg.count))
     if isinstance(msg, Done):
@@ -58,7 +60,7 @@ def decode(env: pb.Envelope) -> Message:
         if c.count > MAX_ITEMS or len(c.data) > MAX_DATA:
             raise MalformedMessage(f"{where} {c.index} carries {c.count} items / {len(c.data)} bytes; at most "
                                    f"{MAX_ITEMS} items and {MAX_DATA} bytes per chunk")
-        return Chunk(sid, _stage(c.stage, where), c.index, c.count, c.data, c.list)
+        return Chunk(sid, _stage(c.stage, where), c.index, c.count, c.data)
     if kind == "sealed":
         s = env.sealed
         if s.count > MAX_ITEMS or len(s.ciphertext) > MAX_DATA:
@@ -75,6 +77,8 @@ def decode(env: pb.Envelope) -> Message:
         return HelloReply(sid, env.hello_reply.size, env.hello_reply.ephemeral_key)
     if kind == "roster":
         return Roster(sid, dict(env.roster.sizes), dict(env.roster.keys))
+    if kind == "table":
+        return Table(sid, env.table.attempt, env.table.cells)
     if kind == "count":
         return Count(sid, env.count.count)
     if kind == "done":

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17psi/transport/psi.proto\x12\x06psi.v1\"\xb3\x02\n\x08\x45nvelope\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x1e\n\x05hello\x18\x02 \x01(\x0b\x32\r.psi.v1.HelloH\x00\x12)\n\x0bhello_reply\x18\x03 \x01(\x0b\x32\x12.psi.v1.HelloReplyH\x00\x12 \n\x06roster\x18\x04 \x01(\x0b\x32\x0e.psi.v1.RosterH\x00\x12\x1e\n\x05\x63hunk\x18\x05 \x01(\x0b\x32\r.psi.v1.ChunkH\x00\x12 \n\x06sealed\x18\x06 \x01(\x0b\x32\x0e.psi.v1.SealedH\x00\x12\x1e\n\x05\x63ount\x18\x07 \x01(\x0b\x32\r.psi.v1.CountH\x00\x12\x1c\n\x04\x64one\x18\x08 \x01(\x0b\x32\x0c.psi.v1.DoneH\x00\x12\x1e\n\x05\x61\x62ort\x18\t \x01(\x0b\x32\r.psi.v1.AbortH\x00\x42\x06\n\x04\x62ody\"\x8a\x02\n\x05Hello\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0c\n\x04salt\x18\x02 \x01(\x0c\x12\r\n\x05strip\x18\x03 \x01(\x08\x12\x11\n\tlowercase\x18\x04 \x01(\x08\x12\x1a\n\x04mode\x18\x05 \x01(\x0e\x32\x0c.psi.v1.Mode\x12\x0f\n\x07parties\x18\x06 \x03(\t\x12\x11\n\trecipient\x18\x07 \x01(\t\x12\x0c\n\x04size\x18\x08 \x01(\x04\x12\x12\n\nchunk_size\x18\t \x01(\r\x12-\n\x08metadata\x18\n \x03(\x0b\x32\x1b.psi.v1.Hello.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"1\n\nHelloReply\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x15\n\rephemeral_key\x18\x02 \x01(\x0c\"\xb5\x01\n\x06Roster\x12(\n\x05sizes\x18\x01 \x03(\x0b\x32\x19.psi.v1.Roster.SizesEntry\x12&\n\x04keys\x18\x02 \x03(\x0b\x32\x18.psi.v1.Roster.KeysEntry\x1a,\n\nSizesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a+\n\tKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"_\n\x05\x43hunk\x12\x1c\n\x05stage\x18\x01 \x01(\x0e\x32\r.psi.v1.Stage\x12\r\n\x05index\x18\x02 \x01(\x04\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0c\n\x04list\x18\x05 \x01(\t\"{\n\x06Sealed\x12\x1c\n\x05stage\x18\x01 \x01(\x0e\x32\r.psi.v1.Stage\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\r\n\x05index\x18\x04 \x01(\x04\x12\r\n\x05\x63ount\x18\x05 \x01(\r\x12\x12\n\nciphertext\x18\x06 \x01(\x0c\"\x16\n\x05\x43ount\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\"%\n\x04\x44one\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x0c\"%\n\x05\x41\x62ort\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t*?\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x10\n\x0cINTERSECTION\x10\x01\x12\x0f\n\x0b\x43\x41RDINALITY\x10\x02*\x92\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x42LINDED\x10\x01\x12\n\n\x06\x44OUBLE\x10\x02\x12\r\n\tPASSIVE_T\x10\x03\x12\x0c\n\x08\x41\x43TIVE_S\x10\x04\x12\r\n\tACTIVE_ST\x10\x05\x12\x0e\n\nPASSIVE_TS\x10\x06\x12\t\n\x05MATCH\x10\x07\x12\t\n\x05\x41LIGN\x10\x08\x12\x07\n\x03KEY\x10\t28\n\x03Psi\x12\x31\n\x07Session\x12\x10.psi.v1.Envelope\x1a\x10.psi.v1.Envelope(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17psi/transport/psi.proto\x12\x06psi.v1\"\xd3\x02\n\x08\x45nvelope\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x1e\n\x05hello\x18\x02 \x01(\x0b\x32\r.psi.v1.HelloH\x00\x12)\n\x0bhello_reply\x18\x03 \x01(\x0b\x32\x12.psi.v1.HelloReplyH\x00\x12 \n\x06roster\x18\x04 \x01(\x0b\x32\x0e.psi.v1.RosterH\x00\x12\x1e\n\x05\x63hunk\x18\x05 \x01(\x0b\x32\r.psi.v1.ChunkH\x00\x12 \n\x06sealed\x18\x06 \x01(\x0b\x32\x0e.psi.v1.SealedH\x00\x12\x1e\n\x05\x63ount\x18\x07 \x01(\x0b\x32\r.psi.v1.CountH\x00\x12\x1c\n\x04\x64one\x18\x08 \x01(\x0b\x32\x0c.psi.v1.DoneH\x00\x12\x1e\n\x05\x61\x62ort\x18\t \x01(\x0b\x32\r.psi.v1.AbortH\x00\x12\x1e\n\x05table\x18\n \x01(\x0b\x32\r.psi.v1.TableH\x00\x42\x06\n\x04\x62ody\"\x8a\x02\n\x05Hello\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0c\n\x04salt\x18\x02 \x01(\x0c\x12\r\n\x05strip\x18\x03 \x01(\x08\x12\x11\n\tlowercase\x18\x04 \x01(\x08\x12\x1a\n\x04mode\x18\x05 \x01(\x0e\x32\x0c.psi.v1.Mode\x12\x0f\n\x07parties\x18\x06 \x03(\t\x12\x11\n\trecipient\x18\x07 \x01(\t\x12\x0c\n\x04size\x18\x08 \x01(\x04\x12\x12\n\nchunk_size\x18\t \x01(\r\x12-\n\x08metadata\x18\n \x03(\x0b\x32\x1b.psi.v1.Hello.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"1\n\nHelloReply\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x15\n\rephemeral_key\x18\x02 \x01(\x0c\"\xb5\x01\n\x06Roster\x12(\n\x05sizes\x18\x01 \x03(\x0b\x32\x19.psi.v1.Roster.SizesEntry\x12&\n\x04keys\x18\x02 \x03(\x0b\x32\x18.psi.v1.Roster.KeysEntry\x1a,\n\nSizesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a+\n\tKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"W\n\x05\x43hunk\x12\x1c\n\x05stage\x18\x01 \x01(\x0e\x32\r.psi.v1.Stage\x12\r\n\x05index\x18\x02 \x01(\x04\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0cJ\x04\x08\x05\x10\x06\"{\n\x06Sealed\x12\x1c\n\x05stage\x18\x01 \x01(\x0e\x32\r.psi.v1.Stage\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\r\n\x05index\x18\x04 \x01(\x04\x12\r\n\x05\x63ount\x18\x05 \x01(\r\x12\x12\n\nciphertext\x18\x06 \x01(\x0c\"\'\n\x05Table\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\r\x12\r\n\x05\x63\x65lls\x18\x02 \x01(\x04\"\x16\n\x05\x43ount\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\"%\n\x04\x44one\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x0c\"%\n\x05\x41\x62ort\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t*?\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x10\n\x0cINTERSECTION\x10\x01\x12\x0f\n\x0b\x43\x41RDINALITY\x10\x02*\x89\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x42LINDED\x10\x01\x12\n\n\x06\x44OUBLE\x10\x02\x12\t\n\x05\x41LIGN\x10\x08\x12\x07\n\x03KEY\x10\t\x12\t\n\x05QUERY\x10\n\x12\t\n\x05REPLY\x10\x0b\x12\x08\n\x04OKVS\x10\x0c\"\x04\x08\x03\x10\x03\"\x04\x08\x04\x10\x04\"\x04\x08\x05\x10\x05\"\x04\x08\x06\x10\x06\"\x04\x08\x07\x10\x07\x32\x38\n\x03Psi\x12\x31\n\x07Session\x12\x10.psi.v1.Envelope\x1a\x10.psi.v1.Envelope(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,34 +37,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROSTER_SIZESENTRY']._serialized_options = b'8\001'
   _globals['_ROSTER_KEYSENTRY']._loaded_options = None
   _globals['_ROSTER_KEYSENTRY']._serialized_options = b'8\001'
-  _globals['_MODE']._serialized_start=1173
-  _globals['_MODE']._serialized_end=1236
-  _globals['_STAGE']._serialized_start=1239
-  _globals['_STAGE']._serialized_end=1385
+  _globals['_MODE']._serialized_start=1238
+  _globals['_MODE']._serialized_end=1301
+  _globals['_STAGE']._serialized_start=1304
+  _globals['_STAGE']._serialized_end=1441
   _globals['_ENVELOPE']._serialized_start=36
-  _globals['_ENVELOPE']._serialized_end=343
-  _globals['_HELLO']._serialized_start=346
-  _globals['_HELLO']._serialized_end=612
-  _globals['_HELLO_METADATAENTRY']._serialized_start=565
-  _globals['_HELLO_METADATAENTRY']._serialized_end=612
-  _globals['_HELLOREPLY']._serialized_start=614
-  _globals['_HELLOREPLY']._serialized_end=663
-  _globals['_ROSTER']._serialized_start=666
-  _globals['_ROSTER']._serialized_end=847
-  _globals['_ROSTER_SIZESENTRY']._serialized_start=758
-  _globals['_ROSTER_SIZESENTRY']._serialized_end=802
-  _globals['_ROSTER_KEYSENTRY']._serialized_start=804
-  _globals['_ROSTER_KEYSENTRY']._serialized_end=847
-  _globals['_CHUNK']._serialized_start=849
-  _globals['_CHUNK']._serialized_end=944
-  _globals['_SEALED']._serialized_start=946
-  _globals['_SEALED']._serialized_end=1069
-  _globals['_COUNT']._serialized_start=1071
-  _globals['_COUNT']._serialized_end=1093
-  _globals['_DONE']._serialized_start=1095
-  _globals['_DONE']._serialized_end=1132
-  _globals['_ABORT']._serialized_start=1134
-  _globals['_ABORT']._serialized_end=1171
-  _globals['_PSI']._serialized_start=1387
-  _globals['_PSI']._serialized_end=1443
+  _globals['_ENVELOPE']._serialized_end=375
+  _globals['_HELLO']._serialized_start=378
+  _globals['_HELLO']._serialized_end=644
+  _globals['_HELLO_METADATAENTRY']._serialized_start=597
+  _globals['_HELLO_METADATAENTRY']._serialized_end=644
+  _globals['_HELLOREPLY']._serialized_start=646
+  _globals['_HELLOREPLY']._serialized_end=695
+  _globals['_ROSTER']._serialized_start=698
+  _globals['_ROSTER']._serialized_end=879
+  _globals['_ROSTER_SIZESENTRY']._serialized_start=790
+  _globals['_ROSTER_SIZESENTRY']._serialized_end=834
+  _globals['_ROSTER_KEYSENTRY']._serialized_start=836
+  _globals['_ROSTER_KEYSENTRY']._serialized_end=879
+  _globals['_CHUNK']._serialized_start=881
+  _globals['_CHUNK']._serialized_end=968
+  _globals['_SEALED']._serialized_start=970
+  _globals['_SEALED']._serialized_end=1093
+  _globals['_TABLE']._serialized_start=1095
+  _globals['_TABLE']._serialized_end=1134
+  _globals['_COUNT']._serialized_start=1136
+  _globals['_COUNT']._serialized_end=1158
+  _globals['_DONE']._serialized_start=1160
+  _globals['_DONE']._serialized_end=1197
+  _globals['_ABORT']._serialized_start=1199
+  _globals['_ABORT']._serialized_end=1236
+  _globals['_PSI']._serialized_start=1443
+  _globals['_PSI']._serialized_end=1499
 # @@protoc_insertion_point(module_scope)

@@ -18,29 +18,25 @@ class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STAGE_UNSPECIFIED: _ClassVar[Stage]
     BLINDED: _ClassVar[Stage]
     DOUBLE: _ClassVar[Stage]
-    PASSIVE_T: _ClassVar[Stage]
-    ACTIVE_S: _ClassVar[Stage]
-    ACTIVE_ST: _ClassVar[Stage]
-    PASSIVE_TS: _ClassVar[Stage]
-    MATCH: _ClassVar[Stage]
     ALIGN: _ClassVar[Stage]
     KEY: _ClassVar[Stage]
+    QUERY: _ClassVar[Stage]
+    REPLY: _ClassVar[Stage]
+    OKVS: _ClassVar[Stage]
 MODE_UNSPECIFIED: Mode
 INTERSECTION: Mode
 CARDINALITY: Mode
 STAGE_UNSPECIFIED: Stage
 BLINDED: Stage
 DOUBLE: Stage
-PASSIVE_T: Stage
-ACTIVE_S: Stage
-ACTIVE_ST: Stage
-PASSIVE_TS: Stage
-MATCH: Stage
 ALIGN: Stage
 KEY: Stage
+QUERY: Stage
+REPLY: Stage
+OKVS: Stage
 
 class Envelope(_message.Message):
-    __slots__ = ("session_id", "hello", "hello_reply", "roster", "chunk", "sealed", "count", "done", "abort")
+    __slots__ = ("session_id", "hello", "hello_reply", "roster", "chunk", "sealed", "count", "done", "abort", "table")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HELLO_REPLY_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +46,7 @@ class Envelope(_message.Message):
     COUNT_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     ABORT_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     hello: Hello
     hello_reply: HelloReply
@@ -59,7 +56,8 @@ class Envelope(_message.Message):
     count: Count
     done: Done
     abort: Abort
-    def __init__(self, session_id: _Optional[str] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., hello_reply: _Optional[_Union[HelloReply, _Mapping]] = ..., roster: _Optional[_Union[Roster, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ..., sealed: _Optional[_Union[Sealed, _Mapping]] = ..., count: _Optional[_Union[Count, _Mapping]] = ..., done: _Optional[_Union[Done, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ...) -> None: ...
+    table: Table
+    def __init__(self, session_id: _Optional[str] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., hello_reply: _Optional[_Union[HelloReply, _Mapping]] = ..., roster: _Optional[_Union[Roster, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ..., sealed: _Optional[_Union[Sealed, _Mapping]] = ..., count: _Optional[_Union[Count, _Mapping]] = ..., done: _Optional[_Union[Done, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., table: _Optional[_Union[Table, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("version", "salt", "strip", "lowercase", "mode", "parties", "recipient", "size", "chunk_size", "metadata")
@@ -123,18 +121,16 @@ class Roster(_message.Message):
     def __init__(self, sizes: _Optional[_Mapping[str, int]] = ..., keys: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
 
 class Chunk(_message.Message):
-    __slots__ = ("stage", "index", "count", "data", "list")
+    __slots__ = ("stage", "index", "count", "data")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
-    LIST_FIELD_NUMBER: _ClassVar[int]
     stage: Stage
     index: int
     count: int
     data: bytes
-    list: str
-    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., index: _Optional[int] = ..., count: _Optional[int] = ..., data: _Optional[bytes] = ..., list: _Optional[str] = ...) -> None: ...
+    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., index: _Optional[int] = ..., count: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Sealed(_message.Message):
     __slots__ = ("stage", "sender", "recipient", "index", "count", "ciphertext")
@@ -151,6 +147,14 @@ class Sealed(_message.Message):
     count: int
     ciphertext: bytes
     def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., sender: _Optional[str] = ..., recipient: _Optional[str] = ..., index: _Optional[int] = ..., count: _Optional[int] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
+
+class Table(_message.Message):
+    __slots__ = ("attempt", "cells")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    cells: int
+    def __init__(self, attempt: _Optional[int] = ..., cells: _Optional[int] = ...) -> None: ...
 
 class Count(_message.Message):
     __slots__ = ("count",)

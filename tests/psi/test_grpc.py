@@ -46,7 +46,7 @@ def test_large_set_streams_in_chunks_below_the_grpc_limit(psi_server, engine):
     from psi.config import MAX_CHUNK
     from psi.protocol.messages import Chunk, Stage
     from psi.transport.codec import encode
-    biggest = encode(Chunk("s" * 128, Stage.BLINDED, 2**40, MAX_CHUNK, b"\xff" * 32 * MAX_CHUNK, list="n" * 128))
+    biggest = encode(Chunk("s" * 128, Stage.BLINDED, 2**40, MAX_CHUNK, b"\xff" * 32 * MAX_CHUNK))
     assert biggest.ByteSize() < 4 * 2**20
     with pytest.raises(Exception):
         PsiConfig(chunk_size=MAX_CHUNK + 1)
