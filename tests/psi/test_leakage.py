@@ -3,7 +3,9 @@
 Messages are recorded as the bytes that go on the wire (serialized ``psi.v1.Envelope``s): in-process through
 a recording link, over gRPC with a client interceptor (active party) and a server interceptor (passive
 party). Every 16-byte window of every message is compared with 16-byte fingerprints of each ID's raw
-UTF-8, canonical UTF-8, SHA-512 digest, field element and curve point.
+UTF-8, canonical UTF-8, SHA-512 digest, field element and curve point. Each run also checks that the
+recorder saw every stage of the protocol it ran (2-party: BLINDED/DOUBLE; N-party: QUERY, REPLY, Table,
+OKVS, sealed KEY, Count, ALIGN or the cardinality exchange, Done), so no stage goes unaudited.
 """
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ import pytest
 from psi import PsiConfig, run_in_process
 from psi.core.curve25519 import u_to_bytes
 from psi.core.hashing import Canonicalization, _prefix, canonical_id, hash_to_curve, hash_to_field
-from psi.protocol.messages import Hello
+from psi.protocol.messages import Chunk, Hello, Sealed, Stage
 from psi.transport import run_session
-from psi.transport.codec import encode
+from psi.transport.codec import decode, encode
+from psi.transport.psi_pb2 import Envelope
 
 from .conftest import random_ids
 
@@ -67,8 +70,25 @@ def _salt(records) -> bytes:
     return next(m.salt for _, _, m in records if isinstance(m, Hello))
 
 
+def kinds(messages) -> set[str]:
+    """Stage names of chunks and sealed messages, and the names of other message types."""
+    out = set()
+    for m in messages:
+        out.add(Stage(m.stage).name if isinstance(m, (Chunk, Sealed)) else type(m).__name__)
+    return out
+
+
+# what the recorder must have seen, so that every stage of each protocol is audited
+EXPECTED_KINDS = {
+    (2, "intersection"): {"BLINDED", "DOUBLE", "Done"},
+    (2, "cardinality"): {"BLINDED", "DOUBLE", "Done"},
+    ("N", "intersection"): {"QUERY", "REPLY", "Table", "OKVS", "KEY", "Count", "ALIGN", "Done", "Roster"},
+    ("N", "cardinality"): {"QUERY", "REPLY", "Table", "OKVS", "KEY", "Count", "BLINDED", "DOUBLE", "Done"},
+}
+
+
 @pytest.mark.parametrize("parties,mode", [(2, "intersection"), (2, "cardinality"), (3, "intersection"),
-                                          (4, "intersection")])
+                                          (3, "cardinality"), (4, "intersection"), (5, "cardinality")])
 def test_in_process_messages_carry_no_ids_or_unblinded_hashes(engine, parties, mode):
     u = random_ids(400, 2 + parties)
     special = ["Ünïcødé-ÏD-long-enough-0001", "  Padded-Mixed-Case-ID-0002  "]
@@ -85,6 +105,7 @@ def test_in_process_messages_carry_no_ids_or_unblinded_hashes(engine, parties, m
     for party, _, msg in records:
         by_party.setdefault(party, []).append(encode(msg).SerializeToString())
     assert set(by_party) == set(names)
+    assert EXPECTED_KINDS[(parties if parties == 2 else "N", mode)] <= kinds(m for _, _, m in records)
     for party, blobs in by_party.items():
         assert leaks(blobs, everyone) == [], party
 
@@ -120,8 +141,8 @@ class RecordingServer(grpc.ServerInterceptor):
                                                      response_serializer=handler.response_serializer)
 
 
-@pytest.mark.parametrize("parties", [2, 3])
-def test_grpc_messages_carry_no_ids_or_unblinded_hashes(psi_server, engine, parties):
+@pytest.mark.parametrize("parties,mode", [(2, "intersection"), (3, "intersection"), (3, "cardinality")])
+def test_grpc_messages_carry_no_ids_or_unblinded_hashes(psi_server, engine, parties, mode):
     u = random_ids(500, 40 + parties)
     a = u[:300]
     passive_lists = {f"p{i}": u[100 + 50 * i: 400 + 50 * i] for i in range(1, parties)}
@@ -129,10 +150,13 @@ def test_grpc_messages_carry_no_ids_or_unblinded_hashes(psi_server, engine, part
     server = psi_server(passive_lists, interceptors=[server_rec])
     channels = {name: server.channel(client_rec) for name in passive_lists}
     salt = b"fixed-salt-for-audit-0123456789ab"
-    result = run_session(channels, a, PsiConfig(workers=0, chunk_size=50, salt=salt), me="a", engine=engine)
+    result = run_session(channels, a, PsiConfig(workers=0, chunk_size=50, salt=salt, mode=mode), me="a",
+                         engine=engine)
     assert result.size == len(set(a).intersection(*map(set, passive_lists.values())))
     all_ids = a + [x for ids in passive_lists.values() for x in ids]
     prints = fingerprints(all_ids, salt, Canonicalization())
     assert len(client_rec.sent) > 5 and len(server_rec.sent) > 5
+    wire = kinds(decode(Envelope.FromString(b)) for b in client_rec.sent + server_rec.sent)
+    assert EXPECTED_KINDS[(parties if parties == 2 else "N", mode)] <= wire
     assert leaks(client_rec.sent, prints) == []
     assert leaks(server_rec.sent, prints) == []
