@@ -1,7 +1,9 @@
 """A misbehaving client gets a clear gRPC status for each kind of bad message, and the server keeps serving.
 
-The test plays the active party by hand over a raw ``psi.v1.Psi/Session`` stream, then proves the same
-server still completes a good session.
+The test plays the active party by hand over a raw ``psi.v1.Psi/Session`` stream (2-party, and N-party
+up to the alignment), then proves the same server still completes a good session. What passives send the
+active party (N-party REPLY and OKVS) is tampered with by a server interceptor: the active party must
+reject it with a clear error, and the serving party must survive the abort.
 """
 from __future__ import annotations
 
@@ -17,11 +19,12 @@ from psi import PsiConfig
 from psi.core import curve25519
 from psi.core.curve25519 import P, is_on_curve
 from psi.core.hashing import Canonicalization, hash_and_blind
-from psi.protocol.messages import Chunk, Done, Hello, Mode, Stage
+from psi.core.seal import EphemeralKey
+from psi.protocol.messages import Chunk, Count, Done, Hello, HelloReply, Mode, Roster, Stage, Table
 from psi.transport import psi_pb2 as pb
 from psi.transport import psi_pb2_grpc as pb_grpc
 from psi.transport import run_session
-from psi.transport.codec import encode
+from psi.transport.codec import decode, encode
 
 from .conftest import random_ids
 
@@ -201,3 +204,228 @@ def test_client_vanishing_mid_session_is_recorded_and_server_keeps_serving(serve
         server.servicer.wait_result("vanishing", 20)
     good = PASSIVE_IDS[:30]
     assert run_session({"bank": server.channel()}, good, PsiConfig(workers=0), me="alice", engine=engine).size == 30
+
+
+# ----------------------------------------------------------------------------- N-party stages
+OTHER_IDS = PASSIVE_IDS[:150] + random_ids(100, 63)
+
+
+class Conversation:
+    """A hand-played active party on one raw ``Session`` stream: send, read replies, then get the status."""
+
+    def __init__(self, address: str):
+        self.channel = grpc.insecure_channel(address)
+        self.requests: queue.Queue = queue.Queue()
+        self.replies: queue.Queue = queue.Queue()
+        self.call = pb_grpc.PsiStub(self.channel).Session(self._gen(), timeout=30)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _gen(self):
+        while (m := self.requests.get()) is not None:
+            yield encode(m)
+
+    def _read(self) -> None:
+        try:
+            for env in self.call:
+                self.replies.put(decode(env))
+        except grpc.RpcError as exc:
+            self.replies.put(exc)
+
+    def send(self, *messages) -> None:
+        for m in messages:
+            self.requests.put(m)
+
+    def receive_until(self, done, timeout: float = 20) -> list:
+        got = []
+        while True:
+            item = self.replies.get(timeout=timeout)
+            assert not isinstance(item, grpc.RpcError), item.details()
+            got.append(item)
+            if done(got):
+                return got
+
+    def error(self, timeout: float = 20) -> grpc.RpcError:
+        while True:
+            item = self.replies.get(timeout=timeout)
+            if isinstance(item, grpc.RpcError):
+                return item
+
+    def close(self) -> None:
+        self.requests.put(None)
+        self.channel.close()
+
+
+def n_hello(session_id: str) -> Hello:
+    return Hello(session_id=session_id, salt=os.urandom(32), strip=True, lowercase=False, mode=Mode.INTERSECTION,
+                 parties=("attacker", "bank", "other"), recipient="bank", size=4, chunk_size=4)
+
+
+def n_start(conv: Conversation, s: str, bank_size: int = len(PASSIVE_IDS)) -> None:
+    """Hello, then a roster with the bank's real ephemeral key (bank is P1: it draws the passives' key)."""
+    conv.send(n_hello(s))
+    reply = conv.receive_until(lambda got: isinstance(got[-1], HelloReply))[-1]
+    conv.send(Roster(s, {"attacker": 4, "bank": bank_size, "other": len(OTHER_IDS)},
+                     {"bank": reply.ephemeral_key, "other": EphemeralKey().public}))
+
+
+def until_table_sent(conv: Conversation) -> None:
+    """Read until the bank has answered our query chunk and sent its whole OKVS."""
+    def done(got):
+        table = next((m for m in got if isinstance(m, Table)), None)
+        cells = sum(m.count for m in got if isinstance(m, Chunk) and m.stage == Stage.OKVS)
+        replied = any(isinstance(m, Chunk) and m.stage == Stage.REPLY for m in got)
+        return table is not None and cells == table.cells and replied
+    conv.receive_until(done)
+
+
+def aligning(s: str, conv: Conversation, tag: bytes):
+    n_start(conv, s)
+    conv.send(Chunk(s, Stage.QUERY, 0, 4, points(4)))
+    until_table_sent(conv)
+    conv.send(Count(s, 1), Chunk(s, Stage.ALIGN, 0, 1, tag))
+
+
+N_CASES = {
+    "query of the wrong width": (
+        lambda s, c: (n_start(c, s), c.send(Chunk(s, Stage.QUERY, 0, 4, points(4)[:-1]))),
+        grpc.StatusCode.INVALID_ARGUMENT, r"OPRF queries from attacker: chunk 0 is 127 bytes, expected 4 items x 32"),
+    "query point on the twist": (
+        lambda s, c: (n_start(c, s), c.send(Chunk(s, Stage.QUERY, 0, 4, replace_point(points(4), 2, twist_point())))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        r"OPRF queries from attacker: chunk 0, point 2 \(item 2\): point is on the quadratic twist"),
+    "query low-order point": (
+        lambda s, c: (n_start(c, s), c.send(Chunk(s, Stage.QUERY, 0, 4, replace_point(points(4), 3, bytes(32))))),
+        grpc.StatusCode.INVALID_ARGUMENT, r"OPRF queries from attacker: chunk 0, point 3 \(item 3\): low-order"),
+    "reply sent to a passive": (
+        lambda s, c: (n_start(c, s), c.send(Chunk(s, Stage.REPLY, 0, 4, points(4)))),
+        grpc.StatusCode.FAILED_PRECONDITION, r"OPRF replies chunk 0 from attacker is not allowed now"),
+    "count before the table": (
+        lambda s, c: (n_start(c, s), c.send(Count(s, 1))),
+        grpc.StatusCode.FAILED_PRECONDITION, r"Count from attacker is not allowed now \(running\)"),
+    "roster misstating a size": (
+        lambda s, c: n_start(c, s, bank_size=len(PASSIVE_IDS) - 1),
+        grpc.StatusCode.INVALID_ARGUMENT, r"roster misstates bank's size or key"),
+    "unknown align tag": (
+        lambda s, c: aligning(s, c, os.urandom(16)),
+        grpc.StatusCode.INVALID_ARGUMENT, r"alignment chunk 0 from attacker, item 0: a tag that matches none of bank's"),
+    "align of the wrong width": (
+        lambda s, c: aligning(s, c, os.urandom(8)),
+        grpc.StatusCode.INVALID_ARGUMENT, r"alignment tags from attacker: chunk 0 is 8 bytes, expected 1 items x 16"),
+}
+
+
+@pytest.fixture
+def nserver(psi_server):
+    return psi_server({"bank": PASSIVE_IDS, "other": OTHER_IDS})
+
+
+def good_n_party_session(server, engine) -> None:
+    mine = PASSIVE_IDS[50:200] + random_ids(50, 64)
+    result = run_session({"bank": server.channel(), "other": server.channel()}, mine,
+                         PsiConfig(workers=0, chunk_size=32), me="alice", engine=engine)
+    assert set(result.ids) == set(PASSIVE_IDS[50:150])
+    assert server.servicer.wait_result(result.session_id, 10, party="other").ids == result.ids
+
+
+@pytest.mark.parametrize("case", list(N_CASES))
+def test_n_party_malformed_message_gets_clear_status_and_server_keeps_serving(nserver, engine, case):
+    play, code, pattern = N_CASES[case]
+    session = f"nbad-{abs(hash(case)) % 10**8}"
+    conv = Conversation(nserver.address)
+    try:
+        play(session, conv)
+        err = conv.error()
+    finally:
+        conv.close()
+    assert err.code() == code, (err.code(), err.details())
+    assert re.search(pattern, err.details()), err.details()
+    good_n_party_session(nserver, engine)
+
+
+class TamperingServer(grpc.ServerInterceptor):
+    """Alters the first response envelope that ``tamper`` changes (returns a new envelope), then none."""
+
+    def __init__(self, tamper):
+        self.tamper = tamper
+        self.armed = True
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler.stream_stream is None:
+            return handler
+        inner = handler.stream_stream
+
+        def wrapped(request_iterator, context):
+            for resp in inner(request_iterator, context):
+                changed = self.tamper(resp) if self.armed else None
+                if changed is not None:
+                    self.armed = False
+                    resp = changed
+                yield resp
+
+        return grpc.stream_stream_rpc_method_handler(wrapped, request_deserializer=handler.request_deserializer,
+                                                     response_serializer=handler.response_serializer)
+
+
+def tamper_chunk(stage: Stage, change):
+    def tamper(env):
+        if env.WhichOneof("body") != "chunk" or env.chunk.stage != stage or env.chunk.index != 0:
+            return None
+        out = pb.Envelope()
+        out.CopyFrom(env)
+        change(out.chunk)
+        return out
+    return tamper
+
+
+def tamper_table(env):
+    if env.WhichOneof("body") != "table":
+        return None
+    out = pb.Envelope()
+    out.CopyFrom(env)
+    out.table.cells += 3
+    return out
+
+
+def _set_data(chunk, data: bytes, count=None) -> None:
+    chunk.data = data
+    if count is not None:
+        chunk.count = count
+
+
+ACTIVE_SIDE_CASES = {
+    "reply point on the twist": (
+        tamper_chunk(Stage.REPLY, lambda c: _set_data(c, replace_point(c.data, 2, twist_point()))),
+        "InvalidPoint", r"OPRF replies from (bank|other): chunk 0, point 2 \(item 2\): point is on the quadratic twist"),
+    "reply of the wrong width": (
+        tamper_chunk(Stage.REPLY, lambda c: _set_data(c, c.data[:-1])),
+        "MalformedMessage", r"OPRF replies from (bank|other): chunk 0 is 1023 bytes, expected 32 items x 32 bytes"),
+    "okvs announced with the wrong length": (
+        tamper_table, "MalformedMessage",
+        r"(bank|other) announces an OKVS table of \d+ cells at attempt \d+; for \d+ IDs it must have \d+ cells"),
+    "okvs chunk of the wrong length": (
+        tamper_chunk(Stage.OKVS, lambda c: _set_data(c, c.data[:-16])),
+        "MalformedMessage", r"OKVS cells from (bank|other): chunk 0 is 496 bytes, expected 32 items x 16 bytes"),
+    "okvs chunk with a cell missing": (
+        tamper_chunk(Stage.OKVS, lambda c: _set_data(c, c.data[:-16], c.count - 1)),
+        "MalformedMessage", r"OKVS cells from (bank|other): chunk 0 has 31 items, expected 32"),
+}
+
+
+@pytest.mark.parametrize("case", list(ACTIVE_SIDE_CASES))
+def test_active_party_rejects_malformed_replies_and_tables(psi_server, engine, case):
+    """What a passive sends is validated by the active party: a clear error there (with its gRPC status
+    name), an abort that reaches the serving party, and the server keeps serving."""
+    import psi.errors
+    tamper, error, pattern = ACTIVE_SIDE_CASES[case]
+    srv = psi_server({"bank": PASSIVE_IDS, "other": OTHER_IDS}, interceptors=[TamperingServer(tamper)])
+    session = f"tampered-{abs(hash(case)) % 10**8}"
+    with pytest.raises(getattr(psi.errors, error), match=pattern) as info:
+        run_session({"bank": srv.channel(), "other": srv.channel()}, PASSIVE_IDS[:100],
+                    PsiConfig(workers=0, chunk_size=32, session_id=session), me="alice", engine=engine)
+    assert info.value.grpc_code == "INVALID_ARGUMENT"
+    culprit = re.search(pattern, str(info.value)).group(1)         # the tampered stream (whichever came first)
+    with pytest.raises(psi.errors.PeerError, match="alice aborted") as peer_side:
+        srv.servicer.wait_result(session, 20, party=culprit)
+    assert peer_side.value.code == "INVALID_ARGUMENT"
+    good_n_party_session(srv, engine)
