@@ -4,10 +4,13 @@ For default_credit (22% positive) and breast, trains the same model with no defe
 defense strengths, with the attack harness on (the passive party scores exactly the gradients its node
 received). Writes the trade-off curve as a PNG and prints a JSON object on its last line. The target for
 the default defense on default_credit: both leak AUCs <= 0.65, test AUC at most 0.02 below undefended.
+One run of two epochs is noisy, so default_credit also gets paired runs (undefended and default, same
+seed) for `--seeds`; the target is judged on the median drop over all pairs and the worst leak AUC.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,12 +20,12 @@ from common import parties, print_json, require_data
 SWEEP = [("none", None), ("dp", 0.5), ("dp", 1.0), ("dp", 2.0), ("dp", 4.0), ("max_norm", None)]
 
 
-def job(defense: str, noise: float | None, epochs: int, crypto: str, key_bits: int) -> dict:
+def job(defense: str, noise: float | None, epochs: int, crypto: str, key_bits: int, seed: int = 1) -> dict:
     privacy = {"defense": defense, "attacks": True}
     if noise is not None:
         privacy["noise_multiplier"] = noise
     return {"model": {"bottom": {"hidden": [32], "out": 16}, "interactive": {"out": 16}, "top": {"hidden": [16]}},
-            "train": {"epochs": epochs, "batch_size": 256, "lr": 0.01, "interactive_lr": 0.05, "seed": 1},
+            "train": {"epochs": epochs, "batch_size": 256, "lr": 0.01, "interactive_lr": 0.05, "seed": seed},
             "split": {"validation": 0.0, "test": 0.2, "seed": 5},
             "crypto": {"mode": crypto, "key_bits": key_bits}, "privacy": privacy}
 
@@ -39,6 +42,27 @@ def sweep(name: str, epochs: int, crypto: str, key_bits: int, workdir: Path) -> 
                          "norm_leak_auc": privacy.get("host.norm_leak_auc"),
                          "direction_leak_auc": privacy.get("host.direction_leak_auc"),
                          "membership_auc": privacy.get("membership_auc"), "epsilon": privacy.get("epsilon")})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def paired_seeds(name: str, seeds: list[int], epochs: int, crypto: str, key_bits: int, workdir: Path) -> list[dict]:
+    """Undefended vs. the default defense with the same seed (model init, batch order, split), per seed."""
+    from vfl.api import Federation
+    rows = []
+    with Federation(parties(name), workdir=workdir / f"{name}-seeds", workers=2) as fed:
+        for seed in seeds:
+            metrics = {}
+            for defense in ("none", "auto"):
+                model = fed.fit(task="binary", job_id=f"{name}-seed{seed}-{defense}", progress=False,
+                                **job(defense, None, epochs, crypto, key_bits, seed=seed))
+                metrics[defense] = model.metrics
+            privacy = metrics["auto"]["privacy"]
+            rows.append({"seed": seed, "undefended_auc": metrics["none"]["test"]["auc"],
+                         "defended_auc": metrics["auto"]["test"]["auc"],
+                         "drop": metrics["none"]["test"]["auc"] - metrics["auto"]["test"]["auc"],
+                         "norm_leak_auc": privacy.get("host.norm_leak_auc"),
+                         "direction_leak_auc": privacy.get("host.direction_leak_auc")})
             print(rows[-1], flush=True)
     return rows
 
@@ -71,12 +95,17 @@ def main() -> None:
     parser.add_argument("--key-bits", type=int, default=2048)
     parser.add_argument("--datasets", default="default_credit,breast")
     parser.add_argument("--plot", default="bench-out/privacy_tradeoff.png")
+    parser.add_argument("--seeds", default="2,3",
+                        help="extra seeds for paired undefended/default runs on default_credit (seed 1 is the sweep)")
     args = parser.parse_args()
     require_data()
     workdir = Path(tempfile.mkdtemp(prefix="vfl-privacy-bench-"))
     try:
         results = {name: sweep(name, args.epochs, args.crypto, args.key_bits, workdir)
                    for name in args.datasets.split(",")}
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        extra = paired_seeds("default_credit", seeds, args.epochs, args.crypto, args.key_bits, workdir) \
+            if "default_credit" in results and seeds else []
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
@@ -89,8 +118,17 @@ def main() -> None:
         base = rows[0]
         default = next(r for r in rows if r["defense"] == "dp" and r["noise_multiplier"] == DEFAULT_NOISE_MULTIPLIER)
         out["default_defense"] = {"defense": "dp", "noise_multiplier": DEFAULT_NOISE_MULTIPLIER, **default}
-        out["target_met"] = (max(default["norm_leak_auc"], default["direction_leak_auc"]) <= 0.65
-                             and base["test_auc"] - default["test_auc"] <= 0.02)
+        # one run is noisy: the target is judged on the median drop over paired seeds and the worst leak
+        pairs = [{"seed": 1, "undefended_auc": base["test_auc"], "defended_auc": default["test_auc"],
+                  "drop": base["test_auc"] - default["test_auc"], "norm_leak_auc": default["norm_leak_auc"],
+                  "direction_leak_auc": default["direction_leak_auc"]}]
+        pairs += extra
+        drops = [p["drop"] for p in pairs]
+        worst_leak = max(max(p["norm_leak_auc"], p["direction_leak_auc"]) for p in pairs)
+        out["paired_seeds"] = pairs
+        out["median_drop"] = statistics.median(drops)
+        out["worst_leak_auc"] = worst_leak
+        out["target_met"] = worst_leak <= 0.65 and out["median_drop"] <= 0.02
     print_json(out)
 
 
