@@ -194,3 +194,21 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     code, _, err = finish(server)
     assert code == 2 and "x-000000000001" not in err and "its own input is invalid" in err
     assert "Traceback" not in r.stderr + err
+
+
+def test_cli_three_parties_cardinality(tmp_path):
+    """N-party cardinality mode with every party in its own process: everyone learns only the count."""
+    a, b, c = write_inputs(tmp_path)
+    s1, p1 = serve(tmp_path, "--ids", "b.parquet", "--column", "cid", "--mode", "cardinality", "--lowercase",
+                   "--insecure")
+    s2, p2 = serve(tmp_path, "--ids", "c.csv", "--column", "id", "--mode", "cardinality", "--lowercase",
+                   "--insecure")
+    client = connect(tmp_path, "--connect", f"b=127.0.0.1:{p1}", "--connect", f"c=127.0.0.1:{p2}", "--ids", "a.csv",
+                     "--column", "customer", "--mode", "cardinality", "--lowercase", "--insecure")
+    assert client.returncode == 0, client.stderr
+    expected = len(set(a) & set(b) & set(c))
+    assert summary(client.stdout)["intersection"] == expected
+    for s in (s1, s2):
+        code, out, err = finish(s)
+        assert code == 0, err
+        assert summary(out)["intersection"] == expected
