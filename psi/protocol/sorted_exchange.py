@@ -19,6 +19,7 @@ from psi.core.hashing import Canonicalization
 from psi.errors import OutOfOrder
 from psi.protocol.base import InStream, OwnStream, Party, chunk_count, point_errors
 from psi.protocol.messages import Chunk, Stage
+from psi.protocol.two_party import secure_permutation
 
 PREFIX = "vfl-psi-v2 card:"
 PLAIN = Canonicalization(strip=False, lowercase=False)   # the hex items are already canonical
@@ -63,7 +64,8 @@ class SortedExchange:
         n = len(values)
         self.in_double = InStream(self.party.session_id, self.peer, Stage.DOUBLE, n, self.chunk)
         self.z_own = np.zeros((n, 2), dtype=np.uint64)
-        self.own = OwnStream(self.party, HexItems(values), np.arange(n, dtype=np.int64), self.salt, PLAIN,
+        # a fresh order, so positions in this exchange relate to nothing else the peer has seen
+        self.own = OwnStream(self.party, HexItems(values), secure_permutation(n), self.salt, PLAIN,
                              self.scalar, self.chunk, curve25519.POINT_BYTES, self._send, "blind values to count",
                              2 * self.party.engine.parallelism)
         self.own.pump()
