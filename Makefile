@@ -35,6 +35,8 @@ bench: $(STAMP)
 	    $(PY) benchmarks/$$b.py | tee bench-out/$$b.log; \
 	  fi; \
 	done
+	@echo "== benchmarks/psi_bench.py --parties 3 --size 100000"
+	@$(PY) benchmarks/psi_bench.py --parties 3 --size 100000 | tee bench-out/psi_bench_3party.log
 
 # Generated gRPC code is committed; run this after editing a .proto file.
 proto: $(STAMP)

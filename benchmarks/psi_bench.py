@@ -18,6 +18,7 @@ party's peak RSS (VmHWM of the party process plus its worker processes).
     python benchmarks/psi_bench.py                      # 1M x 1M, 50% overlap (make bench)
     python benchmarks/psi_bench.py --size 20000         # quick
     python benchmarks/psi_bench.py --size 10000000      # 10M x 10M (openmined skipped unless --peer)
+    python benchmarks/psi_bench.py --parties 3 --size 100000   # N-party vs our 2-party (make bench)
 """
 from __future__ import annotations
 
@@ -43,6 +44,19 @@ def key_range(role: str, n: int, overlap: float) -> tuple[int, int]:
     return start, start + n
 
 
+def role_keys(role: str, n: int, overlap: float) -> np.ndarray:
+    """The keys of a role. N-party passives are named ``passive-j`` (j >= 1): each holds the common block
+    [n - overlap*n, n) of the active party's range and a block of its own that no other party holds."""
+    if not role.startswith("passive-"):
+        lo, hi = key_range(role, n, overlap)
+        return np.arange(lo, hi, dtype=np.uint64)
+    j = int(role.split("-")[1])
+    common = int(round(overlap * n))
+    own = n - common
+    return np.concatenate([np.arange(n - common, n, dtype=np.uint64),
+                           np.arange(n + (j - 1) * own, n + j * own, dtype=np.uint64)])
+
+
 def _render(keys: np.ndarray) -> np.ndarray:
     """(n, 16) uint8: each key scrambled (a bijection of uint64) and written as 16 lowercase hex digits."""
     with np.errstate(over="ignore"):
@@ -55,9 +69,9 @@ def _render(keys: np.ndarray) -> np.ndarray:
 
 
 def _shuffled_keys(role: str, n: int, overlap: float, seed: int) -> np.ndarray:
-    lo, hi = key_range(role, n, overlap)
-    keys = np.arange(lo, hi, dtype=np.uint64)
-    np.random.default_rng(seed + (0 if role in ("active", "client") else 1)).shuffle(keys)
+    keys = role_keys(role, n, overlap)
+    salt = 0 if role in ("active", "client") else 1 if role in ("passive", "server") else 1 + int(role.split("-")[1])
+    np.random.default_rng(seed + salt).shuffle(keys)
     return keys
 
 
@@ -136,12 +150,12 @@ def mb(x: int) -> float:
 
 
 # ----------------------------------------------------------------------------- our PSI: one party per process
-def ours_passive(conn, n: int, overlap: float, workers: int) -> None:
+def ours_passive(conn, n: int, overlap: float, workers: int, role: str = "passive") -> None:
     import grpc
     from concurrent import futures
     from psi.core.engine import Engine, peak_rss_bytes
     from psi.transport import add_psi_service
-    ids = make_ids_arrow("passive", n, overlap)
+    ids = make_ids_arrow(role, n, overlap)
     engine = Engine(workers)
     engine.warm_up()
     done = {}
@@ -164,7 +178,7 @@ def ours_passive(conn, n: int, overlap: float, workers: int) -> None:
                "digest": digest, "cpu": cpu_seconds()})
 
 
-def ours_active(conn, n: int, overlap: float, workers: int, chunk: int, port: int, session_id: str) -> None:
+def ours_active(conn, n: int, overlap: float, workers: int, chunk: int, ports: dict, session_id: str) -> None:
     import grpc
     from psi import PsiConfig
     from psi.core.engine import Engine, peak_rss_bytes
@@ -172,12 +186,13 @@ def ours_active(conn, n: int, overlap: float, workers: int, chunk: int, port: in
     ids = make_ids_arrow("active", n, overlap)
     engine = Engine(workers)
     engine.warm_up()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    grpc.channel_ready_future(channel).result(timeout=30)
+    channels = {name: grpc.insecure_channel(f"127.0.0.1:{port}") for name, port in ports.items()}
+    for channel in channels.values():
+        grpc.channel_ready_future(channel).result(timeout=30)
     conn.send("ready")
     conn.recv()
     t0 = time.time()
-    result = run_session({"passive": channel}, ids, PsiConfig(workers=workers, chunk_size=chunk, timeout=600,
+    result = run_session(channels, ids, PsiConfig(workers=workers, chunk_size=chunk, timeout=600,
                                                                 session_id=session_id), me="active", engine=engine)
     t1 = time.time()
     rss = engine.peak_rss_bytes()
@@ -187,30 +202,39 @@ def ours_active(conn, n: int, overlap: float, workers: int, chunk: int, port: in
                "digest": digest, "cpu": cpu_seconds()})
 
 
-def run_ours(n: int, overlap: float, workers: int, chunk: int) -> dict:
+def run_ours(n: int, overlap: float, workers: int, chunk: int, passives: int = 1) -> dict:
+    """One session, every party in its own process; ``passives`` >= 2 makes it the N-party protocol."""
     ctx = mp.get_context("spawn")
-    p_conn, p_child = ctx.Pipe()
-    passive = ctx.Process(target=ours_passive, args=(p_child, n, overlap, workers), name="psi-passive")
-    passive.start()
-    port = p_conn.recv()["port"]
-    session_id = f"bench-{os.getpid()}-{int(time.time())}"
+    roles = ["passive"] if passives == 1 else [f"passive-{j}" for j in range(1, passives + 1)]
+    procs, conns, ports = [], {}, {}
+    for role in roles:
+        conn, child = ctx.Pipe()
+        proc = ctx.Process(target=ours_passive, args=(child, n, overlap, workers, role), name=f"psi-{role}")
+        proc.start()
+        procs.append(proc)
+        conns[role] = conn
+        ports[role] = conn.recv()["port"]
+    session_id = f"bench-{os.getpid()}-{int(time.time())}-{passives}"
     a_conn, a_child = ctx.Pipe()
-    active = ctx.Process(target=ours_active, args=(a_child, n, overlap, workers, chunk, port, session_id),
+    active = ctx.Process(target=ours_active, args=(a_child, n, overlap, workers, chunk, ports, session_id),
                          name="psi-active")
     active.start()
     assert a_conn.recv() == "ready"
-    p_conn.send(session_id)
+    for conn in conns.values():
+        conn.send(session_id)
     a_conn.send("go")
     a = a_conn.recv()
-    p = p_conn.recv()
-    active.join()
-    passive.join()
-    if a["size"] != p["size"] or a["digest"] != p["digest"]:
-        raise SystemExit(f"parties disagree: active {a['size']} {a['digest'][:12]}, passive {p['size']} {p['digest'][:12]}")
-    return {"seconds": max(a["t_end"], p["t_end"]) - a["t0"], "size": a["size"],
-            "peak_rss": {"active": a["peak_rss"], "passive": p["peak_rss"]},
-            "main_rss": {"active": a["main_rss"], "passive": p["main_rss"]},
-            "cpu": {"active": a["cpu"], "passive": p["cpu"]}}
+    results = {role: conn.recv() for role, conn in conns.items()}
+    for proc in [active] + procs:
+        proc.join()
+    for role, p in results.items():
+        if a["size"] != p["size"] or a["digest"] != p["digest"]:
+            raise SystemExit(f"parties disagree: active {a['size']} {a['digest'][:12]}, "
+                             f"{role} {p['size']} {p['digest'][:12]}")
+    return {"seconds": max([a["t_end"]] + [p["t_end"] for p in results.values()]) - a["t0"], "size": a["size"],
+            "peak_rss": {"active": a["peak_rss"], **{r: p["peak_rss"] for r, p in results.items()}},
+            "main_rss": {"active": a["main_rss"], **{r: p["main_rss"] for r, p in results.items()}},
+            "cpu": {"active": a["cpu"], **{r: p["cpu"] for r, p in results.items()}}}
 
 
 # ----------------------------------------------------------------------------- openmined-psi: server || client
@@ -283,11 +307,16 @@ def main() -> int:
     ap.add_argument("--overlap", type=float, default=0.5, help="fraction of IDs in common (default 0.5)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="compute processes per party")
     ap.add_argument("--chunk-size", type=int, default=8192, help="points per message")
+    ap.add_argument("--parties", type=int, default=2,
+                    help="2 (default, vs openmined-psi) or N >= 3: the N-party protocol, every party in its own "
+                         "process, against our own 2-party run at the same size (openmined-psi is 2-party only)")
     peer = ap.add_mutually_exclusive_group()
     peer.add_argument("--peer", dest="peer", action="store_true", default=None,
                       help="run openmined-psi too (default: only for sizes <= 2M)")
     peer.add_argument("--no-peer", dest="peer", action="store_false")
     args = ap.parse_args()
+    if args.parties >= 3:
+        return main_n_party(args)
     n, overlap = args.size, args.overlap
     run_peer = args.peer if args.peer is not None else n <= 2_000_000
     expected = int(round(overlap * n))
@@ -323,6 +352,36 @@ def main() -> int:
         "ours_cpu_seconds": ours["cpu"],
         # CPU seconds used by *other* processes on the machine during each run (0 = the machine was ours)
         "other_load_cpu_seconds": {"ours": c_ours.others, "peer": c_peer.others if om else None},
+    }
+    print(json.dumps(line), flush=True)
+    return 0
+
+
+def main_n_party(args) -> int:
+    """N-party session vs. our 2-party session on the same active IDs, side by side in one run."""
+    n, overlap, m = args.size, args.overlap, args.parties - 1
+    expected = int(round(overlap * n))
+    print(f"N-party PSI benchmark: {args.parties} parties x {n:,} IDs, {overlap:.0%} of the active party's IDs "
+          f"common to all, {args.workers} worker(s) per party, {os.cpu_count()} CPUs", flush=True)
+    with Contention() as c_multi:
+        multi = run_ours(n, overlap, args.workers, args.chunk_size, passives=m)
+    print(f"ours, {args.parties}-party (OPRF + OKVS + zero-sharing): {multi['seconds']:.1f} s, "
+          f"|I| = {multi['size']:,}", flush=True)
+    with Contention() as c_two:
+        two = run_ours(n, overlap, args.workers, args.chunk_size)
+    print(f"ours, 2-party: {two['seconds']:.1f} s, |X∩Y| = {two['size']:,}", flush=True)
+    if multi["size"] != expected or two["size"] != expected:
+        raise SystemExit(f"wrong intersection size {multi['size']} / {two['size']}, expected {expected}")
+    line = {
+        "benchmark": "psi-n-party", "parties": args.parties, "size": n, "overlap": overlap,
+        "intersection": multi["size"], "workers_per_party": args.workers, "cpus": os.cpu_count(),
+        "ours_seconds": round(multi["seconds"], 2),
+        "peer": "ours, 2-party (openmined-psi has no N-party mode)",
+        "peer_seconds": round(two["seconds"], 2),
+        "ratio": round(multi["seconds"] / two["seconds"], 2),
+        "ours_peak_rss_mb": {k: mb(v) for k, v in multi["peak_rss"].items()},
+        "ours_cpu_seconds": multi["cpu"],
+        "other_load_cpu_seconds": {"ours": c_multi.others, "peer": c_two.others},
     }
     print(json.dumps(line), flush=True)
     return 0
