@@ -123,20 +123,18 @@ def _peel(pos: np.ndarray, cells: int) -> _Peeling:
     # XOR of the indices of the keys touching each cell: for a degree-one cell, that key's index
     owner = np.zeros(cells, dtype=np.int64)
     np.bitwise_xor.at(owner, pos.ravel(), np.repeat(np.arange(n, dtype=np.int64), 3))
-    candidates = np.flatnonzero(degree == 1)
+    ones = np.flatnonzero(degree == 1)           # every cell of degree one at the start of the round
     rounds: list[tuple[np.ndarray, np.ndarray]] = []
     removed = 0
-    while candidates.size:
-        cells_1 = candidates[degree[candidates] == 1]
-        if not cells_1.size:
-            break
-        keys, first = np.unique(owner[cells_1], return_index=True)   # a key may own several such cells
-        rounds.append((keys, cells_1[first]))
+    while ones.size:
+        keys, first = np.unique(owner[ones], return_index=True)   # a key may own several such cells
+        rounds.append((keys, ones[first]))
         removed += len(keys)
         touched = pos[keys].ravel()
         np.subtract.at(degree, touched, 1)
         np.bitwise_xor.at(owner, touched, np.repeat(keys, 3))
-        candidates = np.unique(touched)
+        # a degree-one cell either was touched now or was one of ``ones`` (whose owners all left: now 0)
+        ones = touched[degree[touched] == 1]
     return _Peeling(rounds, removed == n)
 
 
