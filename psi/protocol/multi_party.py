@@ -13,7 +13,9 @@ piece is in :mod:`psi.core.oprf`, :mod:`psi.core.okvs` and
    X25519(k_j, H(x)), and derives tag_j(x), mask_j(x).
 3. Pj computes for its own y: tag_j(y), mask_j(y) and its zero-share s_j(y) (XOR over all passives = 0,
    or R(y) in cardinality mode), and sends ``Table`` + ``OKVS``: a table encoding tag_j(y) -> s_j(y) XOR
-   mask_j(y).
+   mask_j(y). ``Table`` names the attempt whose public seed the table uses; encoding fails at attempt 0
+   with probability below 2^-40 (:mod:`psi.core.okvs`), so the attempt is 0 except with negligible
+   probability and says nothing about Pj's IDs; later attempts remain only as a fallback.
 4. A decodes o_j(x) = Decode(T_j, tag_j(x)) XOR mask_j(x) for every x and j. Intersection mode: x is common
    iff XOR_j o_j(x) = 0. A -> Pj ``Count``, ``ALIGN`` (tag_j of each common x, ascending tag_1(x)) and
    ``Done`` (digest of the ordered common IDs); Pj maps tags to rows, checks the digest, answers ``Done``.

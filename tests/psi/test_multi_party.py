@@ -142,9 +142,8 @@ def shape(msg) -> tuple:
     if isinstance(msg, Sealed):
         return ("Sealed", int(msg.stage), msg.count, len(msg.ciphertext))
     if isinstance(msg, Table):
-        # The OKVS attempt number is left out: it is 0 in ~95% of sessions, > 0 when the first seed did not
-        # peel (random, ~5% for small tables); the table size only changes from attempt 4 on.
-        return ("Table", None, msg.cells, 0)
+        # The OKVS attempt number is part of the shape: it is 0 except with probability < 2^-40 per table.
+        return ("Table", None, msg.cells, msg.attempt)
     if isinstance(msg, (Count, Done)):
         return (type(msg).__name__, None, msg.count, len(msg.digest) if isinstance(msg, Done) else 0)
     if isinstance(msg, (Hello, HelloReply)):
