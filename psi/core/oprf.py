@@ -118,6 +118,10 @@ def passive_entries(ids: Sequence, salt: bytes, canon: Canonicalization, k: byte
 
 
 def okvs_seed(session_id: str, party: str, attempt: int) -> bytes:
-    """The public 24-byte OKVS hash seed of P_j's table at a given attempt (both sides derive it)."""
+    """The public 24-byte OKVS hash seed of P_j's table at a given attempt (both sides derive it).
+
+    Only attempt 0 is used except with probability below 2^-40 (:mod:`psi.core.okvs`). The bound holds
+    whatever the session id: the keys hashed under the seed are tags under P_j's fresh secret OPRF key,
+    pseudorandom to whoever picked the session id, so no party can choose a seed that makes them fail."""
     data = _lp(DST_SEED, 1) + _lp(session_id.encode(), 2) + _lp(party.encode(), 2) + attempt.to_bytes(4, "big")
     return hashlib.sha256(data).digest()[:24]
