@@ -43,30 +43,35 @@ elimination (its equation involves only core and dense cells, which peeled keys 
 
 **Failure probability** (one seed; hashes modelled as independent random functions, which is how they look
 on the PSI's pseudorandom tags). Encoding fails exactly when the core rows are linearly dependent (or the
-core exceeds ``MAX_CORE`` keys). The rows of the whole system are independent iff the core rows are: each
-peeled key has a pivot cell that no later row touches.
+core exceeds ``MAX_CORE`` keys). The rows of the whole system are independent iff the core rows are: the
+system is triangular, each peeled key having a pivot cell that no core key and no later-peeled key touches.
 
 * *Rank, given a core of k keys.* Write a core row as (sparse part, dense part). A dependency is a nonzero
   x in GF(2)^k with x * Sparse = 0 and x * Dense = 0. The x with x * Sparse = 0 form a space of dimension
   k - rank(Sparse) <= k; the dense masks are independent of the positions (which alone decide the core),
   so for each such x != 0 the XOR of the selected masks is uniform on 64 bits. Union bound:
   P(dependent | core of k keys) <= 2^(k - 64). Cores of up to 24 keys are thus solved except with
-  probability 2^-40; in practice the kernel has dimension 0 or 1 (e.g. two keys on the same three cells),
-  i.e. 2^-64.
+  probability at most 2^-40; in practice the kernel has dimension 0 or 1 (e.g. two keys on the same three
+  cells), i.e. 2^-64.
 * *Size of the core.* The core is a stopping set (a set of keys in which no cell has degree one), and any
   stopping set lies inside the core. In each segment, k keys place k uniform balls into s bins and a
   stopping set needs no bin with exactly one ball; the number of such placements is k! [x^k] (e^x - x)^s
   <= k! (e^x - x)^s / x^k for every x > 0. Hence
       P(core has k keys) <= E_k := C(n, k) * (min_x k! (e^x - x)^s / (x s)^k)^3,
   and P(fail) <= sum_{k=2}^{n} min(1, E_k) * min(1, 2^(k - 64))  (:func:`log2_failure_bound`).
-  This first-moment bound is what sizes the table. It is small for small k (E_k ~ n^(-k/2)), but for cores
-  of linear size it only becomes useful above about 1.512 cells per key; hence 3s = ceil(1.52 n) + 128
+  This first-moment bound is what sizes the table. For fixed k it is small (E_k = O(n^(-k/2))), but for
+  cores of linear size it only becomes useful above about 1.512 cells per key; hence 3s = ceil(1.52 n) + 128
   (the constant covers small n). Evaluated numerically, the bound is <= 2^-41.3 for every n <= 20 000
-  (worst near n = 275), 2^-63.8 at n = 1 000, 2^-75.6 at n = 10^6 and 2^-79 at n = 10^7. The probability
-  that the core exceeds 24 keys is included (the terms k > 24 of the sum).
-  At the previous size (1.23 n + 32 cells, just above the peeling threshold 1.2218) the 2-core was not
-  small: for n = 1000 about 8% of tables kept a giant core of 30-50% of the keys, which no dense part can
-  absorb; that is why the sparse part grew and not only the dense one.
+  (worst near n = 275), 2^-63.8 at n = 1 000, 2^-75.6 at n = 10^6 and 2^-79 at n = 10^7, and below 2^-69
+  at every n sampled (60 sizes) between 20 000 and 10^7.
+  Split at 24 keys: the terms k > 24 alone (a core of more than 24 keys, counted as a failure) sum to at
+  most 2^-26 (near n = 200), 2^-41 at n = 1000 and 2^-81 at n = 10^4; the bound reaches 2^-40 for small n
+  only because a core of 25..63 keys is still solved (P(dependent) <= 2^(k - 64)), which is why
+  ``MAX_CORE`` is 256 and not 24. The cores actually measured are tiny: over 722 050 tables (100 000 each of
+  n = 1, 2, 5, 20, 50, 100, 275, 1000; 20 000 of 10^4; 2000 of 10^5; 50 of 10^6) the largest had 6 keys.
+  At the previous size (1.23 n + 32 cells, just above the peeling threshold 1.2218) the 2-core was often
+  not small: 7.7% of 1000-key and 8.8% of 10^4-key tables kept a giant core of 28-53% of the keys, which
+  no dense part can absorb; that is why the sparse part grew and not only the dense one.
 
 So a retry with the next public seed (:func:`encode`, attempt > 0) happens with probability below 2^-40
 per table; the retry loop remains as a fallback (and for duplicate keys, which can never be encoded).
@@ -77,8 +82,8 @@ values and the free cells: a bijection between (free cells) and the tables that 
 the table is uniform among all tables consistent with the values, and if the values are uniform and
 independent the table is uniform: it reveals nothing about the keys. Decode at a key that was not encoded
 returns T * row(k); unless that row lies in the span of the encoded rows (for random hashes, an event no
-likelier than a failure of n + 1 keys) it is uniform, and even then it is an XOR of stored values the
-decoder cannot predict when they are pseudorandom to it.
+likelier than the failure of n + 1 keys in a table of this size) it is uniform, and even then it is an XOR
+of stored values the decoder cannot predict when they are pseudorandom to it.
 
 Hashes are a 64-bit mix (the splitmix/murmur finaliser) of the key's two halves and a 192-bit seed, in
 vectorised uint64 arithmetic; the dense mask comes from a second mixing chain (other seed words, other
