@@ -80,6 +80,12 @@ class ConsistencyError(ProtocolError):
     grpc_code = "ABORTED"
 
 
+class TooLarge(ProtocolError):
+    """A peer declared a set (or table) larger than this party can hold; refused before anything is sent."""
+
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
 # ----------------------------------------------------------------------------- authorization / liveness
 class PermissionDenied(PsiError):
     """The serving party's ID provider refused this peer or dataset."""

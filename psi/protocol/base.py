@@ -19,7 +19,7 @@ import numpy as np
 from psi.config import Progress
 from psi.core.engine import Engine
 from psi.errors import (InvalidPoint, MalformedMessage, OutOfOrder, PeerError, PsiError, PsiInputError,
-                        SessionTimeout, WrongSession)
+                        SessionTimeout, TooLarge, WrongSession)
 from psi.protocol.ids import IdSource
 from psi.protocol.link import EOF, Link
 from psi.protocol.messages import Abort, Chunk, Message, Stage, WIDTH
@@ -186,6 +186,17 @@ class InStream:
     def point_error(self, exc: InvalidPoint, index: int, offset: int) -> InvalidPoint:
         where = f"point {exc.index} (item {offset + exc.index})" if exc.index >= 0 else "a point"
         return InvalidPoint(f"{self.label}: chunk {index}, {where}: {exc}", exc.index)
+
+
+def peer_sized_array(shape: tuple[int, ...], dtype, what: str, peer: str, session_id: str) -> np.ndarray:
+    """np.zeros for a buffer whose size a peer declared: an impossible size is a clear protocol error
+    (RESOURCE_EXHAUSTED, naming the size) instead of a MemoryError deep in a session."""
+    try:
+        return np.zeros(shape, dtype=dtype)
+    except (MemoryError, ValueError):
+        nbytes = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
+        raise TooLarge(f"session {session_id}: {peer} declared {shape[0]:,} {what}; this party cannot allocate "
+                       f"the {nbytes:,} bytes that needs") from None
 
 
 def chunk_count(total: int, chunk_size: int) -> int:

@@ -37,7 +37,7 @@ from psi.core.hashing import Canonicalization, canonical_id
 from psi.core.oprf import okvs_seed
 from psi.core.seal import EphemeralKey
 from psi.errors import ConsistencyError, MalformedMessage
-from psi.protocol.base import InStream, OwnStream, Party, chunk_count, point_errors
+from psi.protocol.base import InStream, OwnStream, Party, chunk_count, peer_sized_array, point_errors
 from psi.protocol.ids import IdSource
 from psi.protocol.messages import Chunk, Count, Done, Hello, HelloReply, Mode, Roster, Sealed, Stage, Table
 from psi.protocol.sorted_exchange import SortedExchange
@@ -214,7 +214,7 @@ class MultiActive(Party):
                                    f"(attempts 0..{okvs.MAX_ATTEMPTS - 1})")
         self.tables[peer] = msg
         self.in_okvs[peer] = InStream(self.session_id, peer, Stage.OKVS, msg.cells, self.chunk)
-        self.cells[peer] = np.zeros((msg.cells, HALF), dtype=np.uint8)
+        self.cells[peer] = peer_sized_array((msg.cells, HALF), np.uint8, "OKVS cells", peer, self.session_id)
 
     def _on_okvs(self, peer: str, msg: Chunk) -> None:
         offset = self.in_okvs[peer].accept(msg.index, msg.count, len(msg.data))

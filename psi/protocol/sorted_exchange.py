@@ -16,8 +16,8 @@ import numpy as np
 
 from psi.core import curve25519, setops
 from psi.core.hashing import Canonicalization
-from psi.errors import OutOfOrder
-from psi.protocol.base import InStream, OwnStream, Party, chunk_count, point_errors
+from psi.errors import MalformedMessage, OutOfOrder
+from psi.protocol.base import InStream, OwnStream, Party, chunk_count, peer_sized_array, point_errors
 from psi.protocol.messages import Chunk, Stage
 from psi.protocol.two_party import secure_permutation
 
@@ -52,7 +52,8 @@ class SortedExchange:
         self.scalar = curve25519.new_scalar()
         sid = party.session_id
         self.in_blinded = InStream(sid, peer, Stage.BLINDED, n_peer, chunk)
-        self.z_peer = np.zeros((n_peer, 2), dtype=np.uint64)    # peer's values, blinded by both, its order
+        # the peer's values, blinded by both, in its order
+        self.z_peer = peer_sized_array((n_peer, 2), np.uint64, "values", peer, sid)
         self.peer_chunks = chunk_count(n_peer, chunk)
         self.peer_processed = 0
         self.returned = False
@@ -110,8 +111,18 @@ class SortedExchange:
             raise OutOfOrder(f"session {self.party.session_id}: double-blinded values from {self.peer} arrived "
                              "before all of our values were sent")
         offset = self.in_double.accept(msg.index, msg.count, len(msg.data))
-        self.z_own[offset:offset + msg.count] = setops.values_from_bytes(msg.data)
+        values = setops.values_from_bytes(msg.data)
+        self._check_sorted(msg.index, offset, values)
+        self.z_own[offset:offset + msg.count] = values
         self._maybe_count()
+
+    def _check_sorted(self, index: int, offset: int, values: np.ndarray) -> None:
+        """The peer must return our values strictly ascending: repeats would inflate the count."""
+        seq = values if offset == 0 else np.vstack([self.z_own[offset - 1][None], values])
+        hi, lo = seq[:, 0], seq[:, 1]
+        if not ((hi[1:] > hi[:-1]) | ((hi[1:] == hi[:-1]) & (lo[1:] > lo[:-1]))).all():
+            raise MalformedMessage(f"session {self.party.session_id}: double-blinded chunk {index} from {self.peer} "
+                                   "is not strictly ascending")
 
     def _maybe_count(self) -> None:
         if self.count is not None or self.own is None or not self.own.done or not self.in_double.complete:

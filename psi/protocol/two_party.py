@@ -21,7 +21,7 @@ from psi.config import PsiResult
 from psi.core import curve25519, setops
 from psi.core.hashing import Canonicalization
 from psi.errors import ConsistencyError, MalformedMessage
-from psi.protocol.base import InStream, OwnStream, Party, chunk_count, point_errors
+from psi.protocol.base import InStream, OwnStream, Party, chunk_count, peer_sized_array, point_errors
 from psi.protocol.ids import IdSource
 from psi.protocol.messages import Chunk, Done, Hello, HelloReply, Mode, Stage
 
@@ -69,7 +69,8 @@ class TwoPartyRole(Party):
         self.scalar = curve25519.new_scalar()
         self.order = secure_permutation(self.n_own)
         self.z_own = np.zeros((self.n_own, 2), dtype=np.uint64)     # H(own)^(ab), in our send order
-        self.z_peer = np.zeros((self.n_peer, 2), dtype=np.uint64)   # H(peer)^(ab), in the peer's send order
+        # H(peer)^(ab), in the peer's send order
+        self.z_peer = peer_sized_array((self.n_peer, 2), np.uint64, "IDs", self.peer, self.session_id)
         self.in_blinded = InStream(self.session_id, self.peer, Stage.BLINDED, self.n_peer, self.chunk)
         self.in_double = InStream(self.session_id, self.peer, Stage.DOUBLE, self.n_own, self.chunk)
         self.peer_ready: dict[int, bytes] = {}

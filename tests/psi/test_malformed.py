@@ -126,6 +126,9 @@ CASES = {
     "unknown stage": (
         lambda s: [hello(s), pb.Envelope(session_id=s, chunk=pb.Chunk(stage=42, index=0, count=4, data=points(4)))],
         grpc.StatusCode.INVALID_ARGUMENT, r"unknown stage 42"),
+    "impossible declared size": (
+        lambda s: [hello(s, size=1 << 40)],
+        grpc.StatusCode.RESOURCE_EXHAUSTED, r"attacker declared 1,099,511,627,776 IDs; this party cannot allocate"),
 }
 
 
@@ -268,6 +271,15 @@ def n_start(conv: Conversation, s: str, bank_size: int = len(PASSIVE_IDS)) -> No
                      {"bank": reply.ephemeral_key, "other": EphemeralKey().public}))
 
 
+def n_start_cardinality(conv: Conversation, s: str, size: int) -> None:
+    """A cardinality-mode session in which the active party declares `size` IDs (bank, P1, counts with it)."""
+    conv.send(Hello(session_id=s, salt=os.urandom(32), strip=True, lowercase=False, mode=Mode.CARDINALITY,
+                    parties=("attacker", "bank", "other"), recipient="bank", size=size, chunk_size=4))
+    reply = conv.receive_until(lambda got: isinstance(got[-1], HelloReply))[-1]
+    conv.send(Roster(s, {"attacker": size, "bank": len(PASSIVE_IDS), "other": len(OTHER_IDS)},
+                     {"bank": reply.ephemeral_key, "other": EphemeralKey().public}))
+
+
 def until_table_sent(conv: Conversation) -> None:
     """Read until the bank has answered our query chunk and sent its whole OKVS."""
     def done(got):
@@ -308,6 +320,9 @@ N_CASES = {
     "unknown align tag": (
         lambda s, c: aligning(s, c, os.urandom(16)),
         grpc.StatusCode.INVALID_ARGUMENT, r"alignment chunk 0 from attacker, item 0: a tag that matches none of bank's"),
+    "impossible declared size (cardinality)": (
+        lambda s, c: n_start_cardinality(c, s, 1 << 40),
+        grpc.StatusCode.RESOURCE_EXHAUSTED, r"attacker declared 1,099,511,627,776 values; this party cannot allocate"),
     "align of the wrong width": (
         lambda s, c: aligning(s, c, os.urandom(8)),
         grpc.StatusCode.INVALID_ARGUMENT, r"alignment tags from attacker: chunk 0 is 8 bytes, expected 1 items x 16"),

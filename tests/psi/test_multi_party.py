@@ -261,3 +261,26 @@ def test_shares_xor_to_zero_only_over_all_passives(engine, monkeypatch, mode):
                 assert not xor.any()                    # all three shares of a common ID cancel
             else:
                 assert xor.any(), (pattern[int(rows[pos])], mask)   # proper subsets never do
+
+
+def test_sorted_exchange_refuses_double_blinded_values_that_are_not_strictly_ascending():
+    """The peer must return our values sorted and distinct; a repeat would inflate the count it reports."""
+    import os
+    from types import SimpleNamespace
+
+    from psi.core import setops
+    from psi.errors import MalformedMessage
+    from psi.protocol.base import InStream
+    from psi.protocol.messages import Stage
+    from psi.protocol.sorted_exchange import SortedExchange
+
+    exchange = SortedExchange(SimpleNamespace(session_id="s"), "peer", b"salt", 4, 0, lambda count: None)
+    exchange.own = SimpleNamespace(done=True)          # all of our values were sent
+    exchange.in_double = InStream("s", "peer", Stage.DOUBLE, 8, 4)
+    exchange.z_own = np.zeros((8, 2), dtype=np.uint64)
+    values = setops.values_from_bytes(os.urandom(16 * 8))
+    values = values[setops.sort_order(values)]
+    exchange.on_double(Chunk("s", Stage.DOUBLE, 0, 4, setops.values_to_bytes(values[:4])))
+    repeated = np.vstack([values[3:4], values[5:8]])   # the first item repeats the previous chunk's last
+    with pytest.raises(MalformedMessage, match="chunk 1 from peer is not strictly ascending"):
+        exchange.on_double(Chunk("s", Stage.DOUBLE, 1, 4, setops.values_to_bytes(repeated)))
