@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import pandas as pd
 import yaml
 
 from vfl.errors import ConfigError, VflError
-from vfl.job.spec import JobSpec, parse_job_spec, spec_to_yaml_dict
+from vfl.job.spec import JobSpec, parse_job_spec
 from vfl.node.config import NodeConfig, load_node_config
 from vfl.transport import tls
 from vfl.transport.chunking import PeerCallError, call_stream

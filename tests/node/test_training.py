@@ -21,7 +21,6 @@ def federation(tmp_path_factory):
 def test_encrypted_training_matches_centralized_on_breast(federation):
     """Quality: within 0.01 AUC of the same architecture trained on pooled columns, same split and seed."""
     from vfl.baseline import initial_interactive_weights, train_centralized
-    from vfl.data import load_party_table
     from vfl.job.spec import parse_job_spec
     job = copy.deepcopy(SMALL_JOB)
     job["train"]["epochs"] = 8

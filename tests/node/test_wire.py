@@ -14,7 +14,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.node.conftest import SMALL_JOB, breast_parties
 from vfl.transport.chunking import parse, read_payloads

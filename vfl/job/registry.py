@@ -7,7 +7,7 @@ from typing import Callable, Iterator
 
 import yaml
 
-from vfl.errors import ConfigError, VflError
+from vfl.errors import ConfigError
 from vfl.job.events import EventLog
 from vfl.job.spec import parse_job_spec
 from vfl.transport.chunking import NotFound, OutOfOrder, PermissionDenied
