@@ -10,8 +10,8 @@ seed) for `--seeds`; the target is judged on the median drop over all pairs and 
 from __future__ import annotations
 
 import argparse
-import statistics
 import shutil
+import statistics
 import tempfile
 from pathlib import Path
 

@@ -19,11 +19,11 @@ PSI_METHOD_PREFIX = "/psi.v1.Psi/"
 
 
 def psi_kind(envelope: psi_pb.Envelope) -> str:
-    body = envelope.WhichOneof("body") or "empty"
-    stage = getattr(getattr(envelope, body, None), "stage", None) if body != "empty" else None
-    if stage:
-        return f"PsiEnvelope.{body}.{psi_pb.Stage.Name(stage)}"
-    return f"PsiEnvelope.{body}"
+    body = envelope.WhichOneof("body")
+    if body is None:
+        return "PsiEnvelope.empty"
+    stage = getattr(getattr(envelope, body), "stage", 0)  # only bulk chunks and sealed messages have one
+    return f"PsiEnvelope.{body}.{psi_pb.Stage.Name(stage)}" if stage else f"PsiEnvelope.{body}"
 
 
 def _counted(messages: Iterator, record: Callable[[psi_pb.Envelope], None]) -> Iterator:
