@@ -1,4 +1,5 @@
-"""Shared keys for the vfl.he tests: 1024-bit keys for speed, one 2048-bit key for the few full-size checks."""
+"""Shared keys for the vfl.he tests: 1024-bit keys for speed, one 2048-bit and one 3072-bit key for the few
+full-size checks."""
 from __future__ import annotations
 
 import pytest
@@ -14,6 +15,11 @@ def keys1024():
 @pytest.fixture(scope="session")
 def keys2048():
     return he.generate_keypair(2048)
+
+
+@pytest.fixture(scope="session")
+def keys3072():
+    return he.generate_keypair(3072)
 
 
 @pytest.fixture(scope="session")

@@ -128,7 +128,7 @@ def test_uniform_masks_range_and_spread():
     assert he.statistical_mask_bits(30) == 70
 
 
-def test_ring_masks_hide_modulo_2k_and_reconstruct():
+def test_ring_masks_reconstruct():
     k = 16
     x = np.array([-5, 0, 7, 32767, -32768], dtype=object)
     r = he.ring_masks(x.shape, k, cover_bits=40)
@@ -138,3 +138,52 @@ def test_ring_masks_hide_modulo_2k_and_reconstruct():
     assert he.ring_reconstruct(share_a, share_b, k).tolist() == x.tolist()
     assert all(0 <= int(v) < 1 << k for v in share_a)
     assert all(int(v) >> k < 1 << 41 for v in r)
+
+
+# chi-square critical value for 15 degrees of freedom at p = 0.001
+CHI2_15_P001 = 37.70
+
+
+def test_ring_share_is_exactly_uniform_whatever_x():
+    """Exhaustive over a small ring: for every x and any cover t, u -> (x + u + 2^k t) mod 2^k is a bijection
+    of Z_2^k, so a uniform u gives a uniform share whatever x is (perfect hiding of x mod 2^k)."""
+    k = 4
+    for x in range(-(1 << (k - 1)), 1 << (k - 1)):
+        for t in (0, 1, (1 << 40) - 1):
+            masked = np.array([x + u + (t << k) for u in range(1 << k)], dtype=object)
+            assert sorted(he.reduce_mod_2k(masked, k).tolist()) == list(range(1 << k))
+
+
+def test_ring_masks_hide_x_statistically(monkeypatch):
+    """The code's own masks: the decryptor's share has the same (uniform) distribution for the two most
+    different x of Z_2^4. A seeded byte source replaces os.urandom (in vfl.he.encoding only), so this is
+    reproducible; a mask that is not uniform mod 2^k (e.g. drawn from [0, 2^(k-1))) fails it by far."""
+    from types import SimpleNamespace
+    from vfl.he import encoding
+    rng = np.random.default_rng(11)
+    monkeypatch.setattr(encoding, "os", SimpleNamespace(urandom=lambda size: rng.bytes(size)))
+    k, draws = 4, 16 * 1000
+    counts = {}
+    for x in (-8, 7):
+        r = he.ring_masks((draws,), k, cover_bits=20)
+        share = he.reduce_mod_2k(x + r, k)
+        counts[x] = np.bincount(np.array(share.tolist(), dtype=np.int64), minlength=16)
+        expected = draws / 16
+        assert ((counts[x] - expected) ** 2 / expected).sum() < CHI2_15_P001      # uniform on Z_2^4
+    a, b = counts[-8], counts[7]
+    assert ((a - b) ** 2 / (a + b)).sum() < CHI2_15_P001      # two-sample test: same distribution for both x
+    # the check has teeth: the unmasked values, or a half-width mask, are far from uniform
+    biased = he.reduce_mod_2k(-8 + he.uniform_masks((draws,), k - 1), k)
+    skewed = np.bincount(np.array(biased.tolist(), dtype=np.int64), minlength=16)
+    assert ((skewed - draws / 16) ** 2 / (draws / 16)).sum() > 100 * CHI2_15_P001
+
+
+def test_unpack_detects_only_a_top_slot_overflow():
+    """What strict unpacking can and cannot see (the docstring's claim): the guard is the budget."""
+    codec = SlotCodec(8, 4)
+    lower = codec.pack(np.array([[200, 0, 0, 0]]))[0]      # slot 0 overflowed: undetectable
+    assert codec.unpack([lower]).tolist() == [[-56, 1, 0, 0]]
+    top = codec.pack(np.array([[0, 0, 0, 200]]))[0]        # the top slot overflowed: detected
+    with pytest.raises(he.SlotOverflowError, match="slot 3"):
+        codec.unpack([top])
+    assert "NOT detected" in SlotCodec.unpack.__doc__ and "most violations" not in SlotCodec.__doc__

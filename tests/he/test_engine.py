@@ -198,3 +198,62 @@ def test_peer_djn_rerandomization_keeps_plaintexts_and_refuses_bad_bases():
     assert peer.randomness.spec.exponent_bits == owner.randomness.exponent_bits + 96
     with pytest.raises((ValueError, he.CryptoError)):
         he.new_public_ops(int(owner.n), djn_base=int(owner.n))  # not a unit mod n^2
+
+
+def test_decrypt_ints_refuses_values_outside_the_ciphertext_group(engine):
+    """CRT decryption of 0 (or of a multiple of p or q) returned an arbitrary number instead of an error."""
+    p, q, n = engine.private_key.p, engine.private_key.q, int(engine.n)
+    good = engine.encrypt_ints([1, 2])
+    for bad, match in ((0, "not in the range 0 < c < n"), (int(engine.nsquare), "not in the range"),
+                       (-5, "not in the range"), (n, "shares a factor"), (p * 17, "shares a factor"),
+                       (q, "shares a factor")):
+        with pytest.raises(he.MalformedCiphertextError, match=f"ciphertext 2 .*{match}") as info:
+            engine.decrypt_ints(good + [bad])
+        assert info.value.index == 2
+    assert engine.decrypt_ints([1]) == [0]          # 1 is a valid (randomness-free) encryption of 0
+
+
+def _modulus_with_order_three_elements():
+    """n = p q (512-bit primes, 3 | p - 1) and an element of order 3 mod n^2: 1 mod q^2, order 3 mod p^2."""
+    start = (1 << 511) + (1 << 510)
+    p = gmpy2.next_prime(start + 1000)
+    while p % 3 != 1:
+        p = gmpy2.next_prime(p)
+    q = gmpy2.next_prime(start + (1 << 400))
+    p2, q2 = p * p, q * q
+    a = gmpy2.mpz(2)
+    while True:
+        g = gmpy2.powmod(a, p * (p - 1) // 3, p2)       # order divides 3
+        if g != 1:
+            break
+        a += 1
+    element = g + p2 * ((1 - g) * gmpy2.invert(p2, q2) % q2)   # CRT: g mod p^2, 1 mod q^2
+    assert gmpy2.powmod(element, 3, p2 * q2) == 1 and element * element % (p2 * q2) != 1
+    return int(p * q), int(element), int(p), int(q)
+
+
+def test_peer_djn_refuses_trivially_unfit_bases():
+    """A base of 1 used to be accepted, and re-randomizing then returned every ciphertext unchanged."""
+    owner = he.new_private_ops(1024)
+    n = int(owner.n)
+    n2 = n * n
+    for base, match in ((1, "1 mod n"), (1 + 5 * n, "1 mod n"), (n2 - 1, "order 2"), (n, "not a unit"),
+                        (n2 + 3, "not a unit")):
+        with pytest.raises(he.KeyFormatError, match=match):
+            he.new_public_ops(n, djn_base=base, pool_size=0)
+    # an element of order 2 other than -1: -1 mod p^2, 1 mod q^2 (found with the factors, as a cheat would)
+    p, q = owner.private_key.p, owner.private_key.q
+    p2, q2 = p * p, q * q
+    minus_one_mod_p = (p2 - 1) + p2 * ((1 - (p2 - 1)) * int(gmpy2.invert(p2, q2)) % q2)
+    with pytest.raises(he.KeyFormatError, match="order 2"):
+        he.new_public_ops(n, djn_base=minus_one_mod_p, pool_size=0)
+    # a small odd order, which squaring does not catch
+    n3, order3, _, _ = _modulus_with_order_three_elements()
+    with pytest.raises(he.KeyFormatError, match="small order"):
+        he.new_public_ops(n3, djn_base=order3, pool_size=0)
+    # the owner's real base passes, and the job runtime turns a refusal into a ProtocolError at set-up
+    assert he.new_public_ops(n, djn_base=owner.djn_base, pool_size=0).randomness.kind == "peer_djn"
+    from vfl.errors import ProtocolError
+    from vfl.job import crypto
+    with pytest.raises(ProtocolError, match="setup: peer public key refused: .*1 mod n"):
+        crypto.public_ops_from_bytes(crypto.public_key_bytes(owner), b"\x01", 1024, 1)

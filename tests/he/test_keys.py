@@ -15,10 +15,10 @@ def test_generated_keys_are_phe_keys_of_the_requested_size(keys1024, keys2048):
         assert priv.p * priv.q == pub.n
 
 
-def test_default_is_2048_and_3072_is_an_option():
+def test_default_is_2048_and_3072_is_an_option(keys3072):
     assert he.DEFAULT_KEY_BITS == 2048
-    pub, _ = he.generate_keypair(3072)
-    assert pub.n.bit_length() == 3072
+    pub, priv = keys3072
+    assert pub.n.bit_length() == 3072 and priv.p * priv.q == pub.n
 
 
 def test_unsupported_size_is_refused():

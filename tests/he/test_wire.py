@@ -30,10 +30,11 @@ def test_out_of_range_ciphertexts_are_rejected_with_their_index(engine):
 
 
 def test_ciphertext_sharing_a_factor_with_n_is_rejected(engine):
-    p = engine.private_key.p
-    with pytest.raises(he.MalformedCiphertextError, match="ciphertext 2 shares a factor") as info:
-        he.ciphertexts_from_bytes(_bad(engine, 2, p * 12345), engine.public_key)
-    assert info.value.index == 2
+    p, q, n = engine.private_key.p, engine.private_key.q, engine.public_key.n
+    for value in (p * 12345, p, q, q * (n - 5), n, 3 * n):
+        with pytest.raises(he.MalformedCiphertextError, match="ciphertext 2 shares a factor") as info:
+            he.ciphertexts_from_bytes(_bad(engine, 2, value), engine.public_key)
+        assert info.value.index == 2
 
 
 def test_length_count_and_limits(engine):
@@ -52,3 +53,17 @@ def test_length_count_and_limits(engine):
 def test_refuses_to_send_garbage(engine):
     with pytest.raises(he.MalformedCiphertextError, match="refusing to send"):
         he.ciphertexts_to_bytes([0], engine.public_key)
+
+
+def test_refuses_to_send_ciphertexts_without_randomness(engine):
+    """c = 1 mod n means rho = 1: multiplying by 0 gives 1, adding a plaintext m then gives 1 + n m."""
+    c = engine.encrypt_ints([42])[0]
+    zero = engine.mul_scalar([c], 0)
+    assert zero == [1]
+    n = engine.n
+    for i, bad in ((0, zero), (1, [c, engine.add_plain(zero, [7])[0]]), (1, [c, 1 + n * 12345])):
+        with pytest.raises(he.MalformedCiphertextError, match=f"ciphertext {i} carries no encryption randomness"):
+            he.ciphertexts_to_bytes(bad, engine.public_key)
+    fresh = engine.rerandomize(engine.add_plain(zero, [7]))
+    assert engine.decrypt_ints(he.ciphertexts_from_bytes(he.ciphertexts_to_bytes(fresh, engine.public_key),
+                                                         engine.public_key)) == [7]

@@ -6,7 +6,8 @@ Raw layer (no budget tracking; the protocol owns the bounds):
   engine      PaillierEngine: encrypt_ints, decrypt_ints (CRT), add, add_plain, sub, negate, mul_scalar,
               multiexp, rerandomize; new_private_ops / new_public_ops for the job runtime
   multiexp    comb (fixed-base windows) and Pippenger (buckets) multi-exponentiation, picked by a cost model
-  randomness  DJN short-exponent fixed-base randomness (own key), uniform r^n (peer's key), background pool
+  randomness  DJN short-exponent fixed-base randomness (own key), peer DJN with the owner's published base
+              (peer's key, statistical), uniform r^n (peer's key, no base), background pool
   wire        ciphertexts_to_bytes / ciphertexts_from_bytes (fixed width, validated)
   parallel    serial / GIL-releasing threads / spawn process pool
 
@@ -28,7 +29,8 @@ from vfl.he.wire import ciphertext_width, ciphertexts_from_bytes, ciphertexts_to
 __all__ = [
     "ALLOWED_KEY_BITS", "DEFAULT_KEY_BITS", "CryptoError", "DjnRandomness", "EncodingError", "EncryptedTensor",
     "FixedPoint", "FullRandomness", "KeyFormatError", "KeyMismatchError", "LayoutError", "MalformedCiphertextError",
-    "OverflowBudgetError", "PaillierEngine", "RandomnessPool", "SlotCodec", "SlotOverflowError", "WireFormatError",
+    "OverflowBudgetError", "PaillierEngine", "PeerDjnRandomness", "RandomnessPool", "SlotCodec", "SlotOverflowError",
+    "WireFormatError",
     "batch_invert", "check_modulus", "ciphertext_width", "ciphertexts_from_bytes", "ciphertexts_to_bytes",
     "encrypt", "generate_keypair", "get_executor", "max_slots", "new_private_ops", "new_public_ops",
     "private_key_from_json", "private_key_to_json", "public_key_from_json", "public_key_from_n",

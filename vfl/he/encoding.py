@@ -12,7 +12,9 @@ from the bottom with signed digits and borrows:
     v_0 = smod(P, 2^b),  P_1 = (P - v_0) / 2^b,  v_1 = smod(P_1, 2^b), ...      smod in [-2^(b-1), 2^(b-1))
 
 which recovers every v_k exactly, signs included, provided b*S <= bits(n) - 1 (so that |P| < 2^(bS-1) <= n/2)
-and each |v_k| < 2^(b-1). A non-zero remainder after the last slot proves an overflow (:class:`SlotOverflowError`).
+and each |v_k| < 2^(b-1). A non-zero remainder after the last slot proves an overflow (:class:`SlotOverflowError`),
+but only an overflow that reaches the top: a lower slot that overflowed is read as a wrapped value plus a carry
+into the slot above, indistinguishable from genuine values (see :meth:`SlotCodec.unpack`).
 
 Masks: integers uniform in [0, 2^k) drawn from the OS CSPRNG (``os.urandom``). Adding such a mask to a value
 |x| < 2^L hides x statistically with distance <= 2^(L-k) (use k = L + 40), or -- ring variant -- hides
@@ -142,7 +144,8 @@ class SlotCodec:
 
     Raw layer: no budget tracking. `pack` accepts any integers (the packing is linear mod n, so slots may
     hold intermediate values larger than a slot); it is the caller's job that the *decoded* values fit,
-    i.e. |v| < 2^(b-1). `unpack` detects most violations (bits left above the last slot) when strict.
+    i.e. |v| < 2^(b-1). `unpack` cannot check that in general (see its docstring): the guard is the bound
+    tracking of :mod:`vfl.he.tensor` or the caller's own bounds.
 
     Rows can share a plaintext: :meth:`pack` with ``offset=o`` puts value k of a row at slot o + k, and
     :meth:`pack_grouped` puts ``num_slots // width`` consecutive rows in one plaintext.
@@ -231,8 +234,17 @@ class SlotCodec:
                what: str = "plaintext") -> np.ndarray:
         """[len, num_slots] object array of signed slot values.
 
-        Plaintexts are centered integers (or residues mod `n`, centered here into (-n/2, n/2]). With
-        `strict`, a plaintext with bits left above the last slot raises :class:`SlotOverflowError`.
+        Plaintexts are centered integers (or residues mod `n`, centered here into (-n/2, n/2]).
+
+        What `strict` detects, exactly: a plaintext P that is not of the form sum_k v_k 2^(b k) with every
+        v_k in [-2^(b-1), 2^(b-1)), i.e. P outside [-2^(bS-1), 2^(bS-1)) -- bits left above the last slot --
+        raises :class:`SlotOverflowError`. That is an overflow of the *top* slot (slot S - 1), or a carry from a
+        lower slot that rippled through every slot above it. An overflow of any lower slot is NOT detected: it is
+        decoded as the value wrapped into [-2^(b-1), 2^(b-1)) plus a carry of +-1 into the next slot, e.g. 8-bit
+        slots [200, 0, 0, 0] decode as [-56, 1, 0, 0]; no decoder can tell that from genuine values. Nor is a
+        sum that wrapped modulo n (|P| >= n/2). The guard against overflow is the budget: the bound tracking of
+        :class:`vfl.he.tensor.EncryptedTensor` (refuses before computing) or, on the raw layer, the caller's own
+        bounds; this check is only a partial second line of defence.
         """
         b, S = self.slot_bits, self.num_slots
         mask, half = (1 << b) - 1, 1 << (b - 1)
@@ -273,7 +285,7 @@ class SlotCodec:
 def uniform_masks(shape: int | tuple[int, ...], bits: int) -> np.ndarray:
     """Object array of integers uniform in [0, 2^bits), from the OS CSPRNG (os.urandom)."""
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(int(s) for s in shape)
     if bits < 1:
         raise EncodingError(f"mask width must be at least 1 bit, got {bits}")
     nbytes = (bits + 7) // 8

@@ -14,9 +14,12 @@ Standard Paillier with g = n + 1 (the ciphertexts are phe's, and phe's PaillierP
 Plaintexts are integers mod n; :meth:`PaillierEngine.decrypt_ints` returns them centered in (-n/2, n/2].
 This layer does no overflow tracking: that is the caller's job (or use :mod:`vfl.he.tensor`).
 
-Which randomness: an engine holding the private key uses DJN short-exponent fixed-base randomness (fast);
-an engine with only a peer's public key uses uniform r^n, optionally precomputed by a background pool, so
-that what it re-randomizes hides the computation even from the key owner.
+Which randomness: an engine holding the private key uses DJN short-exponent fixed-base randomness (fast).
+An engine with only a peer's public key uses, when given the owner's published DJN base (``djn_base=``, what
+the job runtime does), :class:`PeerDjnRandomness` -- h_s^beta with beta 96 bits longer than the owner's
+exponents, statistically hiding the computation from the key owner if the owner is semi-honest; without a
+base, uniform r^n (optionally precomputed by a background pool), which hides it unconditionally. See
+docs/he.md, section 5.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from vfl.he.errors import CryptoError, KeyMismatchError
 from vfl.he.keys import DEFAULT_KEY_BITS, PrivateKey, PublicKey, generate_keypair, public_key_from_n
 from vfl.he.parallel import get_executor, split
 from vfl.he.randomness import DjnRandomness, FullRandomness, PeerDjnRandomness, RandomnessPool
+from vfl.he.wire import check_ciphertexts
 
 #: below this many items an operation is not split across workers (the split would cost more than it saves)
 MIN_PARALLEL_ITEMS = 4
@@ -237,11 +241,22 @@ class PaillierEngine:
         n, n2 = self.n, self.nsquare
         return [(n * (mpz(m) % n) + 1) * r % n2 for m, r in zip(plaintexts, rhos)]
 
+    def check_ciphertexts(self, ciphertexts: Sequence, what: str = "ciphertext") -> list:
+        """The ciphertexts as mpz, refusing any that is not in Z*_{n^2}: 0 < c < n^2 and gcd(c, n) = 1.
+
+        Anything else is no encryption under this key: CRT decryption of c = 0 or of a multiple of p or q
+        returns an arbitrary number. Raises :class:`MalformedCiphertextError` naming the first bad index.
+        """
+        return check_ciphertexts(ciphertexts, self.n, what)
+
     def decrypt_ints(self, ciphertexts: Sequence, centered: bool = True) -> list[int]:
-        """Plaintexts by CRT decryption: centered in (-n/2, n/2] (default) or residues in [0, n)."""
+        """Plaintexts by CRT decryption: centered in (-n/2, n/2] (default) or residues in [0, n).
+
+        Every ciphertext is checked first (:meth:`check_ciphertexts`: 0 < c < n^2, gcd(c, n) = 1).
+        """
         if self._crt is None:
             raise CryptoError("decryption needs the private key; this engine holds only a public key")
-        cts = [mpz(c) for c in ciphertexts]
+        cts = self.check_ciphertexts(ciphertexts)
         out = self._chunked(crt_decrypt, cts, lambda chunk: (self._crt, chunk))
         if not centered:
             return [int(m) for m in out]

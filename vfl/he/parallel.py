@@ -12,8 +12,9 @@ hands them to an executor; results come back in order.
   pool, a script that uses it must keep its top-level code under ``if __name__ == "__main__":`` (console
   scripts, pytest and notebooks already do); a worker process never starts a pool of its own.
 
-``backend="auto"`` picks the spawn process pool: measured on this 2-core machine (benchmarks/he_bench.py,
-docs/he.md) it gains 1.6-1.95x on encryption, decryption and multi-exponentiation, while GIL-releasing
+``backend="auto"`` picks the spawn process pool: measured on this 2-core machine when it was quiet
+(benchmarks/he_bench.py, docs/he.md; under load from other work the gain of either backend shrinks or vanishes)
+it gains 1.6-1.95x on encryption, decryption and multi-exponentiation, while GIL-releasing
 threads gain 1.95x on decryption (pure powmod lists) but only 1.1-1.7x on the Python-driven loops
 (encryption, products) because every multiplication re-acquires the GIL. Override with the VFL_HE_BACKEND
 environment variable ("thread" or "process").

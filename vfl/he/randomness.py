@@ -26,6 +26,7 @@ sources, chosen by who is protected from whom:
     compute discrete logarithms modulo p and q, learns nothing about the e_j from the randomness: the
     protection is statistical, not an assumption. Against anyone else it is the DJN assumption, as above. It
     relies on the owner having produced its ciphertexts with DJN randomness from that base (semi-honest).
+    Bases that are trivially unfit (1 mod n, order <= 2, small order) are refused by :func:`check_djn_base`.
 
 ``FullRandomness`` (anyone, in particular a party re-randomizing under a *peer's* key) -- r uniform in Z*_n,
     rho = r^n mod n^2 (gmpy2.powmod_base_list, GIL released). rho is a uniform n-th residue, so a
@@ -38,6 +39,7 @@ All randomness comes from the OS CSPRNG (``secrets`` / ``os.urandom``); there is
 from __future__ import annotations
 
 import collections
+import math
 import os
 import secrets
 import threading
@@ -209,17 +211,50 @@ class DjnRandomness(RandomnessSource):
 
 PEER_DJN_SLACK_BITS = 96
 
+#: a published DJN base whose order divides lcm(1, ..., SMALL_ORDER_LIMIT) -- in particular any order up to
+#: this limit -- is refused (one powmod with a ~1.5k-bit exponent at set-up)
+SMALL_ORDER_LIMIT = 1024
+_SMALL_ORDER_EXPONENT = math.lcm(*range(1, SMALL_ORDER_LIMIT + 1))
+
+
+def check_djn_base(n: int, hs: int) -> None:
+    """Refuse a published DJN base h_s that is trivially unfit to re-randomize under n (KeyFormatError).
+
+    What a public-key holder can check cheaply: h_s is a unit mod n^2 (0 < h_s < n^2, gcd(h_s, n) = 1); h_s is
+    not 1 mod n (then h_s = 1 + n t carries no randomness at all: h_s = 1 would leave a ciphertext unchanged,
+    and 1 + n t with t != 0 would add beta t to the plaintext); h_s^2 != 1 (order <= 2: -1 = n^2 - 1, and the
+    other square roots of 1); and h_s^L != 1 for L = lcm(1..1024) (every order up to 1024, and every order made
+    of prime powers <= 1024). An honest base h^n with h = -x^2, x random, passes with overwhelming probability.
+    What cannot be checked without the factorization: that h_s is an n-th residue at all (that is the DCR
+    problem) and that the owner's ciphertexts really use it -- the semi-honest assumption of docs/he.md, section 5.
+    """
+    from vfl.he.errors import KeyFormatError
+    n, hs = mpz(n), mpz(hs)
+    n2 = n * n
+    if not 0 < hs < n2 or gmpy2.gcd(hs, n) != 1:
+        raise KeyFormatError("the peer's DJN base is not a unit modulo n^2 (need 0 < h_s < n^2 and gcd(h_s, n) = 1)")
+    if hs % n == 1:
+        raise KeyFormatError("the peer's DJN base is 1 mod n: h_s = 1 + n t carries no randomness (h_s = 1 would "
+                             "return ciphertexts unchanged; t != 0 would shift plaintexts); refusing it")
+    if hs * hs % n2 == 1:
+        raise KeyFormatError("the peer's DJN base has order 2 (h_s^2 = 1 mod n^2, e.g. h_s = n^2 - 1): its powers "
+                             "take only two values, so it cannot hide anything; refusing it")
+    if gmpy2.powmod(hs, _SMALL_ORDER_EXPONENT, n2) == 1:
+        raise KeyFormatError(f"the peer's DJN base has a small order (it divides lcm(1..{SMALL_ORDER_LIMIT})): its "
+                             "powers take few values, so it cannot hide anything; refusing it")
+
 
 class PeerDjnRandomness(RandomnessSource):
-    """Re-randomization under a peer's key with the peer's published DJN base (see module docstring)."""
+    """Re-randomization under a peer's key with the peer's published DJN base (see module docstring).
+
+    The base is checked by :func:`check_djn_base` (KeyFormatError for 1, -1, order <= 2, small orders, ...).
+    """
     kind = "peer_djn"
 
     def __init__(self, n: int, hs: int, owner_exponent_bits: int | None = None, window: int = 8):
         n = int(n)
-        n2 = n * n
         hs = int(hs)
-        if not 0 < hs < n2 or gmpy2.gcd(hs, n) != 1:
-            raise ValueError("the peer's DJN base is not a unit modulo n^2")
+        check_djn_base(n, hs)
         owner = owner_exponent_bits or (n.bit_length() + 1) // 2
         self.spec = DjnSpec(n=n, hs=hs, exponent_bits=owner + PEER_DJN_SLACK_BITS, window=window)
 

@@ -16,12 +16,16 @@ largest value a slot decodes exactly, 2^(b-1) - 1; so a result either decodes ex
     x @ W  (pack 0)  W encoded at 2^p:  f += p,  B = B_x max_k sum_j |W_jk|      (multi-exponentiation)
     A @ x  (pack 1)  A encoded at 2^p:  f += p,  B = B_x max_i sum_j |A_ij|
     mask_uniform(k)  slot += r, r uniform in [0, 2^k):  B = B_x + 2^k
+    ring mask (k)    needs B_x < 2^(k-1);  r = u + 2^k t:  B = B_x + 2^(k + cover_bits)
 
-Decryption checks each plaintext's remainder above the last slot as a second line of defence.
+The budget is the guard. Decryption's check of the bits above the last slot (SlotCodec.unpack, strict) only
+catches an overflow of the *top* slot; an overflow of a lower slot would decode as a wrapped value plus a carry
+into the next slot, which no decoder can tell from a genuine value -- hence every operation checks first.
 """
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any
 
@@ -37,6 +41,8 @@ DEFAULT_SLOT_BITS = 64
 DEFAULT_PRECISION = 16
 _MAGIC = b"VFLHE\x01"
 _MAX_HEADER = 1 << 16
+#: largest number of logical values a received tensor may declare (its shape's product)
+DEFAULT_MAX_ELEMENTS = 1 << 31
 
 
 def _is_scalar(x: Any) -> bool:
@@ -78,14 +84,15 @@ class EncryptedTensor:
     # --- layout
     @staticmethod
     def ciphertext_count(shape: tuple[int, ...], pack_axis: int, num_slots: int) -> int:
-        packed = shape[pack_axis]
-        others = int(np.prod([s for i, s in enumerate(shape) if i != pack_axis], dtype=np.int64))
-        return -(-packed // num_slots) * others
+        """Ciphertexts of a tensor of `shape` packed along `pack_axis`, exact (Python ints: no overflow)."""
+        packed = int(shape[pack_axis])
+        others = math.prod(int(s) for i, s in enumerate(shape) if i != pack_axis)
+        return -(-packed // int(num_slots)) * others
 
     def _grid(self) -> tuple[int, int]:
         """(G, M): groups along the packed axis, columns of the other axes."""
         P = self.shape[self.pack_axis]
-        M = int(np.prod([s for i, s in enumerate(self.shape) if i != self.pack_axis], dtype=np.int64))
+        M = math.prod(s for i, s in enumerate(self.shape) if i != self.pack_axis)
         return -(-P // self.codec.num_slots), M
 
     @staticmethod
@@ -331,11 +338,17 @@ class EncryptedTensor:
         decryptor learns x + r, which hides x to within 2^-stat_bits.
         Ring variant (``ring=True``, k required): r = u + 2^k t (see encoding.ring_masks); the decryptor keeps
         (x + r) mod 2^k (:func:`vfl.he.encoding.reduce_mod_2k`), perfectly uniform, and x = that - r mod 2^k.
+        The ring must hold the values: the bound B must satisfy B < 2^(k-1), else OverflowBudgetError.
         The mask is returned as an object array of integers at the tensor's scale 2^-frac_bits.
         """
         if ring:
             if k is None:
                 raise ValueError("mask_uniform(ring=True) needs the ring width k")
+            if k < 1 or self.bound >= 1 << (k - 1):
+                raise OverflowBudgetError(
+                    f"mask_uniform(ring=True, k={k}): values up to |v| <= {self.bound} ({self.bound_bits} bits at "
+                    f"2^-{self.frac_bits}) do not fit the ring Z_2^{k}, whose shares reconstruct only |v| < "
+                    f"2^{k - 1}; use k >= {self.bound_bits + 1}")
             r = ring_masks(self.shape, k, cover_bits)
             top = 1 << (k + cover_bits) if cover_bits > 0 else 1 << k
         else:
@@ -353,7 +366,11 @@ class EncryptedTensor:
 
     # --- wire
     def to_bytes(self) -> bytes:
-        """Header (magic, JSON layout) followed by the fixed-width ciphertexts."""
+        """Header (magic, JSON layout) followed by the fixed-width ciphertexts.
+
+        Refuses (MalformedCiphertextError) a tensor with a ciphertext that carries no randomness (c = 1 mod n,
+        e.g. after ``* 0`` or a product with an all-zero matrix column): call :meth:`rerandomize` first.
+        """
         header = json.dumps({"shape": list(self.shape), "pack_axis": self.pack_axis,
                              "slot_bits": self.codec.slot_bits, "num_slots": self.codec.num_slots,
                              "frac_bits": self.frac_bits, "bound": str(self.bound), "torch": self.torch_out,
@@ -362,8 +379,13 @@ class EncryptedTensor:
                                                                                        self.engine.public_key)
 
     @classmethod
-    def from_bytes(cls, engine: PaillierEngine, data: bytes, max_count: int = DEFAULT_MAX_COUNT) -> "EncryptedTensor":
-        """Parse and validate a tensor sent by :meth:`to_bytes` under `engine`'s key."""
+    def from_bytes(cls, engine: PaillierEngine, data: bytes, max_count: int = DEFAULT_MAX_COUNT,
+                   max_elements: int = DEFAULT_MAX_ELEMENTS) -> "EncryptedTensor":
+        """Parse and validate a tensor sent by :meth:`to_bytes` under `engine`'s key.
+
+        The declared shape may hold at most `max_elements` values and need at most `max_count` ciphertexts;
+        both are computed exactly (Python integers) before any ciphertext is parsed.
+        """
         data = bytes(data)
         if len(data) < len(_MAGIC) + 4 or not data.startswith(_MAGIC):
             raise WireFormatError("encrypted tensor: bad magic (not a vfl.he tensor, or an unsupported version)")
@@ -395,9 +417,14 @@ class EncryptedTensor:
         if not 0 <= bound <= codec.max_value:
             raise WireFormatError(f"encrypted tensor: value bound of {bound.bit_length()} bits does not fit its "
                                   f"{slot_bits}-bit slots")
+        elements = math.prod(shape)
+        if elements > max_elements:
+            raise WireFormatError(f"encrypted tensor: shape {list(shape)} declares {elements} values, over the limit "
+                                  f"of {max_elements}")
         count = cls.ciphertext_count(shape, pack_axis, num_slots)
         if count > max_count:
-            raise WireFormatError(f"encrypted tensor: {count} ciphertexts exceed the limit of {max_count}")
+            raise WireFormatError(f"encrypted tensor: shape {list(shape)} needs {count} ciphertexts, over the limit "
+                                  f"of {max_count}")
         cts = ciphertexts_from_bytes(data[start + hlen:], engine.public_key, count=count, max_count=max_count)
         return cls(engine, cts, shape, pack_axis, codec, frac_bits, bound, torch_out)
 
