@@ -1,7 +1,8 @@
 # The vfl party node image, used by charts/vfl-party (node Deployment and training Jobs).
 #   docker build -t registry.example.com/vfl:0.1.0 .
 # Paths, user and entrypoint match the chart: config /etc/vfl/config/node.yaml, key pair /etc/vfl/tls,
-# trusted CAs /etc/vfl/ca, data and jobs on the volume at /var/lib/vfl, uid/gid 10001, read-only root filesystem.
+# trusted CAs /etc/vfl/ca, data and jobs on the volume at /var/lib/vfl, uid/gid 10001, read-only root filesystem,
+# working directory /tmp (the chart's writable emptyDir, mounted in node and Job pods alike; the chart sets workingDir).
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -24,7 +25,7 @@ ENV PATH=/opt/vfl/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 USER 10001:10001
-WORKDIR /var/lib/vfl
+WORKDIR /tmp
 # 50051: gRPC with mutual TLS (the Service); 50052: plaintext grpc.health.v1 only (kubelet probes)
 EXPOSE 50051 50052
 ENTRYPOINT ["vfl"]

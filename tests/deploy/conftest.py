@@ -21,9 +21,10 @@ KUBE_VERSION = "1.35"
 
 
 class HelmError(Exception):
-    def __init__(self, args, stderr: str):
-        super().__init__(f"helm {' '.join(map(str, args))} failed:\n{stderr}")
+    def __init__(self, args, stderr: str, stdout: str = ""):
+        super().__init__(f"helm {' '.join(map(str, args))} failed:\n{stdout}{stderr}")
         self.stderr = stderr
+        self.stdout = stdout   # helm lint prints its findings here
 
 
 @dataclass
@@ -36,7 +37,7 @@ class Helm:
                "HELM_DATA_HOME": str(self.home / "data"), "KUBECONFIG": str(self.home / "no-kubeconfig")}
         proc = subprocess.run([str(self.binary), *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
         if proc.returncode != 0:
-            raise HelmError(args, proc.stderr)
+            raise HelmError(args, proc.stderr, proc.stdout)
         return proc
 
     @staticmethod

@@ -2,8 +2,11 @@
 the program (node config keys, paths, ports, probes) and with the Dockerfile."""
 from __future__ import annotations
 
+import copy
+import json
 import re
 
+import jsonschema
 import kubernetes_validate
 import kubernetes_validate.utils as kv_utils
 import pytest
@@ -13,10 +16,13 @@ from vfl.node.config import load_node_config
 from vfl.transport.certs import create_ca, issue_party_cert
 from vfl.transport.tls import load_tls_files
 
-from .conftest import BANK_A, BANK_B, KUBE_VERSION, REPO, TRAIN_JOB, by_kind, one, small_job_spec
+from .conftest import BANK_A, BANK_B, CHART, KUBE_VERSION, HelmError, REPO, TRAIN_JOB, by_kind, one, small_job_spec
 from .materialize import container, materialize, rewrite_node_config
 
-CRD_KINDS = {("cert-manager.io/v1", "Certificate")}  # no schema in kubernetes-validate: checked by hand below
+# No schema in kubernetes-validate: validated against our own schema of the fields the chart uses (schemas/).
+CRD_SCHEMAS = {("cert-manager.io/v1", "Certificate"): "cert-manager-certificate-v1.json"}
+CRD_KINDS = set(CRD_SCHEMAS)
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 
 
 def variants(tmp_path_factory=None) -> dict[str, dict]:
@@ -31,12 +37,19 @@ def variants(tmp_path_factory=None) -> dict[str, dict]:
                                          "networkPolicy.probeFrom[0].ipBlock.cidr=10.0.0.0/16",
                                          "imagePullSecrets[0].name=regcred"]},
         "minimal": {"sets": ["party=p1", "role=passive", "peers[0].name=p2", "peers[0].address=p2.example.org:50051"]},
+        **{f"ci-{path.name.removesuffix('-values.yaml')}": {"values": [path]} for path in CI_VALUES},
     }
 
 
 @pytest.fixture(scope="module")
 def rendered(helm):
     return {name: helm.template(name.split("-with")[0].split("-clusterip")[0], **kw) for name, kw in variants().items()}
+
+
+def crd_validator(api_version: str, kind: str) -> jsonschema.Draft7Validator:
+    schema = json.loads((REPO / "tests" / "deploy" / "schemas" / CRD_SCHEMAS[(api_version, kind)]).read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
 
 
 def test_kubernetes_validate_knows_the_version():
@@ -53,6 +66,28 @@ def test_helm_lint_strict(helm, values):
 
 def test_helm_lint_strict_with_job(helm):
     helm.lint(values=[BANK_A], sets=["job.enabled=true"], set_files=[f"job.spec={TRAIN_JOB}"])
+
+
+def test_ci_values_cover_both_roles_and_the_options():
+    """charts/vfl-party/ci/*-values.yaml (the chart-testing convention) exist for lint and template."""
+    values = [yaml.safe_load(path.read_text()) for path in CI_VALUES]
+    assert {v["role"] for v in values} == {"active", "passive"}
+    assert any(v.get("job", {}).get("enabled") for v in values)
+    assert any(v.get("certManager", {}).get("enabled") for v in values)
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
+def test_helm_lint_strict_with_ci_values(helm, values):
+    assert "1 chart(s) linted, 0 chart(s) failed" in helm.lint(values=[values])
+
+
+def test_helm_lint_without_values_names_what_is_missing(helm):
+    """The defaults have no party and no peers, on purpose: lint needs values (docs/deploy.md says so)."""
+    with pytest.raises(HelmError) as info:
+        helm.lint()
+    assert "'/party'" in info.value.stdout and "'/peers'" in info.value.stdout, info.value
+    assert "ci/active-values.yaml" in (CHART / "values.yaml").read_text()
+    assert "charts/vfl-party/ci/" in (REPO / "docs" / "deploy.md").read_text()
 
 
 def test_two_party_example_renders(rendered):
@@ -86,6 +121,10 @@ def test_every_manifest_passes_kubernetes_validate_strict(rendered):
             if key in CRD_KINDS:
                 with pytest.raises(kv_utils.SchemaNotFoundError):
                     kv_utils.validate(doc, KUBE_VERSION, strict=True)
+                errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+                          for e in crd_validator(*key).iter_errors(doc)]
+                assert not errors, f"{name}: {doc['kind']}/{doc['metadata']['name']}: {errors}"
+                checked += 1
                 continue
             try:
                 kv_utils.validate(doc, KUBE_VERSION, strict=True)
@@ -96,8 +135,36 @@ def test_every_manifest_passes_kubernetes_validate_strict(rendered):
     assert checked >= 25
 
 
+def test_certificates_are_schema_checked(rendered):
+    """Every rendered Certificate passes our cert-manager.io/v1 schema, which is strict enough to catch mistakes."""
+    certs = [d for docs in rendered.values() for d in by_kind(docs, "Certificate")]
+    assert len(certs) >= 2   # bank-b and ci-passive
+    validator = crd_validator("cert-manager.io/v1", "Certificate")
+    for cert in certs:
+        validator.validate(cert)
+    base = one(rendered["bank-b"], "Certificate")
+
+    def broken(change):
+        doc = copy.deepcopy(base)
+        change(doc)
+        return list(validator.iter_errors(doc))
+
+    assert broken(lambda d: d["spec"].update(secretname="x"))                       # a typo: unknown field
+    assert broken(lambda d: d["spec"]["privateKey"].update(size=255))               # not an ECDSA curve size
+    assert broken(lambda d: d["spec"]["privateKey"].update(algorithm="EC"))
+    assert broken(lambda d: d["spec"]["privateKey"].update(rotation="Always"))
+    assert broken(lambda d: d["spec"]["usages"].append("server-auth"))
+    assert broken(lambda d: d["spec"]["issuerRef"].pop("name"))
+    assert broken(lambda d: d["spec"]["issuerRef"].update(namespace="x"))
+    assert broken(lambda d: d["spec"].update(duration="90d"))                       # Go durations have no days
+    assert broken(lambda d: d["spec"].pop("secretName"))
+    assert broken(lambda d: d["metadata"].update(namespaces="x"))
+    assert broken(lambda d: d.update(apiVersion="cert-manager.io/v1alpha2"))
+    assert broken(lambda d: d["spec"]["dnsNames"].append("Not A DNS name"))
+
+
 def test_certificate_shape(rendered):
-    """cert-manager's CRD is not in kubernetes-validate; check the fields the node relies on."""
+    """The fields the node relies on."""
     cert = one(rendered["bank-b"], "Certificate")
     spec = cert["spec"]
     assert set(spec) <= {"secretName", "commonName", "dnsNames", "duration", "renewBefore", "privateKey", "usages",
@@ -179,6 +246,7 @@ def test_pod_security(rendered, name):
     assert "emptyDir" in volumes[mounts["/tmp"]]
     env = {e["name"]: e["value"] for e in node["env"]}
     assert env["HOME"].startswith("/tmp")  # writable with a read-only root filesystem
+    assert_writable_working_dir(pod, node)
     for m in node["volumeMounts"]:
         if m["name"] in ("config", "tls", "ca"):
             assert m["readOnly"] is True
@@ -229,10 +297,22 @@ def test_notes_tell_how_to_run_doctor(helm):
     assert "vfl doctor" in passive and "vfl submit" not in passive
 
 
+def assert_writable_working_dir(pod: dict, ctr: dict) -> None:
+    """The container's cwd is set, and is a writable volume it mounts (the image's WORKDIR is on the read-only root)."""
+    workdir = ctr.get("workingDir")
+    assert workdir, f"{ctr['name']}: workingDir must be set"
+    mounts = {m["mountPath"]: m for m in ctr["volumeMounts"]}
+    assert workdir in mounts and not mounts[workdir].get("readOnly"), f"{ctr['name']}: {workdir} is not mounted"
+    volume = next(v for v in pod["volumes"] if v["name"] == mounts[workdir]["name"])
+    assert "emptyDir" in volume or "persistentVolumeClaim" in volume
+
+
 def test_job_template(rendered):
     docs = rendered["bank-a-with-job"]
     job = one(docs, "Job")
     spec_cm = one(docs, "ConfigMap", "job")
+    for ctr in job["spec"]["template"]["spec"]["initContainers"] + job["spec"]["template"]["spec"]["containers"]:
+        assert_writable_working_dir(job["spec"]["template"]["spec"], ctr)
     assert job["metadata"]["name"] == spec_cm["metadata"]["name"] == "bank-a-vfl-credit-default-1"
     assert yaml.safe_load(spec_cm["data"]["job.yaml"]) == yaml.safe_load(TRAIN_JOB.read_text())
     pod = job["spec"]["template"]["spec"]
@@ -266,12 +346,17 @@ def test_dockerfile_matches_the_chart(rendered):
     cmd = re.search(r"^CMD (\[.*\])$", final, re.M).group(1)
     assert yaml.safe_load(cmd) == node["args"]
     assert re.search(r"^EXPOSE 50051 50052$", final, re.M)
+    workdir = re.search(r"^WORKDIR (\S+)$", final, re.M).group(1)
+    assert workdir == node["workingDir"], "Dockerfile WORKDIR and the chart's workingDir should agree"
     assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in dockerfile
     env = {e["name"]: e["value"] for e in node["env"]}
     for name, value in env.items():
         assert re.search(rf"\b{name}={re.escape(value)}\b", final), f"Dockerfile ENV {name} should be {value}"
     dockerignore = (REPO / ".dockerignore").read_text().split()
     assert dockerignore[0] == "*" and {"!vfl", "!psi", "!pyproject.toml"} <= set(dockerignore)
+    for entry in dockerignore:   # every file the build context re-includes exists
+        if entry.startswith("!"):
+            assert (REPO / entry[1:]).exists(), f".dockerignore re-includes {entry[1:]}, which does not exist"
 
 
 def test_small_job_spec_is_valid():

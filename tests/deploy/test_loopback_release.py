@@ -8,11 +8,16 @@ container (`vfl doctor --self --wait`) and its `vfl run` container the same way,
 as NOTES.txt tells operators to.
 
 Two organizations, two CAs: each bank's certificate comes from its own CA and each CA bundle holds both.
+
+Each process runs in the container's declared workingDir, with only the image's environment (the Dockerfile's ENV,
+PATH pointing at this checkout's virtualenv instead of /opt/vfl) plus the manifest's env; nothing of the host's
+environment leaks in. The one addition is a test instrument: keyhook/ on PYTHONPATH records the Paillier key pairs
+the nodes generate (outside the volumes), so the test can check that no file either release wrote holds them.
 """
 from __future__ import annotations
 
 import json
-import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,7 +33,8 @@ import yaml
 
 from vfl.transport.certs import create_ca, issue_party_cert
 
-from .conftest import BANK_A, BANK_B, by_kind, one, small_job_spec
+from .conftest import BANK_A, BANK_B, REPO, by_kind, one, small_job_spec
+from .keyscan import scan
 from .materialize import command_line, container, environment, materialize, rewrite_node_config
 
 pytestmark = pytest.mark.slow
@@ -43,11 +49,52 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+IMAGE_VENV = "/opt/vfl/bin"                  # the Dockerfile's virtualenv
+BASE_IMAGE_PATH = "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"   # python:3.11-slim's PATH
+KEYHOOK = Path(__file__).parent / "keyhook"
+
+
 def executables() -> dict[str, str]:
     """The image's `vfl` entrypoint is this environment's `vfl` console script."""
     vfl = Path(sys.executable).parent / "vfl"
     assert vfl.is_file(), f"{vfl} missing: install the project (pip install -e .)"
     return {"vfl": str(vfl)}
+
+
+def image_environment() -> dict[str, str]:
+    """The runtime stage's ENV from the Dockerfile, its virtualenv mapped to ours (the console script's shebang finds
+    the interpreter and its site-packages; nothing else from the host is needed)."""
+    final = (REPO / "Dockerfile").read_text().rsplit("\nFROM ", 1)[1].replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in re.findall(r"^ENV (.*)$", final, re.M):
+        for name, value in re.findall(r"(\w+)=(\S+)", line):
+            env[name] = value.replace("$PATH", BASE_IMAGE_PATH)
+    assert IMAGE_VENV in env.get("PATH", ""), "the Dockerfile should put its virtualenv on PATH"
+    env["PATH"] = env["PATH"].replace(IMAGE_VENV, str(Path(sys.executable).parent))
+    return env
+
+
+class Instruments:
+    """Test-only additions to a process's environment: record generated Paillier keys under `record_dir`."""
+
+    def __init__(self, record_dir: Path):
+        record_dir.mkdir(parents=True, exist_ok=True)
+        self.record_dir = record_dir
+        self.env = {"PYTHONPATH": str(KEYHOOK), "VFL_TEST_PAILLIER_RECORD_DIR": str(record_dir)}
+
+    def keys(self) -> list[dict]:
+        return [json.loads(p.read_text()) for p in sorted(self.record_dir.glob("*.json"))]
+
+
+def process_environment(ctr: dict, mounts, instruments: Instruments) -> dict[str, str]:
+    """What the container's process sees: the image's ENV, then the manifest's env (mount paths rewritten)."""
+    base = {k: (v if k == "PATH" else mounts.rewrite(v)) for k, v in image_environment().items()}
+    return {**environment(ctr, mounts, base), **instruments.env}
+
+
+def working_dir(ctr: dict, mounts) -> str:
+    assert ctr.get("workingDir"), f"{ctr['name']}: the manifest should set workingDir (the image's is not writable)"
+    return mounts.host(ctr["workingDir"])   # fails unless a volume provides it
 
 
 def bank_tables(seed: int = 5) -> dict[str, pd.DataFrame]:
@@ -110,8 +157,9 @@ class Release:
     """One bank's rendered release, materialized on loopback."""
 
     def __init__(self, name: str, docs: list[dict], root: Path, secrets: dict, ports: dict[str, dict[int, int]],
-                 peer_addresses: dict[str, str]):
+                 peer_addresses: dict[str, str], instruments: Instruments):
         self.name, self.docs, self.root, self.secrets = name, docs, root, secrets
+        self.instruments = instruments
         self.port_map = ports[name]                   # containerPort -> loopback port
         self.peer_addresses = peer_addresses
         self.configmaps = {d["metadata"]["name"]: d["data"] for d in by_kind(docs, "ConfigMap")}
@@ -147,10 +195,10 @@ class Release:
             path.parent.mkdir(parents=True, exist_ok=True)
             tables[self.name].to_csv(path, index=False)
         argv = command_line(self.node, mounts, executables())
-        env = environment(self.node, mounts, dict(os.environ))
+        env = process_environment(self.node, mounts, self.instruments)
         self.log = self.root / "node.log"
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(argv, env=env, cwd=mounts.host("/var/lib/vfl"), stdout=log,
+            self.proc = subprocess.Popen(argv, env=env, cwd=working_dir(self.node, mounts), stdout=log,
                                          stderr=subprocess.STDOUT)
 
     def wait_ready(self) -> None:
@@ -161,8 +209,8 @@ class Release:
     def exec_in_node(self, *args: str) -> subprocess.CompletedProcess:
         """`kubectl exec deploy/... -- ARGS` (same mounts and env as the node container)."""
         argv = command_line({"command": list(args)}, self.mounts, executables())
-        return subprocess.run(argv, env=environment(self.node, self.mounts, dict(os.environ)), capture_output=True,
-                              text=True, timeout=120)
+        return subprocess.run(argv, env=process_environment(self.node, self.mounts, self.instruments),
+                              cwd=working_dir(self.node, self.mounts), capture_output=True, text=True, timeout=120)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -180,8 +228,8 @@ def run_container(release: Release, pod_spec: dict, ctr: dict, where: str, timeo
     cluster_address, loopback = release.service_address()
     assert cluster_address in argv, f"{ctr['name']} should reach the node at its Service {cluster_address}: {argv}"
     argv = [loopback if a == cluster_address else a for a in argv]
-    return subprocess.run(argv, env=environment(ctr, mounts, dict(os.environ)), capture_output=True, text=True,
-                          timeout=timeout, cwd=mounts.host("/tmp"))
+    return subprocess.run(argv, env=process_environment(ctr, mounts, release.instruments), capture_output=True,
+                          text=True, timeout=timeout, cwd=working_dir(ctr, mounts))
 
 
 def test_two_releases_complete_a_job_on_loopback(helm, tmp_path):
@@ -201,7 +249,9 @@ def test_two_releases_complete_a_job_on_loopback(helm, tmp_path):
     peers = {bank: f"127.0.0.1:{ports[bank][50051]}" for bank in docs}
     secrets = secrets_for(tmp_path / "pki")
     tables = bank_tables()
-    releases = {bank: Release(bank, d, tmp_path / bank, secrets, ports, peers) for bank, d in docs.items()}
+    instruments = Instruments(tmp_path / "paillier-keys")   # outside both releases' directories
+    releases = {bank: Release(bank, d, tmp_path / bank, secrets, ports, peers, instruments)
+                for bank, d in docs.items()}
     try:
         for r in releases.values():
             r.start(tables)
@@ -227,3 +277,22 @@ def test_two_releases_complete_a_job_on_loopback(helm, tmp_path):
     finally:
         for r in releases.values():
             r.stop()
+    check_no_private_keys_written(releases, instruments)
+
+
+def check_no_private_keys_written(releases: dict[str, Release], instruments: Instruments) -> None:
+    """Each node made its own key pair for the job; no file either release wrote (its volume with the job directory,
+    its emptyDirs, the logs) holds any of the private keys."""
+    records = instruments.keys()
+    assert all(r["p"] and r["q"] for r in records), records
+    nodes = {bank: [r for r in records if any(arg.endswith("/node.yaml") and f"/{bank}/" in arg for arg in r["argv"])]
+             for bank in releases}
+    assert all(nodes.values()), f"expected a key pair from each node, recorded: {[r['argv'] for r in records]}"
+    keys = [(int(r["p"]), int(r["q"])) for r in records]
+    assert len(set(keys)) == len(keys)   # fresh per party
+    for bank, r in releases.items():
+        [claim] = r.claims.values()
+        assert any((claim / "jobs" / "e2e-train").rglob("*")), f"{bank}: empty job directory"
+    files, found = scan([r.root for r in releases.values()], keys)
+    assert files >= 10, f"only {files} files scanned"
+    assert not found, "private key material written to disk:\n" + "\n".join(found)

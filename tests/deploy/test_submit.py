@@ -2,9 +2,13 @@
 against a stand-in API server (no cluster exists here)."""
 from __future__ import annotations
 
+import ast
 import json
+import re
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import kubernetes_validate.utils as kv_utils
@@ -15,7 +19,7 @@ from vfl.cli.main import main
 from vfl.deploy import kube
 from vfl.errors import ConfigError
 
-from .conftest import BANK_A, BANK_B, CHART, KUBE_VERSION, TRAIN_JOB, one
+from .conftest import BANK_A, BANK_B, CHART, EXAMPLES, KUBE_VERSION, REPO, TRAIN_JOB, one
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +99,16 @@ class StandInKubeApiServer:
     """A stand-in for the Kubernetes API server: just the endpoints `vfl submit --kube` calls, in memory.
 
     It is not Kubernetes: it records what the client creates and plays back a Job that runs (init container, then
-    the `run` container with logs) and ends with `outcome` ("Complete" or "Failed").
+    the `run` container with logs) and ends with `outcome` ("Complete" or "Failed"). `refuse` maps
+    "VERB resource" (RBAC terms, e.g. "patch configmaps", "get pods/log") to an HTTP status it answers instead, with a
+    Status body as the real API server words it.
     """
 
-    def __init__(self, deployment: dict, service: dict, outcome: str = "Complete", existing: tuple = ()):
+    def __init__(self, deployment: dict, service: dict, outcome: str = "Complete", existing: tuple = (),
+                 refuse: dict[str, int] | None = None):
         self.deployment, self.service, self.outcome = deployment, service, outcome
+        self.refuse = dict(refuse or {})
+        self.rbac_seen: list[tuple[str, str, str]] = []   # (namespace, verb, resource) of every request
         self.configmaps: dict[str, dict] = {name: {} for name in existing}
         self.jobs: dict[str, dict] = {}
         self.patches: list[tuple[str, dict]] = []
@@ -123,23 +132,45 @@ class StandInKubeApiServer:
             def _body(self):
                 return json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
 
+            def _refused(self, method: str) -> bool:
+                path = urlparse(self.path).path
+                stand_in.requests.append(f"{method} {path}")
+                namespace, verb, resource = rbac_of(method, path)
+                stand_in.rbac_seen.append((namespace, verb, resource))
+                code = stand_in.refuse.get(f"{verb} {resource}")
+                if code is None:
+                    return False
+                if method in ("POST", "PATCH"):
+                    self._body()
+                group = {"deployments": "apps", "jobs": "batch", "jobs/status": "batch"}.get(resource, "")
+                message = (f'{resource} is forbidden: User "u" cannot {verb} resource "{resource}" in API group '
+                           f'"{group}" in the namespace "{namespace}"')
+                reason = {403: "Forbidden", 404: "NotFound", 500: "InternalError"}.get(code, "Unknown")
+                self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+                                  "reason": reason, "message": message})
+                return True
+
             def do_GET(self):
+                if self._refused("GET"):
+                    return
                 url = urlparse(self.path)
-                query = parse_qs(url.query)
-                stand_in.requests.append(f"GET {url.path}")
-                self._send(*stand_in.get(url.path, query))
+                self._send(*stand_in.get(url.path, parse_qs(url.query)))
 
             def do_POST(self):
-                stand_in.requests.append(f"POST {self.path}")
+                if self._refused("POST"):
+                    return
                 self._send(*stand_in.post(urlparse(self.path).path, self._body()))
 
             def do_PATCH(self):
-                stand_in.requests.append(f"PATCH {self.path}")
+                if self._refused("PATCH"):
+                    return
                 stand_in.patches.append((self.path, self._body()))
                 self._send(200, stand_in.configmaps.get(self.path.rsplit("/", 1)[1], {}))
 
             def do_DELETE(self):
-                stand_in.requests.append(f"DELETE {self.path}")
+                if self._refused("DELETE"):
+                    return
+                stand_in.configmaps.pop(urlparse(self.path).path.rsplit("/", 1)[1], None)
                 self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -203,6 +234,19 @@ class StandInKubeApiServer:
                            "containerStatuses": [status("run")]}}
 
 
+def rbac_of(method: str, path: str) -> tuple[str, str, str]:
+    """(namespace, RBAC verb, resource) of an API request path, e.g. GET .../namespaces/vfl/pods/p1/log."""
+    m = re.fullmatch(r"/(?:api/v1|apis/[\w.]+/v1)/namespaces/([^/]+)/([^/]+)(?:/([^/]+)(?:/([^/]+))?)?", path)
+    assert m, f"unexpected API path {path}"
+    namespace, resource, name, sub = m.groups()
+    if sub:
+        resource = f"{resource}/{sub}"
+    verb = {"POST": "create", "PATCH": "patch", "DELETE": "delete", "PUT": "update"}.get(method)
+    if verb is None:
+        verb = "get" if name else "list"
+    return namespace, verb, resource
+
+
 def api(stand_in):
     from kubernetes import client
     cfg = client.Configuration(host=stand_in.url)
@@ -257,3 +301,219 @@ def test_cli_submit_through_a_kubeconfig(chart, tmp_path, capsys):
                      "--no-follow", str(TRAIN_JOB)])
     assert code == 0 and stand_in.jobs
     assert "kubectl -n vfl logs -f job/bank-a-vfl-credit-default-1" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- refusals and outages
+
+def submit_against(stand_in, lines: list[str]) -> int:
+    return kube.submit(TRAIN_JOB.read_text(), "vfl", "bank-a", api(stand_in), out=lines.append, poll=0.01)
+
+
+def test_refused_job_names_the_permission_and_removes_the_spec(chart):
+    with StandInKubeApiServer(chart["deployment"], chart["service"], refuse={"create jobs": 403}) as stand_in:
+        with pytest.raises(kube.KubeError) as info:
+            submit_against(stand_in, [])
+    msg = str(info.value)
+    assert info.value.status == 403
+    assert msg.startswith("creating job/bank-a-vfl-credit-default-1: the API server answered HTTP 403 Forbidden")
+    assert 'cannot create resource "jobs"' in msg                                # the server's own message
+    assert "Likely cause: RBAC" in msg and "'create' on jobs (API group batch) in namespace 'vfl'" in msg
+    assert ("vfl", "delete", "configmaps") in stand_in.rbac_seen and not stand_in.configmaps   # cleaned up
+
+
+def test_refused_cleanup_says_what_was_left_behind(chart):
+    refuse = {"create jobs": 403, "delete configmaps": 403}
+    with StandInKubeApiServer(chart["deployment"], chart["service"], refuse=refuse) as stand_in:
+        with pytest.raises(kube.KubeError) as info:
+            submit_against(stand_in, [])
+    msg = str(info.value)
+    assert "creating job/" in msg and "removing configmap/bank-a-vfl-credit-default-1 again" in msg
+    assert "'delete' on configmaps (API group core)" in msg
+    assert "kubectl -n vfl delete configmap bank-a-vfl-credit-default-1" in msg
+
+
+def test_refused_listing_names_the_permission(chart):
+    with StandInKubeApiServer(chart["deployment"], chart["service"], refuse={"list deployments": 403}) as stand_in:
+        with pytest.raises(kube.KubeError) as info:
+            submit_against(stand_in, [])
+    assert "listing deployments" in str(info.value) and "HTTP 403" in str(info.value)
+    assert "'list' on deployments (API group apps)" in str(info.value)
+    assert not stand_in.configmaps and not stand_in.jobs
+
+
+def test_refused_owner_reference_warns_and_follows(chart, capsys):
+    with StandInKubeApiServer(chart["deployment"], chart["service"], refuse={"patch configmaps": 403}) as stand_in:
+        lines: list[str] = []
+        assert submit_against(stand_in, lines) == 0   # the Job runs either way
+    [warning] = [line for line in lines if line.startswith("warning:")]
+    assert "giving configmap/bank-a-vfl-credit-default-1 an owner reference to job/" in warning
+    assert "HTTP 403" in warning and "'patch' on configmaps" in warning
+    assert "kubectl -n vfl delete configmap bank-a-vfl-credit-default-1" in warning
+    assert lines[-1].endswith("completed")
+
+
+@pytest.mark.parametrize("refuse, fragment, permission", [
+    ({"list pods": 403}, "listing its pods", "'list' on pods (API group core)"),
+    ({"get jobs/status": 403}, "reading its status", "'get' on jobs/status (API group batch)"),
+])
+def test_refusals_while_following_say_the_job_keeps_running(chart, refuse, fragment, permission):
+    with StandInKubeApiServer(chart["deployment"], chart["service"], refuse=refuse) as stand_in:
+        with pytest.raises(kube.KubeError) as info:
+            submit_against(stand_in, [])
+    msg = str(info.value)
+    assert msg.startswith("following job/bank-a-vfl-credit-default-1 (the Job itself keeps running; check it with "
+                          "`kubectl -n vfl get job bank-a-vfl-credit-default-1`)")
+    assert fragment in msg and "HTTP 403" in msg and permission in msg
+
+
+def test_job_gone_while_following(chart):
+    with StandInKubeApiServer(chart["deployment"], chart["service"], refuse={"get jobs/status": 404}) as stand_in:
+        with pytest.raises(kube.KubeError) as info:
+            submit_against(stand_in, [])
+    assert "HTTP 404" in str(info.value) and "does not exist" in str(info.value)
+
+
+def test_unreadable_logs_are_reported_and_skipped(chart, capsys):
+    with StandInKubeApiServer(chart["deployment"], chart["service"], refuse={"get pods/log": 403}) as stand_in:
+        lines: list[str] = []
+        assert submit_against(stand_in, lines) == 0
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert len(warnings) == 2   # the init container and the run container
+    assert "reading the logs of container wait-for-node in pod/job-pod-1" in warnings[0]
+    assert "'get' on pods/log" in warnings[0]
+
+
+def test_unreachable_api_server_while_following():
+    from kubernetes import client
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]   # closed once the block ends: nothing listens there
+    cfg = client.Configuration(host=f"http://127.0.0.1:{port}")
+    cfg.retries = 0
+    api_client = client.ApiClient(cfg)
+    with pytest.raises(kube.KubeError) as info:
+        kube.follow_job(client.CoreV1Api(api_client), client.BatchV1Api(api_client), "vfl", "bank-a-vfl-j1",
+                        out=lambda _: None, poll=0.01)
+    msg = str(info.value)
+    assert msg.startswith("following job/bank-a-vfl-j1 (the Job itself keeps running")
+    assert f"cannot reach the Kubernetes API server at http://127.0.0.1:{port}" in msg
+    assert "Likely cause" in msg
+
+
+def test_cli_reports_a_refusal_in_one_line(chart, tmp_path, capsys):
+    with StandInKubeApiServer(chart["deployment"], chart["service"], refuse={"create configmaps": 403}) as stand_in:
+        code = main(["submit", "--kube", "-n", "vfl", "--release", "bank-a", "--kubeconfig",
+                     str(kubeconfig_for(stand_in, tmp_path)), str(TRAIN_JOB)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: creating configmap/bank-a-vfl-credit-default-1: the API server answered HTTP 403")
+    assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------- namespace
+
+def kubeconfig_for(stand_in, tmp_path, namespace: str | None = None) -> Path:
+    context = {"cluster": "stand-in", "user": "u"}
+    if namespace:
+        context["namespace"] = namespace
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "stand-in",
+        "clusters": [{"name": "stand-in", "cluster": {"server": stand_in.url}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "stand-in", "context": context},
+                     {"name": "elsewhere", "context": {"cluster": "stand-in", "user": "u", "namespace": "other"}},
+                     {"name": "no-namespace", "context": {"cluster": "stand-in", "user": "u"}}]}))
+    return path
+
+
+@pytest.mark.parametrize("context_ns, args, expected", [
+    ("bank-a-ml", [], "bank-a-ml"),                                 # the current context's namespace
+    (None, [], "default"),                                          # none set: "default", as kubectl
+    ("bank-a-ml", ["--context", "elsewhere"], "other"),             # the chosen context's namespace
+    ("bank-a-ml", ["--context", "no-namespace"], "default"),
+    ("bank-a-ml", ["--namespace", "vfl"], "vfl"),                   # explicit wins
+])
+def test_namespace_defaults_to_the_kubeconfig_context(chart, tmp_path, capsys, context_ns, args, expected):
+    with StandInKubeApiServer(chart["deployment"], chart["service"]) as stand_in:
+        kubeconfig = kubeconfig_for(stand_in, tmp_path, context_ns)
+        code = main(["submit", "--kube", "--release", "bank-a", "--kubeconfig", str(kubeconfig), "--no-follow",
+                     *args, str(TRAIN_JOB)])
+    assert code == 0, capsys.readouterr().err
+    assert {ns for ns, _, _ in stand_in.rbac_seen} == {expected}
+    [job] = stand_in.jobs.values()
+    assert job["metadata"]["namespace"] == expected
+    assert f"in namespace {expected} " in capsys.readouterr().err
+
+
+def test_namespace_in_a_pod_is_the_service_accounts(tmp_path, monkeypatch):
+    ns_file = tmp_path / "namespace"
+    ns_file.write_text("bank-a-jobs\n")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setattr(kube, "SERVICE_ACCOUNT_NAMESPACE", str(ns_file))
+    assert kube.default_namespace() == "bank-a-jobs"
+    monkeypatch.setattr(kube, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "missing"))
+    assert kube.default_namespace() == "default"
+
+
+def test_unknown_context_is_named(chart, tmp_path):
+    with StandInKubeApiServer(chart["deployment"], chart["service"]) as stand_in:
+        kubeconfig = kubeconfig_for(stand_in, tmp_path)
+    with pytest.raises(kube.KubeError, match="kubeconfig: no context named 'nowhere'"):
+        kube.default_namespace(str(kubeconfig), "nowhere")
+
+
+# ---------------------------------------------------------------------------------------------- RBAC
+
+def api_calls_in_kube_py() -> set[str]:
+    """Every Kubernetes client method kube.py calls, directly or by name through its _call helper."""
+    tree = ast.parse((REPO / "vfl" / "deploy" / "kube.py").read_text())
+    pattern = re.compile(r"^(list|read|create|patch|delete|replace)_namespaced_\w+$")
+    names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and pattern.match(n.attr)}
+    names |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+              and pattern.match(n.value)}
+    return names
+
+
+def test_rbac_table_covers_every_api_call():
+    from kubernetes import client
+    assert api_calls_in_kube_py() == set(kube.RBAC_RULES)
+    classes = {"": client.CoreV1Api, "apps": client.AppsV1Api, "batch": client.BatchV1Api}
+    for method, (group, _, _) in kube.RBAC_RULES.items():
+        assert hasattr(classes[group], method), f"{method} is not a {classes[group].__name__} call"
+
+
+def granted_by_role() -> set[tuple[str, str, str]]:
+    role = yaml.safe_load((EXAMPLES / "submitter-role.yaml").read_text())
+    kv_utils.validate(role, KUBE_VERSION, strict=True)
+    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+            for v in rule["verbs"]}
+
+
+def test_example_role_grants_exactly_what_submit_needs():
+    assert granted_by_role() == set(kube.RBAC_RULES.values())
+
+
+def test_docs_list_every_permission():
+    docs = (REPO / "docs" / "deploy.md").read_text()
+    section = docs[docs.index("The submitter needs these RBAC permissions"):]
+    section = section[:section.index("\n\n", section.index("* `list` on `pods`"))]
+    for _, resource, verb in kube.RBAC_RULES.values():   # e.g. "`create`, `patch` and `delete` on `configmaps`"
+        assert re.search(rf"`{verb}`(?:(?!on `)[^;\n])*on `{re.escape(resource)}`", section), \
+            f"docs/deploy.md RBAC list lacks {verb} on {resource}"
+    assert "examples/k8s/submitter-role.yaml" in section
+
+
+def test_every_request_a_submission_makes_is_granted(chart):
+    """The requests the stand-in saw, in RBAC terms, across a full run and the clean-up path."""
+    seen = set()
+    for refuse in ({}, {"create jobs": 403}):
+        with StandInKubeApiServer(chart["deployment"], chart["service"], refuse=refuse) as stand_in:
+            try:
+                submit_against(stand_in, [])
+            except kube.KubeError:
+                pass
+        seen |= {(verb, resource) for _, verb, resource in stand_in.rbac_seen}
+    granted = {(v, r) for _, r, v in granted_by_role()}
+    assert seen <= granted, seen - granted
+    assert ("delete", "configmaps") in seen

@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "its status and logs until it finishes.")
     p.add_argument("job", help="job spec YAML")
     p.add_argument("--kube", action="store_true", required=True, help="submit through the Kubernetes API")
-    p.add_argument("--namespace", "-n", required=True, help="the active party's namespace")
+    p.add_argument("--namespace", "-n", help="the active party's namespace (default: the kubeconfig context's "
+                                             "namespace, in a pod its service account's, else 'default')")
     p.add_argument("--release", required=True, help="the active party's Helm release of charts/vfl-party")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config; in a pod: "
                                         "its service account)")
@@ -64,6 +65,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"job spec {path}: cannot read: {exc.strerror}") from None
+    from vfl.deploy.kube import default_namespace
     client = api_client(args.kubeconfig, args.context)
-    return submit(text, args.namespace, args.release, client, source=f"job spec {path}",
+    namespace = args.namespace or default_namespace(args.kubeconfig, args.context)
+    return submit(text, namespace, args.release, client, source=f"job spec {path}",
                   follow=not args.no_follow, out=lambda line: print(line, file=sys.stderr, flush=True))

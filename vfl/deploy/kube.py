@@ -50,6 +50,10 @@ JOB_ID_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 class KubeError(VflError):
     """The cluster refused or lacks something `vfl submit --kube` needs; the message names the object."""
 
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status   # the API server's HTTP status, when it answered
+
 
 # ---------------------------------------------------------------------------------------------- pure part
 
@@ -124,6 +128,8 @@ def build_job_objects(spec_text: str, job_id: str, namespace: str, deployment: d
              "securityContext": node.get("securityContext", {}), "volumeMounts": mounts + extra_mounts}
         if node.get("imagePullPolicy"):
             c["imagePullPolicy"] = node["imagePullPolicy"]
+        if node.get("workingDir"):   # the writable emptyDir: the root filesystem is read-only
+            c["workingDir"] = node["workingDir"]
         return c
 
     spec_mount = {"name": "job-spec", "mountPath": JOB_SPEC_DIR, "readOnly": True}
@@ -173,12 +179,33 @@ def pick_node(deployments: list[dict], release: str, namespace: str, job_active:
 
 # ---------------------------------------------------------------------------------------------- API calls
 
+#: Every Kubernetes API call this module makes, with the RBAC rule it needs: (API group, resource, verb).
+#: docs/deploy.md and examples/k8s/submitter-role.yaml grant exactly these; tests/deploy/test_submit.py checks that
+#: this table covers every call in this file and that the Role grants it.
+RBAC_RULES: dict[str, tuple[str, str, str]] = {
+    "list_namespaced_deployment": ("apps", "deployments", "list"),
+    "list_namespaced_service": ("", "services", "list"),
+    "create_namespaced_config_map": ("", "configmaps", "create"),
+    "patch_namespaced_config_map": ("", "configmaps", "patch"),
+    "delete_namespaced_config_map": ("", "configmaps", "delete"),
+    "create_namespaced_job": ("batch", "jobs", "create"),
+    "read_namespaced_job_status": ("batch", "jobs/status", "get"),
+    "list_namespaced_pod": ("", "pods", "list"),
+    "read_namespaced_pod_log": ("", "pods/log", "get"),
+}
+
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def _in_cluster(kubeconfig: str | None, context: str | None) -> bool:
+    import os
+    return kubeconfig is None and context is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
 def api_client(kubeconfig: str | None = None, context: str | None = None):
     """An ApiClient from the in-cluster service account, or from a kubeconfig file / context."""
-    import os
-
     from kubernetes import client, config
-    if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+    if _in_cluster(kubeconfig, context):
         config.load_incluster_config()
         return client.ApiClient()
     try:
@@ -187,14 +214,89 @@ def api_client(kubeconfig: str | None = None, context: str | None = None):
         raise KubeError(f"kubeconfig: {exc}") from None
 
 
-def _api_error(exc, what: str) -> KubeError:
-    import json
-    reason = exc.reason
+def default_namespace(kubeconfig: str | None = None, context: str | None = None) -> str:
+    """The namespace when --namespace is not given, as kubectl chooses it: the kubeconfig context's namespace (in a
+    pod, the service account's), else "default"."""
+    from kubernetes import config
+    if _in_cluster(kubeconfig, context):
+        try:
+            from pathlib import Path
+            return Path(SERVICE_ACCOUNT_NAMESPACE).read_text().strip() or "default"
+        except OSError:
+            return "default"
     try:
-        reason = json.loads(exc.body).get("message", reason)
+        contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)
+    except config.ConfigException as exc:
+        raise KubeError(f"kubeconfig: {exc}") from None
+    if context is not None:
+        found = [c for c in contexts or [] if c.get("name") == context]
+        if not found:
+            raise KubeError(f"kubeconfig: no context named {context!r} (contexts: "
+                            f"{sorted(c.get('name') for c in contexts or [])})")
+        current = found[0]
+    return ((current or {}).get("context") or {}).get("namespace") or "default"
+
+
+def _rule_text(method: str, namespace: str) -> str:
+    group, resource, verb = RBAC_RULES[method]
+    return f"'{verb}' on {resource} (API group {group or 'core'}) in namespace {namespace!r}"
+
+
+def _likely_cause(status: int, method: str, namespace: str) -> str:
+    if status == 401:
+        return ("the API server did not accept our credentials: the kubeconfig's token or client certificate is "
+                "missing or expired (log in to the cluster again)")
+    if status == 403:
+        return (f"RBAC: the account we act as lacks {_rule_text(method, namespace)}; docs/deploy.md lists every "
+                "permission `vfl submit --kube` needs (examples/k8s/submitter-role.yaml)")
+    if status == 404:
+        return f"namespace {namespace!r} or the object does not exist (check --namespace and the kubeconfig context)"
+    if status == 422:
+        return "the API server refused the object as invalid (an admission policy, or a version older than 1.27?)"
+    if status == 429 or status >= 500:
+        return "the API server is overloaded or failing; try again later"
+    return "see the API server's message"
+
+
+def _call(api, method: str, what: str, namespace: str, *args, **kwargs):
+    """api.method(*args, **kwargs), with API and connection errors turned into a KubeError naming `what`."""
+    from kubernetes.client.rest import ApiException
+    try:
+        return getattr(api, method)(*args, **kwargs)
+    except ApiException as exc:
+        raise _api_error(exc, what, method, namespace) from None
+    except Exception as exc:   # urllib3 errors (refused, timeout, TLS, proxy) or a broken socket
+        if not _is_connection_error(exc):
+            raise
+        raise _connection_error(exc, what, api) from None
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import urllib3
+    return isinstance(exc, (urllib3.exceptions.HTTPError, OSError))
+
+
+def _connection_error(exc: BaseException, what: str, api) -> KubeError:
+    host = getattr(getattr(getattr(api, "api_client", None), "configuration", None), "host", "?")
+    reason = getattr(exc, "reason", None) or exc
+    return KubeError(f"{what}: cannot reach the Kubernetes API server at {host}: {reason}. Likely cause: the "
+                     "cluster address in the kubeconfig is wrong, the network or VPN to the cluster is down, or "
+                     "the API server is unavailable")
+
+
+def _api_error(exc, what: str, method: str | None = None, namespace: str = "") -> KubeError:
+    import json
+    message = ""
+    try:
+        message = json.loads(exc.body).get("message") or ""
     except (TypeError, ValueError, AttributeError):
         pass
-    return KubeError(f"{what}: the API server answered {exc.status}: {reason}")
+    status = int(exc.status or 0)
+    answer = f"HTTP {status} {exc.reason or ''}".rstrip() if status else f"{exc.reason or 'an error'}"
+    text = f"{what}: the API server answered {answer}" + (f": {message}" if message else "")
+    if method is not None and status:
+        text += f". Likely cause: {_likely_cause(status, method, namespace)}"
+    return KubeError(text, status=status or None)
 
 
 def submit(spec_text: str, namespace: str, release: str, client_api, *, source: str = "job spec",
@@ -204,39 +306,49 @@ def submit(spec_text: str, namespace: str, release: str, client_api, *, source: 
     Returns 0 when the Job completed (or was created, without follow), 1 when it failed.
     """
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
     job_id, spec_text = prepare_spec(spec_text, source)
     active = yaml.safe_load(spec_text).get("active")
     apps, core, batch = client.AppsV1Api(client_api), client.CoreV1Api(client_api), client.BatchV1Api(client_api)
     plain = client_api.sanitize_for_serialization
     selector = f"{LABEL_INSTANCE}={release},{LABEL_COMPONENT}=node"
-    try:
-        deployments = [plain(d) for d in apps.list_namespaced_deployment(namespace, label_selector=selector).items]
-        dep = pick_node(deployments, release, namespace, active)
-        services = [plain(s) for s in core.list_namespaced_service(namespace, label_selector=selector).items]
-    except ApiException as exc:
-        raise _api_error(exc, f"reading release {release!r} in namespace {namespace!r}") from None
+    reading = f"reading release {release!r} in namespace {namespace!r}"
+    deployments = [plain(d) for d in _call(apps, "list_namespaced_deployment", f"{reading} (listing deployments)",
+                                           namespace, namespace, label_selector=selector).items]
+    dep = pick_node(deployments, release, namespace, active)
+    services = [plain(s) for s in _call(core, "list_namespaced_service", f"{reading} (listing services)",
+                                        namespace, namespace, label_selector=selector).items]
     if not services:
         raise KubeError(f"release {release!r} in {namespace!r} has no node Service ({selector})")
     configmap, job = build_job_objects(spec_text, job_id, namespace, dep, services[0], **options)
     name = job["metadata"]["name"]
     try:
-        core.create_namespaced_config_map(namespace, configmap)
-    except ApiException as exc:
+        _call(core, "create_namespaced_config_map", f"creating configmap/{name}", namespace, namespace, configmap)
+    except KubeError as exc:
         if exc.status == 409:
             raise KubeError(f"job_id {job_id!r}: configmap/{name} already exists in {namespace!r}; choose a new "
                             f"job_id, or delete the old run with `kubectl -n {namespace} delete job,configmap "
                             f"{name}`") from None
-        raise _api_error(exc, f"creating configmap/{name}") from None
+        raise
     try:
-        created = batch.create_namespaced_job(namespace, job)
-    except ApiException as exc:
-        core.delete_namespaced_config_map(name, namespace)
-        raise _api_error(exc, f"creating job/{name}") from None
-    # The spec ConfigMap goes away with the Job (ttlSecondsAfterFinished or kubectl delete job).
+        created = _call(batch, "create_namespaced_job", f"creating job/{name}", namespace, namespace, job)
+    except KubeError as exc:
+        try:
+            _call(core, "delete_namespaced_config_map", f"removing configmap/{name} again", namespace, name,
+                  namespace)
+        except KubeError as cleanup:
+            raise KubeError(f"{exc}\n{cleanup}; delete it yourself: kubectl -n {namespace} delete configmap "
+                            f"{name}") from None
+        raise
+    # The spec ConfigMap goes away with the Job (ttlSecondsAfterFinished or kubectl delete job). Failing that is
+    # not fatal: the Job runs either way, and the user is told how to clean up.
     owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": created.metadata.uid}
-    core.patch_namespaced_config_map(name, namespace, {"metadata": {"ownerReferences": [owner]}})
     out(f"created job/{name} in namespace {namespace} (job_id {job_id})")
+    try:
+        _call(core, "patch_namespaced_config_map", f"giving configmap/{name} an owner reference to job/{name}",
+              namespace, name, namespace, {"metadata": {"ownerReferences": [owner]}})
+    except KubeError as exc:
+        out(f"warning: {exc}. The Job runs anyway, but configmap/{name} will not be removed with it: delete it "
+            f"yourself later with `kubectl -n {namespace} delete configmap {name}`")
     if not follow:
         out(f"follow it with: kubectl -n {namespace} logs -f job/{name} --all-containers")
         return 0
@@ -252,10 +364,16 @@ _WAITING_HINTS = {
 
 def follow_job(core, batch, namespace: str, name: str, out: Callable[[str], None] = print,
                poll: float = 2.0, log_sink: Callable[[str], None] | None = None) -> int:
-    """Print pod status changes and stream the containers' logs until the Job completes (0) or fails (1)."""
+    """Print pod status changes and stream the containers' logs until the Job completes (0) or fails (1).
+
+    An API or connection error while following raises a KubeError that says so and that the Job keeps running; a
+    container whose logs cannot be read is reported and skipped.
+    """
     log_sink = log_sink or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
     said: set[str] = set()
     streamed: set[tuple[str, str]] = set()
+    following = (f"following job/{name} (the Job itself keeps running; check it with `kubectl -n {namespace} "
+                 f"get job {name}`)")
 
     def say(text: str) -> None:
         if text not in said:
@@ -263,7 +381,8 @@ def follow_job(core, batch, namespace: str, name: str, out: Callable[[str], None
             out(text)
 
     while True:
-        pods = core.list_namespaced_pod(namespace, label_selector=f"{JOB_NAME_LABEL}={name}").items
+        pods = _call(core, "list_namespaced_pod", f"{following}: listing its pods", namespace, namespace,
+                     label_selector=f"{JOB_NAME_LABEL}={name}").items
         for pod in pods:
             pname = pod.metadata.name
             say(f"pod/{pname}: {pod.status.phase}")
@@ -277,9 +396,13 @@ def follow_job(core, batch, namespace: str, name: str, out: Callable[[str], None
                 if state and (state.running or state.terminated) and (pname, cs.name) not in streamed:
                     streamed.add((pname, cs.name))
                     say(f"--- logs of {cs.name} ({pname})")
-                    _stream_logs(core, namespace, pname, cs.name, log_sink)
-        job = batch.read_namespaced_job_status(name, namespace)
-        for cond in job.status.conditions or []:
+                    try:
+                        _stream_logs(core, namespace, pname, cs.name, log_sink)
+                    except KubeError as exc:
+                        out(f"warning: {exc}; following the Job's status only for this container")
+        job = _call(batch, "read_namespaced_job_status", f"{following}: reading its status", namespace, name,
+                    namespace)
+        for cond in (job.status.conditions if job.status else None) or []:
             if cond.status != "True":
                 continue
             if cond.type == "Complete":
@@ -292,9 +415,15 @@ def follow_job(core, batch, namespace: str, name: str, out: Callable[[str], None
 
 
 def _stream_logs(core, namespace: str, pod: str, container: str, sink: Callable[[str], None]) -> None:
-    resp = core.read_namespaced_pod_log(pod, namespace, container=container, follow=True, _preload_content=False)
+    what = f"reading the logs of container {container} in pod/{pod}"
+    resp = _call(core, "read_namespaced_pod_log", what, namespace, pod, namespace, container=container, follow=True,
+                 _preload_content=False)
     try:
         for chunk in resp.stream(4096):
             sink(chunk.decode("utf-8", "replace"))
+    except Exception as exc:   # the connection broke mid-stream
+        if not _is_connection_error(exc):
+            raise
+        raise _connection_error(exc, what, core) from None
     finally:
         resp.release_conn()

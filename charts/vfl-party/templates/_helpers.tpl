@@ -8,6 +8,9 @@ Paths and ports are fixed: the Dockerfile, `vfl submit --kube` (vfl/deploy/kube.
 {{- define "vfl-party.caDir" -}}/etc/vfl/ca{{- end }}
 {{- define "vfl-party.jobSpecDir" -}}/etc/vfl/job{{- end }}
 {{- define "vfl-party.stateDir" -}}/var/lib/vfl{{- end }}
+{{/* Every vfl container's working directory: the writable emptyDir (the root filesystem is read-only, and Job pods
+do not mount the state volume). The Dockerfile's WORKDIR is the same. */}}
+{{- define "vfl-party.workDir" -}}/tmp{{- end }}
 
 {{/*
 Release resources are named after the release; "-vfl" is appended unless the release name already says vfl.
@@ -58,6 +61,7 @@ vfl.dev/party: {{ .Values.party }}
 Cross-field rules JSON schema cannot state with a clear message. Each failure names the value to fix.
 */}}
 {{- define "vfl-party.validate" -}}
+{{- include "vfl-party.checkValues" . }}
 {{- $names := list }}
 {{- range $i, $p := .Values.peers }}
 {{- if eq $p.name $.Values.party }}
@@ -79,11 +83,166 @@ Cross-field rules JSON schema cannot state with a clear message. Each failure na
 {{- if or (not $spec) (hasKey $spec "Error") }}
 {{- fail "job.spec: must be a job spec mapping (or YAML text) when job.enabled is true" }}
 {{- end }}
+{{- include "vfl-party.checkJobSpecKeys" $spec }}
 {{- if not (regexMatch "^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$" (toString (default "" $spec.job_id))) }}
 {{- fail (printf "job.spec.job_id: %q must be 1-40 lowercase letters, digits or '-' (it names the Kubernetes Job)" (toString (default "" $spec.job_id))) }}
 {{- end }}
 {{- if and $spec.active (ne (toString $spec.active) .Values.party) }}
 {{- fail (printf "job.spec.active: %q is not this party (%q); submit jobs at the active party's release" (toString $spec.active) .Values.party) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Value formats, checked here rather than by a "pattern" in values.schema.json: helm prints a failed schema pattern as the
+bare regular expression, while these messages name the key, say what is expected and give an example. The patterns
+follow the node's own checks (vfl/node/config.py); tests/deploy/test_values_schema.py keeps them honest.
+*/}}
+{{- define "vfl-party.partyNamePattern" -}}^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?${{- end }}
+{{- define "vfl-party.dnsNamePattern" -}}^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*${{- end }}
+{{- define "vfl-party.addressPattern" -}}^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])${{- end }}
+{{- define "vfl-party.cidrPattern" -}}^((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}/(3[0-2]|[12]?[0-9])|(([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,7}:|([0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,5}(:[0-9a-fA-F]{1,4}){1,2}|([0-9a-fA-F]{1,4}:){1,4}(:[0-9a-fA-F]{1,4}){1,3}|([0-9a-fA-F]{1,4}:){1,3}(:[0-9a-fA-F]{1,4}){1,4}|([0-9a-fA-F]{1,4}:){1,2}(:[0-9a-fA-F]{1,4}){1,5}|[0-9a-fA-F]{1,4}:(:[0-9a-fA-F]{1,4}){1,6}|:((:[0-9a-fA-F]{1,4}){1,7}|:))/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))${{- end }}
+{{/* A path under the data directory: relative, no empty, "." or ".." segment, no leading or trailing "/". */}}
+{{- define "vfl-party.dataPathPattern" -}}^([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+))*${{- end }}
+
+{{- define "vfl-party.checkPartyName" -}}
+{{- $key := index . 0 }}{{- $v := toString (index . 1) }}
+{{- if not (regexMatch (include "vfl-party.partyNamePattern" .) $v) }}
+{{- fail (printf "%s: %q is not a valid party name: use 1-63 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (e.g. bank-a)" $key $v) }}
+{{- end }}
+{{- end }}
+
+{{- define "vfl-party.checkIdentity" -}}
+{{- $key := index . 0 }}{{- $v := toString (index . 1) }}
+{{- if contains "*" $v }}
+{{- fail (printf "%s: %q: wildcard identities are not allowed; give the one DNS name the certificate carries (e.g. bank-b or vfl.bank-b.example.com)" $key $v) }}
+{{- end }}
+{{- if or (gt (len $v) 253) (not (regexMatch (include "vfl-party.dnsNamePattern" .) $v)) }}
+{{- fail (printf "%s: %q is not a DNS name: use lowercase letters, digits and '-', in dot-separated labels of at most 63 characters (e.g. bank-b or vfl.bank-b.example.com)" $key $v) }}
+{{- end }}
+{{- end }}
+
+{{- define "vfl-party.checkAddress" -}}
+{{- $key := index . 0 }}{{- $v := toString (index . 1) }}
+{{- if not (regexMatch (include "vfl-party.addressPattern" .) $v) }}
+{{- fail (printf "%s: %q is not host:port with a port from 1 to 65535 (e.g. vfl.bank-b.example.com:443, 203.0.113.7:50051 or [2001:db8::7]:443)" $key $v) }}
+{{- end }}
+{{- end }}
+
+{{- define "vfl-party.checkCidr" -}}
+{{- $key := index . 0 }}{{- $v := toString (index . 1) }}
+{{- if not (regexMatch (include "vfl-party.cidrPattern" .) $v) }}
+{{- fail (printf "%s: %q is not a CIDR: give an IPv4 or IPv6 network and prefix length (e.g. 203.0.113.0/24 or 2001:db8::/32)" $key $v) }}
+{{- end }}
+{{- end }}
+
+{{- define "vfl-party.checkPeers" -}}
+{{- $key := index . 0 }}
+{{- range $i, $peer := index . 1 }}
+{{- $where := printf "%s[%d]" $key $i }}
+{{- with $peer.ipBlock }}
+{{- include "vfl-party.checkCidr" (list (printf "%s.ipBlock.cidr" $where) .cidr) }}
+{{- range $j, $e := .except }}
+{{- include "vfl-party.checkCidr" (list (printf "%s.ipBlock.except[%d]" $where $j) $e) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "vfl-party.checkValues" -}}
+{{- include "vfl-party.checkPartyName" (list "party" .Values.party) }}
+{{- if .Values.identity }}
+{{- include "vfl-party.checkIdentity" (list "identity" .Values.identity) }}
+{{- else }}
+{{- include "vfl-party.checkIdentity" (list "identity (defaults to party)" .Values.party) }}
+{{- end }}
+{{- range $i, $p := .Values.peers }}
+{{- include "vfl-party.checkPartyName" (list (printf "peers[%d].name" $i) $p.name) }}
+{{- include "vfl-party.checkAddress" (list (printf "peers[%d].address" $i) $p.address) }}
+{{- include "vfl-party.checkIdentity" (list (printf "peers[%d].identity" $i) (default $p.name $p.identity)) }}
+{{- end }}
+{{- range $i, $a := .Values.admins }}
+{{- if contains "*" $a }}
+{{- fail (printf "admins[%d]: %q: wildcard identities are not allowed; list each identity (e.g. ops-bank-a)" $i $a) }}
+{{- end }}
+{{- end }}
+{{- range $name, $ds := .Values.datasets }}
+{{- if not (regexMatch (include "vfl-party.dataPathPattern" $) (toString $ds.path)) }}
+{{- fail (printf "datasets.%s.path: %q must be a path relative to the data directory %s/data, without '..' or '.' parts (e.g. customers.csv or 2024/customers.csv)" $name (toString $ds.path) (include "vfl-party.stateDir" $)) }}
+{{- end }}
+{{- end }}
+{{- range $i, $c := .Values.service.loadBalancerSourceRanges }}
+{{- include "vfl-party.checkCidr" (list (printf "service.loadBalancerSourceRanges[%d]" $i) $c) }}
+{{- end }}
+{{- include "vfl-party.checkPeers" (list "networkPolicy.from" .Values.networkPolicy.from) }}
+{{- include "vfl-party.checkPeers" (list "networkPolicy.probeFrom" .Values.networkPolicy.probeFrom) }}
+{{- end }}
+
+{{/*
+The keys a job spec may have (vfl/job/spec.py, parse_job_spec): an unknown key fails here, at install time, rather
+than when the node parses the spec. Values are checked by the node when the Job submits the spec; its messages name
+the key too. tests/deploy/test_values_schema.py keeps this table equal to vfl/job/spec.py.
+*/}}
+{{- define "vfl-party.jobSpecKeys" -}}
+spec: [job_id, kind, task, active, parties, model, split, train, crypto, psi, privacy, model_job]
+party: [dataset]
+model: [bottom, bottom_overrides, interactive, top]
+mlp: [hidden, out, activation, dropout]
+override: [hidden, out, activation, dropout, module]
+interactive: [out]
+top: [hidden, activation, dropout]
+split: [validation, test, seed]
+train: [epochs, batch_size, lr, interactive_lr, interactive_momentum, weight_decay, seed, checkpoint]
+crypto: [mode, key_bits, precision_bits, gradient_bits, stat_security_bits, activation_bound]
+psi: [strip, lowercase]
+privacy: [defense, noise_multiplier, clip_norm, delta, record_gradients, attacks]
+{{- end }}
+
+{{/* (list "job.spec.train" $mapping $knownKeys): fails on a key not in $knownKeys; a missing section is fine. */}}
+{{- define "vfl-party.checkKeys" -}}
+{{- $where := index . 0 }}{{- $m := index . 1 }}{{- $known := index . 2 }}
+{{- if and (not (kindIs "invalid" $m)) (not (kindIs "map" $m)) }}
+{{- fail (printf "%s: must be a mapping with keys %s, got %v" $where (join ", " $known) $m) }}
+{{- end }}
+{{- if kindIs "map" $m }}
+{{- range $k := keys $m | sortAlpha }}
+{{- if not (has $k $known) }}
+{{- fail (printf "%s.%s: unknown key; %s takes %s" $where $k $where (join ", " $known)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "vfl-party.checkJobSpecKeys" -}}
+{{- $spec := . }}
+{{- $known := include "vfl-party.jobSpecKeys" . | fromYaml }}
+{{- include "vfl-party.checkKeys" (list "job.spec" $spec $known.spec) }}
+{{- if not $spec.parties }}
+{{- fail "job.spec.parties: required: each party of the job and its dataset (e.g. parties: {bank-a: {dataset: customers}, bank-b: {dataset: accounts}})" }}
+{{- end }}
+{{- if kindIs "map" $spec.parties }}
+{{- range $name, $p := $spec.parties }}
+{{- include "vfl-party.checkKeys" (list (printf "job.spec.parties.%s" $name) $p $known.party) }}
+{{- end }}
+{{- else }}
+{{- fail (printf "job.spec.parties: must be a mapping of party name to {dataset: ...}, got %v" $spec.parties) }}
+{{- end }}
+{{- range $section := list "split" "train" "crypto" "psi" "privacy" }}
+{{- include "vfl-party.checkKeys" (list (printf "job.spec.%s" $section) (index $spec $section) (index $known $section)) }}
+{{- end }}
+{{- $model := $spec.model }}
+{{- include "vfl-party.checkKeys" (list "job.spec.model" $model $known.model) }}
+{{- if kindIs "map" $model }}
+{{- include "vfl-party.checkKeys" (list "job.spec.model.bottom" $model.bottom $known.mlp) }}
+{{- include "vfl-party.checkKeys" (list "job.spec.model.interactive" $model.interactive $known.interactive) }}
+{{- include "vfl-party.checkKeys" (list "job.spec.model.top" $model.top $known.top) }}
+{{- if and (not (kindIs "invalid" $model.bottom_overrides)) (not (kindIs "map" $model.bottom_overrides)) }}
+{{- fail (printf "job.spec.model.bottom_overrides: must be a mapping of party name to bottom model keys (%s)" (join ", " $known.override)) }}
+{{- end }}
+{{- if kindIs "map" $model.bottom_overrides }}
+{{- range $name, $o := $model.bottom_overrides }}
+{{- include "vfl-party.checkKeys" (list (printf "job.spec.model.bottom_overrides.%s" $name) $o $known.override) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
