@@ -2,7 +2,9 @@
 
 The test plays the active party against a real passive node process over mutual TLS: it opens a job,
 runs PSI and Setup with its own key, then sends malformed, oversized, out-of-range, wrongly shaped,
-unknown-job and out-of-order messages, and finally a correct Forward that must still work.
+unknown-job and out-of-order messages to every RPC (Forward, WeightGradient, InputGradient, Setup, EndEpoch,
+CloseJob, OpenJob, PSI sessions), plus replays of a completed step and of Setup. Each must get its specific
+status with a message naming the problem, followed by a health check or a correct call that still works.
 """
 from __future__ import annotations
 
@@ -52,10 +54,12 @@ def session(tmp_path_factory):
     assert reply.bottom_out == 4
     from vfl.job.passive import decode_int_matrix
     masked = decode_int_matrix(reply.init_masked, (4, 4), proto.share_bits(layout) + 2)
-    u = proto.product_weights(proto.active_init(layout, 0.3, masked, np.random.default_rng(0)).weights, layout)
+    share = proto.active_init(layout, 0.3, masked, np.random.default_rng(0))
+    u = proto.product_weights(share.weights, layout)
     good_u = crypto.to_bytes(ops_a, proto.weight_bases(ops_a, u, layout.forward_layout()))
+    ops_p = crypto.public_ops_from_bytes(reply.passive_public_key, reply.passive_djn_base, 1024, 1)
     yield {"fed": fed, "stub": stub, "ops": ops_a, "layout": layout, "good_u": good_u, "rows": result.size,
-           "workdir": workdir, "channel": channel}
+           "workdir": workdir, "channel": channel, "share": share, "ops_p": ops_p, "spec": spec, "ids": ids}
     channel.close()
     fed.close()
 
@@ -136,6 +140,238 @@ def test_stranger_certificate_is_refused(session):
     with tls.open_channel(f"127.0.0.1:{session['fed'].ports['host']}", creds, "host") as channel:
         code, _ = status_of(pb_grpc.PartyStub(channel).Forward, forward(session))
     assert code == grpc.StatusCode.PERMISSION_DENIED
+
+
+# ------------------------------------------------------------------ the other RPCs
+
+TRAIN_ROWS = np.arange(8, 16)
+
+
+def assert_serving(session) -> None:
+    """The node answers its health check as SERVING."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    health = health_pb2_grpc.HealthStub(session["channel"]).Check(health_pb2.HealthCheckRequest(service="vfl.Node"),
+                                                                   timeout=30)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def assert_forward_works(session, job_id: str = JOB, u_ciphertexts: bytes | None = None) -> None:
+    """A correct eval Forward is answered with z = h W that decodes."""
+    reply = call(session["stub"].Forward, forward(session, job_id=job_id,
+                                                  u_ciphertexts=u_ciphertexts or session["good_u"]), pb.ForwardReply)
+    z = proto.active_decode_forward(session["ops"], he.ciphertexts_from_bytes(
+        reply.z_ciphertexts, session["ops"].public_key), 5, session["layout"])
+    assert z.shape == (5, 4) and np.isfinite(z).all()
+
+
+def train_forward(session, epoch: int, step: int) -> pb.ForwardReply:
+    return call(session["stub"].Forward, forward(session, phase="train", epoch=epoch, step=step,
+                                                 rows=TRAIN_ROWS.astype("<i4").tobytes()), pb.ForwardReply)
+
+
+def gradient_requests(session, reply: pb.ForwardReply, epoch: int, step: int):
+    """Correct WeightGradient and InputGradient requests for a train Forward's reply, as the active party makes them."""
+    ops_a, ops_p, layout = session["ops"], session["ops_p"], session["layout"]
+    delta = np.random.default_rng(epoch * 100 + step).normal(0.0, 0.5, (len(TRAIN_ROWS), layout.m))
+    d_int = proto.encode_gradients(delta, layout)
+    weight = pb.WeightGradientRequest(job_id=JOB, epoch=epoch, step=step, delta_ciphertexts=crypto.to_bytes(
+        ops_a, proto.active_encrypt_gradients(ops_a, d_int, layout)))
+    v_bases = he.ciphertexts_from_bytes(reply.v_ciphertexts, ops_p.public_key)
+    grad = proto.active_input_gradient(ops_p, v_bases, d_int, session["share"], layout)
+    inputs = pb.InputGradientRequest(job_id=JOB, epoch=epoch, step=step, grad_ciphertexts=crypto.to_bytes(ops_p, grad))
+    return weight, inputs
+
+
+def apply_weight_gradient(session, reply: pb.WeightGradientReply) -> None:
+    """The active party's half of a step's update: decrypt its gradient share, update U, re-encrypt [U]."""
+    from vfl.job.spec import parse_job_spec
+    ops, layout = session["ops"], session["layout"]
+    train = parse_job_spec(session["spec"]).train
+    masked = he.ciphertexts_from_bytes(reply.masked_gradient, ops.public_key)
+    gradient = proto.active_decode_weight_gradient(ops, masked, layout)
+    proto.apply_update(session["share"], gradient, len(TRAIN_ROWS), train.interactive_lr, train.interactive_momentum,
+                       train.weight_decay, layout)
+    u = proto.product_weights(session["share"].weights, layout)
+    session["good_u"] = crypto.to_bytes(ops, proto.weight_bases(ops, u, layout.forward_layout()))
+
+
+def complete_step(session, weight: pb.WeightGradientRequest, inputs: pb.InputGradientRequest) -> None:
+    apply_weight_gradient(session, call(session["stub"].WeightGradient, weight, pb.WeightGradientReply))
+    call(session["stub"].InputGradient, inputs, pb.InputGradientReply)
+
+
+def with_field(request, **fields):
+    bad = type(request)()
+    bad.CopyFrom(request)
+    for name, value in fields.items():
+        setattr(bad, name, value)
+    return bad
+
+
+def cipher_width(n: int) -> int:
+    return ((n * n).bit_length() + 7) // 8
+
+
+def test_malformed_gradient_ciphertexts(session):
+    """WeightGradient and InputGradient: wrong count, truncated, c >= n^2, gcd(c, n) != 1 -- each refused by name,
+    and the pending step is untouched: the correct calls still complete it."""
+    stub = session["stub"]
+    reply = train_forward(session, 1, 0)
+    weight, inputs = gradient_requests(session, reply, 1, 0)
+    for method, request, field, n in ((stub.WeightGradient, weight, "delta_ciphertexts", int(session["ops"].n)),
+                                      (stub.InputGradient, inputs, "grad_ciphertexts", int(session["ops_p"].n))):
+        w = cipher_width(n)
+        good = getattr(request, field)
+        count = len(good) // w
+        cases = {"one ciphertext short": (good[:-w], f"expected {count} ciphertexts, got {count - 1}"),
+                 "one too many": (good + good[:w], f"expected {count} ciphertexts, got {count + 1}"),
+                 "truncated": (good[:-3], "truncated"),
+                 "c >= n^2": (good[:w] + b"\xff" * w + good[2 * w:], "ciphertext 1 is not in the range 0 < c < n^2"),
+                 "not a unit": (good[:w] + n.to_bytes(w, "big") + good[2 * w:],
+                                "ciphertext 1 shares a factor with n (gcd(c, n) != 1)")}
+        for case, (data, says) in cases.items():
+            code, detail = status_of(method, with_field(request, **{field: data}))
+            assert code == grpc.StatusCode.INVALID_ARGUMENT, (field, case, code, detail)
+            assert field in detail and says in detail, (field, case, detail)
+            assert_serving(session)
+    complete_step(session, weight, inputs)
+    assert_forward_works(session)
+
+
+def test_forward_while_pending_and_replayed_steps(session):
+    stub = session["stub"]
+    reply = train_forward(session, 2, 0)
+    for phase, step in (("train", 1), ("eval", 0), ("train", 0)):  # another step, an evaluation, the same step
+        code, detail = status_of(stub.Forward, forward(session, phase=phase, epoch=2, step=step))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION, (phase, step, detail)
+        assert "step 0 of epoch 2 still waits for its backward call" in detail
+        assert_serving(session)
+    code, detail = status_of(stub.EndEpoch, pb.EndEpochRequest(job_id=JOB, epoch=2, checkpoint=True))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "waits for its gradients" in detail
+    weight, inputs = gradient_requests(session, reply, 2, 0)
+    apply_weight_gradient(session, call(stub.WeightGradient, weight, pb.WeightGradientReply))
+    code, detail = status_of(stub.WeightGradient, weight)  # replayed while the step waits for its input gradient
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "weight gradient: already received for step (2, 0)" in detail
+    call(stub.InputGradient, inputs, pb.InputGradientReply)
+    # the step is complete: replaying any of its messages is refused and changes nothing
+    for method, request, what in ((stub.WeightGradient, weight, "weight gradient"),
+                                  (stub.InputGradient, inputs, "input gradient")):
+        code, detail = status_of(method, request)
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and f"{what}: no forward pending for step (2, 0)" in detail
+        assert_serving(session)
+    for epoch, step in ((2, 0), (1, 7)):  # the same step again, or an earlier one
+        code, detail = status_of(stub.Forward, forward(session, phase="train", epoch=epoch, step=step))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and f"step ({epoch}, {step}) is not after" in detail
+        assert_serving(session)
+    assert_forward_works(session)
+    reply = train_forward(session, 2, 1)  # the next step is accepted
+    complete_step(session, *gradient_requests(session, reply, 2, 1))
+    assert_forward_works(session)
+
+
+def test_unknown_job_and_step_on_every_call(session):
+    stub = session["stub"]
+    unknown = "no-such-job"
+    requests = {"Setup": (stub.Setup, setup_request(session, job_id=unknown)),
+                "Forward": (stub.Forward, forward(session, job_id=unknown)),
+                "WeightGradient": (stub.WeightGradient, pb.WeightGradientRequest(job_id=unknown, epoch=0, step=0)),
+                "InputGradient": (stub.InputGradient, pb.InputGradientRequest(job_id=unknown, epoch=0, step=0)),
+                "EndEpoch": (stub.EndEpoch, pb.EndEpochRequest(job_id=unknown, epoch=1, checkpoint=True)),
+                "CloseJob": (stub.CloseJob, pb.CloseJobRequest(job_id=unknown, status="failed"))}
+    for name, (method, request) in requests.items():
+        code, detail = status_of(method, request)
+        assert code == grpc.StatusCode.NOT_FOUND and f"no open job {unknown!r}" in detail, (name, code, detail)
+        assert_serving(session)
+    # the job is known but the step is not: nothing was forwarded for it
+    for method, request, what in ((stub.WeightGradient, pb.WeightGradientRequest(job_id=JOB, epoch=9, step=4),
+                                   "weight gradient"),
+                                  (stub.InputGradient, pb.InputGradientRequest(job_id=JOB, epoch=9, step=4),
+                                   "input gradient")):
+        code, detail = status_of(method, request)
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and f"{what}: no forward pending for step (9, 4)" in detail
+        assert_serving(session)
+    # OpenJob: an id that disagrees with its spec, and a job that is already open
+    spec_yaml = yaml.safe_dump(session["spec"])
+    code, detail = status_of(stub.OpenJob, pb.OpenJob(job_id="other-id", spec_yaml=spec_yaml, resume_epoch=-1))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "disagrees with the spec's" in detail
+    code, detail = status_of(stub.OpenJob, pb.OpenJob(job_id=JOB, spec_yaml=spec_yaml, resume_epoch=-1))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and f"job {JOB!r} is already open" in detail
+    assert_forward_works(session)
+
+
+def test_unknown_psi_session(session):
+    from psi.errors import PsiError
+    from psi.transport import psi_pb2 as psi_pb
+    from psi.transport import psi_pb2_grpc as psi_grpc
+    stub = psi_grpc.PsiStub(session["channel"])
+    stray = psi_pb.Envelope(session_id="no-such-session", chunk=psi_pb.Chunk(stage=psi_pb.BLINDED, index=0, count=1,
+                                                                            data=b"\x00" * 32))
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.Session(iter([stray]), timeout=30))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "session no-such-session" in info.value.details() and "must be a hello" in info.value.details()
+    assert_serving(session)
+    # a hello for a job this node has not opened
+    with pytest.raises(PsiError) as refused:
+        run_session({"host": session["channel"]}, session["ids"],
+                    PsiConfig(metadata={"job_id": "no-such-job"}, workers=0), me="guest")
+    assert "no open job 'no-such-job'" in str(refused.value)
+    assert_serving(session)
+
+
+def setup_request(session, job_id: str = JOB, **fields) -> pb.SetupRequest:
+    ops = session["ops"]
+    base = {"job_id": job_id, "active_public_key": crypto.public_key_bytes(ops),
+            "active_djn_base": crypto.djn_base_bytes(ops), "aligned_rows": session["rows"], "interactive_out": 4,
+            "layout": session["layout"].to_json()}
+    base.update(fields)
+    return pb.SetupRequest(**base)
+
+
+def test_malformed_setup_then_a_correct_one(session):
+    """A second job, after PSI (which keeps serving after the refused sessions above): malformed Setups are refused
+    by name and leave the job waiting for a correct one; once set up, a replayed Setup is refused."""
+    import dataclasses
+    import json
+    stub, job = session["stub"], "robust-2"
+    spec = dict(session["spec"], job_id=job)
+    call(stub.OpenJob, pb.OpenJob(job_id=job, spec_yaml=yaml.safe_dump(spec), resume_epoch=-1), pb.OpenJobReply)
+    result = run_session({"host": session["channel"]}, session["ids"], PsiConfig(metadata={"job_id": job}, workers=0),
+                         me="guest")
+    assert result.size == session["rows"]
+    n = int(session["ops"].n)
+    layout = session["layout"]
+    cases = {
+        "even modulus": ({"active_public_key": (n + 1).to_bytes(128, "big")}, "not a valid Paillier modulus"),
+        "short key": ({"active_public_key": n.to_bytes(128, "big")[:64]}, "has 512 bits, the job requires 1024"),
+        "no DJN base": ({"active_djn_base": b""}, "DJN base is missing or out of range"),
+        "DJN base >= n^2": ({"active_djn_base": b"\xff" * 257}, "DJN base is missing or out of range"),
+        "layout not JSON": ({"layout": b"{not json"}, "invalid layout parameters"),
+        "layout field missing": ({"layout": json.dumps({"d": 4}).encode()}, "invalid layout parameters"),
+        "weak masks": ({"layout": dataclasses.replace(layout, stat_bits=20).to_json()},
+                       "statistical security below 40 bits is refused"),
+        "wrong shape": ({"layout": dataclasses.replace(layout, d=5).to_json()}, "disagrees with the job spec"),
+        "wrong row count": ({"aligned_rows": session["rows"] + 1}, "this party's PSI result has"),
+    }
+    for case, (fields, says) in cases.items():
+        code, detail = status_of(stub.Setup, setup_request(session, job_id=job, **fields))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and says in detail, (case, code, detail)
+        assert_serving(session)
+    code, detail = status_of(stub.Forward, forward(session, job_id=job))  # not set up yet
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "not ready" in detail
+    reply = call(stub.Setup, setup_request(session, job_id=job), pb.SetupReply)
+    assert reply.bottom_out == 4 and reply.passive_public_key and reply.init_masked
+    from vfl.job.passive import decode_int_matrix
+    masked = decode_int_matrix(reply.init_masked, (4, 4), proto.share_bits(layout) + 2)
+    u = proto.product_weights(proto.active_init(layout, 0.3, masked, np.random.default_rng(0)).weights, layout)
+    u_ciphertexts = crypto.to_bytes(session["ops"], proto.weight_bases(session["ops"], u, layout.forward_layout()))
+    assert_forward_works(session, job, u_ciphertexts)
+    # replayed Setup: it would silently give the passive party a fresh key and fresh shares mid-job
+    code, detail = status_of(stub.Setup, setup_request(session, job_id=job))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and f"job {job!r} is already set up" in detail
+    assert_forward_works(session, job, u_ciphertexts)
+    call(stub.CloseJob, pb.CloseJobRequest(job_id=job, status="failed"), pb.CloseJobReply)
 
 
 def test_node_keeps_serving_after_all_that(session):
