@@ -6,12 +6,18 @@
     model = fed.fit(task="binary", epochs=5)
     model.metrics["test"]           # {'auc': ..., 'accuracy': ...}
     model.predict({...})            # joint prediction for new rows (PSI, then forward)
+    model.evaluate({...})           # the same, plus the task's metrics on the active party's labels
     fed.close()
+
+A party may bring its own bottom model: `Party(..., bottom=my_factory)`, where
+`my_factory(in_features, out_features) -> torch.nn.Module` is a module-level function of an importable module.
 
 `vfl run` and `vfl demo` are thin layers over this module.
 """
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 import os
 import socket
@@ -44,9 +50,10 @@ class Client:
     """A connection to an active node's Control service."""
 
     def __init__(self, address: str, cert: Path | None = None, key: Path | None = None, ca: Path | None = None,
-                 identity: str | None = None, insecure_party: str | None = None):
+                 identity: str | None = None, insecure_party: str | None = None, party: str | None = None):
         creds = None if insecure_party else tls.channel_credentials(cert, key, ca)
         self.address = address
+        self.party = party or insecure_party  # the active node's party name, the default `active` of helpers
         self.channel = tls.open_channel(address, creds, identity)
         self.stub = pb_grpc.ControlStub(self.channel)
         self.metadata = (("x-vfl-insecure-party", insecure_party),) if insecure_party else ()
@@ -61,7 +68,8 @@ class Client:
             address = f"{'127.0.0.1' if host in ('0.0.0.0', '[::]', '') else host}:{port}"
         if config.insecure:
             return cls(address, insecure_party=config.party)
-        return cls(address, config.tls.cert, config.tls.key, config.tls.ca, identity=config.identity)
+        return cls(address, config.tls.cert, config.tls.key, config.tls.ca, identity=config.identity,
+                   party=config.party)
 
     def events(self, spec: JobSpec | dict | str) -> Iterator[pb.JobEvent]:
         if isinstance(spec, JobSpec):
@@ -102,8 +110,67 @@ class Client:
                 bar.close()
         raise JobError("the active node closed the stream before the job finished")
 
+    # -------------------------------------------------------------- job helpers
+    # Thin wrappers that build a job spec and run it. `parties` maps each party to the name of a dataset
+    # in *that party's* node config; `active` defaults to this node's party. Other spec sections (model,
+    # train, crypto, split, privacy, psi) pass through as keyword arguments.
+    def _active(self, active: str | None) -> str:
+        active = active or self.party
+        if not active:
+            raise ConfigError("active: name the active party (this Client was not made from a node config)")
+        return active
+
+    def psi(self, parties: dict[str, str], active: str | None = None, job_id: str | None = None,
+            progress: bool = True, **options: Any) -> dict[str, Any]:
+        """PSI only; returns {'intersection': ..., 'aligned_ids': path at the active node, ...}."""
+        spec = job_spec("psi", parties, self._active(active), job_id, **options)
+        return self.run(parse_job_spec(spec), progress=progress)
+
+    def fit(self, parties: dict[str, str], task: str = "binary", active: str | None = None,
+            job_id: str | None = None, progress: bool = True, **options: Any) -> dict[str, Any]:
+        """Train; returns the result ('test' metrics, 'history', 'model_parts', ...). Its job_id names the model."""
+        spec = job_spec("train", parties, self._active(active), job_id, task=task, **options)
+        return self.run(parse_job_spec(spec), progress=progress)
+
+    def predict(self, model_job: str, parties: dict[str, str], active: str | None = None,
+                job_id: str | None = None, progress: bool = False) -> dict[str, Any]:
+        """Joint prediction (PSI, then forward) with the parts saved by training job `model_job`.
+
+        Returns the result; 'predictions' is a CSV path on the active node. If the active party's dataset
+        declares its label column, the result also holds 'metrics'.
+        """
+        spec = job_spec("predict", parties, self._active(active), job_id, model_job=model_job)
+        return self.run(parse_job_spec(spec), progress=progress)
+
+    def evaluate(self, model_job: str, parties: dict[str, str], active: str | None = None,
+                 job_id: str | None = None, progress: bool = False) -> dict[str, float]:
+        """predict() on datasets whose active-party table has the label: returns the task's metrics."""
+        result = self.predict(model_job, parties, active, job_id, progress)
+        if "metrics" not in result:
+            raise JobError(f"evaluate: the active party's dataset {parties.get(self._active(active))!r} has no "
+                           "label column, so the prediction job computed no metrics")
+        return result["metrics"]
+
     def close(self) -> None:
         self.channel.close()
+
+
+def job_spec(kind: str, parties: dict[str, str], active: str, job_id: str | None = None,
+             **options: Any) -> dict[str, Any]:
+    """A job spec as a dict (options set to None are left out, so the spec's defaults apply)."""
+    spec: dict[str, Any] = {"job_id": job_id or new_job_id(), "kind": kind,
+                            "active": active, "parties": {name: {"dataset": ds} for name, ds in parties.items()}}
+    for key, value in options.items():
+        if value is not None:
+            spec[key] = value
+    return spec
+
+
+_JOB_COUNTER = itertools.count(1)
+
+
+def new_job_id(prefix: str = "job") -> str:
+    return f"{prefix}-{int(time.time())}-{os.getpid() % 100000}-{next(_JOB_COUNTER)}"
 
 
 def _update_bar(bar, event):
@@ -137,13 +204,20 @@ def run_job(spec_path: str | Path, config: str | Path, address: str | None = Non
 
 @dataclass
 class Party:
-    """One organization's table for a local federation: a DataFrame or a CSV/Parquet path."""
+    """One organization's table for a local federation: a DataFrame or a CSV/Parquet path.
+
+    `bottom`: this party's own bottom model instead of the default MLP, as a factory
+    `bottom(in_features, out_features) -> torch.nn.Module`. It must be a module-level function (or class) of
+    an importable module, since the party's node process imports it; its `out_features` is the spec's
+    `model.bottom.out` (or `model.bottom_overrides.<party>.out`).
+    """
     name: str
     data: pd.DataFrame | str | Path
     id_column: str = "id"
     label: str | None = None
     categorical: tuple[str, ...] = ()
     features: tuple[str, ...] | None = None
+    bottom: Callable[[int, int], Any] | None = None
 
 
 def free_port() -> int:
@@ -162,6 +236,10 @@ class TrainedModel:
         """Joint prediction for new rows: each party gives its new table; PSI aligns them, then forward."""
         return self.federation.predict(self, new_data, job_id)
 
+    def evaluate(self, new_data: dict[str, pd.DataFrame | str | Path], job_id: str | None = None) -> dict[str, float]:
+        """Joint prediction for labelled new rows, scored at the active party: {'auc': ..., ...}."""
+        return self.federation.evaluate(self, new_data, job_id)
+
 
 class Federation:
     """Party nodes as separate `vfl serve` processes on loopback, with a dev CA and mutual TLS."""
@@ -176,6 +254,13 @@ class Federation:
                 raise ConfigError(f"parties: exactly one party must declare a label (got {labelled or 'none'})")
             active = labelled[0]
         self.parties = {p.name: p for p in parties}
+        # party -> (model name, import path) of the parties that bring their own bottom model
+        self.bottoms: dict[str, tuple[str, str]] = {}
+        for p in parties:
+            if p.bottom is not None:
+                from vfl.models.custom import import_path_of
+                path = import_path_of(p.bottom, f"Party({p.name!r}).bottom")
+                self.bottoms[p.name] = (path.rsplit(":", 1)[1].replace(".", "_"), path)
         self.active = active
         self.workdir = Path(workdir).resolve()
         self.secure = secure_transport
@@ -185,7 +270,6 @@ class Federation:
         self.ports = {p.name: free_port() for p in parties}
         self.configs: dict[str, Path] = {}
         self._client: Client | None = None
-        self._jobs = 0
         self._start()
 
     # ------------------------------------------------------------------ nodes
@@ -218,6 +302,11 @@ class Federation:
                 "policy": {"min_key_bits": 1024, "allow_plaintext": True, "allow_attack_harness": True},
                 **self.node_options,
             }
+            models = dict(self.node_options.get("models") or {})
+            if name in self.bottoms:
+                models[self.bottoms[name][0]] = self.bottoms[name][1]
+            if models:
+                config["models"] = models
             if self.secure:
                 certs = issue_party_cert(ca_dir, name, home / "tls")
                 config["tls"] = {"cert": str(certs.cert), "key": str(certs.key), "ca": str(certs.ca)}
@@ -230,10 +319,27 @@ class Federation:
             log = open(self.workdir / f"{name}.log", "ab")
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "vfl.cli.main", "serve", "--config", str(path)],
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                stdout=log, stderr=subprocess.STDOUT, env=self._node_env())
         for name in self.parties:
             self.wait_ready(name)
         self._client = Client.from_node_config(self.configs[self.active])
+
+    def _node_env(self) -> dict[str, str]:
+        """The nodes' environment: ours, plus the directories that hold the parties' bottom-model modules."""
+        from vfl.models.custom import module_search_root
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        roots = []
+        for party in self.parties.values():
+            root = module_search_root(party.bottom) if party.bottom is not None else None
+            if root is not None and str(root) not in roots:
+                roots.append(str(root))
+        if roots:
+            env["PYTHONPATH"] = os.pathsep.join(([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []) + roots)
+        return env
+
+    def bottom_models(self) -> dict[str, dict[str, str]]:
+        """{party: {model name: import path}} of parties with their own bottom (the baseline's `models`)."""
+        return {party: {name: path} for party, (name, path) in self.bottoms.items()}
 
     def _dataset_entry(self, party: Party, path: Path, label: str | None | bool = True) -> dict[str, Any]:
         entry: dict[str, Any] = {"path": str(path), "id": party.id_column}
@@ -277,7 +383,7 @@ class Federation:
         log = open(self.workdir / f"{name}.log", "ab")
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "vfl.cli.main", "serve", "--config", str(self.configs[name])],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            stdout=log, stderr=subprocess.STDOUT, env=self._node_env())
         self.wait_ready(name)
 
     def kill(self, name: str) -> None:
@@ -288,14 +394,21 @@ class Federation:
 
     # ------------------------------------------------------------------ jobs
     def _spec(self, kind: str, job_id: str | None, dataset: str = "table", **options: Any) -> dict[str, Any]:
-        self._jobs += 1
-        spec: dict[str, Any] = {"job_id": job_id or f"job-{int(time.time())}-{self._jobs}", "kind": kind,
-                                "active": self.active,
-                                "parties": {name: {"dataset": dataset} for name in self.parties}}
-        for key, value in options.items():
-            if value is not None:
-                spec[key] = value
-        return spec
+        return job_spec(kind, {name: dataset for name in self.parties}, self.active, job_id, **options)
+
+    def _with_bottoms(self, model: dict | None) -> dict | None:
+        """Name each party's own bottom model in the spec (model.bottom_overrides.<party>.module)."""
+        if not self.bottoms:
+            return model
+        model = copy.deepcopy(model) if model else {}
+        overrides = model.setdefault("bottom_overrides", {})
+        for party, (name, _) in self.bottoms.items():
+            entry = overrides.setdefault(party, {})
+            if entry.get("module") is None:
+                for key in ("hidden", "activation", "dropout"):
+                    entry.pop(key, None)  # the party's own module defines its layers
+                entry["module"] = name
+        return model
 
     def run(self, spec: dict[str, Any] | JobSpec, progress: bool = True,
             on_event: Callable | None = None) -> dict[str, Any]:
@@ -309,27 +422,56 @@ class Federation:
     def fit(self, task: str = "binary", job_id: str | None = None, progress: bool = True,
             model: dict | None = None, train: dict | None = None, crypto: dict | None = None,
             split: dict | None = None, privacy: dict | None = None, on_event: Callable | None = None) -> TrainedModel:
-        spec = self._spec("train", job_id, task=task, model=model, train=train, crypto=crypto, split=split,
-                          privacy=privacy)
+        spec = self._spec("train", job_id, task=task, model=self._with_bottoms(model), train=train, crypto=crypto,
+                          split=split, privacy=privacy)
         result = self.run(spec, progress=progress, on_event=on_event)
         return TrainedModel(self, spec["job_id"], result)
 
-    def predict(self, model: TrainedModel, new_data: dict[str, Any], job_id: str | None = None) -> pd.DataFrame:
+    def predict(self, model: TrainedModel | str, new_data: dict[str, Any], job_id: str | None = None) -> pd.DataFrame:
+        """Joint prediction for new rows of every party (PSI on them, then forward); one row per common ID."""
+        result = self._joint(model, new_data, job_id, labelled=False)
+        return pd.read_csv(result["predictions"], dtype={"id": str})
+
+    def evaluate(self, model: TrainedModel | str, new_data: dict[str, Any], job_id: str | None = None) -> dict[str, float]:
+        """Joint prediction for new labelled rows, scored at the active party with the task's metrics.
+
+        The active party's new table must hold its label column; the result has the keys of fit's
+        `metrics["test"]` (binary: auc, accuracy; multiclass: accuracy; regression: rmse) over the rows
+        PSI finds in every party's new table.
+        """
+        party = self.parties[self.active]
+        data = new_data.get(self.active)
+        if data is not None and party.label:
+            columns = data.columns if isinstance(data, pd.DataFrame) else _columns_of(Path(data))
+            if party.label not in columns:
+                raise ConfigError(f"evaluate: the new table of active party {self.active!r} has no label column "
+                                  f"{party.label!r}")
+        result = self._joint(model, new_data, job_id, labelled=True)
+        if "metrics" not in result:
+            raise JobError(f"evaluate: no metrics computed for job {result.get('job_id')!r} (no labelled rows)")
+        return result["metrics"]
+
+    def _joint(self, model: TrainedModel | str, new_data: dict[str, Any], job_id: str | None,
+               labelled: bool) -> dict[str, Any]:
+        what = "evaluate" if labelled else "predict"
         missing = set(self.parties) - set(new_data)
         if missing:
-            raise ConfigError(f"predict: new data missing for parties {sorted(missing)}")
-        # Register the new tables as a dataset "predict" in each node's config; nodes re-read datasets per job.
-        spec = self._spec("predict", job_id, dataset="predict", task=model.metrics.get("task", "binary"))
-        spec["model_job"] = model.job_id
+            raise ConfigError(f"{what}: new data missing for parties {sorted(missing)}")
+        unknown = set(new_data) - set(self.parties)
+        if unknown:
+            raise ConfigError(f"{what}: {sorted(unknown)} are not parties of this federation ({sorted(self.parties)})")
+        model_job = model.job_id if isinstance(model, TrainedModel) else str(model)
+        job_id = job_id or new_job_id(what)
+        dataset = f"{what}-{job_id}"
+        # Register the new tables as a dataset in each node's config; nodes re-read datasets per job.
         for name, data in new_data.items():
             party = self.parties[name]
             home = self.workdir / name
-            path = self._write_data(Party(name, data, party.id_column), home / "data", name=f"predict-{spec['job_id']}")
+            path = self._write_data(Party(name, data, party.id_column), home / "data", name=dataset)
             config = yaml.safe_load(self.configs[name].read_text())
-            config["datasets"]["predict"] = self._dataset_entry(party, path, label=False)
+            config["datasets"][dataset] = self._dataset_entry(party, path, label=labelled and name == self.active)
             self.configs[name].write_text(yaml.safe_dump(config, sort_keys=False))
-        result = self.run(spec, progress=False)
-        return pd.read_csv(result["predictions"], dtype={"id": str})
+        return self._client.predict(model_job, {name: dataset for name in self.parties}, self.active, job_id)
 
     def close(self) -> None:
         if self._client is not None:
@@ -349,3 +491,10 @@ class Federation:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _columns_of(path: Path) -> list[str]:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+        return list(pq.read_schema(path).names)
+    return list(pd.read_csv(path, nrows=0).columns)

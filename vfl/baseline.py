@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ import torch
 from vfl.job.passive import party_seed, spec_init_std
 from vfl.job.spec import JobSpec
 from vfl.job.split import Split, batch_order, split_by_id
+from vfl.models.custom import build_bottom, resolve_factory
 from vfl.models.mlp import build_mlp, init_module
 from vfl.models.tasks import make_task
 from vfl.protocol.layout import SHARE_FRACTION_BITS
@@ -28,7 +30,8 @@ class PooledData:
 
 
 class PooledModel(torch.nn.Module):
-    def __init__(self, spec: JobSpec, dims: dict[str, int], num_outputs: int):
+    def __init__(self, spec: JobSpec, dims: dict[str, int], num_outputs: int,
+                 models: dict[str, dict[str, Any]] | None = None):
         super().__init__()
         self.bottoms = torch.nn.ModuleDict()
         self.weights = torch.nn.ParameterDict()
@@ -38,9 +41,8 @@ class PooledModel(torch.nn.Module):
                 continue
             seed = party_seed(spec.train.seed, p.name)
             torch.manual_seed(seed)
-            bottom = build_mlp(dims[p.name], p.bottom.hidden, p.bottom.out, p.bottom.activation, p.bottom.dropout, True)
-            init_module(bottom, seed)
-            self.bottoms[p.name] = bottom
+            factory = resolve_factory((models or {}).get(p.name, {}), p.bottom.module, p.name)
+            self.bottoms[p.name] = build_bottom(p.bottom, dims[p.name], factory, p.name, seed)
             self.weights[p.name] = torch.nn.Parameter(torch.randn(p.bottom.out, spec.interactive_out) * std)
         self.bias = torch.nn.Parameter(torch.zeros(spec.interactive_out))
         torch.manual_seed(party_seed(spec.train.seed, spec.active))
@@ -87,15 +89,19 @@ def initial_interactive_weights(job_dirs: dict[str, Path], active: str) -> dict[
 
 
 def train_centralized(spec: JobSpec, ids: np.ndarray, raw_features: dict[str, np.ndarray], label: np.ndarray,
-                      num_classes: int | None = None, initial_weights: dict[str, np.ndarray] | None = None) -> dict:
+                      num_classes: int | None = None, initial_weights: dict[str, np.ndarray] | None = None,
+                      models: dict[str, dict[str, Any]] | None = None) -> dict:
     """Train and evaluate; returns {'test': metrics, 'validation': metrics, 'history': [...]}.
 
     `initial_weights` optionally sets interactive weights per party (see initial_interactive_weights).
+    `models` gives each party's own bottom models, as its node config's `models:` does
+    ({party: {name: factory or "package.module:factory"}}), for parties whose spec names a `module`; the
+    baseline then builds the same module with the same seed as that party's node.
     """
     split: Split = split_by_id([str(i) for i in ids], spec.split.validation, spec.split.test, spec.split.seed)
     features = {name: standardize(split.train, np.asarray(x, dtype=np.float64)) for name, x in raw_features.items()}
     task = make_task(spec.task, label, num_classes)
-    model = PooledModel(spec, {k: v.shape[1] for k, v in features.items()}, task.num_outputs)
+    model = PooledModel(spec, {k: v.shape[1] for k, v in features.items()}, task.num_outputs, models)
     for party, w in (initial_weights or {}).items():
         with torch.no_grad():
             model.weights[party].copy_(torch.from_numpy(np.asarray(w, dtype=np.float32)))

@@ -26,6 +26,7 @@ from vfl.job.party_data import align, load_alignment, load_dataset, save_alignme
 from vfl.job.passive import party_seed, spec_init_std
 from vfl.job.spec import JobSpec
 from vfl.job.split import batch_order
+from vfl.models.custom import build_bottom, check_saved_module, load_part, resolve_factory
 from vfl.models.mlp import build_mlp, init_module
 from vfl.models.tasks import make_task
 from vfl.protocol.layout import default_layout
@@ -62,15 +63,14 @@ def inherit_model_settings(spec: JobSpec, trained_spec_path: Path) -> JobSpec:
 class ActiveModel(torch.nn.Module):
     """The active party's plaintext part: its own bottom model and interactive weight, bias and top model."""
 
-    def __init__(self, spec: JobSpec, feature_dim: int, num_outputs: int):
+    def __init__(self, spec: JobSpec, feature_dim: int, num_outputs: int, bottom_factory=None):
         super().__init__()
         own = spec.party(spec.active).bottom
         self.has_bottom = feature_dim > 0
         seed = party_seed(spec.train.seed, spec.active)
         torch.manual_seed(seed)
         if self.has_bottom:
-            self.bottom = build_mlp(feature_dim, own.hidden, own.out, own.activation, own.dropout, True)
-            init_module(self.bottom, seed)
+            self.bottom = build_bottom(own, feature_dim, bottom_factory, spec.active, seed)
             self.own_weight = torch.nn.Parameter(torch.randn(own.out, spec.interactive_out)
                                                  * spec_init_std(spec, None))
         self.bias = torch.nn.Parameter(torch.zeros(spec.interactive_out))
@@ -111,6 +111,8 @@ class ActiveJob:
         self.metrics_history: list[dict] = []
         self.defense = defense
         self.epochs_started = 0  # for the DP accountant: a resumed epoch releases its gradients again
+        self.bottom_factory = None  # this party's own bottom model factory, if the job names one
+        self.bottom_factory_path = None
 
     # ------------------------------------------------------------------ helpers
     def emit(self, kind: str, message: str = "", **fields) -> None:
@@ -171,6 +173,14 @@ class ActiveJob:
             from vfl.data import Schema
             schema = Schema.from_json((self._model_dir() / "schema.json").read_text())
         self.table = load_dataset(dataset, spec.task, schema=schema)
+        # This node's own bottom model, if the job names one: resolved from this node's config only, and
+        # checked by a dry forward now, before any peer is contacted.
+        own = spec.party(spec.active).bottom
+        models = self.node.models()
+        self.bottom_factory_path = models.get(own.module) if own.module else None
+        self.bottom_factory = resolve_factory(models, own.module, spec.active)
+        if own.module is not None and self.table.features.shape[1] > 0:
+            build_bottom(own, int(self.table.features.shape[1]), self.bottom_factory, spec.active)
         spec_yaml = spec.to_yaml()
         replies = self.each_link(lambda link: link.open(spec_yaml))
         for name, reply in zip(self.links, replies):
@@ -198,11 +208,13 @@ class ActiveJob:
             self.task = make_task(spec.task, labels, num_classes)
         else:
             self.task = make_task(spec.task, None, saved["num_classes"])
-        self.model = ActiveModel(spec, self.data.feature_dim, self.task.num_outputs)
+        if saved is not None:
+            check_saved_module(saved, spec.party(spec.active).bottom.module, spec.model_job, spec.active)
+        self.model = ActiveModel(spec, self.data.feature_dim, self.task.num_outputs, self.bottom_factory)
         self.optimizers = self.model.optimizers(spec)
         self._setup_links(restored=saved["links"] if saved else None)
         if saved:
-            self.model.load_state_dict(saved["model"])
+            load_part(self.model, saved["model"], spec.party(spec.active).bottom, spec.model_job, spec.active)
         self.emit("log", f"set up: split {self.data.split.sizes()}", stage="setup",
                   metrics={"split": self.data.split.sizes()})
 
@@ -400,6 +412,7 @@ class ActiveJob:
         path = directory / f"epoch-{epoch:04d}.pt"
         tmp = path.with_suffix(".tmp")
         torch.save({"epoch": epoch, "model": self.model.state_dict(),
+                    "bottom_module": self.spec.party(self.spec.active).bottom.module,
                     "optimizers": [o.state_dict() for o in self.optimizers], "links": self._link_state(),
                     "history": self.metrics_history}, tmp)
         tmp.replace(path)
@@ -408,7 +421,10 @@ class ActiveJob:
         if save:
             directory = self._own_model_dir()
             directory.mkdir(parents=True, exist_ok=True)
+            own = self.spec.party(self.spec.active).bottom
             torch.save({"party": self.spec.active, "role": "active", "model": self.model.state_dict(),
+                        "bottom_module": own.module,
+                        "bottom_factory": self.bottom_factory_path,
                         "links": self._link_state(), "standardizer": self.standardizer,
                         "num_classes": self.task.num_classes, "task": self.task.kind}, directory / "party.pt")
             (directory / "schema.json").write_text(self.table.schema.to_json())

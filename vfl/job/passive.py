@@ -20,7 +20,7 @@ from vfl.job.ledger import WireLedger
 from vfl.job.timing import Timer, TimedOps
 from vfl.job.party_data import AlignedData, align, load_alignment, load_dataset, save_alignment
 from vfl.job.spec import JobSpec
-from vfl.models.mlp import build_mlp, init_module
+from vfl.models.custom import build_bottom, check_saved_module, load_part, resolve_factory
 from vfl.privacy.report import build_report, write_report
 from vfl.protocol import interactive as proto
 from vfl.protocol.layout import Layout
@@ -59,11 +59,21 @@ class PassiveJob:
         self.last_step: tuple[int, int] = (-1, -1)
         self.recorded: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.aligned = threading.Event()
+        self.bottom_factory = None       # this party's own bottom model factory, if the job names one
+        self.bottom_factory_path = None
 
     # ---------------------------------------------------------------- open / PSI
     def open(self) -> pb.OpenJobReply:
         schema = self._saved_schema() if self.spec.kind == "predict" else None
         self.table = load_dataset(self.dataset, self.spec.task, schema=schema)
+        # This party's own bottom model, if the job names one: only this node's config maps the name to
+        # code, and a dry forward checks it before PSI starts.
+        bottom = self.spec.party(self.party).bottom
+        models = self.node.models()
+        self.bottom_factory_path = models.get(bottom.module) if bottom.module else None
+        self.bottom_factory = resolve_factory(models, bottom.module, self.party, for_peer=True)
+        if bottom.module is not None:
+            build_bottom(bottom, int(self.table.features.shape[1]), self.bottom_factory, self.party)
         return pb.OpenJobReply(rows=len(self.table), feature_dim=int(self.table.features.shape[1]),
                                resumable_epoch=self.last_checkpoint())
 
@@ -85,6 +95,8 @@ class PassiveJob:
         if self.resume_epoch < 0 and not self.aligned.wait(timeout=60):
             raise OutOfOrder(f"setup: job {self.spec.job_id!r} has no PSI alignment yet (run PSI first)")
         with self.lock:
+            if self.state not in ("opened", "aligned"):  # a replay would re-key and re-share mid-job
+                raise OutOfOrder(f"setup: job {self.spec.job_id!r} is already set up (state {self.state})")
             ids, own_rows = load_alignment(self.job_dir)
             if req.aligned_rows != len(ids):
                 raise ProtocolError(f"setup: active party reports {req.aligned_rows} aligned rows, "
@@ -96,14 +108,14 @@ class PassiveJob:
                 raise ProtocolError(f"setup: layout d={layout.d}, m={layout.m} disagrees with the job spec "
                                     f"(d={bottom_spec.out}, m={spec.interactive_out})")
             saved = self._load_model_part() if spec.kind == "predict" else None
+            if saved is not None:
+                check_saved_module(saved, bottom_spec.module, spec.model_job, self.party)
             self.data, self.standardizer = align(self.table, ids, own_rows, spec,
                                                  standardizer=saved["standardizer"] if saved else None)
             self.layout = layout
             seed = party_seed(spec.train.seed, self.party)
             torch.manual_seed(seed)
-            self.bottom = build_mlp(self.data.feature_dim, bottom_spec.hidden, bottom_spec.out,
-                                    bottom_spec.activation, bottom_spec.dropout, final_activation=True)
-            init_module(self.bottom, seed)
+            self.bottom = build_bottom(bottom_spec, self.data.feature_dim, self.bottom_factory, self.party, seed)
             self.optimizer = torch.optim.Adam(self.bottom.parameters(), lr=spec.train.lr)
             self.paillier = spec.crypto.mode == "paillier"
             reply = pb.SetupReply(bottom_out=layout.d)
@@ -116,7 +128,7 @@ class PassiveJob:
                 reply.passive_public_key = crypto.public_key_bytes(self.ops_p)
                 reply.passive_djn_base = crypto.djn_base_bytes(self.ops_p)
             if saved is not None:
-                self.bottom.load_state_dict(saved["bottom"])
+                load_part(self.bottom, saved["bottom"], bottom_spec, spec.model_job, self.party)
                 self.share = saved["share"]
             elif self.resume_epoch >= 0:
                 self._restore(self.resume_epoch)
@@ -259,6 +271,7 @@ class PassiveJob:
         path = directory / f"epoch-{epoch:04d}.pt"
         tmp = path.with_suffix(".tmp")
         torch.save({"epoch": epoch, "bottom": self.bottom.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "bottom_module": self.spec.party(self.party).bottom.module,
                     "share": self.share, "last_step": self.last_step}, tmp)
         tmp.replace(path)
         return path
@@ -329,7 +342,10 @@ class PassiveJob:
         directory = self.job_dir / "model"
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "party.pt"
+        module = self.spec.party(self.party).bottom.module
         torch.save({"party": self.party, "role": "passive", "bottom": self.bottom.state_dict(),
+                    "bottom_module": module,
+                    "bottom_factory": self.bottom_factory_path,
                     "share": self.share, "standardizer": self.standardizer,
                     "feature_names": self.data.feature_names}, path)
         (directory / "schema.json").write_text(self.table.schema.to_json())

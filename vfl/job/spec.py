@@ -5,6 +5,7 @@ party never dictates file paths at another organization.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,7 @@ import yaml
 
 from vfl.config_util import Section, load_yaml
 from vfl.errors import ConfigError
-from vfl.node.config import check_name
+from vfl.node.config import check_model_name, check_name
 
 TASKS = ("binary", "multiclass", "regression")
 KINDS = ("train", "predict", "psi")
@@ -29,6 +30,9 @@ class MlpSpec:
     out: int = 16
     activation: str = "relu"
     dropout: float = 0.0
+    # A bottom model from the party's own node config (`models: {name: "pkg.mod:factory"}`) instead of the
+    # MLP; only that party's node resolves the name. hidden/activation/dropout are then unused.
+    module: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,12 @@ class JobSpec:
         return yaml.safe_dump(spec_to_yaml_dict(self), sort_keys=False)
 
 
-def _mlp(sec: Section, default: MlpSpec, allow_out: bool = True) -> MlpSpec:
+def _mlp(sec: Section, default: MlpSpec, allow_out: bool = True, allow_module: bool = False) -> MlpSpec:
+    module = None
+    if allow_module:
+        module = sec.raw("module")
+        if module is not None:
+            module = check_model_name(module, sec.key("module"))
     hidden = sec.list("hidden", list(default.hidden))
     for i, h in enumerate(hidden):
         if isinstance(h, bool) or not isinstance(h, int) or h < 1 or h > 65536:
@@ -126,7 +135,7 @@ def _mlp(sec: Section, default: MlpSpec, allow_out: bool = True) -> MlpSpec:
     act = sec.str("activation", default.activation, choices=("relu", "tanh", "sigmoid", "gelu", "leaky_relu"))
     dropout = sec.float("dropout", default.dropout, min_value=0.0, max_value=0.9)
     sec.reject_unknown()
-    return MlpSpec(hidden=tuple(hidden), out=out, activation=act, dropout=dropout)
+    return MlpSpec(hidden=tuple(hidden), out=out, activation=act, dropout=dropout, module=module)
 
 
 def parse_job_spec(data: dict[str, Any]) -> JobSpec:
@@ -139,6 +148,9 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
     active = check_name(root.str("active", required=True), "active")
 
     model = root.section("model")
+    if isinstance(model.data.get("bottom"), dict) and "module" in model.data["bottom"]:
+        raise ConfigError("model.bottom.module: a party's own bottom model is named per party, under "
+                          "model.bottom_overrides.<party>.module (each party's node resolves only its own)")
     default_bottom = _mlp(model.section("bottom"), MlpSpec())
     overrides = model.section("bottom_overrides")
     overrides._used.update(overrides.data)
@@ -155,12 +167,19 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
         sec = Section(item, parties_sec.key(name))
         bottom = default_bottom
         if name in overrides.data:
-            base = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(default_bottom).items()}
+            base = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(default_bottom).items()
+                    if k != "module"}
             sub = overrides.data[name] or {}
             if not isinstance(sub, dict):
                 raise ConfigError(f"model.bottom_overrides.{name}: must be a mapping")
+            if sub.get("module") is not None:
+                for key in ("hidden", "activation", "dropout"):
+                    if key in sub:
+                        raise ConfigError(f"model.bottom_overrides.{name}.{key}: not used with module "
+                                          f"{sub['module']!r} (the party's own model defines its layers; "
+                                          "only out applies)")
             base.update(sub)
-            bottom = _mlp(Section(base, f"model.bottom_overrides.{name}"), default_bottom)
+            bottom = _mlp(Section(base, f"model.bottom_overrides.{name}"), default_bottom, allow_module=True)
         parties.append(PartySpec(name=name, dataset=sec.str("dataset", required=True), bottom=bottom))
         sec.reject_unknown()
     parties_sec._used.update(parties_sec.data)
@@ -235,11 +254,15 @@ def load_job_spec(path: str | Path) -> JobSpec:
 def spec_to_yaml_dict(spec: JobSpec) -> dict[str, Any]:
     """The inverse of parse_job_spec (used to ship a spec to peers and to store it in the job directory)."""
     def mlp(m: MlpSpec, with_out: bool = True) -> dict[str, Any]:
+        if m.module is not None:
+            return {"module": m.module, "out": m.out}
         d = {"hidden": list(m.hidden), "activation": m.activation, "dropout": m.dropout}
         if with_out:
             d["out"] = m.out
         return d
-    default = spec.parties[0].bottom
+    # model.bottom never names a module; parties with their own module appear in bottom_overrides
+    default = next((p.bottom for p in spec.parties if p.bottom.module is None),
+                   dataclasses.replace(spec.parties[0].bottom, module=None))
     return {
         "job_id": spec.job_id, "kind": spec.kind, "task": spec.task, "active": spec.active,
         "parties": {p.name: {"dataset": p.dataset} for p in spec.parties},

@@ -15,12 +15,29 @@ from vfl.errors import ConfigError
 ROLES = ("active", "passive")
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}$")
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+_IMPORT_PATH = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
+_MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 
 
 def check_name(value: str, where: str) -> str:
     if not _NAME.match(value):
         raise ConfigError(f"{where}: {value!r} is not a valid party name "
                           "(lowercase letters, digits, '-' and '.', at most 63 characters)")
+    return value
+
+
+def check_model_name(value, where: str) -> str:
+    """A name under a node config's `models:`, as a job spec's `module:` refers to it."""
+    if not isinstance(value, str) or not _MODEL_NAME.match(value):
+        raise ConfigError(f"{where}: {value!r} is not a valid model name "
+                          "(a letter or '_', then letters, digits, '_', '.', '-'; at most 63 characters)")
+    return value
+
+
+def check_import_path(value, where: str) -> str:
+    if not isinstance(value, str) or not _IMPORT_PATH.match(value):
+        raise ConfigError(f"{where}: {value!r} must be an import path 'package.module:factory'")
     return value
 
 
@@ -85,6 +102,9 @@ class NodeConfig:
     workers: int = 2
     max_payload_mb: int = 256
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    # Bottom models this party offers: name -> "package.module:factory"; a job spec may name one for this
+    # party only (model.bottom_overrides.<party>.module). Imported only when a job uses it.
+    models: dict[str, str] = field(default_factory=dict)
     source: Path | None = None
 
     def peer(self, name: str) -> PeerConfig:
@@ -162,11 +182,15 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
                           allow_plaintext=pol.bool("allow_plaintext", False),
                           allow_attack_harness=pol.bool("allow_attack_harness", False))
     pol.reject_unknown()
+    models_sec = root.section("models")
+    models = {check_model_name(str(name), models_sec.key(str(name))):
+              check_import_path(value, models_sec.key(str(name))) for name, value in models_sec.data.items()}
+    models_sec._used.update(models_sec.data)
     root.reject_unknown()
     return NodeConfig(party=party, role=role, identity=identity, listen=listen, health_listen=health, tls=tls, insecure=insecure,
                       peers=tuple(peers), data_dir=data_dir, jobs_dir=jobs_dir, datasets=datasets,
                       admins=admins, workers=workers, max_payload_mb=max_payload, policy=policy,
-                      source=source)
+                      models=models, source=source)
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

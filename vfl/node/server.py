@@ -88,6 +88,14 @@ class Node:
             return load_node_config(source).dataset(name)
         return self.config.dataset(name)
 
+    def models(self) -> dict[str, str]:
+        """This party's own bottom models (node.yaml `models:`), re-read like datasets."""
+        from vfl.node.config import load_node_config
+        source = self.config.source
+        if source is not None and source.exists():
+            return load_node_config(source).models
+        return self.config.models
+
     # -------------------------------------------------------------- peers
     def channel(self, peer_name: str) -> grpc.Channel:
         with self._lock:
