@@ -142,6 +142,30 @@ def test_stranger_certificate_is_refused(session):
     assert code == grpc.StatusCode.PERMISSION_DENIED
 
 
+def test_certificate_naming_two_parties_is_refused(session):
+    """One certificate whose names cover the peer 'guest' and the node itself must not pass as the peer."""
+    workdir = session["workdir"]
+    cert = issue_party_cert(workdir / "ca", "guest", workdir / "two-names", extra_dns=("host",))
+    creds = tls.channel_credentials(cert.cert, cert.key, cert.ca)
+    with tls.open_channel(f"127.0.0.1:{session['fed'].ports['host']}", creds, "host") as channel:
+        code, detail = status_of(pb_grpc.PartyStub(channel).Forward, forward(session))
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "several configured identities" in detail
+    assert_serving(session)
+
+
+def test_common_name_is_ignored_when_the_certificate_has_subject_alternative_names():
+    class Context:
+        def __init__(self, auth):
+            self.auth = auth
+
+        def auth_context(self):
+            return self.auth
+    with_san = Context({"x509_subject_alternative_name": [b"mallory"], "x509_common_name": [b"guest"]})
+    assert tls.peer_names(with_san) == ["mallory"]
+    only_cn = Context({"x509_common_name": [b"guest"]})
+    assert tls.peer_names(only_cn) == ["guest"]
+
+
 # ------------------------------------------------------------------ the other RPCs
 
 TRAIN_ROWS = np.arange(8, 16)

@@ -57,14 +57,15 @@ class Node:
                     return value
             raise PermissionDenied(f"insecure mode: the call carries no {INSECURE_PARTY_HEADER} header")
         names = tls.peer_names(context)
-        for peer in self.config.peers:
-            if peer.identity in names:
-                return peer.name
+        matches = [peer.name for peer in self.config.peers if peer.identity in names]
         if self.config.identity in names:
-            return "self"
-        for admin in self.config.admins:
-            if admin in names:
-                return f"admin:{admin}"
+            matches.append("self")
+        matches += [f"admin:{admin}" for admin in self.config.admins if admin in names]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:  # one certificate must not speak for two parties (or for a party and an admin)
+            raise PermissionDenied(f"certificate identities {names} match several configured identities "
+                                   f"{matches} of {self.config.party!r}; each party needs its own certificate")
         raise PermissionDenied(f"certificate identities {names} match no configured peer or admin of "
                                f"{self.config.party!r}")
 

@@ -88,8 +88,13 @@ def open_channel(address: str, credentials: grpc.ChannelCredentials | None, expe
 
 
 def peer_names(context: grpc.ServicerContext) -> list[str]:
-    """The DNS names and CN of the verified client certificate of this call (empty without TLS)."""
+    """The identities of the verified client certificate of this call (empty without TLS).
+
+    Its subject alternative names; the subject CN only for a certificate that has no SAN at all (as in
+    RFC 6125, a CN is not consulted once SANs are present, so a CN cannot add an identity).
+    """
     auth = context.auth_context() or {}
     names = [v.decode() for v in auth.get("x509_subject_alternative_name", [])]
-    names += [v.decode() for v in auth.get("x509_common_name", [])]
+    if not names:
+        names = [v.decode() for v in auth.get("x509_common_name", [])]
     return names
