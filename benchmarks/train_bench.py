@@ -15,28 +15,32 @@ from pathlib import Path
 from common import centralized, parties, print_json, require_data
 
 
-def job(mode: str, epochs: int) -> dict:
+def job(mode: str, epochs: int, precision: dict | None = None) -> dict:
     return {"model": {"bottom": {"hidden": [32], "out": 16}, "interactive": {"out": 16}, "top": {"hidden": [16]}},
             "train": {"epochs": epochs, "batch_size": 512, "lr": 0.01, "interactive_lr": 0.05, "seed": 1},
             "split": {"validation": 0.0, "test": 0.2, "seed": 5},
-            "crypto": {"mode": mode, "key_bits": 2048}, "privacy": {"defense": "none"}}
+            "crypto": {"mode": mode, "key_bits": 2048, **(precision or {})}, "privacy": {"defense": "none"}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2, help="Paillier worker processes per node")
+    parser.add_argument("--precision-bits", type=int, help="crypto.precision_bits (default: the job spec's)")
+    parser.add_argument("--gradient-bits", type=int, help="crypto.gradient_bits (default: the job spec's)")
     args = parser.parse_args()
+    precision = {k: v for k, v in (("precision_bits", args.precision_bits), ("gradient_bits", args.gradient_bits))
+                 if v is not None}
     require_data()
     from vfl.api import Federation
     workdir = Path(tempfile.mkdtemp(prefix="vfl-train-bench-"))
     out: dict = {"bench": "train", "dataset": "default_credit", "key_bits": 2048, "batch": 512, "d": 16, "m": 16,
-                 "epochs": args.epochs, "workers_per_node": args.workers}
+                 "epochs": args.epochs, "workers_per_node": args.workers, **precision}
     try:
         with Federation(parties("default_credit"), workdir=workdir, workers=args.workers) as fed:
             for mode in ("plaintext", "paillier"):
                 t0 = time.time()
-                model = fed.fit(task="binary", job_id=f"bench-{mode}", progress=False, **job(mode, args.epochs))
+                model = fed.fit(task="binary", job_id=f"bench-{mode}", progress=False, **job(mode, args.epochs, precision))
                 history = model.metrics["history"]
                 epoch_s = sorted(h["seconds"] for h in history)[len(history) // 2]
                 rows = model.metrics["split"]["train"]
