@@ -31,6 +31,8 @@ def variants(tmp_path_factory=None) -> dict[str, dict]:
         "bank-a": {"values": [BANK_A]},
         "bank-a-with-job": {"values": [BANK_A], "sets": ["job.enabled=true"], "set_files": [f"job.spec={TRAIN_JOB}"]},
         "bank-b": {"values": [BANK_B]},
+        "bank-b-with-models": {"values": [BANK_B], "sets": ["models.ln=bank_models.nets:layernorm_bottom",
+                                                            "extraPythonPath=python"]},
         "bank-b-clusterip-existing-claim": {
             "values": [BANK_B], "sets": ["service.type=ClusterIP", "persistence.existingClaim=bank-b-data",
                                          "certManager.enabled=false", "networkPolicy.from=null",
@@ -74,6 +76,8 @@ def test_ci_values_cover_both_roles_and_the_options():
     assert {v["role"] for v in values} == {"active", "passive"}
     assert any(v.get("job", {}).get("enabled") for v in values)
     assert any(v.get("certManager", {}).get("enabled") for v in values)
+    assert any(v.get("models") and v.get("extraPythonPath") for v in values)   # custom bottoms, code on the volume
+    assert any(v.get("models") and v.get("job", {}).get("enabled") for v in values)   # a job using its own model
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)

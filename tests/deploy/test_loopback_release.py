@@ -9,14 +9,20 @@ as NOTES.txt tells operators to.
 
 Two organizations, two CAs: each bank's certificate comes from its own CA and each CA bundle holds both.
 
+bank-b's release trains its own bottom model: its values name `models: {ln: "bank_models.nets:layernorm_bottom"}` and
+`extraPythonPath: python`, the test copies that package (tests/node/custom_models.py) onto bank-b's volume where the
+manifest's PYTHONPATH points, as an operator would, and the job spec names `ln` for bank-b. The node can import the
+module only through the manifest's PYTHONPATH.
+
 Each process runs in the container's declared workingDir, with only the image's environment (the Dockerfile's ENV,
 PATH pointing at this checkout's virtualenv instead of /opt/vfl) plus the manifest's env; nothing of the host's
-environment leaks in. The one addition is a test instrument: keyhook/ on PYTHONPATH records the Paillier key pairs
+environment leaks in. The one addition is a test instrument: keyhook/, after the manifest's PYTHONPATH, records the Paillier key pairs
 the nodes generate (outside the volumes), so the test can check that no file either release wrote holds them.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -29,6 +35,7 @@ import grpc
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from vfl.transport.certs import create_ca, issue_party_cert
@@ -52,6 +59,8 @@ def free_port() -> int:
 IMAGE_VENV = "/opt/vfl/bin"                  # the Dockerfile's virtualenv
 BASE_IMAGE_PATH = "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"   # python:3.11-slim's PATH
 KEYHOOK = Path(__file__).parent / "keyhook"
+CUSTOM_MODELS = REPO / "tests" / "node" / "custom_models.py"   # factories; installed as bank_models.nets below
+BANK_B_MODELS = {"ln": "bank_models.nets:layernorm_bottom"}
 
 
 def executables() -> dict[str, str]:
@@ -87,9 +96,22 @@ class Instruments:
 
 
 def process_environment(ctr: dict, mounts, instruments: Instruments) -> dict[str, str]:
-    """What the container's process sees: the image's ENV, then the manifest's env (mount paths rewritten)."""
+    """What the container's process sees: the image's ENV, then the manifest's env (mount paths rewritten), then the
+    test instruments (keyhook after the manifest's own PYTHONPATH entries)."""
     base = {k: (v if k == "PATH" else mounts.rewrite(v)) for k, v in image_environment().items()}
-    return {**environment(ctr, mounts, base), **instruments.env}
+    env = environment(ctr, mounts, base)
+    extra = dict(instruments.env)
+    if env.get("PYTHONPATH"):
+        extra["PYTHONPATH"] = env["PYTHONPATH"] + os.pathsep + extra["PYTHONPATH"]
+    return {**env, **extra}
+
+
+def install_model_code(directory: Path) -> None:
+    """What bank-b's operator copies onto its volume: a package bank_models with the factories of its models."""
+    package = directory / "bank_models"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text("")
+    (package / "nets.py").write_text(CUSTOM_MODELS.read_text())
 
 
 def working_dir(ctr: dict, mounts) -> str:
@@ -194,6 +216,12 @@ class Release:
             path = Path(config["data_dir"]) / ds["path"]
             path.parent.mkdir(parents=True, exist_ok=True)
             tables[self.name].to_csv(path, index=False)
+        pythonpath = {e["name"]: e["value"] for e in self.node.get("env") or []}.get("PYTHONPATH")
+        if pythonpath:   # the operator copies its model code onto the volume, where the manifest's PYTHONPATH points
+            directory = Path(mounts.host(pythonpath))
+            [claim] = self.claims.values()
+            assert directory.is_relative_to(claim), f"PYTHONPATH {pythonpath} is not on the data volume"
+            install_model_code(directory)
         argv = command_line(self.node, mounts, executables())
         env = process_environment(self.node, mounts, self.instruments)
         self.log = self.root / "node.log"
@@ -238,13 +266,17 @@ def test_two_releases_complete_a_job_on_loopback(helm, tmp_path):
     except ImportError:
         pytest.skip("vfl serve not implemented yet")
 
+    spec = small_job_spec("e2e-train")
+    spec["model"]["bottom_overrides"] = {"bank-b": {"module": "ln"}}   # bank-b's own model, from ITS release's values
     values_a = tmp_path / "job-values.yaml"
-    values_a.write_text(yaml.safe_dump({"job": {"enabled": True, "spec": small_job_spec("e2e-train")}}))
+    values_a.write_text(yaml.safe_dump({"job": {"enabled": True, "spec": spec}}))
+    values_b = tmp_path / "models-values.yaml"
+    values_b.write_text(yaml.safe_dump({"models": BANK_B_MODELS, "extraPythonPath": "python"}))
     # the small job uses 1024-bit keys to fit the 2-core test machine; both nodes must agree to that
     small_keys = tmp_path / "small-keys-values.yaml"
     small_keys.write_text(yaml.safe_dump({"policy": {"minKeyBits": 1024}}))
     docs = {"bank-a": helm.template("bank-a", namespace=NAMESPACE, values=[BANK_A, small_keys, values_a]),
-            "bank-b": helm.template("bank-b", namespace=NAMESPACE, values=[BANK_B, small_keys])}
+            "bank-b": helm.template("bank-b", namespace=NAMESPACE, values=[BANK_B, small_keys, values_b])}
     ports = {bank: {50051: free_port(), 50052: free_port()} for bank in docs}
     peers = {bank: f"127.0.0.1:{ports[bank][50051]}" for bank in docs}
     secrets = secrets_for(tmp_path / "pki")
@@ -274,10 +306,23 @@ def test_two_releases_complete_a_job_on_loopback(helm, tmp_path):
         for bank, r in releases.items():   # every artifact of the job lives on that bank's volume, under jobs/<id>
             [claim] = r.claims.values()
             assert (claim / "jobs" / "e2e-train").is_dir(), f"{bank}: no job directory on its volume"
+        check_bottom_models(releases)
     finally:
         for r in releases.values():
             r.stop()
     check_no_private_keys_written(releases, instruments)
+
+
+def check_bottom_models(releases: dict[str, Release]) -> None:
+    """bank-b trained the model its values name (imported from its volume); bank-a kept the default MLP."""
+    parts = {}
+    for bank, r in releases.items():
+        [claim] = r.claims.values()
+        parts[bank] = torch.load(claim / "jobs" / "e2e-train" / "model" / "party.pt", weights_only=False)
+    b = parts["bank-b"]
+    assert b["bottom_module"] == "ln" and b["bottom_factory"] == BANK_B_MODELS["ln"], b["bottom_module"]
+    assert tuple(b["bottom"]["1.weight"].shape) == (12,)   # LayerNorm(12) of layernorm_bottom, not an MLP layer
+    assert parts["bank-a"]["bottom_module"] is None
 
 
 def check_no_private_keys_written(releases: dict[str, Release], instruments: Instruments) -> None:

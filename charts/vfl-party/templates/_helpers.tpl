@@ -87,6 +87,14 @@ Cross-field rules JSON schema cannot state with a clear message. Each failure na
 {{- if not (regexMatch "^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$" (toString (default "" $spec.job_id))) }}
 {{- fail (printf "job.spec.job_id: %q must be 1-40 lowercase letters, digits or '-' (it names the Kubernetes Job)" (toString (default "" $spec.job_id))) }}
 {{- end }}
+{{- $own := dict }}
+{{- if and (kindIs "map" $spec.model) (kindIs "map" (index $spec.model "bottom_overrides")) }}
+{{- $own = index $spec.model.bottom_overrides .Values.party | default dict }}
+{{- end }}
+{{- if and (kindIs "map" $own) $own.module (not (hasKey (.Values.models | default dict) (toString $own.module))) }}
+{{- $defined := keys (.Values.models | default dict) | sortAlpha }}
+{{- fail (printf "job.spec.model.bottom_overrides.%s.module: %q is not one of this release's models (%s); add it under models or fix the name" .Values.party (toString $own.module) (ternary "it defines none" (printf "it defines %s" (join ", " $defined)) (empty $defined))) }}
+{{- end }}
 {{- if and $spec.active (ne (toString $spec.active) .Values.party) }}
 {{- fail (printf "job.spec.active: %q is not this party (%q); submit jobs at the active party's release" (toString $spec.active) .Values.party) }}
 {{- end }}
@@ -102,6 +110,9 @@ follow the node's own checks (vfl/node/config.py); tests/deploy/test_values_sche
 {{- define "vfl-party.dnsNamePattern" -}}^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*${{- end }}
 {{- define "vfl-party.addressPattern" -}}^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])${{- end }}
 {{- define "vfl-party.cidrPattern" -}}^((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}/(3[0-2]|[12]?[0-9])|(([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,7}:|([0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,5}(:[0-9a-fA-F]{1,4}){1,2}|([0-9a-fA-F]{1,4}:){1,4}(:[0-9a-fA-F]{1,4}){1,3}|([0-9a-fA-F]{1,4}:){1,3}(:[0-9a-fA-F]{1,4}){1,4}|([0-9a-fA-F]{1,4}:){1,2}(:[0-9a-fA-F]{1,4}){1,5}|[0-9a-fA-F]{1,4}:(:[0-9a-fA-F]{1,4}){1,6}|:((:[0-9a-fA-F]{1,4}){1,7}|:))/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))${{- end }}
+{{/* A name under models: and an import path "package.module:factory" (vfl/node/config.py, _MODEL_NAME and _IMPORT_PATH). */}}
+{{- define "vfl-party.modelNamePattern" -}}^[A-Za-z_][A-Za-z0-9_.-]{0,62}${{- end }}
+{{- define "vfl-party.importPathPattern" -}}^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*${{- end }}
 {{/* A path under the data directory: relative, no empty, "." or ".." segment, no leading or trailing "/". */}}
 {{- define "vfl-party.dataPathPattern" -}}^([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+))*${{- end }}
 
@@ -169,6 +180,22 @@ follow the node's own checks (vfl/node/config.py); tests/deploy/test_values_sche
 {{- range $name, $ds := .Values.datasets }}
 {{- if not (regexMatch (include "vfl-party.dataPathPattern" $) (toString $ds.path)) }}
 {{- fail (printf "datasets.%s.path: %q must be a path relative to the data directory %s/data, without '..' or '.' parts (e.g. customers.csv or 2024/customers.csv)" $name (toString $ds.path) (include "vfl-party.stateDir" $)) }}
+{{- end }}
+{{- end }}
+{{- range $name, $path := .Values.models }}
+{{- if not (regexMatch (include "vfl-party.modelNamePattern" $) $name) }}
+{{- fail (printf "models: %q is not a valid model name: use a letter or '_', then up to 62 letters, digits, '_', '.' or '-' (e.g. tabular)" $name) }}
+{{- end }}
+{{- if not (regexMatch (include "vfl-party.importPathPattern" $) (toString $path)) }}
+{{- fail (printf "models.%s: %q is not an import path: give package.module:factory, dotted Python names on both sides of one ':' (e.g. bank_models.nets:tabular_bottom)" $name (toString $path)) }}
+{{- end }}
+{{- end }}
+{{- with .Values.extraPythonPath }}
+{{- if not (regexMatch (include "vfl-party.dataPathPattern" $) .) }}
+{{- fail (printf "extraPythonPath: %q must be a directory on the data volume, relative to its mount point %s, without '..' or '.' parts (e.g. python for %s/python)" . (include "vfl-party.stateDir" $) (include "vfl-party.stateDir" $)) }}
+{{- end }}
+{{- if or (eq . "jobs") (hasPrefix "jobs/" .) }}
+{{- fail (printf "extraPythonPath: %q is under jobs/, where the node writes the artifacts of every job; use a directory of its own (e.g. python)" .) }}
 {{- end }}
 {{- end }}
 {{- range $i, $c := .Values.service.loadBalancerSourceRanges }}
@@ -281,6 +308,9 @@ privacy: [defense, noise_multiplier, clip_norm, delta, record_gradients, attacks
 {{- $_ = set $cfg "policy" (dict "min_key_bits" (int .minKeyBits) "allow_plaintext" .allowPlaintext "allow_attack_harness" .allowAttackHarness) }}
 {{- end }}
 {{- $_ = set $cfg "datasets" .Values.datasets }}
+{{- with .Values.models }}
+{{- $_ = set $cfg "models" . }}
+{{- end }}
 {{- toYaml $cfg }}
 {{- end }}
 
@@ -294,6 +324,11 @@ privacy: [defense, noise_multiplier, clip_norm, delta, record_gradients, attacks
   value: "1"
 - name: PYTHONDONTWRITEBYTECODE
   value: "1"
+{{- end }}
+
+{{/* The node container's PYTHONPATH: extraPythonPath on the state volume (only the node pod mounts it). */}}
+{{- define "vfl-party.pythonPath" -}}
+{{- with .Values.extraPythonPath }}{{ printf "%s/%s" (include "vfl-party.stateDir" $) . }}{{ end }}
 {{- end }}
 
 {{- define "vfl-party.podSecurityContext" -}}
@@ -352,11 +387,13 @@ capabilities:
 {{- end }}
 
 {{/*
-Checksum of the node config without its datasets: a change restarts the pod. Datasets are left out because the
-node re-reads them from the mounted file, so adding a dataset does not interrupt running jobs.
+Checksum of the node config without its datasets and models: a change restarts the pod. Those two are left out
+because the node re-reads them from the mounted file for every job, so adding a dataset or a model does not
+interrupt running jobs. (extraPythonPath is in the pod's env, so changing it restarts the pod anyway.)
 */}}
 {{- define "vfl-party.configChecksum" -}}
 {{- $cfg := include "vfl-party.nodeConfig" . | fromYaml }}
 {{- $_ := unset $cfg "datasets" }}
+{{- $_ = unset $cfg "models" }}
 {{- toYaml $cfg | sha256sum }}
 {{- end }}
