@@ -2,7 +2,7 @@
 
 breast (binary, 2 parties), default_credit (binary, 2 parties), vehicle_scale (4 classes, 2 parties) and
 motor (regression, 3 parties: guest and two hosts). Targets: within 0.01 AUC / accuracy, within 2% RMSE,
-judged on the mean signed gap over paired seeds (see CONFIGS). Last stdout line: one JSON object.
+judged on the mean signed gap and the median absolute gap over paired seeds (see CONFIGS). Last stdout line: one JSON object.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import numpy as np
 from common import TABLES, centralized, parties, print_json, require_data
 
 # seeds: training seeds run as paired comparisons (same seed and W0 on both sides). The target is judged on
-# the mean signed gap over the pairs (does encryption cost quality on average?), beside the median absolute
-# gap. vehicle_scale and motor get several seeds: one fixed-point ulp of difference in W0 moves even the
+# the mean signed gap over the pairs (does encryption cost quality on average?) and the median absolute gap
+# (is the typical pair within target?); the largest gap is reported beside them. vehicle_scale and motor get several seeds: one fixed-point ulp of difference in W0 moves even the
 # centralized run's accuracy / RMSE by more than the target there (measured below as noise_floor; one of
 # vehicle's 168 test rows is 0.006 accuracy), so a single pair cannot resolve the target.
 CONFIGS = {
@@ -29,7 +29,7 @@ CONFIGS = {
     "vehicle_scale": {"epochs": 100, "batch_size": 128, "lr": 0.002, "interactive_lr": 0.02, "seeds": (1, 2, 3, 4, 5)},
     "motor": {"epochs": 30, "batch_size": 64, "interactive_lr": 0.05, "seeds": (1, 2, 3)},
 }
-ULP = 2.0 ** -14  # the interactive layer's fixed-point resolution for weights (Layout.f_w)
+ULP = 2.0 ** -22  # the interactive layer's fixed-point resolution for weights (Layout.f_w, crypto.precision_bits)
 
 
 def job(name: str, key_bits: int, seed: int = 1) -> dict:
@@ -93,7 +93,9 @@ def run(name: str, key_bits: int, workdir: Path) -> dict:
             "centralized": float(np.median([p["centralized"] for p in pairs])),
             "gap": round(gap, 4), "mean_signed_gap": round(mean_signed, 4),
             "gap_kind": "relative" if task == "regression" else "absolute",
-            "target": target, "within_target": abs(mean_signed) <= target,
+            "target": target, "max_gap": round(max(p["gap"] for p in pairs), 4),
+            # both: no cost on average (mean signed gap) and the typical pair within target (median |gap|)
+            "within_target": abs(mean_signed) <= target and gap <= target,
             "noise_floor": float(np.median([p["noise_floor"] for p in pairs])),
             "pairs": pairs, "epochs": CONFIGS[name]["epochs"], "seconds": round(time.time() - t0, 1)}
 

@@ -65,8 +65,8 @@ class TrainSpec:
 class CryptoSpec:
     mode: str = "paillier"           # "plaintext" is insecure split learning, for benchmarks and tests only
     key_bits: int = 2048
-    precision_bits: int = 14         # fixed-point fraction bits for activations and interactive weights
-    gradient_bits: int = 16          # fixed-point fraction bits for per-example gradients
+    precision_bits: int = 22         # fixed-point fraction bits for activations and interactive weights
+    gradient_bits: int = 24          # fixed-point fraction bits for per-example gradients
     stat_security_bits: int = 40     # statistical masking slack
     activation_bound: float = 32.0   # bottom outputs are clamped to +-bound before the interactive layer
 
@@ -212,8 +212,8 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
     c = root.section("crypto")
     crypto = CryptoSpec(mode=c.str("mode", "paillier", choices=CRYPTO_MODES),
                         key_bits=c.int("key_bits", 2048, min_value=1024, max_value=4096),
-                        precision_bits=c.int("precision_bits", 14, min_value=8, max_value=24),
-                        gradient_bits=c.int("gradient_bits", 16, min_value=8, max_value=24),
+                        precision_bits=c.int("precision_bits", 22, min_value=8, max_value=24),
+                        gradient_bits=c.int("gradient_bits", 24, min_value=8, max_value=24),
                         stat_security_bits=c.int("stat_security_bits", 40, min_value=40, max_value=128),
                         activation_bound=c.float("activation_bound", 32.0, min_value=1.0, max_value=1024.0))
     if crypto.key_bits not in (1024, 2048, 3072, 4096):
