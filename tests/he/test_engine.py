@@ -88,7 +88,10 @@ def test_mul_by_negative_scalar_uses_the_inverse_not_a_huge_exponent(engine):
     assert engine.mul_scalar([c], 0)[0] == 1 and engine.decrypt_ints(engine.mul_scalar([c], 0)) == [0]
 
 
-exponent_entries = st.one_of(st.integers(-2 ** 20, 2 ** 20), st.sampled_from([0, 1, -1, 2 ** 20, -2 ** 20]))
+# the protocol's exponents are activations (|H| <= 2^27 at the default 22-bit precision, activation bound 32) and
+# per-example gradients (|D| <= 2^28 at 24 bits): draw up to +-2^30 and always include the edges
+exponent_entries = st.one_of(st.integers(-2 ** 30, 2 ** 30),
+                             st.sampled_from([0, 1, -1, 2 ** 27, -2 ** 27, 2 ** 28, -2 ** 28, 2 ** 30, -2 ** 30]))
 
 
 @settings(max_examples=40, deadline=None)
@@ -116,9 +119,13 @@ def test_multiexp_big_python_int_exponents(engine):
 
 
 def test_plan_picks_comb_for_few_bases_and_buckets_for_many():
+    # the protocol's shapes at the default layout (2048-bit key, d = m = 16, 22/24 fixed-point bits, 2 rows per
+    # ciphertext, 512-row batch): forward / input gradient = 32 bases x 256 outputs with activation (+-2^27) or
+    # gradient (+-2^28) exponents; weight gradient h^T D = 512 bases x 16 outputs with activation exponents
     rng = np.random.default_rng(0)
-    assert me.plan(rng.integers(-2 ** 19, 2 ** 19, size=(171, 48))).algorithm == "comb"
-    assert me.plan(rng.integers(-2 ** 19, 2 ** 19, size=(16, 512))).algorithm == "pippenger"
+    assert me.plan(rng.integers(-2 ** 27, 2 ** 27, size=(256, 32))).algorithm == "comb"
+    assert me.plan(rng.integers(-2 ** 28, 2 ** 28, size=(256, 32))).algorithm == "comb"
+    assert me.plan(rng.integers(-2 ** 27, 2 ** 27, size=(16, 512))).algorithm == "pippenger"
 
 
 def test_batch_invert(engine):
@@ -195,7 +202,7 @@ def test_peer_djn_rerandomization_keeps_plaintexts_and_refuses_bad_bases():
     assert all(int(a) != int(b) for a, b in zip(cts, fresh))
     assert owner.decrypt_ints(fresh) == [3, -4, 5]
     # exponents of the re-randomizer are longer than the owner's by the statistical slack
-    assert peer.randomness.spec.exponent_bits == owner.randomness.exponent_bits + 96
+    assert peer.randomness.spec.exponent_bits == owner.randomness.exponent_bits + 100
     with pytest.raises((ValueError, he.CryptoError)):
         he.new_public_ops(int(owner.n), djn_base=int(owner.n))  # not a unit mod n^2
 

@@ -22,7 +22,7 @@ from vfl.he.keys import (ALLOWED_KEY_BITS, DEFAULT_KEY_BITS, check_modulus, gene
                          private_key_to_json, public_key_from_json, public_key_from_n, public_key_to_json)
 from vfl.he.multiexp import batch_invert
 from vfl.he.parallel import get_executor
-from vfl.he.randomness import DjnRandomness, FullRandomness, PeerDjnRandomness, RandomnessPool
+from vfl.he.randomness import DjnRandomness, FullRandomness, PeerDjnRandomness, RandomnessPool, peer_djn_slack_bits
 from vfl.he.tensor import EncryptedTensor, encrypt
 from vfl.he.wire import ciphertext_width, ciphertexts_from_bytes, ciphertexts_to_bytes
 
@@ -33,6 +33,7 @@ __all__ = [
     "WireFormatError",
     "batch_invert", "check_modulus", "ciphertext_width", "ciphertexts_from_bytes", "ciphertexts_to_bytes",
     "encrypt", "generate_keypair", "get_executor", "max_slots", "new_private_ops", "new_public_ops",
+    "peer_djn_slack_bits",
     "private_key_from_json", "private_key_to_json", "public_key_from_json", "public_key_from_n",
     "public_key_to_json", "reduce_mod_2k", "ring_masks", "ring_reconstruct", "statistical_mask_bits",
     "uniform_masks",

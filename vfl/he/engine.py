@@ -16,7 +16,7 @@ This layer does no overflow tracking: that is the caller's job (or use :mod:`vfl
 
 Which randomness: an engine holding the private key uses DJN short-exponent fixed-base randomness (fast).
 An engine with only a peer's public key uses, when given the owner's published DJN base (``djn_base=``, what
-the job runtime does), :class:`PeerDjnRandomness` -- h_s^beta with beta 96 bits longer than the owner's
+the job runtime does), :class:`PeerDjnRandomness` -- h_s^beta with beta 100 bits longer than the owner's
 exponents, statistically hiding the computation from the key owner if the owner is semi-honest; without a
 base, uniform r^n (optionally precomputed by a background pool), which hides it unconditionally. See
 docs/he.md, section 5.
@@ -125,7 +125,7 @@ class PaillierEngine:
 
     def __init__(self, public_key: PublicKey, private_key: PrivateKey | None = None, *, workers: int = 1,
                  backend: str = "auto", randomness: str = "auto", pool_size: int | None = None,
-                 djn_base: int | None = None):
+                 djn_base: int | None = None, djn_slack_bits: int | None = None):
         if private_key is not None and private_key.public_key.n != public_key.n:
             raise KeyMismatchError("the private key does not belong to this public key")
         self.public_key = public_key
@@ -146,7 +146,8 @@ class PaillierEngine:
         elif randomness == "peer_djn":
             if not djn_base:
                 raise CryptoError("peer DJN randomness needs the key owner's published DJN base")
-            self.randomness = PeerDjnRandomness(int(self.n), int(djn_base))
+            self.randomness = (PeerDjnRandomness(int(self.n), int(djn_base)) if djn_slack_bits is None else
+                               PeerDjnRandomness(int(self.n), int(djn_base), slack_bits=djn_slack_bits))
         elif randomness == "full":
             self.randomness = FullRandomness(int(self.n))
         else:

@@ -18,13 +18,17 @@ sources, chosen by who is protected from whom:
     Hence it is only available to an engine that holds the private key.
 
 ``PeerDjnRandomness`` (a party re-randomizing under a *peer's* key, with the base the key owner published)
-    rho = h_s^beta with beta uniform in [0, 2^(l + 96)), where h_s is the owner's DJN base. Every ciphertext the
+    rho = h_s^beta with beta uniform in [0, 2^(l + 100)), where h_s is the owner's DJN base. Every ciphertext the
     owner sends carries randomness h_s^alpha (alpha < 2^l), so whatever a peer computes from them -- products of
-    powers with exponents e_j -- carries h_s^E with |E| < 2^(l + 40) for the protocol's exponent sizes (at most
-    2^16 terms of at most 24 bits). Multiplying by h_s^beta makes the total exponent E + beta, which is within
-    statistical distance 2^(l+40) / 2^(l+96) = 2^-56 of beta alone, whatever E is. So even the key owner, who can
-    compute discrete logarithms modulo p and q, learns nothing about the e_j from the randomness: the
-    protection is statistical, not an assumption. Against anyone else it is the DJN assumption, as above. It
+    powers with exponents e_j -- carries h_s^E with |E| < 2^l * sum_j |e_j|. Multiplying by h_s^beta makes the
+    total exponent E + beta, within statistical distance |E| / 2^(l+100) < sum_j |e_j| * 2^-100 of beta alone,
+    whatever E is. At the default layout (22/24 fixed-point bits, activation bound 32: |activation| <= 2^27,
+    |gradient| <= 2^28) the largest sum is the weight gradient's: one term per batch row, at most 2^16 rows
+    (max batch 65536), so sum_j |e_j| <= 2^16 * 2^27 = 2^43 (the forward and input-gradient products have 32
+    terms: <= 2^32 and 2^33), |E| < 2^(l+43) and the distance is < 2^(43-100) = 2^-57 <= 2^-56. (99 bits would
+    be the minimum for 2^-56; 100 leaves one bit.) So even the key owner, who can compute discrete logarithms
+    modulo p and q, learns nothing about the e_j from the randomness: the protection is statistical, not an
+    assumption. Against anyone else it is the DJN assumption, as above. It
     relies on the owner having produced its ciphertexts with DJN randomness from that base (semi-honest).
     Bases that are trivially unfit (1 mod n, order <= 2, small order) are refused by :func:`check_djn_base`.
 
@@ -209,7 +213,21 @@ class DjnRandomness(RandomnessSource):
         _djn_tables(self.spec)
 
 
-PEER_DJN_SLACK_BITS = 96
+#: beta is this many bits longer than the owner's DJN exponents: statistical distance <= sum_j |e_j| * 2^-100,
+#: < 2^-57 for the default layout's largest product (2^16 terms of |e| <= 2^27); docs/he.md, section 5
+PEER_DJN_SLACK_BITS = 100
+#: the statistical distance 2^-this that peer DJN re-randomization keeps, whatever the exponents' sizes
+PEER_DJN_DISTANCE_BITS = 56
+
+
+def peer_djn_slack_bits(exponent_sum_bits: int) -> int:
+    """Slack for peer DJN re-randomization of results whose exponents satisfy sum_j |e_j| < 2^exponent_sum_bits.
+
+    The combined randomness exponent is |E| < 2^(l + exponent_sum_bits); a fresh beta of l + slack bits hides it
+    to within 2^(exponent_sum_bits - slack), so slack = exponent_sum_bits + 56 keeps 2^-56 (never below the
+    default PEER_DJN_SLACK_BITS).
+    """
+    return max(PEER_DJN_SLACK_BITS, int(exponent_sum_bits) + PEER_DJN_DISTANCE_BITS)
 
 #: a published DJN base whose order divides lcm(1, ..., SMALL_ORDER_LIMIT) -- in particular any order up to
 #: this limit -- is refused (one powmod with a ~1.5k-bit exponent at set-up)
@@ -251,12 +269,16 @@ class PeerDjnRandomness(RandomnessSource):
     """
     kind = "peer_djn"
 
-    def __init__(self, n: int, hs: int, owner_exponent_bits: int | None = None, window: int = 8):
+    def __init__(self, n: int, hs: int, owner_exponent_bits: int | None = None, window: int = 8,
+                 slack_bits: int = PEER_DJN_SLACK_BITS):
         n = int(n)
         hs = int(hs)
         check_djn_base(n, hs)
+        if slack_bits < PEER_DJN_SLACK_BITS:
+            raise ValueError(f"peer DJN slack must be at least {PEER_DJN_SLACK_BITS} bits, got {slack_bits}")
         owner = owner_exponent_bits or (n.bit_length() + 1) // 2
-        self.spec = DjnSpec(n=n, hs=hs, exponent_bits=owner + PEER_DJN_SLACK_BITS, window=window)
+        self.slack_bits = int(slack_bits)
+        self.spec = DjnSpec(n=n, hs=hs, exponent_bits=owner + self.slack_bits, window=window)
 
     def task(self) -> tuple:
         return djn_obfuscators, self.spec

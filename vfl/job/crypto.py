@@ -16,8 +16,13 @@ def new_private_ops(key_bits: int, workers: int):
     return he.new_private_ops(key_bits, workers=workers)
 
 
-def public_ops_from_bytes(n_bytes: bytes, djn_base: bytes, key_bits: int, workers: int):
-    """The peer's public key, with its published DJN base for cheap, statistically safe re-randomization."""
+def public_ops_from_bytes(n_bytes: bytes, djn_base: bytes, key_bits: int, workers: int,
+                          exponent_sum_bits: int | None = None):
+    """The peer's public key, with its published DJN base for cheap, statistically safe re-randomization.
+
+    `exponent_sum_bits` bounds sum_j |e_j| of the products this party re-randomizes under the key
+    (Layout.exponent_sum_bits); the re-randomization exponent grows with it so that its hiding stays 2^-56.
+    """
     from vfl import he
     if len(n_bytes) * 8 < key_bits - 8 or len(n_bytes) * 8 > key_bits + 8:
         raise ProtocolError(f"setup: peer public key has {len(n_bytes) * 8} bits, the job requires {key_bits}")
@@ -28,7 +33,8 @@ def public_ops_from_bytes(n_bytes: bytes, djn_base: bytes, key_bits: int, worker
     if not 0 < hs < n * n:
         raise ProtocolError("setup: peer DJN base is missing or out of range")
     try:
-        return he.new_public_ops(n, workers=workers, djn_base=hs)
+        slack = None if exponent_sum_bits is None else he.peer_djn_slack_bits(exponent_sum_bits)
+        return he.new_public_ops(n, workers=workers, djn_base=hs, djn_slack_bits=slack)
     except (ValueError, he.CryptoError) as exc:
         raise ProtocolError(f"setup: peer public key refused: {exc}") from None
 

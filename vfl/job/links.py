@@ -78,7 +78,8 @@ class PassiveLink:
         self.ops_a = TimedOps(ops_a, self.timer)
         self.ops_p = TimedOps(crypto.public_ops_from_bytes(reply.passive_public_key, reply.passive_djn_base,
                                                            self.spec.crypto.key_bits,
-                                                           self.node.config.workers), self.timer)
+                                                           self.node.config.workers,
+                                                           layout.exponent_sum_bits()), self.timer)
         if restored_share is not None:
             self.share = restored_share
         else:

@@ -122,7 +122,8 @@ class PassiveJob:
             if self.paillier:
                 self.ops_a = TimedOps(crypto.public_ops_from_bytes(req.active_public_key, req.active_djn_base,
                                                                    spec.crypto.key_bits,
-                                                                   self.node.config.workers), self.timer)
+                                                                   self.node.config.workers,
+                                                                   layout.exponent_sum_bits()), self.timer)
                 self.ops_p = TimedOps(crypto.new_private_ops(spec.crypto.key_bits, self.node.config.workers),
                                       self.timer)
                 reply.passive_public_key = crypto.public_key_bytes(self.ops_p)

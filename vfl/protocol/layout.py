@@ -87,6 +87,17 @@ class Layout:
     def backward_layout(self) -> SlotLayout:
         return plan(self.d, self.f_g + self.f_w + self.output_range_bits + 1, self.key_bits, True, self.seed + 1)
 
+    def exponent_sum_bits(self) -> int:
+        """sum_j |e_j| < 2^this for every product a party re-randomizes under its peer's key.
+
+        The exponents are activations (|H| < 2^activation_bits) or per-example gradients (|D| < 2^delta_bits):
+        z = H [W] sums d terms, the weight gradient H^T [D] sums up to max_batch terms, the input gradient
+        D [W^T] sums m terms. Peer DJN re-randomization sizes its exponent from this (vfl.he.peer_djn_slack_bits).
+        """
+        terms = max(self.d, self.max_batch, 2)
+        return max(self.activation_bits + math.ceil(math.log2(terms)),
+                   self.delta_bits + math.ceil(math.log2(max(self.m, 2))))
+
     def gradient_bound_bits(self) -> int:
         """|h^T delta| < 2^this, from the clamps on h and delta and the batch size."""
         return self.activation_bits + self.delta_bits + math.ceil(math.log2(max(self.max_batch, 2)))

@@ -1,0 +1,43 @@
+"""Peer DJN re-randomization keeps its 2^-56 hiding for every layout the spec allows."""
+import pytest
+
+from vfl import he
+from vfl.job import crypto
+from vfl.protocol.layout import default_layout
+
+
+def layout(precision_bits=22, gradient_bits=24, activation_bound=32.0, max_batch=512, d=16, m=16):
+    return default_layout(2048, d, m, precision_bits, gradient_bits, 40, activation_bound, max_batch, 0)
+
+
+def test_default_layout_needs_no_more_than_the_default_slack():
+    bits = layout().exponent_sum_bits()
+    # activations < 2^28 (22 fraction bits, bound 32, sign) summed over at most 512 rows
+    assert bits == 28 + 9
+    assert he.peer_djn_slack_bits(bits) == he.randomness.PEER_DJN_SLACK_BITS
+
+
+def test_wide_layouts_get_a_longer_exponent():
+    wide = layout(precision_bits=24, gradient_bits=24, activation_bound=1024.0, max_batch=65536)
+    bits = wide.exponent_sum_bits()
+    assert bits == (24 + 10 + 1) + 16
+    assert he.peer_djn_slack_bits(bits) == bits + 56 > he.randomness.PEER_DJN_SLACK_BITS
+
+
+def test_job_runtime_sizes_the_peer_engine_from_the_layout():
+    priv = crypto.new_private_ops(1024, 1)
+    wide = layout(precision_bits=24, activation_bound=1024.0, max_batch=65536)
+    ops = crypto.public_ops_from_bytes(crypto.public_key_bytes(priv), crypto.djn_base_bytes(priv), 1024, 1,
+                                       wide.exponent_sum_bits())
+    owner_bits = (int(priv.n).bit_length() + 1) // 2
+    assert ops.randomness.slack_bits == wide.exponent_sum_bits() + 56
+    assert ops.randomness.spec.exponent_bits == owner_bits + wide.exponent_sum_bits() + 56
+    # and the re-randomized ciphertexts still decrypt to the same plaintexts
+    c = priv.encrypt_ints([5, -7])
+    assert priv.decrypt_ints(ops.rerandomize(c)) == [5, -7]
+
+
+def test_slack_below_the_default_is_refused():
+    priv = crypto.new_private_ops(1024, 1)
+    with pytest.raises(ValueError, match="at least"):
+        he.PeerDjnRandomness(int(priv.n), int(priv.djn_base), slack_bits=40)
