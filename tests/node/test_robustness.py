@@ -154,15 +154,13 @@ def test_certificate_naming_two_parties_is_refused(session):
 
 
 def test_common_name_is_ignored_when_the_certificate_has_subject_alternative_names():
-    class Context:
-        def __init__(self, auth):
-            self.auth = auth
+    from types import SimpleNamespace
 
-        def auth_context(self):
-            return self.auth
-    with_san = Context({"x509_subject_alternative_name": [b"mallory"], "x509_common_name": [b"guest"]})
+    def context(auth: dict) -> SimpleNamespace:
+        return SimpleNamespace(auth_context=lambda: auth)
+    with_san = context({"x509_subject_alternative_name": [b"mallory"], "x509_common_name": [b"guest"]})
     assert tls.peer_names(with_san) == ["mallory"]
-    only_cn = Context({"x509_common_name": [b"guest"]})
+    only_cn = context({"x509_common_name": [b"guest"]})
     assert tls.peer_names(only_cn) == ["guest"]
 
 
