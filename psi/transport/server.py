@@ -14,12 +14,13 @@ failed session never affects other sessions or the server.
 from __future__ import annotations
 
 import collections
+import ipaddress
 import logging
 import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import grpc
 
@@ -39,7 +40,8 @@ log = logging.getLogger("psi.server")
 
 @dataclass(frozen=True)
 class PeerInfo:
-    """Who called: the names of its verified TLS client certificate (SANs, then CN; empty without TLS)."""
+    """Who called: the identities of its verified TLS client certificate (see :func:`certificate_names`;
+    empty without TLS)."""
 
     names: tuple[str, ...]
     address: str
@@ -52,10 +54,32 @@ class PeerInfo:
         return name in self.names
 
 
+def is_dns_name(value: str) -> bool:
+    """Whether a SAN string (as gRPC's auth context reports it) is a DNS name, not an IP, email or URI SAN."""
+    try:
+        ipaddress.ip_address(value)
+        return False
+    except ValueError:
+        return "@" not in value and ":" not in value
+
+
+def certificate_names(sans: Iterable[str], common_names: Iterable[str]) -> list[str]:
+    """The identities of a certificate: its DNS-name SANs; its CN only when it has no DNS-name SAN.
+
+    As in RFC 6125, a CN is not consulted once DNS names are present, so it cannot add an identity. IP, email
+    and URI SANs are never identities (and do not stop the CN from counting).
+    """
+    names: list[str] = []
+    for name in [s for s in sans if is_dns_name(s)] or list(common_names):
+        if name not in names:
+            names.append(name)
+    return names
+
+
 def peer_info(context: grpc.ServicerContext) -> PeerInfo:
     auth = context.auth_context() or {}
-    names = [v.decode() for v in auth.get("x509_subject_alternative_name", [])]
-    names += [v.decode() for v in auth.get("x509_common_name", []) if v.decode() not in names]
+    names = certificate_names([v.decode() for v in auth.get("x509_subject_alternative_name", [])],
+                              [v.decode() for v in auth.get("x509_common_name", [])])
     return PeerInfo(tuple(names), context.peer() or "")
 
 

@@ -267,3 +267,56 @@ def test_cli_json_and_exit_codes(tmp_path, pki, servers, capsys):
     text = capsys.readouterr().out
     assert "[FAIL] tcp" in text and "failed: bank-b" in text
     assert WARN not in [c["status"] for c in out["targets"][0]["checks"]]
+
+
+def _cert_with_names(ca_dir: Path, out: Path, common_name: str, sans: list[x509.GeneralName]):
+    """A valid certificate with the given CN and SANs (issue_party_cert always adds the identity as a DNS SAN)."""
+    ca_cert = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+               .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=90)))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (out / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))
+    return type("Cert", (), {"cert": out / "tls.crt", "key": out / "tls.key", "pem": (out / "tls.crt").read_bytes()})
+
+
+def test_certificate_names_follow_the_node_rule(tmp_path, pki):
+    """DNS SANs only; the CN only without DNS SANs (IP/email/URI SANs neither count nor hide the CN)."""
+    import ipaddress
+
+    from vfl.deploy.doctor import _cert_names
+    from vfl.transport.certs import certificate_identities
+    root, _ = pki
+    ip = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+    cases = {
+        "dns": ([x509.DNSName("bank-z"), ip], ["bank-z"]),                      # CN bank-a hidden by a DNS SAN
+        "ip": ([ip, x509.RFC822Name("ops@bank-a.example"),
+                x509.UniformResourceIdentifier("spiffe://bank/x")], ["bank-a"]),  # non-DNS SANs: CN counts
+        "none": ([], ["bank-a"]),
+    }
+    for name, (sans, expected) in cases.items():
+        cert = _cert_with_names(root / "ca1", tmp_path / name, "bank-a", sans)
+        assert certificate_identities(cert.pem) == expected, name
+        assert _cert_names(x509.load_pem_x509_certificate(cert.pem)) == expected, name
+
+
+def test_own_certificate_whose_cn_is_hidden_by_a_dns_san(tmp_path, pki):
+    import ipaddress
+    root, certs = pki
+    hidden = _cert_with_names(root / "ca1", tmp_path / "hidden", "bank-a", [x509.DNSName("bank-z")])
+    report = run_doctor(load_node_config(node_config(tmp_path, (root, {**certs, "own": hidden}), [], own="own")))
+    [local] = report.targets
+    assert not report.ok and "this node's identity is 'bank-a'" in local.checks[0].message
+    ip_only = _cert_with_names(root / "ca1", tmp_path / "ip-only", "bank-a",
+                               [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    report = run_doctor(load_node_config(node_config(tmp_path, (root, {**certs, "own": ip_only}), [], own="own")))
+    assert report.ok, report.to_json()

@@ -28,10 +28,10 @@ from typing import Callable, Iterable
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 
 from vfl.errors import VflError
 from vfl.node.config import NodeConfig, PeerConfig
+from vfl.transport.certs import cert_identities
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 HEALTH_SERVICE = "vfl.Node"
@@ -113,14 +113,8 @@ def _describe_cert(cert: x509.Certificate) -> str:
 
 
 def _cert_names(cert: x509.Certificate) -> list[str]:
-    names: list[str] = []
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names += san.get_values_for_type(x509.DNSName)
-    except x509.ExtensionNotFound:
-        pass
-    names += [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME) if a.value not in names]
-    return names
+    """The identities peers see in ``cert``: DNS SANs, or the CN when there are none (as a node checks them)."""
+    return cert_identities(cert)
 
 
 def _date(when: dt.datetime) -> str:

@@ -13,6 +13,7 @@ from psi.errors import PermissionDenied as PsiPermissionDenied
 from psi.transport.client import run_session
 from psi.transport.server import add_psi_service as mount_psi_service
 from vfl.job.psi_wire import PsiServerCounter, counted_channel
+from vfl.transport.chunking import PermissionDenied
 
 log = logging.getLogger("vfl.psi")
 
@@ -60,10 +61,13 @@ def add_psi_service(server, registry) -> None:
         if job is None:
             raise PsiPermissionDenied(f"no open job {job_id!r} at {node.config.party!r} for PSI")
         if not node.config.insecure:
-            expected = node.config.peer(job.active).identity
-            if expected not in peer:
+            try:  # the node's own rule: a certificate matching several configured identities is refused
+                who = node.identify(list(peer.names))
+            except PermissionDenied as exc:
+                raise PsiPermissionDenied(f"PSI for job {job_id!r}: {exc}") from None
+            if who != job.active:
                 raise PsiPermissionDenied(f"PSI for job {job_id!r} may only be run by its active party "
-                                          f"{job.active!r}")
+                                          f"{job.active!r}; the call came from {who!r}")
         with lock:
             sessions[hello.session_id] = job_id
         return job.psi_ids()

@@ -175,6 +175,12 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
         sec.reject_unknown()
     ds_sec._used.update(ds_sec.data)
     admins = tuple(root.str_list("admins"))
+    for i, admin in enumerate(admins):
+        for peer in peers:
+            if admin == peer.identity:
+                raise ConfigError(f"{root.key('admins')}[{i}]: {admin!r} is the identity of peer {peer.name!r}; "
+                                  "a peer's certificate must not also act as an admin (give the admin its own "
+                                  "certificate identity)")
     workers = root.int("workers", 2, min_value=1, max_value=64)
     max_payload = root.int("max_payload_mb", 256, min_value=1, max_value=4096)
     pol = root.section("policy")

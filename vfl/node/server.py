@@ -56,11 +56,19 @@ class Node:
                 if key == INSECURE_PARTY_HEADER:
                     return value
             raise PermissionDenied(f"insecure mode: the call carries no {INSECURE_PARTY_HEADER} header")
-        names = tls.peer_names(context)
+        return self.identify(tls.peer_names(context))
+
+    def identify(self, names: list[str]) -> str:
+        """The configured peer name, 'self' or 'admin:<identity>' that certificate identities ``names`` stand for.
+
+        Refuses a certificate that matches nothing, or that matches several configured identities (two peers,
+        or a peer and this node or an admin). An admin entry equal to this node's own identity is this node.
+        """
         matches = [peer.name for peer in self.config.peers if peer.identity in names]
         if self.config.identity in names:
             matches.append("self")
-        matches += [f"admin:{admin}" for admin in self.config.admins if admin in names]
+        matches += [f"admin:{admin}" for admin in self.config.admins
+                    if admin in names and admin != self.config.identity]
         if len(matches) == 1:
             return matches[0]
         if matches:  # one certificate must not speak for two parties (or for a party and an admin)

@@ -99,13 +99,23 @@ def issue_party_cert(ca_dir: str | Path, identity: str, out_dir: str | Path, ext
 
 
 def certificate_identities(pem: bytes) -> list[str]:
-    """DNS SANs of a PEM certificate, then its CN: the names a peer entry's ``identity`` may match."""
-    cert = x509.load_pem_x509_certificate(pem)
-    names: list[str] = []
+    """The names a peer entry's ``identity`` may match: see :func:`cert_identities`."""
+    return cert_identities(x509.load_pem_x509_certificate(pem))
+
+
+def cert_identities(cert: x509.Certificate) -> list[str]:
+    """A certificate's DNS-name SANs; its CN only when it has no DNS-name SAN (IP/email/URI SANs never count).
+
+    The rule a node applies to a caller's certificate (`vfl.transport.tls.peer_names`).
+    """
+    dns: list[str] = []
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names += san.get_values_for_type(x509.DNSName)
+        dns = list(san.get_values_for_type(x509.DNSName))
     except x509.ExtensionNotFound:
         pass
-    names += [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    names: list[str] = []
+    for name in dns or [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]:
+        if name not in names:
+            names.append(name)
     return names

@@ -15,6 +15,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from psi.transport.server import certificate_names
 from vfl.errors import ConfigError
 
 # Messages are chunked well below this; the limit only stops a peer from making us buffer gigabytes.
@@ -90,11 +91,10 @@ def open_channel(address: str, credentials: grpc.ChannelCredentials | None, expe
 def peer_names(context: grpc.ServicerContext) -> list[str]:
     """The identities of the verified client certificate of this call (empty without TLS).
 
-    Its subject alternative names; the subject CN only for a certificate that has no SAN at all (as in
-    RFC 6125, a CN is not consulted once SANs are present, so a CN cannot add an identity).
+    Its DNS-name SANs; the subject CN only for a certificate without DNS-name SANs (as in RFC 6125, a CN is
+    not consulted once DNS names are present, so a CN cannot add an identity). IP, email and URI SANs are not
+    identities. The same rule as PSI's (:func:`psi.transport.server.certificate_names`).
     """
     auth = context.auth_context() or {}
-    names = [v.decode() for v in auth.get("x509_subject_alternative_name", [])]
-    if not names:
-        names = [v.decode() for v in auth.get("x509_common_name", [])]
-    return names
+    return certificate_names([v.decode() for v in auth.get("x509_subject_alternative_name", [])],
+                             [v.decode() for v in auth.get("x509_common_name", [])])

@@ -176,6 +176,11 @@ follow the node's own checks (vfl/node/config.py); tests/deploy/test_values_sche
 {{- if contains "*" $a }}
 {{- fail (printf "admins[%d]: %q: wildcard identities are not allowed; list each identity (e.g. ops-bank-a)" $i $a) }}
 {{- end }}
+{{- range $j, $p := $.Values.peers }}
+{{- if eq (toString $a) (toString (default $p.name $p.identity)) }}
+{{- fail (printf "admins[%d]: %q is the identity of peers[%d] (%s); a peer's certificate must not also act as an admin: give the admin its own certificate identity" $i $a $j $p.name) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- range $name, $ds := .Values.datasets }}
 {{- if not (regexMatch (include "vfl-party.dataPathPattern" $) (toString $ds.path)) }}
