@@ -21,3 +21,11 @@ def wrong_width(in_features: int, out_features: int) -> nn.Module:
 
 def not_a_module(in_features: int, out_features: int):
     return [in_features, out_features]
+
+
+SECRET_PATH = "/srv/bank-b/private/pretrained.pt"
+
+
+def failing_bottom(in_features: int, out_features: int) -> nn.Module:
+    """Fails the way operator code does, with a private file path in its exception text."""
+    raise FileNotFoundError(f"no pretrained weights at {SECRET_PATH}")

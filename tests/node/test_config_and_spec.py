@@ -75,3 +75,16 @@ def test_job_spec_file_errors(tmp_path):
         load_job_spec(path)
     with pytest.raises(ConfigError, match="cannot read"):
         load_job_spec(tmp_path / "missing.yaml")
+
+
+def test_widths_that_do_not_fit_a_ciphertext_are_refused_before_psi():
+    from vfl.errors import ConfigError
+    from vfl.job.spec import parse_job_spec
+    spec = {"job_id": "wide", "task": "binary", "active": "a", "parties": {"a": {"dataset": "x"}, "b": {"dataset": "y"}},
+            "model": {"bottom": {"out": 48}, "interactive": {"out": 48}}, "crypto": {"key_bits": 2048}}
+    with pytest.raises(ConfigError, match=r"model.bottom_overrides.b.out .* do not fit a 2048-bit ciphertext"):
+        parse_job_spec(spec)
+    spec["crypto"].update(precision_bits=14, gradient_bits=16)  # the older, narrower fixed point fits
+    assert parse_job_spec(spec).interactive_out == 48
+    spec["crypto"] = {"mode": "plaintext"}  # nothing is packed in plaintext mode
+    assert parse_job_spec(spec).crypto.mode == "plaintext"

@@ -109,6 +109,37 @@ def test_wrong_width_and_non_module_are_clear_errors():
         build_bottom(_bottom("odd"), 5, custom_models.not_a_module, "bank-b")
 
 
+def test_peer_facing_errors_name_the_key_but_not_the_details(caplog):
+    """A passive party's build and load errors go to the active party: only the spec key and the model name;
+    the factory's exception text (a private path) and the parameter names and shapes stay in its node log."""
+    from vfl.errors import DataError
+    from vfl.models.custom import load_part
+    bottom = _bottom("broken")
+    with pytest.raises(ConfigError) as info:  # the party's own view keeps the details
+        build_bottom(bottom, 5, custom_models.failing_bottom, "bank-b")
+    assert custom_models.SECRET_PATH in str(info.value) and "FileNotFoundError" in str(info.value)
+    with caplog.at_level("ERROR", logger="vfl.models"), pytest.raises(ConfigError) as info:
+        build_bottom(bottom, 5, custom_models.failing_bottom, "bank-b", for_peer=True)
+    message = str(info.value)
+    assert message == ("model.bottom_overrides.bank-b.module: party 'bank-b' could not build its bottom model "
+                       "'broken' (details in its node log)"), message
+    assert custom_models.SECRET_PATH in caplog.text  # logged locally
+    with pytest.raises(ConfigError) as info:
+        build_bottom(_bottom("wide", out=8), 5, custom_models.wrong_width, "bank-b", for_peer=True)
+    message = str(info.value)
+    assert "model.bottom_overrides.bank-b.out" in message and "(batch, 8)" in message and "(2, 9)" not in message
+    module = build_bottom(_bottom("tabular"), 5, custom_models.layernorm_bottom, "bank-b")
+    saved = custom_models.layernorm_bottom(6, 8).state_dict()  # trained on one more feature
+    with pytest.raises(DataError) as info:
+        load_part(module, saved, _bottom("tabular"), "old-job", "bank-b")
+    assert "0.weight" in str(info.value)
+    with pytest.raises(DataError) as info:
+        load_part(module, saved, _bottom("tabular"), "old-job", "bank-b", for_peer=True)
+    message = str(info.value)
+    assert "model job 'old-job'" in message and "'tabular'" in message and "node log" in message
+    assert "0.weight" not in message and "torch.Size" not in message and "size mismatch" not in message
+
+
 def test_factory_must_be_importable_by_module_path(tmp_path):
     from vfl.api import Federation
     assert import_path_of(custom_models.layernorm_bottom, "bottom") == LAYERNORM
@@ -156,7 +187,8 @@ def federation(tmp_path_factory):
     host.bottom = custom_models.layernorm_bottom    # and the passive party's
     # one more model offered by both nodes, for the wrong-width case
     with Federation([guest, host], workdir=tmp_path_factory.mktemp("fed"),
-                    node_options={"models": {"too_wide": "tests.node.custom_models:wrong_width"}}) as fed:
+                    node_options={"models": {"too_wide": "tests.node.custom_models:wrong_width",
+                                             "broken": "tests.node.custom_models:failing_bottom"}}) as fed:
         yield fed
 
 
@@ -170,7 +202,8 @@ def _job(epochs=4):
 def test_custom_bottoms_train_end_to_end_and_match_the_baseline(federation):
     from vfl.baseline import initial_interactive_weights, train_centralized
     config = yaml.safe_load(federation.configs["host"].read_text())
-    assert config["models"] == {"too_wide": "tests.node.custom_models:wrong_width", "layernorm_bottom": LAYERNORM}
+    assert config["models"] == {"too_wide": "tests.node.custom_models:wrong_width",
+                                "broken": "tests.node.custom_models:failing_bottom", "layernorm_bottom": LAYERNORM}
     job = _job()
     model = federation.fit(task="binary", job_id="custom", progress=False, **job)
     assert model.metrics["test"]["auc"] > 0.9
@@ -231,3 +264,20 @@ def test_wrong_output_width_fails_the_job_clearly(federation):
         federation.fit(task="binary", job_id="too-wide", progress=False, **job)
     message = str(info.value)
     assert "model.bottom_overrides.host.out" in message and "'too_wide'" in message and "(batch, 8)" in message
+    assert "(2, 9)" not in message, message  # the shape the host's module returned stays in its node log
+
+
+@pytest.mark.parametrize("party", ["host", "guest"])
+def test_failing_factory_fails_the_job_without_leaking_the_passive_details(federation, party):
+    from vfl.api import JobError
+    job = _job(epochs=1)
+    job["model"] = {**job["model"], "bottom_overrides": {party: {"module": "broken"}}}
+    with pytest.raises(JobError) as info:
+        federation.fit(task="binary", job_id=f"broken-{party}", progress=False, **job)
+    message = str(info.value)
+    assert f"model.bottom_overrides.{party}.module" in message and "'broken'" in message, message
+    if party == "host":  # the active party learns the key, not the passive operator's exception text
+        assert custom_models.SECRET_PATH not in message and "FileNotFoundError" not in message, message
+        assert "node log" in message
+    else:  # the active party's own model: its operator sees everything
+        assert custom_models.SECRET_PATH in message, message

@@ -162,6 +162,50 @@ def test_common_name_is_ignored_when_the_certificate_has_subject_alternative_nam
     assert tls.peer_names(with_san) == ["mallory"]
     only_cn = context({"x509_common_name": [b"guest"]})
     assert tls.peer_names(only_cn) == ["guest"]
+    # only DNS-name SANs hide the CN; IP, email and URI SANs are never identities (our certs carry 127.0.0.1)
+    ip_only = context({"x509_subject_alternative_name": [b"127.0.0.1", b"::1", b"ops@bank.example",
+                                                         b"spiffe://bank/guest"], "x509_common_name": [b"guest"]})
+    assert tls.peer_names(ip_only) == ["guest"]
+    dns_and_ip = context({"x509_subject_alternative_name": [b"127.0.0.1", b"mallory"],
+                          "x509_common_name": [b"guest"]})
+    assert tls.peer_names(dns_and_ip) == ["mallory"]
+
+
+def _identify(names: list[str], admins: tuple[str, ...] = ()) -> str:
+    """Node.identify for a node 'host' (identity 'host') with peers 'guest' and 'other'."""
+    from types import SimpleNamespace
+
+    from vfl.node.server import Node
+    peers = (SimpleNamespace(name="guest", identity="guest"), SimpleNamespace(name="other", identity="other.example"))
+    config = SimpleNamespace(party="host", identity="host", peers=peers, admins=admins)
+    return Node.identify(SimpleNamespace(config=config), names)
+
+
+def test_admin_entry_equal_to_own_identity_is_self_and_mixed_certificates_are_refused():
+    from vfl.transport.chunking import PermissionDenied
+    assert _identify(["host"], admins=("host", "ops")) == "self"
+    assert _identify(["ops"], admins=("host", "ops")) == "admin:ops"
+    assert _identify(["other.example"]) == "other"
+    for names, admins in [(["guest", "other.example"], ()),        # two peers
+                          (["guest", "host"], ("host",)),           # a peer and self (= admin)
+                          (["guest", "ops"], ("ops",)),             # a peer and an admin
+                          (["host", "ops"], ("ops",))]:             # self and a different admin
+        with pytest.raises(PermissionDenied, match="several configured identities"):
+            _identify(names, admins)
+    with pytest.raises(PermissionDenied, match="match no configured"):
+        _identify(["mallory"], ("ops",))
+
+
+def test_config_refuses_an_admin_that_is_a_peer_identity(tmp_path):
+    from vfl.errors import ConfigError
+    base = {"party": "host", "role": "active", "listen": "127.0.0.1:5000", "insecure": True,
+            "peers": [{"name": "guest", "address": "127.0.0.1:5001", "identity": "guest.example"}]}
+    path = tmp_path / "node.yaml"
+    path.write_text(yaml.safe_dump({**base, "admins": ["host", "ops"]}))
+    assert load_node_config(path).admins == ("host", "ops")
+    path.write_text(yaml.safe_dump({**base, "admins": ["ops", "guest.example"]}))
+    with pytest.raises(ConfigError, match=r"admins\[1\].*peer 'guest'"):
+        load_node_config(path)
 
 
 # ------------------------------------------------------------------ the other RPCs
@@ -396,6 +440,23 @@ def test_malformed_setup_then_a_correct_one(session):
     call(stub.CloseJob, pb.CloseJobRequest(job_id=job, status="failed"), pb.CloseJobReply)
 
 
+def test_psi_for_a_set_up_job_is_refused(session):
+    """A second PSI while the job is set up would overwrite its alignment and re-open Setup: it is refused with
+    FAILED_PRECONDITION naming the job and its state, and the job carries on with its keys and shares."""
+    from psi.errors import PeerError
+    with pytest.raises(PeerError) as refused:
+        run_session({"host": session["channel"]}, session["ids"], PsiConfig(metadata={"job_id": JOB}, workers=0),
+                    me="guest")
+    assert refused.value.code == "FAILED_PRECONDITION", refused.value
+    assert f"PSI for job {JOB!r} is not allowed now" in str(refused.value) and "'ready'" in str(refused.value)
+    assert_serving(session)
+    assert_forward_works(session)
+    # and a replayed Setup after the refused PSI is still refused
+    code, detail = status_of(session["stub"].Setup, setup_request(session))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and f"job {JOB!r} is already set up" in detail
+    assert_forward_works(session)
+
+
 def test_node_keeps_serving_after_all_that(session):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     reply = call(session["stub"].Forward, forward(session), pb.ForwardReply)
@@ -404,3 +465,31 @@ def test_node_keeps_serving_after_all_that(session):
     assert z.shape == (5, 4) and np.isfinite(z).all() and np.abs(z).max() < 50
     health = health_pb2_grpc.HealthStub(session["channel"]).Check(health_pb2.HealthCheckRequest(service="vfl.Node"))
     assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_psi_bridge_uses_the_node_rule(monkeypatch):
+    """PSI on a node: only the job's active party's certificate, and not one that also matches another identity."""
+    from types import SimpleNamespace
+
+    from psi.errors import PermissionDenied as PsiPermissionDenied
+    from psi.transport.server import PeerInfo
+    from vfl.job import psi_bridge
+    from vfl.node.server import Node
+    captured = {}
+    monkeypatch.setattr(psi_bridge, "mount_psi_service", lambda server, id_provider, **kw:
+                        captured.setdefault("id_provider", id_provider))
+    peers = (SimpleNamespace(name="guest", identity="guest"), SimpleNamespace(name="other", identity="other"))
+    config = SimpleNamespace(party="host", identity="host", peers=peers, admins=(), insecure=False)
+    node = SimpleNamespace(config=config)
+    node.identify = lambda names: Node.identify(node, names)
+    job = SimpleNamespace(active="guest", psi_ids=lambda: ["a", "b"])
+    import threading
+    registry = SimpleNamespace(node=node, _lock=threading.Lock(), passive_jobs={"j": job})
+    psi_bridge.add_psi_service(None, registry)
+    provide = captured["id_provider"]
+    hello = SimpleNamespace(metadata={"job_id": "j"}, session_id="s")
+    assert provide(hello, PeerInfo(("guest",), "")) == ["a", "b"]
+    for names, reason in [(("guest", "other"), "several configured identities"),
+                          (("other",), "active party"), (("mallory",), "match no configured")]:
+        with pytest.raises(PsiPermissionDenied, match=reason):
+            provide(hello, PeerInfo(names, ""))

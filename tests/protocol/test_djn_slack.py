@@ -41,3 +41,12 @@ def test_slack_below_the_default_is_refused():
     priv = crypto.new_private_ops(1024, 1)
     with pytest.raises(ValueError, match="at least"):
         he.PeerDjnRandomness(int(priv.n), int(priv.djn_base), slack_bits=40)
+
+
+def test_packed_products_count_every_slot_group():
+    # m = 1 packs many rows per forward ciphertext: one output combines d bases at each of its groups
+    narrow = default_layout(4096, 64, 1, 24, 24, 40, 1024.0, 16, 0)
+    groups = narrow.forward_layout().groups
+    assert groups > 1
+    terms = 64 * groups
+    assert narrow.exponent_sum_bits() >= narrow.activation_bits + (terms - 1).bit_length()

@@ -24,7 +24,7 @@ from vfl.job.timing import Timer
 from vfl.job.links import PassiveLink
 from vfl.job.party_data import align, load_alignment, load_dataset, save_alignment
 from vfl.job.passive import party_seed, spec_init_std
-from vfl.job.spec import JobSpec
+from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec
 from vfl.job.split import batch_order
 from vfl.models.custom import build_bottom, check_saved_module, load_part, resolve_factory
 from vfl.models.mlp import build_mlp, init_module
@@ -34,7 +34,7 @@ from vfl.transport.chunking import PeerCallError
 
 log = logging.getLogger("vfl.active")
 
-EVAL_BATCH = 2048
+EVAL_BATCH = EVAL_BATCH_ROWS  # rows per evaluation / prediction batch
 RECOVERABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.CANCELLED,
                grpc.StatusCode.DEADLINE_EXCEEDED)
 MAX_RESUMES = 3

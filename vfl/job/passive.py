@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from psi.errors import OutOfOrder as PsiOutOfOrder
 from vfl.errors import DataError, ProtocolError
 from vfl.job import crypto
 from vfl.job.ledger import WireLedger
@@ -73,17 +74,30 @@ class PassiveJob:
         self.bottom_factory_path = models.get(bottom.module) if bottom.module else None
         self.bottom_factory = resolve_factory(models, bottom.module, self.party, for_peer=True)
         if bottom.module is not None:
-            build_bottom(bottom, int(self.table.features.shape[1]), self.bottom_factory, self.party)
+            build_bottom(bottom, int(self.table.features.shape[1]), self.bottom_factory, self.party,
+                         for_peer=True)
         return pb.OpenJobReply(rows=len(self.table), feature_dim=int(self.table.features.shape[1]),
                                resumable_epoch=self.last_checkpoint())
 
     def psi_ids(self) -> list[str]:
-        if self.table is None:
-            raise OutOfOrder("PSI before OpenJob")
-        return [str(i) for i in self.table.ids]
+        """This party's IDs for a PSI session: only once per opened job, before its first alignment.
+
+        A later PSI (after the alignment, or mid-job) would overwrite the saved alignment and re-open
+        Setup, so it is refused; the PSI service reports psi's OutOfOrder as FAILED_PRECONDITION.
+        """
+        with self.lock:
+            if self.table is None:
+                raise PsiOutOfOrder(f"PSI for job {self.spec.job_id!r} before OpenJob")
+            if self.state != "opened":
+                raise PsiOutOfOrder(f"PSI for job {self.spec.job_id!r} is not allowed now: the job is "
+                                    f"{self.state!r} at {self.party!r} (PSI runs once, right after OpenJob)")
+            return [str(i) for i in self.table.ids]
 
     def on_psi_result(self, common_ids, own_rows) -> None:
         with self.lock:
+            if self.state != "opened":  # a second session's result must not replace the alignment in use
+                log.warning("job %r: ignored a PSI result that arrived in state %r", self.spec.job_id, self.state)
+                return
             save_alignment(self.job_dir, np.asarray(common_ids, dtype=object), np.asarray(own_rows))
             self.state = "aligned"
         self.aligned.set()
@@ -115,7 +129,8 @@ class PassiveJob:
             self.layout = layout
             seed = party_seed(spec.train.seed, self.party)
             torch.manual_seed(seed)
-            self.bottom = build_bottom(bottom_spec, self.data.feature_dim, self.bottom_factory, self.party, seed)
+            self.bottom = build_bottom(bottom_spec, self.data.feature_dim, self.bottom_factory, self.party, seed,
+                                       for_peer=True)
             self.optimizer = torch.optim.Adam(self.bottom.parameters(), lr=spec.train.lr)
             self.paillier = spec.crypto.mode == "paillier"
             reply = pb.SetupReply(bottom_out=layout.d)
@@ -129,7 +144,7 @@ class PassiveJob:
                 reply.passive_public_key = crypto.public_key_bytes(self.ops_p)
                 reply.passive_djn_base = crypto.djn_base_bytes(self.ops_p)
             if saved is not None:
-                load_part(self.bottom, saved["bottom"], bottom_spec, spec.model_job, self.party)
+                load_part(self.bottom, saved["bottom"], bottom_spec, spec.model_job, self.party, for_peer=True)
                 self.share = saved["share"]
             elif self.resume_epoch >= 0:
                 self._restore(self.resume_epoch)

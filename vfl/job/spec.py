@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from vfl.config_util import Section, load_yaml
-from vfl.errors import ConfigError
+from vfl.errors import ConfigError, VflError
 from vfl.node.config import check_model_name, check_name
 
 TASKS = ("binary", "multiclass", "regression")
@@ -237,9 +237,34 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
     if kind == "predict" and not model_job:
         raise ConfigError("model_job: required for kind: predict (the training job whose model parts to use)")
     root.reject_unknown()
-    return JobSpec(job_id=job_id, kind=kind, task=task, active=active, parties=tuple(parties),
+    spec = JobSpec(job_id=job_id, kind=kind, task=task, active=active, parties=tuple(parties),
                    interactive_out=interactive_out, top=top, split=split, train=train, crypto=crypto,
                    psi=psi, privacy=privacy, model_job=model_job)
+    check_layout_fits(spec)
+    return spec
+
+
+#: rows per evaluation / prediction batch (the active runtime's EVAL_BATCH); bounds the layout's max_batch
+EVAL_BATCH_ROWS = 2048
+
+
+def check_layout_fits(spec: JobSpec) -> None:
+    """Refuse, before any PSI runs, widths and precisions whose packed rows do not fit a ciphertext."""
+    if spec.crypto.mode != "paillier":
+        return
+    from vfl.protocol.layout import default_layout
+    c = spec.crypto
+    for party in spec.passives:
+        d = party.bottom.out
+        try:
+            default_layout(c.key_bits, d, spec.interactive_out, c.precision_bits, c.gradient_bits,
+                           c.stat_security_bits, c.activation_bound, max(spec.train.batch_size, EVAL_BATCH_ROWS), 0)
+        except (ValueError, VflError) as exc:
+            raise ConfigError(
+                f"model.bottom_overrides.{party.name}.out / model.interactive.out / crypto.precision_bits: a bottom "
+                f"output of {d} and an interactive output of {spec.interactive_out} at precision_bits "
+                f"{c.precision_bits}, gradient_bits {c.gradient_bits} do not fit a {c.key_bits}-bit ciphertext "
+                f"({exc}); lower the widths or the precision, or use a larger key") from None
 
 
 def load_job_spec(path: str | Path) -> JobSpec:

@@ -119,12 +119,26 @@ def resolve_factory(models: Mapping[str, Any], name: str | None, party: str, for
                           "(the reason is in that party's node log)") from None
 
 
+def _peer_safe(error: Exception, for_peer: bool, party: str, peer_message: str) -> Exception:
+    """`error` itself, or (with `for_peer`) `peer_message` of the same class, the detail going to this node's log.
+
+    The detail can hold the operator's own exception text (file paths, ...) or the model's parameter names and
+    shapes, neither of which is the active party's business; the peer learns only which spec key failed.
+    """
+    if not for_peer:
+        return error
+    log.error("bottom model of party %r: %s", party, error)
+    return type(error)(peer_message)
+
+
 def build_bottom(bottom, in_features: int, factory: Factory | None = None, party: str = "?",
-                 seed: int | None = None) -> nn.Module:
+                 seed: int | None = None, for_peer: bool = False) -> nn.Module:
     """A party's bottom model: the default MLP of the spec, or `factory(in_features, bottom.out)`.
 
     The caller seeds torch's generator first, so every process building the same party gets the same initial
     weights. A custom module keeps its own (torch default) initialisation; the default MLP gets init_module.
+    With `for_peer` (a passive party, whose errors go to the active party), errors name only the spec key and
+    the model's name; the details are logged here.
     """
     from vfl.models.mlp import build_mlp, init_module
     if getattr(bottom, "module", None) is None:
@@ -132,39 +146,51 @@ def build_bottom(bottom, in_features: int, factory: Factory | None = None, party
         if seed is not None:
             init_module(module, seed)
         return module
+    where = f"model.bottom_overrides.{party}.module"
     if factory is None:
-        raise ConfigError(f"model.bottom_overrides.{party}.module: bottom model {bottom.module!r} of party "
-                          f"{party!r} has no factory here")
+        raise ConfigError(f"{where}: bottom model {bottom.module!r} of party {party!r} has no factory here")
     label = f"bottom model {bottom.module!r} of party {party!r}"
+    generic = (f"{where}: party {party!r} could not build its bottom model {bottom.module!r} "
+               "(details in its node log)")
     try:
         module = factory(in_features, bottom.out)
     except Exception as exc:  # noqa: BLE001 - user code: report it with the model's name
-        raise ConfigError(f"model.bottom_overrides.{party}.module: {label}: factory({in_features}, {bottom.out}) "
-                          f"failed: {type(exc).__name__}: {exc}") from None
+        raise _peer_safe(ConfigError(f"{where}: {label}: factory({in_features}, {bottom.out}) failed: "
+                                     f"{type(exc).__name__}: {exc}"), for_peer, party, generic) from None
     if not isinstance(module, nn.Module):
-        raise ConfigError(f"model.bottom_overrides.{party}.module: {label}: factory returned "
-                          f"{type(module).__name__}, not a torch.nn.Module")
-    check_output_width(module, in_features, bottom.out, f"model.bottom_overrides.{party}.out", label)
+        raise _peer_safe(ConfigError(f"{where}: {label}: factory returned {type(module).__name__}, not a "
+                                     "torch.nn.Module"), for_peer, party, generic)
+    check_output_width(module, in_features, bottom.out, f"model.bottom_overrides.{party}.out", label,
+                       for_peer=for_peer, party=party, module_key=where)
     return module
 
 
-def check_output_width(module: nn.Module, in_features: int, out: int, where: str, label: str) -> None:
-    """A dry forward of two zero rows (eval mode, no gradient, torch's generator untouched): (2, out) or error."""
+def check_output_width(module: nn.Module, in_features: int, out: int, where: str, label: str,
+                       for_peer: bool = False, party: str = "?", module_key: str | None = None) -> None:
+    """A dry forward of two zero rows (eval mode, no gradient, torch's generator untouched): (2, out) or error.
+
+    With `for_peer`, a failed forward names only `module_key` (and a wrong width only `where` and `out`, both
+    from the job spec); the details are logged here.
+    """
     was_training = module.training
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             module.eval()
             y = module(torch.zeros(2, in_features))
     except Exception as exc:  # noqa: BLE001 - user code
-        raise ConfigError(f"{where}: {label}: a forward pass on a (2, {in_features}) float32 batch failed: "
-                          f"{type(exc).__name__}: {exc}") from None
+        raise _peer_safe(ConfigError(f"{where}: {label}: a forward pass on a (2, {in_features}) float32 batch "
+                                     f"failed: {type(exc).__name__}: {exc}"), for_peer, party,
+                         f"{module_key or where}: {label}: a forward pass failed at party {party!r} "
+                         "(details in its node log)") from None
     finally:
         module.train(was_training)
     shape = tuple(y.shape) if isinstance(y, torch.Tensor) else None
     if shape != (2, out):
         got = f"shape {shape}" if shape is not None else type(y).__name__
-        raise ConfigError(f"{where}: {label} must map (batch, {in_features}) to (batch, {out}), "
-                          f"but returned {got} for a batch of 2")
+        raise _peer_safe(ConfigError(f"{where}: {label} must map (batch, {in_features}) to (batch, {out}), "
+                                     f"but returned {got} for a batch of 2"), for_peer, party,
+                         f"{where}: {label} does not map a batch to (batch, {out}) at party {party!r} "
+                         "(details in its node log)")
 
 
 def check_saved_module(saved: dict, module: str | None, model_job: str | None, party: str) -> None:
@@ -176,10 +202,15 @@ def check_saved_module(saved: dict, module: str | None, model_job: str | None, p
                         f"{'model ' + repr(module) if module else 'the default MLP'}")
 
 
-def load_part(model: torch.nn.Module, state: dict, bottom, model_job: str | None, party: str) -> None:
+def load_part(model: torch.nn.Module, state: dict, bottom, model_job: str | None, party: str,
+              for_peer: bool = False) -> None:
+    """Load a saved model part; with `for_peer`, the mismatching parameter names and shapes stay in the log."""
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         what = f"bottom model {bottom.module!r}" if bottom.module else "the default MLP"
-        raise DataError(f"model job {model_job!r}: the saved model part of {party!r} does not fit {what} as "
-                        f"built now (did the node config's models: entry change since training?): {exc}") from None
+        hint = "did the node config's models: entry change since training?"
+        raise _peer_safe(DataError(f"model job {model_job!r}: the saved model part of {party!r} does not fit "
+                                   f"{what} as built now ({hint}): {exc}"), for_peer, party,
+                         f"model job {model_job!r}: the saved model part of {party!r} does not fit {what} as "
+                         f"built now ({hint} details in its node log)") from None

@@ -90,13 +90,16 @@ class Layout:
     def exponent_sum_bits(self) -> int:
         """sum_j |e_j| < 2^this for every product a party re-randomizes under its peer's key.
 
-        The exponents are activations (|H| < 2^activation_bits) or per-example gradients (|D| < 2^delta_bits):
-        z = H [W] sums d terms, the weight gradient H^T [D] sums up to max_batch terms, the input gradient
-        D [W^T] sums m terms. Peer DJN re-randomization sizes its exponent from this (vfl.he.peer_djn_slack_bits).
+        The exponents are activations (|H| < 2^activation_bits) or per-example gradients (|D| < 2^delta_bits).
+        A packed output ciphertext of z = H [W] combines d bases at each of its slot groups (d * groups terms),
+        the weight gradient H^T [D] up to max_batch terms, the input gradient D [W^T] m * groups terms.
+        Peer DJN re-randomization sizes its exponent from this (vfl.he.peer_djn_slack_bits).
         """
-        terms = max(self.d, self.max_batch, 2)
-        return max(self.activation_bits + math.ceil(math.log2(terms)),
-                   self.delta_bits + math.ceil(math.log2(max(self.m, 2))))
+        forward_terms = self.d * self.forward_layout().groups
+        backward_terms = self.m * self.backward_layout().groups
+        activation_terms = max(forward_terms, self.max_batch, 2)
+        return max(self.activation_bits + math.ceil(math.log2(activation_terms)),
+                   self.delta_bits + math.ceil(math.log2(max(backward_terms, 2))))
 
     def gradient_bound_bits(self) -> int:
         """|h^T delta| < 2^this, from the clamps on h and delta and the batch size."""
