@@ -43,21 +43,9 @@ def pki(tmp_path_factory):
 
 def _expired_cert(ca_dir: Path, identity: str, out: Path):
     """A certificate that expired yesterday (issue_party_cert cannot make one)."""
-    ca_cert = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
-    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), password=None)
-    key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=30)).not_valid_after(now - dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(identity)]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (out / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                    serialization.NoEncryption()))
-    return type("Cert", (), {"cert": out / "tls.crt", "key": out / "tls.key"})
+    return _cert_with_names(ca_dir, out, identity, [x509.DNSName(identity)],
+                            valid=(now - dt.timedelta(days=30), now - dt.timedelta(days=1)))
 
 
 @pytest.fixture
@@ -269,16 +257,19 @@ def test_cli_json_and_exit_codes(tmp_path, pki, servers, capsys):
     assert WARN not in [c["status"] for c in out["targets"][0]["checks"]]
 
 
-def _cert_with_names(ca_dir: Path, out: Path, common_name: str, sans: list[x509.GeneralName]):
-    """A valid certificate with the given CN and SANs (issue_party_cert always adds the identity as a DNS SAN)."""
+def _cert_with_names(ca_dir: Path, out: Path, common_name: str, sans: list[x509.GeneralName],
+                     valid: tuple[dt.datetime, dt.datetime] | None = None):
+    """A certificate with the given CN and SANs (issue_party_cert always adds the identity as a DNS SAN),
+    valid from 5 minutes ago for 90 days unless `valid` gives (not_before, not_after)."""
     ca_cert = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
     ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), password=None)
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.timezone.utc)
+    not_before, not_after = valid or (now - dt.timedelta(minutes=5), now + dt.timedelta(days=90))
     builder = (x509.CertificateBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
                .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=90)))
+               .not_valid_before(not_before).not_valid_after(not_after))
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())

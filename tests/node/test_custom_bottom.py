@@ -243,38 +243,33 @@ def test_custom_bottoms_train_end_to_end_and_match_the_baseline(federation):
     assert ((predictions["prediction"].to_numpy() > 0.5) == labels).mean() > 0.85
 
 
-@pytest.mark.parametrize("party", ["host", "guest"])
-def test_undefined_module_name_fails_the_job_naming_the_key(federation, party):
+def _failed_job_message(federation, job_id: str, party: str, module: str) -> str:
+    """Run a one-epoch job with `party`'s bottom set to `module`; the job must fail: its error message."""
     from vfl.api import JobError
     job = _job(epochs=1)
-    job["model"] = {**job["model"], "bottom_overrides": {party: {"module": "nope"}}}
+    job["model"] = {**job["model"], "bottom_overrides": {party: {"module": module}}}
     with pytest.raises(JobError) as info:
-        federation.fit(task="binary", job_id=f"undefined-{party}", progress=False, **job)
-    message = str(info.value)
+        federation.fit(task="binary", job_id=job_id, progress=False, **job)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("party", ["host", "guest"])
+def test_undefined_module_name_fails_the_job_naming_the_key(federation, party):
+    message = _failed_job_message(federation, f"undefined-{party}", party, "nope")
     assert f"model.bottom_overrides.{party}.module" in message and "'nope'" in message, message
     if party == "host":  # the passive node does not tell the active party which other models it has
         assert "too_wide" not in message and "layernorm" not in message
 
 
 def test_wrong_output_width_fails_the_job_clearly(federation):
-    from vfl.api import JobError
-    job = _job(epochs=1)
-    job["model"] = {**job["model"], "bottom_overrides": {"host": {"module": "too_wide"}}}
-    with pytest.raises(JobError) as info:
-        federation.fit(task="binary", job_id="too-wide", progress=False, **job)
-    message = str(info.value)
+    message = _failed_job_message(federation, "too-wide", "host", "too_wide")
     assert "model.bottom_overrides.host.out" in message and "'too_wide'" in message and "(batch, 8)" in message
     assert "(2, 9)" not in message, message  # the shape the host's module returned stays in its node log
 
 
 @pytest.mark.parametrize("party", ["host", "guest"])
 def test_failing_factory_fails_the_job_without_leaking_the_passive_details(federation, party):
-    from vfl.api import JobError
-    job = _job(epochs=1)
-    job["model"] = {**job["model"], "bottom_overrides": {party: {"module": "broken"}}}
-    with pytest.raises(JobError) as info:
-        federation.fit(task="binary", job_id=f"broken-{party}", progress=False, **job)
-    message = str(info.value)
+    message = _failed_job_message(federation, f"broken-{party}", party, "broken")
     assert f"model.bottom_overrides.{party}.module" in message and "'broken'" in message, message
     if party == "host":  # the active party learns the key, not the passive operator's exception text
         assert custom_models.SECRET_PATH not in message and "FileNotFoundError" not in message, message

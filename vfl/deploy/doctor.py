@@ -112,9 +112,8 @@ def _describe_cert(cert: x509.Certificate) -> str:
     return f"names {names}, issued by '{issuer}', SHA-256 fingerprint {fp}:..."
 
 
-def _cert_names(cert: x509.Certificate) -> list[str]:
-    """The identities peers see in ``cert``: DNS SANs, or the CN when there are none (as a node checks them)."""
-    return cert_identities(cert)
+#: the identities peers see in a certificate: DNS SANs, or the CN when there are none (as a node checks them)
+_cert_names = cert_identities
 
 
 def _date(when: dt.datetime) -> str:

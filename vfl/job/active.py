@@ -24,17 +24,15 @@ from vfl.job.timing import Timer
 from vfl.job.links import PassiveLink
 from vfl.job.party_data import align, load_alignment, load_dataset, save_alignment
 from vfl.job.passive import party_seed, spec_init_std
-from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec
+from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec, interactive_layout
 from vfl.job.split import batch_order
 from vfl.models.custom import build_bottom, check_saved_module, load_part, resolve_factory
 from vfl.models.mlp import build_mlp, init_module
 from vfl.models.tasks import make_task
-from vfl.protocol.layout import default_layout
 from vfl.transport.chunking import PeerCallError
 
 log = logging.getLogger("vfl.active")
 
-EVAL_BATCH = EVAL_BATCH_ROWS  # rows per evaluation / prediction batch
 RECOVERABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.CANCELLED,
                grpc.StatusCode.DEADLINE_EXCEEDED)
 MAX_RESUMES = 3
@@ -231,10 +229,7 @@ class ActiveJob:
         rows = len(self.data.ids)
 
         def setup_link(link: PassiveLink) -> None:
-            bottom = spec.party(link.peer).bottom
-            layout = default_layout(c.key_bits, bottom.out, spec.interactive_out, c.precision_bits, c.gradient_bits,
-                                    c.stat_security_bits, c.activation_bound,
-                                    max(spec.train.batch_size, EVAL_BATCH), spec.train.seed)
+            layout = interactive_layout(spec, spec.party(link.peer), spec.train.seed)
             state = restored[link.peer] if restored else None
             link.setup(layout, self.ops_a, rows, init_std, rng,
                        restored_share=copy.deepcopy(state.get("share")) if state else None,
@@ -367,8 +362,8 @@ class ActiveJob:
         self.model.eval()
         outputs = []
         with torch.no_grad():
-            for i, start in enumerate(range(0, len(positions), EVAL_BATCH)):
-                rows = positions[start:start + EVAL_BATCH]
+            for i, start in enumerate(range(0, len(positions), EVAL_BATCH_ROWS)):
+                rows = positions[start:start + EVAL_BATCH_ROWS]
                 out, _ = self._forward(rows, phase, epoch, i)
                 outputs.append(self.task.predict(out))
         return np.concatenate(outputs) if outputs else np.zeros(0)

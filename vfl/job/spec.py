@@ -244,25 +244,30 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
     return spec
 
 
-#: rows per evaluation / prediction batch (the active runtime's EVAL_BATCH); bounds the layout's max_batch
+#: rows per evaluation / prediction batch at the active party; bounds the layout's max_batch
 EVAL_BATCH_ROWS = 2048
+
+
+def interactive_layout(spec: JobSpec, party: PartySpec, seed: int = 0):
+    """The interactive layer's fixed-point and packing layout between the active party and passive `party`."""
+    from vfl.protocol.layout import default_layout
+    c = spec.crypto
+    return default_layout(c.key_bits, party.bottom.out, spec.interactive_out, c.precision_bits, c.gradient_bits,
+                          c.stat_security_bits, c.activation_bound, max(spec.train.batch_size, EVAL_BATCH_ROWS), seed)
 
 
 def check_layout_fits(spec: JobSpec) -> None:
     """Refuse, before any PSI runs, widths and precisions whose packed rows do not fit a ciphertext."""
     if spec.crypto.mode != "paillier":
         return
-    from vfl.protocol.layout import default_layout
     c = spec.crypto
     for party in spec.passives:
-        d = party.bottom.out
         try:
-            default_layout(c.key_bits, d, spec.interactive_out, c.precision_bits, c.gradient_bits,
-                           c.stat_security_bits, c.activation_bound, max(spec.train.batch_size, EVAL_BATCH_ROWS), 0)
+            interactive_layout(spec, party)
         except (ValueError, VflError) as exc:
             raise ConfigError(
                 f"model.bottom_overrides.{party.name}.out / model.interactive.out / crypto.precision_bits: a bottom "
-                f"output of {d} and an interactive output of {spec.interactive_out} at precision_bits "
+                f"output of {party.bottom.out} and an interactive output of {spec.interactive_out} at precision_bits "
                 f"{c.precision_bits}, gradient_bits {c.gradient_bits} do not fit a {c.key_bits}-bit ciphertext "
                 f"({exc}); lower the widths or the precision, or use a larger key") from None
 

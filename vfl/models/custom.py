@@ -112,11 +112,8 @@ def resolve_factory(models: Mapping[str, Any], name: str | None, party: str, for
     try:
         return import_factory(value, f"models.{name}")
     except ConfigError as exc:
-        if not for_peer:
-            raise
-        log.error("bottom model %r of party %r: %s", name, party, exc)
-        raise ConfigError(f"{where}: party {party!r} could not load its bottom model {name!r} "
-                          "(the reason is in that party's node log)") from None
+        raise _peer_safe(exc, for_peer, party, f"{where}: party {party!r} could not load its bottom model {name!r} "
+                         "(the reason is in that party's node log)") from None
 
 
 def _peer_safe(error: Exception, for_peer: bool, party: str, peer_message: str) -> Exception:

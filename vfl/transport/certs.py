@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from psi.transport.server import certificate_names
+
 from vfl.errors import ConfigError
 
 
@@ -114,8 +116,4 @@ def cert_identities(cert: x509.Certificate) -> list[str]:
         dns = list(san.get_values_for_type(x509.DNSName))
     except x509.ExtensionNotFound:
         pass
-    names: list[str] = []
-    for name in dns or [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]:
-        if name not in names:
-            names.append(name)
-    return names
+    return certificate_names(dns, [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)])
