@@ -21,6 +21,7 @@ from psi.transport.codec import decode, encode
 from psi.transport.psi_pb2 import Envelope
 
 from .conftest import random_ids
+from .interceptors import ResponseStreamInterceptor
 
 W = 16
 
@@ -122,23 +123,13 @@ class RecordingClient(grpc.StreamStreamClientInterceptor):
         return continuation(client_call_details, record(request_iterator))
 
 
-class RecordingServer(grpc.ServerInterceptor):
+class RecordingServer(ResponseStreamInterceptor):
     def __init__(self):
         self.sent: list[bytes] = []
 
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        if handler is None or handler.stream_stream is None:
-            return handler
-        inner = handler.stream_stream
-
-        def wrapped(request_iterator, context):
-            for resp in inner(request_iterator, context):
-                self.sent.append(resp.SerializeToString())
-                yield resp
-
-        return grpc.stream_stream_rpc_method_handler(wrapped, request_deserializer=handler.request_deserializer,
-                                                     response_serializer=handler.response_serializer)
+    def on_response(self, response):
+        self.sent.append(response.SerializeToString())
+        return response
 
 
 @pytest.mark.parametrize("parties,mode", [(2, "intersection"), (3, "intersection"), (3, "cardinality")])

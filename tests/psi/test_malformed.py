@@ -27,6 +27,7 @@ from psi.transport import run_session
 from psi.transport.codec import decode, encode
 
 from .conftest import random_ids
+from .interceptors import ResponseStreamInterceptor
 
 PASSIVE_IDS = random_ids(300, 60)
 
@@ -357,29 +358,19 @@ def test_n_party_malformed_message_gets_clear_status_and_server_keeps_serving(ns
     good_n_party_session(nserver, engine)
 
 
-class TamperingServer(grpc.ServerInterceptor):
+class TamperingServer(ResponseStreamInterceptor):
     """Alters the first response envelope that ``tamper`` changes (returns a new envelope), then none."""
 
     def __init__(self, tamper):
         self.tamper = tamper
         self.armed = True
 
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        if handler is None or handler.stream_stream is None:
-            return handler
-        inner = handler.stream_stream
-
-        def wrapped(request_iterator, context):
-            for resp in inner(request_iterator, context):
-                changed = self.tamper(resp) if self.armed else None
-                if changed is not None:
-                    self.armed = False
-                    resp = changed
-                yield resp
-
-        return grpc.stream_stream_rpc_method_handler(wrapped, request_deserializer=handler.request_deserializer,
-                                                     response_serializer=handler.response_serializer)
+    def on_response(self, response):
+        changed = self.tamper(response) if self.armed else None
+        if changed is None:
+            return response
+        self.armed = False
+        return changed
 
 
 def tamper_chunk(stage: Stage, change):
