@@ -41,8 +41,9 @@ def parties(name: str):
     return out
 
 
-def centralized(name: str, spec_dict: dict, initial_weights: dict | None = None) -> dict:
-    """The same architecture trained on pooled columns of the common rows, same split and seed."""
+def centralized(name: str, spec_dict: dict, initial=None) -> dict:
+    """The same architecture trained on pooled columns of the common rows, same split and batch order;
+    `initial` (vfl.baseline.initial_state) pairs it with an encrypted run's initial weights."""
     from vfl.baseline import train_centralized
     from vfl.data import load_party_table
     from vfl.job.spec import parse_job_spec
@@ -57,7 +58,7 @@ def centralized(name: str, spec_dict: dict, initial_weights: dict | None = None)
     guest = aligned[files[0][0]]
     classes = len(guest.schema.label_classes) if task == "multiclass" else None
     return train_centralized(spec, np.array(common), {p: t.features for p, t in aligned.items()}, guest.label,
-                             num_classes=classes, initial_weights=initial_weights)
+                             num_classes=classes, initial=initial)
 
 
 def print_json(obj: dict) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from common import parties, print_json, require_data
 
 SWEEP = [("none", None), ("dp", 0.5), ("dp", 1.0), ("dp", 2.0), ("dp", 4.0), ("max_norm", None)]
+PAIRING_SEED = 7  # node-local secret seeds (vfl.api.Federation): paired jobs start from the same weights
 
 
 def job(defense: str, noise: float | None, epochs: int, crypto: str, key_bits: int, seed: int = 1) -> dict:
@@ -33,7 +34,7 @@ def job(defense: str, noise: float | None, epochs: int, crypto: str, key_bits: i
 def sweep(name: str, epochs: int, crypto: str, key_bits: int, workdir: Path) -> list[dict]:
     from vfl.api import Federation
     rows = []
-    with Federation(parties(name), workdir=workdir / name, workers=2) as fed:
+    with Federation(parties(name), workdir=workdir / name, workers=2, secret_seed=PAIRING_SEED) as fed:
         for i, (defense, noise) in enumerate(SWEEP):
             model = fed.fit(task="binary", job_id=f"{name}-{i}", progress=False,
                             **job(defense, noise, epochs, crypto, key_bits))
@@ -47,10 +48,14 @@ def sweep(name: str, epochs: int, crypto: str, key_bits: int, workdir: Path) -> 
 
 
 def paired_seeds(name: str, seeds: list[int], epochs: int, crypto: str, key_bits: int, workdir: Path) -> list[dict]:
-    """Undefended vs. the default defense with the same seed (model init, batch order, split), per seed."""
+    """Undefended vs. the default defense with the same seed (batch order, split) and initial weights, per seed.
+
+    Initial weights are each party's secret, never drawn from the job seed: the federation gives every node a
+    node-local secret seed, so the two jobs of one training seed start from the same weights at every node.
+    """
     from vfl.api import Federation
     rows = []
-    with Federation(parties(name), workdir=workdir / f"{name}-seeds", workers=2) as fed:
+    with Federation(parties(name), workdir=workdir / f"{name}-seeds", workers=2, secret_seed=PAIRING_SEED) as fed:
         for seed in seeds:
             metrics = {}
             for defense in ("none", "auto"):

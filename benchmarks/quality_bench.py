@@ -16,7 +16,8 @@ import numpy as np
 
 from common import TABLES, centralized, parties, print_json, require_data
 
-# seeds: training seeds run as paired comparisons (same seed and W0 on both sides). The target is judged on
+# seeds: training seeds run as paired comparisons (same seed, and the centralized run starts from the encrypted
+# run's initial weights, read from every party's epoch-0 checkpoint). The target is judged on
 # the mean signed gap over the pairs (does encryption cost quality on average?) and the median absolute gap
 # (is the typical pair within target?); the largest gap is reported beside them. vehicle_scale and motor get several seeds: one fixed-point ulp of difference in W0 moves even the
 # centralized run's accuracy / RMSE by more than the target there (measured below as noise_floor; one of
@@ -52,25 +53,28 @@ def signed_gap(task: str, encrypted: float, central: float) -> float:
 
 
 def run_pair(name: str, key_bits: int, seed: int, workdir: Path) -> dict:
-    """One encrypted job and the centralized run from the same seed and initial interactive weights."""
+    """One encrypted job and the centralized run from the same seed and the same initial weights."""
+    import dataclasses
+
     from vfl.api import Federation
-    from vfl.baseline import initial_interactive_weights
+    from vfl.baseline import initial_state
     task = TABLES[name][0]
     members = parties(name)
     job_id = f"quality-{name}-{seed}"
     spec = job(name, key_bits, seed)
-    with Federation(members, workdir=workdir / job_id, workers=2) as fed:
+    # node-local secret seeds make the run repeatable; no party's weights come from the shared job seed
+    with Federation(members, workdir=workdir / job_id, workers=2, secret_seed=seed) as fed:
         model = fed.fit(task=task, job_id=job_id, progress=False, **spec)
-    w0 = initial_interactive_weights({p.name: workdir / job_id / p.name / "jobs" / job_id for p in members},
-                                     members[0].name)
+    start = initial_state({p.name: workdir / job_id / p.name / "jobs" / job_id for p in members}, members[0].name)
     central_spec = {"job_id": "c", "active": members[0].name, "task": task,
                     "parties": {p.name: {"dataset": "t"} for p in members}, **spec}
     metric = METRIC[task]
-    central = centralized(name, central_spec, initial_weights=w0)["test"][metric]
+    central = centralized(name, central_spec, initial=start)["test"][metric]
     # noise floor: the same centralized run with W0 moved by one fixed-point ulp
     rng = np.random.default_rng(seed)
-    nudged = {p: w + rng.choice([-ULP, ULP], size=w.shape).astype(np.float32) for p, w in w0.items()}
-    central_nudged = centralized(name, central_spec, initial_weights=nudged)["test"][metric]
+    nudged = dataclasses.replace(start, weights={p: w + rng.choice([-ULP, ULP], size=w.shape).astype(np.float32)
+                                                 for p, w in start.weights.items()})
+    central_nudged = centralized(name, central_spec, initial=nudged)["test"][metric]
     encrypted = model.metrics["test"][metric]
     return {"seed": seed, "encrypted": encrypted, "centralized": central,
             "gap": round(gap_of(task, encrypted, central), 4),

@@ -245,7 +245,8 @@ class Federation:
     """Party nodes as separate `vfl serve` processes on loopback, with a dev CA and mutual TLS."""
 
     def __init__(self, parties: list[Party], workdir: str | Path, active: str | None = None,
-                 secure_transport: bool = True, workers: int = 1, node_options: dict | None = None):
+                 secure_transport: bool = True, workers: int = 1, node_options: dict | None = None,
+                 secret_seed: int | None = None):
         if len({p.name for p in parties}) != len(parties):
             raise ConfigError("parties: names must be unique")
         labelled = [p.name for p in parties if p.label]
@@ -266,6 +267,7 @@ class Federation:
         self.secure = secure_transport
         self.workers = workers
         self.node_options = dict(node_options or {})
+        self.secret_seed = secret_seed
         self.processes: dict[str, subprocess.Popen] = {}
         self.ports = {p.name: free_port() for p in parties}
         self.configs: dict[str, Path] = {}
@@ -307,6 +309,8 @@ class Federation:
                 models[self.bottoms[name][0]] = self.bottoms[name][1]
             if models:
                 config["models"] = models
+            if self.secret_seed is not None:
+                config["secret_seed"] = node_secret_seed(self.secret_seed, name)
             if self.secure:
                 certs = issue_party_cert(ca_dir, name, home / "tls")
                 config["tls"] = {"cert": str(certs.cert), "key": str(certs.key), "ca": str(certs.ca)}
@@ -491,6 +495,13 @@ class Federation:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def node_secret_seed(master: int, party: str) -> int:
+    """One node's own secret seed, derived from the federation's: distinct per party, and no node's seed
+    reveals the master or another node's (so a test's nodes keep their secrets from each other)."""
+    import hashlib
+    return int.from_bytes(hashlib.sha256(f"vfl-node-secret-seed:{master}:{party}".encode()).digest()[:16], "big")
 
 
 def _columns_of(path: Path) -> list[str]:

@@ -1,8 +1,12 @@
 """Centralized plaintext training of the same architecture, all columns pooled in one process.
 
-This is the yardstick for encrypted training: same parties' bottom models (same seeds), the same clamp,
-one interactive weight per party trained with the same SGD with momentum, the same top model, the same
-ID-based split and batch order. Only the cryptography is missing.
+This is the yardstick for encrypted training: the same parties' bottom models, the same clamp, one
+interactive weight per party trained with the same SGD with momentum, the same top model, the same ID-based
+split and batch order. Only the cryptography is missing.
+
+Paired comparisons also start from the encrypted run's own initial weights (`initial_state`), which only an
+evaluation that reads every party's job directory can assemble: each party draws its initial weights from
+its own node's randomness, never from the shared job seed (vfl/job/private_random.py).
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vfl.job.passive import party_seed, spec_init_std
+from vfl.job.passive import spec_init_std
 from vfl.job.spec import JobSpec
 from vfl.job.split import Split, batch_order, split_by_id
 from vfl.models.custom import build_bottom, resolve_factory
@@ -29,7 +33,17 @@ class PooledData:
     label: np.ndarray
 
 
+@dataclass
+class InitialState:
+    """Every party's initial parameters of one encrypted job, from all parties' epoch-0 checkpoints."""
+    bottoms: dict[str, dict[str, torch.Tensor]]   # party -> its bottom model's state
+    weights: dict[str, np.ndarray]                # party -> its interactive weight (W0 = U0 + V0, or A's own)
+    top: dict[str, torch.Tensor]                  # the top model's layers (after its leading ReLU)
+
+
 class PooledModel(torch.nn.Module):
+    """Freshly initialised unless `load_initial` gives it an encrypted run's starting point."""
+
     def __init__(self, spec: JobSpec, dims: dict[str, int], num_outputs: int,
                  models: dict[str, dict[str, Any]] | None = None):
         super().__init__()
@@ -39,23 +53,33 @@ class PooledModel(torch.nn.Module):
         for p in spec.parties:
             if dims.get(p.name, 0) == 0:
                 continue
-            seed = party_seed(spec.train.seed, p.name)
-            torch.manual_seed(seed)
             factory = resolve_factory((models or {}).get(p.name, {}), p.bottom.module, p.name)
-            self.bottoms[p.name] = build_bottom(p.bottom, dims[p.name], factory, p.name, seed)
+            # the nodes' initialisation scheme, seeded from torch's generator (the caller's to seed)
+            self.bottoms[p.name] = build_bottom(p.bottom, dims[p.name], factory, p.name, _torch_seed())
             self.weights[p.name] = torch.nn.Parameter(torch.randn(p.bottom.out, spec.interactive_out) * std)
         self.bias = torch.nn.Parameter(torch.zeros(spec.interactive_out))
-        torch.manual_seed(party_seed(spec.train.seed, spec.active))
         self.top = torch.nn.Sequential(torch.nn.ReLU(), build_mlp(spec.interactive_out, spec.top.hidden, num_outputs,
                                                                   spec.top.activation, spec.top.dropout, False))
-        init_module(self.top, party_seed(spec.train.seed, spec.active) + 7)
+        init_module(self.top, _torch_seed())
         self.bound = spec.crypto.activation_bound
+
+    def load_initial(self, state: InitialState) -> None:
+        with torch.no_grad():
+            for name, bottom in self.bottoms.items():
+                bottom.load_state_dict(state.bottoms[name])
+            for name, weight in state.weights.items():
+                self.weights[name].copy_(torch.from_numpy(np.asarray(weight, dtype=np.float32)))
+            self.top[1].load_state_dict(state.top)
 
     def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
         z = self.bias
         for name, bottom in self.bottoms.items():
             z = z + bottom(x[name]).clamp(-self.bound, self.bound) @ self.weights[name]
         return self.top(z)
+
+
+def _torch_seed() -> int:
+    return int(torch.randint(0, 2**62, ()).item())
 
 
 def standardize(train_rows: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -65,46 +89,53 @@ def standardize(train_rows: np.ndarray, x: np.ndarray) -> np.ndarray:
     return ((x - mean) / std).astype(np.float32)
 
 
-def initial_interactive_weights(job_dirs: dict[str, Path], active: str) -> dict[str, np.ndarray]:
-    """W0 of each passive party, rebuilt from both parties' epoch-0 checkpoints of a finished encrypted job.
+def initial_state(job_dirs: dict[str, Path], active: str) -> InitialState:
+    """The initial parameters of a finished encrypted job, from every party's epoch-0 checkpoint.
 
-    Only an evaluation with access to every party's job directory can do this (no party can alone); it lets
-    the centralized baseline start from exactly the encrypted run's initial weights.
+    W0 of each passive party is rebuilt from both shares (U0 at the active party, V0 at the passive party).
+    Only an evaluation with access to every party's job directory can do this; no party can alone.
     """
-    import torch
-    active_state = torch.load(job_dirs[active] / "checkpoints" / "epoch-0000.pt", weights_only=False)
-    out = {}
+    def start(party: str) -> dict:
+        return torch.load(job_dirs[party] / "checkpoints" / "epoch-0000.pt", weights_only=False)
+
+    own = start(active)
+    model = own["model"]
+    bottoms = {active: _prefixed(model, "bottom.")} if "own_weight" in model else {}
+    weights = {active: model["own_weight"].numpy()} if "own_weight" in model else {}
     for party, directory in job_dirs.items():
         if party == active:
             continue
-        link = active_state["links"][party]
+        passive = start(party)
+        bottoms[party] = passive["bottom"]
+        link = own["links"][party]
         if link["share"] is None:  # plaintext mode: the active party holds W itself
-            out[party] = link["plain"].numpy().astype(np.float32)
-            continue
-        passive_state = torch.load(directory / "checkpoints" / "epoch-0000.pt", weights_only=False)
-        u = link["share"]
-        v = passive_state["share"]
-        out[party] = ((u.weights + v.weights).astype(np.float64) / 2.0**SHARE_FRACTION_BITS).astype(np.float32)
-    return out
+            weights[party] = link["plain"].numpy().astype(np.float32)
+        else:
+            w = (link["share"].weights + passive["share"].weights).astype(np.float64) / 2.0**SHARE_FRACTION_BITS
+            weights[party] = w.astype(np.float32)
+    return InitialState(bottoms=bottoms, weights=weights, top=_prefixed(model, "top.1."))
+
+
+def _prefixed(state: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def train_centralized(spec: JobSpec, ids: np.ndarray, raw_features: dict[str, np.ndarray], label: np.ndarray,
-                      num_classes: int | None = None, initial_weights: dict[str, np.ndarray] | None = None,
+                      num_classes: int | None = None, initial: InitialState | None = None,
                       models: dict[str, dict[str, Any]] | None = None) -> dict:
     """Train and evaluate; returns {'test': metrics, 'validation': metrics, 'history': [...]}.
 
-    `initial_weights` optionally sets interactive weights per party (see initial_interactive_weights).
+    `initial`: start from an encrypted run's initial parameters (`initial_state`), for a paired comparison;
+    without it the model starts from a fresh random initialisation.
     `models` gives each party's own bottom models, as its node config's `models:` does
-    ({party: {name: factory or "package.module:factory"}}), for parties whose spec names a `module`; the
-    baseline then builds the same module with the same seed as that party's node.
+    ({party: {name: factory or "package.module:factory"}}), for parties whose spec names a `module`.
     """
     split: Split = split_by_id([str(i) for i in ids], spec.split.validation, spec.split.test, spec.split.seed)
     features = {name: standardize(split.train, np.asarray(x, dtype=np.float64)) for name, x in raw_features.items()}
     task = make_task(spec.task, label, num_classes)
     model = PooledModel(spec, {k: v.shape[1] for k, v in features.items()}, task.num_outputs, models)
-    for party, w in (initial_weights or {}).items():
-        with torch.no_grad():
-            model.weights[party].copy_(torch.from_numpy(np.asarray(w, dtype=np.float32)))
+    if initial is not None:
+        model.load_initial(initial)
     adam = list(model.top.parameters()) + [p for b in model.bottoms.values() for p in b.parameters()]
     sgd = [model.bias] + list(model.weights.values())
     t = spec.train

@@ -49,8 +49,9 @@ def job_options(epochs: int) -> dict:
             "crypto": {"key_bits": 2048}}
 
 
-def centralized_baseline(tables: dict[str, pd.DataFrame], spec_dict: dict, initial_weights=None) -> dict:
-    """The same architecture trained on the pooled columns of the common patients, same split and seed."""
+def centralized_baseline(tables: dict[str, pd.DataFrame], spec_dict: dict, initial=None) -> dict:
+    """The same architecture trained on the pooled columns of the common patients, same split and batch order,
+    from the encrypted run's initial weights when `initial` (vfl.baseline.initial_state) is given."""
     from vfl.baseline import train_centralized
     from vfl.job.spec import parse_job_spec
     spec = parse_job_spec(spec_dict)
@@ -59,7 +60,7 @@ def centralized_baseline(tables: dict[str, pd.DataFrame], spec_dict: dict, initi
     label = (indexed[ACTIVE]["diagnosis"] == "malignant").to_numpy().astype(np.int64)
     features = {p: t.drop(columns=[c for c in ("diagnosis",) if c in t.columns]).to_numpy(np.float64)
                 for p, t in indexed.items()}
-    return train_centralized(spec, np.array(common), features, label, initial_weights=initial_weights)
+    return train_centralized(spec, np.array(common), features, label, initial=initial)
 
 
 def run_demo(workdir: Path, epochs: int | None = None, progress: bool = True) -> dict:
@@ -83,9 +84,9 @@ def run_demo(workdir: Path, epochs: int | None = None, progress: bool = True) ->
         spec_dict = {"job_id": "baseline", "active": ACTIVE, "task": "binary",
                      "parties": {p: {"dataset": "table"} for p in PARTIES}, **options}
     seconds = time.time() - t0
-    from vfl.baseline import initial_interactive_weights
-    w0 = initial_interactive_weights({p: workdir / p / "jobs" / "demo-train" for p in PARTIES}, ACTIVE)
-    baseline = centralized_baseline(tables, spec_dict, initial_weights=w0)
+    from vfl.baseline import initial_state
+    start = initial_state({p: workdir / p / "jobs" / "demo-train" for p in PARTIES}, ACTIVE)
+    baseline = centralized_baseline(tables, spec_dict, initial=start)
     result = model.metrics
     auc, base_auc = result["test"].get("auc"), baseline["test"].get("auc")
     metrics = {"intersection": result["intersection"], "split": result["split"],

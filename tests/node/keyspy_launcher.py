@@ -9,7 +9,8 @@ It runs the ordinary ``vfl`` CLI in this process after patching, here only (prod
   ``passive_weight_gradient``, ``active_input_gradient``): the secret exponents each one applied to the peer's
   ciphertexts are written to ``$VFL_KEYSPY_DIR/exponents/``, keyed by a digest of the first ciphertext it
   returned, so a test can recompute the product *without* fresh randomness and check that what went on the
-  wire is not that product (re-randomization);
+  wire is not that product (re-randomization); the weight-gradient record also keeps the passive party's
+  own gradient share -Q, which that party holds anyway (tests/adversary plays it);
 * ``$VFL_KEYSPY_MUTATION``, only to show a checker can fail: ``zero_mask`` zeroes the weight-gradient mask Q;
   ``no_rerandomize`` turns re-randomization into the identity; ``reuse_randomness`` re-randomizes every
   ciphertext with one and the same obfuscator.
@@ -68,6 +69,8 @@ def install(directory: Path, mutation: str = "") -> None:
             cts = result[0] if kind == "weight_gradient" else result
             record = {"kind": kind, "bases": [int(b) for b in args[bases_arg]],
                       "exponents": np.asarray(args[exponents_arg], dtype=np.int64)}
+            if kind == "weight_gradient":  # the passive party's own gradient share -Q (it drew Q itself)
+                record["share"] = result[1]
             write(exps_dir, f"{kind}-{digest(cts[0])}.pkl", pickle.dumps(record))
             return result
         return wrapper

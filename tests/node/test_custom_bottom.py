@@ -200,7 +200,7 @@ def _job(epochs=4):
 
 
 def test_custom_bottoms_train_end_to_end_and_match_the_baseline(federation):
-    from vfl.baseline import initial_interactive_weights, train_centralized
+    from vfl.baseline import initial_state, train_centralized
     config = yaml.safe_load(federation.configs["host"].read_text())
     assert config["models"] == {"too_wide": "tests.node.custom_models:wrong_width",
                                 "broken": "tests.node.custom_models:failing_bottom", "layernorm_bottom": LAYERNORM}
@@ -220,18 +220,17 @@ def test_custom_bottoms_train_end_to_end_and_match_the_baseline(federation):
     assert guest_part["bottom_module"] == "layernorm_bottom"
     assert guest_part["model"]["bottom.1.weight"].shape == (12,)  # LayerNorm inside the active bottom
 
-    # the centralized baseline builds the same modules with the same seeds
+    # the centralized baseline builds the same modules and starts from the encrypted run's initial weights
     guest, host = (federation.parties[p].data for p in ("guest", "host"))
     common = sorted(set(guest["id"]) & set(host["id"]))
     g, h = guest.set_index("id").loc[common], host.set_index("id").loc[common]
     spec_dict = {"job_id": "c", "active": "guest", "task": "binary",
                  "parties": {"guest": {"dataset": "t"}, "host": {"dataset": "t"}},
                  **{**job, "model": federation._with_bottoms(job["model"])}}
-    w0 = initial_interactive_weights({p: federation.workdir / p / "jobs" / "custom" for p in ("guest", "host")},
-                                     "guest")
+    start = initial_state({p: federation.workdir / p / "jobs" / "custom" for p in ("guest", "host")}, "guest")
     base = train_centralized(parse_job_spec(spec_dict), np.array(common),
                              {"guest": g.drop(columns=["y"]).to_numpy(float), "host": h.to_numpy(float)},
-                             g["y"].to_numpy(), initial_weights=w0, models=federation.bottom_models())
+                             g["y"].to_numpy(), initial=start, models=federation.bottom_models())
     assert abs(model.metrics["test"]["auc"] - base["test"]["auc"]) <= 0.01, (model.metrics["test"], base["test"])
 
     # prediction jobs rebuild both custom modules from the saved parts

@@ -23,7 +23,8 @@ from vfl.job.ledger import WireLedger
 from vfl.job.timing import Timer
 from vfl.job.links import PassiveLink
 from vfl.job.party_data import align, load_alignment, load_dataset, save_alignment
-from vfl.job.passive import party_seed, spec_init_std
+from vfl.job.passive import spec_init_std
+from vfl.job.private_random import PrivateRandom, for_node
 from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec, interactive_layout
 from vfl.job.split import batch_order
 from vfl.models.custom import build_bottom, check_saved_module, load_part, resolve_factory
@@ -61,21 +62,23 @@ def inherit_model_settings(spec: JobSpec, trained_spec_path: Path) -> JobSpec:
 class ActiveModel(torch.nn.Module):
     """The active party's plaintext part: its own bottom model and interactive weight, bias and top model."""
 
-    def __init__(self, spec: JobSpec, feature_dim: int, num_outputs: int, bottom_factory=None):
+    def __init__(self, spec: JobSpec, feature_dim: int, num_outputs: int, private: PrivateRandom,
+                 bottom_factory=None):
         super().__init__()
         own = spec.party(spec.active).bottom
         self.has_bottom = feature_dim > 0
-        seed = party_seed(spec.train.seed, spec.active)
-        torch.manual_seed(seed)
+        # every initial weight is this party's secret: drawn from its own node, never from the spec's seed
+        private.seed_torch("torch")
         if self.has_bottom:
-            self.bottom = build_bottom(own, feature_dim, bottom_factory, spec.active, seed)
-            self.own_weight = torch.nn.Parameter(torch.randn(own.out, spec.interactive_out)
-                                                 * spec_init_std(spec, None))
+            self.bottom = build_bottom(own, feature_dim, bottom_factory, spec.active, private.seed("bottom"))
+            own_weight = torch.randn(own.out, spec.interactive_out,
+                                     generator=torch.Generator().manual_seed(private.seed("own-weight")))
+            self.own_weight = torch.nn.Parameter(own_weight * spec_init_std(spec, None))
         self.bias = torch.nn.Parameter(torch.zeros(spec.interactive_out))
         top = spec.top
         self.top = torch.nn.Sequential(torch.nn.ReLU(), build_mlp(spec.interactive_out, top.hidden, num_outputs,
                                                                   top.activation, top.dropout, False))
-        init_module(self.top, seed + 7)
+        init_module(self.top, private.seed("top"))
         self.bound = spec.crypto.activation_bound
 
     def own_z(self, x: torch.Tensor) -> torch.Tensor | None:
@@ -208,7 +211,8 @@ class ActiveJob:
             self.task = make_task(spec.task, None, saved["num_classes"])
         if saved is not None:
             check_saved_module(saved, spec.party(spec.active).bottom.module, spec.model_job, spec.active)
-        self.model = ActiveModel(spec, self.data.feature_dim, self.task.num_outputs, self.bottom_factory)
+        self.private = for_node(self.node.config, spec.active, spec.train.seed)
+        self.model = ActiveModel(spec, self.data.feature_dim, self.task.num_outputs, self.private, self.bottom_factory)
         self.optimizers = self.model.optimizers(spec)
         self._setup_links(restored=saved["links"] if saved else None)
         if saved:
@@ -224,13 +228,14 @@ class ActiveJob:
         if c.mode == "paillier":
             self.emit("log", f"generating a fresh {c.key_bits}-bit Paillier key", stage="setup")
             self.ops_a = crypto.new_private_ops(c.key_bits, self.node.config.workers)
-        rng = np.random.default_rng(party_seed(spec.train.seed, spec.active) + 1)
         init_std = spec_init_std(spec, None)
         rows = len(self.data.ids)
 
         def setup_link(link: PassiveLink) -> None:
             layout = interactive_layout(spec, spec.party(link.peer), spec.train.seed)
             state = restored[link.peer] if restored else None
+            # one stream per link: the links set up concurrently, and each half must not depend on the order
+            rng = self.private.numpy(f"interactive-half:{link.peer}")
             link.setup(layout, self.ops_a, rows, init_std, rng,
                        restored_share=copy.deepcopy(state.get("share")) if state else None,
                        restored_plain=state.get("plain") if state else None)

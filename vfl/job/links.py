@@ -72,7 +72,8 @@ class PassiveLink:
         if reply.bottom_out != layout.d:
             raise ProtocolError(f"setup: {self.peer} reports bottom output {reply.bottom_out}, expected {layout.d}")
         if not self.paillier:
-            w = restored_plain if restored_plain is not None else torch.randn(layout.d, layout.m) * init_std
+            w = restored_plain if restored_plain is not None else \
+                torch.from_numpy(rng.normal(0.0, init_std, size=(layout.d, layout.m)))
             self.plain_weight = torch.nn.Parameter(w.clone().float())
             return
         self.ops_a = TimedOps(ops_a, self.timer)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from vfl.job import crypto
 from vfl.job.ledger import WireLedger
 from vfl.job.timing import Timer, TimedOps
 from vfl.job.party_data import AlignedData, align, load_alignment, load_dataset, save_alignment
+from vfl.job.private_random import for_node
 from vfl.job.spec import JobSpec
 from vfl.models.custom import build_bottom, check_saved_module, load_part, resolve_factory
 from vfl.privacy.report import build_report, write_report
@@ -30,10 +30,6 @@ from vfl.transport.proto import node_pb2 as pb
 
 log = logging.getLogger("vfl.passive")
 PHASES = ("train", "eval", "predict")
-
-
-def party_seed(seed: int, party: str) -> int:
-    return (seed * 1_000_003 + zlib.crc32(party.encode())) % (2**31)
 
 
 class PassiveJob:
@@ -127,10 +123,11 @@ class PassiveJob:
             self.data, self.standardizer = align(self.table, ids, own_rows, spec,
                                                  standardizer=saved["standardizer"] if saved else None)
             self.layout = layout
-            seed = party_seed(spec.train.seed, self.party)
-            torch.manual_seed(seed)
-            self.bottom = build_bottom(bottom_spec, self.data.feature_dim, self.bottom_factory, self.party, seed,
-                                       for_peer=True)
+            # this party's secrets come from its own node (OS or node-local secret seed), never from the spec
+            private = for_node(self.node.config, self.party, spec.train.seed)
+            private.seed_torch("torch")
+            self.bottom = build_bottom(bottom_spec, self.data.feature_dim, self.bottom_factory, self.party,
+                                       private.seed("bottom"), for_peer=True)
             self.optimizer = torch.optim.Adam(self.bottom.parameters(), lr=spec.train.lr)
             self.paillier = spec.crypto.mode == "paillier"
             reply = pb.SetupReply(bottom_out=layout.d)
@@ -150,7 +147,7 @@ class PassiveJob:
                 self._restore(self.resume_epoch)
             else:
                 self.share, masked = proto.passive_init(layout, spec_init_std(spec, layout),
-                                                        np.random.default_rng(seed + 1))
+                                                        private.numpy("interactive-half"))
                 if self.paillier:
                     reply.init_masked = encode_int_matrix(masked)
             self.state = "ready"

@@ -132,8 +132,9 @@ def build_bottom(bottom, in_features: int, factory: Factory | None = None, party
                  seed: int | None = None, for_peer: bool = False) -> nn.Module:
     """A party's bottom model: the default MLP of the spec, or `factory(in_features, bottom.out)`.
 
-    The caller seeds torch's generator first, so every process building the same party gets the same initial
-    weights. A custom module keeps its own (torch default) initialisation; the default MLP gets init_module.
+    The caller seeds torch's generator first from its own private randomness (vfl/job/private_random.py), so a
+    custom module's own (torch default) initialisation is that party's secret too; the default MLP gets
+    init_module with `seed`.
     With `for_peer` (a passive party, whose errors go to the active party), errors name only the spec key and
     the model's name; the details are logged here.
     """

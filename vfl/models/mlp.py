@@ -27,11 +27,6 @@ def build_mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: st
     return nn.Sequential(*layers)
 
 
-def seeded(seed: int):
-    """A context in which torch draws from a fixed seed, so every party builds reproducible initial weights."""
-    return torch.random.fork_rng(devices=[])
-
-
 def init_module(module: nn.Module, seed: int) -> None:
     gen = torch.Generator().manual_seed(seed)
     for p in module.parameters():

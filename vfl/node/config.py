@@ -105,6 +105,10 @@ class NodeConfig:
     # Bottom models this party offers: name -> "package.module:factory"; a job spec may name one for this
     # party only (model.bottom_overrides.<party>.module). Imported only when a job uses it.
     models: dict[str, str] = field(default_factory=dict)
+    # For reproducible tests and benchmarks only: the node-local seed this party draws its secrets from (its
+    # half of each shared weight, its models' initial weights). It never leaves the node and no job spec can
+    # set it. Unset (production), those secrets come from the OS generator. See vfl/job/private_random.py.
+    secret_seed: int | None = None
     source: Path | None = None
 
     def peer(self, name: str) -> PeerConfig:
@@ -192,11 +196,12 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     models = {check_model_name(str(name), models_sec.key(str(name))):
               check_import_path(value, models_sec.key(str(name))) for name, value in models_sec.data.items()}
     models_sec._used.update(models_sec.data)
+    secret_seed = root.int("secret_seed", None, min_value=0, max_value=2**256 - 1)
     root.reject_unknown()
     return NodeConfig(party=party, role=role, identity=identity, listen=listen, health_listen=health, tls=tls, insecure=insecure,
                       peers=tuple(peers), data_dir=data_dir, jobs_dir=jobs_dir, datasets=datasets,
                       admins=admins, workers=workers, max_payload_mb=max_payload, policy=policy,
-                      models=models, source=source)
+                      models=models, secret_seed=secret_seed, source=source)
 
 
 def load_node_config(path: str | Path) -> NodeConfig:
