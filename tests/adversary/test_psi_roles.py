@@ -25,17 +25,25 @@ import numpy as np
 import pytest
 
 import psi
-from psi.core import curve25519, setops
+from psi.core import curve25519, okvs, oprf, seal, setops
 from psi.core.curve25519 import blind_points
 from psi.core.engine import Engine
 from psi.core.hashing import hash_to_curve
+from psi.core.oprf import okvs_seed
+from psi.core.seal import EphemeralKey, SealedChannel
+from psi.errors import ProtocolError
 from psi.protocol import two_party
-from psi.protocol.messages import Chunk, Stage
+from psi.protocol.messages import Chunk, HelloReply, Mode, Sealed, Stage, Table
+from psi.protocol.sorted_exchange import PREFIX, SortedExchange
 
-from .psi_views import View, candidate_scalars, items, run_session, thread_party, weak_new_scalar
+from .psi_views import (View, candidate_scalars, candidate_secrets, derived, items, run_session, sealed_items,
+                        thread_party, weak_inverse_pair, weak_new_scalar)
 
 SID = "psi-adversary-session-0001"
 JOB = {"job_id": "job-adversary-42"}
+
+# The adversaries compute with the real primitives even while a test has patched the protocol's copies.
+ZERO_SHARES, TOTALS, OPEN = oprf.zero_shares, oprf.totals, SealedChannel.open
 
 # The rank correlation a role may reach between its guess of a peer's row order and the truth. With n
 # common IDs and a shuffling peer, Spearman's rho is ~N(0, 1/(n-1)): for n = 2000, sd 0.022, so 0.1 is a
@@ -339,3 +347,383 @@ def test_cardinality_attack_wins_against_weakened_protocols(engine, monkeypatch,
         assert peer_positions == peer_common_rows(session, role, common)
     else:
         assert certain == common
+
+
+# ============================================================================= 3: N-party (A, P1, P2)
+class NSets:
+    """Every region of the Venn diagram of X, Y1, Y2, plus IDs nobody holds."""
+
+    def __init__(self, seed: int = 3):
+        u = universe(30 + 6 * 60 + 80, seed)
+        sizes = {"I": 30, "XY1": 60, "XY2": 60, "Y12": 60, "X": 60, "Y1": 60, "Y2": 60, "nobody": 80}
+        self.region: dict[str, set] = {}
+        start = 0
+        for name, n in sizes.items():
+            self.region[name] = set(u[start:start + n])
+            start += n
+        r = self.region
+        self.lists = {"a": shuffled(r["I"] | r["XY1"] | r["XY2"] | r["X"], seed),
+                      "p1": shuffled(r["I"] | r["XY1"] | r["Y12"] | r["Y1"], seed + 1),
+                      "p2": shuffled(r["I"] | r["XY2"] | r["Y12"] | r["Y2"], seed + 2)}
+        self.sets = {k: set(v) for k, v in self.lists.items()}
+
+    def outside(self, party: str) -> list[str]:
+        """Dictionary candidates for ``party``: every ID it does not hold (members of the others' sets and
+        IDs nobody holds), in a fixed random order."""
+        return shuffled(sorted(set().union(*self.region.values()) - self.sets[party]), 99)
+
+
+def n_active_material(view: View):
+    """A's own derivations, as the protocol computes them, from its view only: its IDs in query order,
+    per passive F_j(x) (removing a from the REPLY points) and o_j(x) = Decode(T_j, tag_j(x)) ^ mask_j(x)."""
+    order = view.secrets["order"]
+    ids = view.canonical([view.ids[r] for r in order])
+    F, o = {}, {}
+    for p in view.passives:
+        F[p] = items(blind_points(view.secrets["a_inv"], view.chunks(Stage.REPLY, sender=p), 32), 32)
+        tm = np.frombuffer(oprf.derive(b"".join(F[p]), view.sid, p), dtype=np.uint8).reshape(-1, 32)
+        table = view.got(Table, sender=p)[0]
+        cells = np.frombuffer(view.chunks(Stage.OKVS, sender=p), dtype=np.uint8).reshape(-1, 16)
+        o[p] = okvs.decode(cells, np.ascontiguousarray(tm[:, :16]), okvs_seed(view.sid, p, table.attempt)) \
+            ^ tm[:, 16:]
+    return ids, F, o
+
+
+def shares(view: View, t: bytes, j: int, values: list[str]) -> np.ndarray:
+    m = len(view.passives)
+    total = view.mode == Mode.CARDINALITY and j == m
+    return np.frombuffer(ZERO_SHARES(values, t, view.sid, j, m, total), dtype=np.uint8).reshape(-1, 16)
+
+
+def open_sealed(view: View, msg: Sealed, private: bytes) -> bytes | None:
+    """Try to open a relayed sealed message as if ``private`` were the sender's or the recipient's
+    ephemeral key (public keys come from the hello replies A received)."""
+    pub = {p: view.got(HelloReply, sender=p)[0].ephemeral_key for p in view.passives}
+    key = EphemeralKey.__new__(EphemeralKey)
+    key._private = seal.X25519PrivateKey.from_private_bytes(private)
+    for other_public in (pub[msg.sender], pub[msg.recipient]):
+        try:
+            channel = key.channel(msg.recipient, msg.sender, other_public, view.sid)
+            return OPEN(channel, msg.stage, msg.index, msg.count, msg.ciphertext)
+        except (ProtocolError, psi.InvalidPoint):
+            continue
+    return None
+
+
+def n_active_attack(view: View, dictionary: list[str]) -> dict:
+    """N-party, active party A. Claims (each beyond what A legitimately learns, i.e. minus its output I
+    in intersection mode; in cardinality mode A learns no ID):
+
+    * ``t``: the passives' zero-share key. Candidates: public-material hashes, every 32-byte window of the
+      sealed KEY messages it relayed, and their plaintexts when they open under a candidate ephemeral
+      private key. A candidate is confirmed when some own x has o_1(x) == s_1(x) under it (true exactly
+      for x in Y1, and I ⊂ Y1 is non-empty).
+    * ``own_in[Pj]``: own IDs in Yj, by o_j(x) == s_j(x) under the recovered t.
+    * ``k[Pj]``: Pj's OPRF key, a candidate scalar k' with X25519(k', H(x)) == F_j(x) for one own x.
+    * ``common_to_passives``: dictionary IDs (outside X) in every Yj: with every k_j, A evaluates
+      F_j(e), decodes o_j(e) and tests XOR_j o_j(e) == 0 (intersection mode).
+    * ``own_in_I`` (cardinality mode, where A must learn only |I|): own x with
+      X25519(c', H(card item of XOR_j o_j(x))) among P1's exchange points for a candidate P1 exchange
+      scalar c'.
+    """
+    ids, F, o = n_active_material(view)
+    first, m = view.passives[0], len(view.passives)
+    legit = set(view.output.ids or [])
+    out: dict = {"t": None, "own_in": {p: set() for p in view.passives}, "k": {}, "common_to_passives": set(),
+                 "own_in_I": set()}
+    # sanity: from its view alone A recomputes its output (XOR_j o_j(x) == 0 exactly for x in I)
+    total = np.bitwise_xor.reduce([o[p] for p in view.passives])
+    out["I"] = {x for x, z in zip(ids, ~total.any(axis=1)) if z}
+    # --- t
+    cands = candidate_secrets(view)
+    for msg in sealed_items(view):
+        cands += [msg.ciphertext[i:i + 32] for i in range(len(msg.ciphertext) - 31)]
+        for private in candidate_secrets(view):
+            plain = open_sealed(view, msg, private)
+            if plain is not None:
+                cands.append(plain)
+    for t in dict.fromkeys(cands):
+        if (shares(view, t, 1, ids) == o[first]).all(axis=1).any():
+            out["t"] = t
+            break
+    if out["t"] is not None:
+        for j, p in enumerate(view.passives, 1):
+            hit = (shares(view, out["t"], j, ids) == o[p]).all(axis=1)
+            out["own_in"][p] = {x for x, h in zip(ids, hit) if h} - legit
+    # --- the passives' OPRF keys
+    probe = hash_to_curve(ids[0], view.salt)
+    for p in view.passives:
+        for k in candidate_secrets(view):
+            if curve25519.blind_one(k, probe) == F[p][0]:
+                out["k"][p] = k
+    if len(out["k"]) == m and view.mode == Mode.INTERSECTION:
+        cands = view.canonical(dictionary)
+        points = h2c(cands, view.salt)
+        xor = np.zeros((len(cands), 16), dtype=np.uint8)
+        for p in view.passives:
+            fe = blind_points(out["k"][p], points, 32, validate=False)
+            tm = np.frombuffer(oprf.derive(fe, view.sid, p), dtype=np.uint8).reshape(-1, 32)
+            table = view.got(Table, sender=p)[0]
+            cells = np.frombuffer(view.chunks(Stage.OKVS, sender=p), dtype=np.uint8).reshape(-1, 16)
+            xor ^= okvs.decode(cells, np.ascontiguousarray(tm[:, :16]),
+                               okvs_seed(view.sid, p, table.attempt)) ^ tm[:, 16:]
+        out["common_to_passives"] = {e for e, z in zip(cands, ~xor.any(axis=1)) if z}
+    # --- cardinality mode: which own IDs are in I, via P1's exchange points
+    if view.mode == Mode.CARDINALITY:
+        card_items = [PREFIX + bytes(v).hex() for v in total]
+        p1_points = set(items(view.chunks(Stage.BLINDED, sender=first), 32))
+        points = h2c(card_items, view.salt)
+        keys = scalars_hitting(candidate_secrets(view), points[:32 * 128], p1_points)
+        hits = blinded_matches(keys, list(range(len(ids))), points, p1_points)
+        out["own_in_I"] = {ids[i] for i in hits} - legit
+    return out
+
+
+@pytest.mark.parametrize("mode", ["intersection", "cardinality"])
+def test_n_party_active_learns_only_the_full_intersection(engine, mode):
+    """Role: A, 3 parties (A, P1, P2), |X| = |Yj| = 210, |I| = 30, |X ∩ Y1| = |X ∩ Y2| = 90,
+    |Y1 ∩ Y2| = 90. Holds: its IDs and output, the hello it sent, a, a_inv, its query order (cardinality:
+    its exchange scalar), every hello reply (sizes, ephemeral public keys), the sealed KEY it relayed,
+    every REPLY, Table and OKVS chunk (cardinality: P1's exchange points and returned values).
+    Tries: to recover t (public-material candidates, windows of the sealed messages, opening them with
+    candidate ephemeral keys), each passive's OPRF key, which own IDs are in Y1 or Y2 (decoding each
+    OKVS at its own tags), which dictionary IDs outside X are in Y1 ∩ Y2, and, in cardinality mode,
+    which own IDs are in I. Must: find nothing beyond I (intersection mode) / nothing at all
+    (cardinality mode). Beats: test_n_party_active_attack_wins_against_weakened_protocols."""
+    s = NSets()
+    session = run_session(s.lists, "a", config(mode=mode), engine)
+    assert session.results["a"].size == 30
+    out = n_active_attack(session.views["a"], s.outside("a"))
+    assert out["I"] == (s.region["I"] if mode == "intersection" else set())    # the view is complete
+    assert out["t"] is None and out["k"] == {}
+    assert out["own_in"] == {"p1": set(), "p2": set()}
+    assert out["common_to_passives"] == set() and out["own_in_I"] == set()
+
+
+def _sealing_disabled(monkeypatch):
+    monkeypatch.setattr(SealedChannel, "seal", lambda self, stage, index, count, plaintext: plaintext + bytes(16))
+    monkeypatch.setattr(SealedChannel, "open", lambda self, stage, index, count, ciphertext: ciphertext[:32])
+
+
+def _ephemeral_keys_from_session(monkeypatch):
+    def init(self):
+        self._private = seal.X25519PrivateKey.from_private_bytes(derived(SID, thread_party()))
+        self.public = self._private.public_key().public_bytes_raw()
+
+    monkeypatch.setattr(EphemeralKey, "__init__", init)
+
+
+def _t_from_session(monkeypatch):
+    real_shares, real_totals = oprf.zero_shares, oprf.totals
+    monkeypatch.setattr(oprf, "zero_shares", lambda ids, t, sid, *a: real_shares(ids, derived(sid), sid, *a))
+    monkeypatch.setattr(oprf, "totals", lambda ids, t, sid: real_totals(ids, derived(sid), sid))
+
+
+@pytest.mark.parametrize("weakness,mode", [
+    ("zero-shares use t = sha256(session id)", "intersection"),
+    ("zero-shares use t = sha256(session id)", "cardinality"),
+    ("sealing disabled (t relayed in clear)", "intersection"),
+    ("ephemeral keys from session id", "intersection"),
+    ("passive OPRF keys from session id", "intersection"),
+    ("P1 exchange scalar from session id", "cardinality"),
+])
+def test_n_party_active_attack_wins_against_weakened_protocols(engine, monkeypatch, weakness, mode):
+    """The same A adversary against weakened N-party protocols; what it must then find:
+    t weak, sealing off, or ephemeral keys derivable -> t, and exactly which own IDs are in Y1 and in Y2
+    beyond its output (X ∩ Y1 \\ I and X ∩ Y2 \\ I, 60 each; in cardinality mode including I), hence
+    |X ∩ Y1| and |X ∩ Y2|; passive OPRF keys derivable ->
+    both keys and exactly the 60 dictionary IDs in Y1 ∩ Y2 \\ X; P1's cardinality-exchange scalar
+    derivable -> exactly the 30 own IDs in I (A must learn only |I| in cardinality mode)."""
+    s = NSets()
+    r = s.region
+    if weakness.startswith("zero-shares"):
+        _t_from_session(monkeypatch)
+    elif weakness.startswith("sealing"):
+        _sealing_disabled(monkeypatch)
+    elif weakness.startswith("ephemeral"):
+        _ephemeral_keys_from_session(monkeypatch)
+    else:
+        weak_new_scalar(monkeypatch, SID, {"p1", "p2"} if weakness.startswith("passive") else {"p1"})
+    session = run_session(s.lists, "a", config(mode=mode), engine)
+    assert session.results["a"].size == 30
+    out = n_active_attack(session.views["a"], s.outside("a"))
+    if "OPRF" in weakness:
+        assert set(out["k"]) == {"p1", "p2"}
+        assert out["common_to_passives"] == r["Y12"]
+    elif "exchange" in weakness:
+        assert out["own_in_I"] == r["I"]
+    else:
+        assert out["t"] is not None
+        if not weakness.startswith("zero-shares"):     # the very key P1 drew and sealed
+            assert out["t"] == session.views["p2"].secrets["t"] == session.views["p1"].secrets["t"]
+        learned = r["I"] if mode == "intersection" else set()      # A's legitimate output
+        assert out["own_in"] == {"p1": (r["I"] | r["XY1"]) - learned, "p2": (r["I"] | r["XY2"]) - learned}
+
+
+# ----------------------------------------------------------------------------- N-party passives
+def n_passive_attack(view: View, dictionary: list[str]) -> dict:
+    """N-party, passive party Pj. Claims (beyond I, which Pj learns in intersection mode):
+
+    * ``in_X``: own or dictionary IDs that A holds. A's QUERY points are X25519(a, H(x)); Pj tries every
+      candidate a (public-material hashes, read as scalars and as seeds of a clamped inverse pair; its
+      own k, t and ephemeral key), keeps those under which one of its own IDs lands among the queries,
+      and blinds everything with them.
+    * ``own_in_I`` (cardinality mode, P1 only; P1 must learn only |I|): (a) a candidate A exchange scalar
+      c' with X25519(c', H(card item of R(y))) among A's exchange points (c(x) = R(x) exactly for x in I);
+      (b) position: if A returned P1's exchange values unsorted, value i belongs to P1's point i.
+    * ``other_via_exchange`` (cardinality mode, P1 only): dictionary IDs in X ∩ Y2 (the other passive's
+      IDs): for x in X ∩ Y2, A's value is c(x) = o_1(x) ^ s_2(x), which P1 can compute for any guess e from
+      its own OKVS table, its key k_1 and t; it looks for X25519(c', H(card item of c(e))).
+    * ``other_via_table[Pi]``: dictionary IDs in Yi, if Pi's OKVS table ever reaches Pj (it must not: only
+      A receives it): decode it at tag_i(e) under a candidate k_i and compare with s_i(e) (Pj knows t).
+    """
+    j, m = view.passives.index(view.me) + 1, len(view.passives)
+    card = view.mode == Mode.CARDINALITY
+    legit = set(view.output.ids or [])
+    own = view.canonical(view.ids)
+    dictionary = view.canonical(dictionary)
+    out: dict = {"in_X": set(), "own_in_I": set(), "other_via_exchange": set(), "other_via_table": {}}
+    # --- A's IDs, through its OPRF queries
+    queries = set(items(view.chunks(Stage.QUERY, sender=view.active), 32))
+    keys = scalars_hitting(candidate_scalars(view), h2c(own[:64], view.salt), queries)
+    probes = own + dictionary
+    out["in_X"] = blinded_matches(keys, probes, h2c(probes, view.salt), queries) - legit
+    # --- the cardinality exchange (P1 only)
+    if card and view.me == view.passives[0]:
+        t, k = view.secrets["t"], view.secrets["k"]
+        a_points_raw = view.chunks(Stage.BLINDED, sender=view.active)
+        a_points = set(items(a_points_raw, 32))
+        r_items = [PREFIX + v.hex() for v in items(TOTALS(own, t, view.sid), 16)]
+        # c(e) for dictionary guesses, from P1's own table
+        table = next(msg for _, msg in view.sent if isinstance(msg, Table))
+        cells = np.frombuffer(view.chunks(Stage.OKVS, recipient=view.active, sent=True), dtype=np.uint8)
+        tm = np.frombuffer(oprf.derive(blind_points(k, h2c(dictionary, view.salt), 32, validate=False),
+                                       view.sid, view.me), dtype=np.uint8).reshape(-1, 32)
+        c = okvs.decode(cells.reshape(-1, 16), np.ascontiguousarray(tm[:, :16]),
+                        okvs_seed(view.sid, view.me, table.attempt)) ^ tm[:, 16:]
+        for i in range(1, m + 1):
+            if i != j:
+                c = c ^ shares(view, t, i, dictionary)
+        c_items = [PREFIX + bytes(v).hex() for v in c]
+        r_points, c_points = h2c(r_items, view.salt), h2c(c_items, view.salt)
+        keys = scalars_hitting(candidate_secrets(view), r_points[:32 * 128] + c_points[:32 * 64], a_points)
+        out["own_in_I"] = blinded_matches(keys, own, r_points, a_points)
+        out["other_via_exchange"] = blinded_matches(keys, dictionary, c_points, a_points) - legit
+        returned = items(view.chunks(Stage.DOUBLE, sender=view.active), 16)
+        if not is_sorted(returned):
+            c1 = view.secrets["exchange_scalar"]
+            mine = {p: x for x, p in zip(own, items(blind_points(c1, r_points, 32, validate=False), 32))}
+            sent = items(view.chunks(Stage.BLINDED, recipient=view.active, sent=True), 32)
+            a_doubles = set(items(blind_points(c1, a_points_raw, 16), 16))
+            out["own_in_I"] |= {mine[sent[i]] for i, v in enumerate(returned) if v in a_doubles}
+    # --- another passive's table, if it ever reached us
+    for i, p in enumerate(view.passives, 1):
+        tables = view.got(Table, sender=p) if p != view.me else []
+        if not tables:
+            continue
+        cells = np.frombuffer(view.chunks(Stage.OKVS, sender=p), dtype=np.uint8).reshape(-1, 16)
+        s_i = shares(view, view.secrets["t"], i, dictionary)
+        points = h2c(dictionary, view.salt)
+        found: set[str] = set()
+        for k in candidate_secrets(view):
+            tm = np.frombuffer(oprf.derive(blind_points(k, points, 32, validate=False), view.sid, p),
+                               dtype=np.uint8).reshape(-1, 32)
+            o = okvs.decode(cells, np.ascontiguousarray(tm[:, :16]), okvs_seed(view.sid, p, tables[0].attempt)) \
+                ^ tm[:, 16:]
+            found |= {e for e, h in zip(dictionary, (o == s_i).all(axis=1)) if h}
+        out["other_via_table"][p] = found - legit
+    return out
+
+
+@pytest.mark.parametrize("mode", ["intersection", "cardinality"])
+@pytest.mark.parametrize("role", ["p1", "p2"])
+def test_n_party_passive_learns_nothing_about_x_or_the_other_passive(engine, mode, role):
+    """Role: P1 or P2, 3 parties, same sets as the A test. Holds: its IDs and output, the hello and
+    roster (all set sizes, ephemeral keys), k_j, t, its ephemeral private key, its send order, A's QUERY
+    points, its REPLY and OKVS, Count, ALIGN tags and Done (P1 in cardinality mode: its exchange scalar,
+    A's exchange points and the values A returned, sorted). Tries: which own and dictionary IDs are in X
+    (candidate a), and, P1 in cardinality mode, which own IDs are in I and which dictionary IDs are in
+    X ∩ Y2 (candidate A exchange scalars; position in the returned list). Must: nothing beyond I.
+    Beats: test_n_party_passive_attack_wins_against_weakened_protocols."""
+    s = NSets()
+    session = run_session(s.lists, "a", config(mode=mode), engine)
+    assert session.results[role].size == 30
+    out = n_passive_attack(session.views[role], s.outside(role))
+    assert out == {"in_X": set(), "own_in_I": set(), "other_via_exchange": set(), "other_via_table": {}}
+
+
+def test_n_party_passive_never_receives_the_other_passive_table(engine):
+    """Role: P2, intersection mode, holdings as above, including t. Tries: to decode P1's OKVS table at
+    tag_1(e) for dictionary IDs e under candidate OPRF keys and compare with s_1(e) (P2 knows t): the
+    only way a passive could test membership in another passive's set. Must: P1's table never reaches
+    P2 (no Table/OKVS from P1 in its view), so there is nothing to decode and nothing found.
+    Beats: the "A relays P1's table" variant of
+    test_n_party_passive_attack_wins_against_weakened_protocols (with P1's key derivable as well, since
+    the table alone is oblivious without k_1)."""
+    s = NSets()
+    session = run_session(s.lists, "a", config(), engine)
+    view = session.views["p2"]
+    assert {sender for sender, _ in view.received} == {"a"}
+    assert not view.got(Table) and not view.chunks(Stage.OKVS)
+    assert n_passive_attack(view, s.outside("p2"))["other_via_table"] == {}
+
+
+@pytest.mark.parametrize("weakness,mode,role", [
+    ("A's pair (a, a_inv) from session id", "intersection", "p2"),
+    ("A's pair (a, a_inv) from session id", "cardinality", "p1"),
+    ("A's exchange scalar from session id", "cardinality", "p1"),
+    ("A returns P1's exchange values unsorted", "cardinality", "p1"),
+    ("A relays P1's table to P2 and P1's OPRF key is from session id", "intersection", "p2"),
+])
+def test_n_party_passive_attack_wins_against_weakened_protocols(engine, monkeypatch, weakness, mode, role):
+    """The same passive adversary against weakened N-party protocols; what it must then find:
+    A's pair derivable -> exactly the own and dictionary IDs in X (beyond I);
+    A's exchange scalar derivable -> P1 names exactly its 30 IDs in I and the 60 dictionary IDs in
+    X ∩ Y2 \\ Y1 (the other passive's IDs);
+    A returns P1's values unsorted (and P1's ascending check is off) -> P1 names exactly its IDs in I;
+    A relays P1's OKVS to P2 and P1's OPRF key is sha256(session id || p1) -> P2 names exactly the
+    dictionary IDs in Y1 (the OKVS is oblivious, so the relay alone is not enough)."""
+    s = NSets()
+    r = s.region
+    if weakness.startswith("A's pair"):
+        weak_inverse_pair(monkeypatch, SID, "a")
+    elif weakness.startswith("A's exchange"):
+        weak_new_scalar(monkeypatch, SID, {"a"})
+    elif weakness.startswith("A returns"):
+        real = SortedExchange._return_sorted
+
+        def return_in_received_order(self):
+            if thread_party() != "a":
+                return real(self)
+            for j in range(self.peer_chunks):
+                part = self.z_peer[j * self.chunk:(j + 1) * self.chunk]
+                self.party.send(self.peer, Chunk(self.party.session_id, Stage.DOUBLE, j, len(part),
+                                                 setops.values_to_bytes(part)))
+            self.returned = True
+
+        monkeypatch.setattr(SortedExchange, "_return_sorted", return_in_received_order)
+        monkeypatch.setattr(SortedExchange, "_check_sorted", lambda self, *a: None)
+    else:
+        weak_new_scalar(monkeypatch, SID, {"p1"})
+    session = run_session(s.lists, "a", config(mode=mode), engine)
+    assert session.results[role].size == 30
+    view = session.views[role]
+    dictionary = s.outside(role)
+    if "relays" in weakness:
+        # the relay regression: what P1 sent A (Table, OKVS chunks) also reaches P2
+        view.received += [("p1", msg) for sender, msg in session.views["a"].received
+                          if sender == "p1" and (isinstance(msg, Table) or getattr(msg, "stage", None) == Stage.OKVS)]
+    out = n_passive_attack(view, dictionary)
+    x = s.sets["a"]
+    own = s.sets[role]
+    if weakness.startswith("A's pair"):
+        legit = r["I"] if mode == "intersection" else set()
+        assert out["in_X"] == ((own | set(dictionary)) & x) - legit
+    elif weakness.startswith("A's exchange"):
+        assert out["own_in_I"] == r["I"]
+        assert out["other_via_exchange"] == r["XY2"]
+    elif weakness.startswith("A returns"):
+        assert out["own_in_I"] == r["I"]
+        assert out["other_via_exchange"] == set()
+    else:
+        assert out["other_via_table"] == {"p1": set(dictionary) & s.sets["p1"]}
