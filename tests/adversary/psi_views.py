@@ -101,6 +101,7 @@ def items(data: bytes, width: int) -> list[bytes]:
 class Session:
     views: dict[str, View]
     results: dict[str, psi.PsiResult]
+    error: Optional[BaseException] = None       # set when the session aborted (allow_error=True)
 
 
 def _secrets(party) -> dict:
@@ -122,8 +123,10 @@ def _secrets(party) -> dict:
     return out
 
 
-def run_session(lists: dict, active: str, config: psi.PsiConfig, engine=None) -> Session:
-    """Run every party in process; return each role's :class:`View` and the results."""
+def run_session(lists: dict, active: str, config: psi.PsiConfig, engine=None, allow_error: bool = False) -> Session:
+    """Run every party in process; return each role's :class:`View` and the results. With
+    ``allow_error`` an aborted session still yields every view (what each role received before the
+    abort; ``output`` None) and the error."""
     records: list[tuple[str, str, object]] = []
     parties: dict[str, base.Party] = {}
     lock = threading.Lock()
@@ -134,9 +137,16 @@ def run_session(lists: dict, active: str, config: psi.PsiConfig, engine=None) ->
             parties[self.me] = self
         return original(self)
 
+    error = None
+    results: dict = {}
     with mock.patch.object(base.Party, "run", run):
-        results = psi.run_in_process(lists, active, config, engine=engine,
-                                     record=lambda party, peer, msg: records.append((party, peer, msg)))
+        try:
+            results = psi.run_in_process(lists, active, config, engine=engine,
+                                         record=lambda party, peer, msg: records.append((party, peer, msg)))
+        except psi.PsiError as exc:
+            if not allow_error:
+                raise
+            error = exc
     views = {}
     for name, ids in lists.items():
         received = [(sender, msg) for sender, peer, msg in records if peer == name]
@@ -145,8 +155,8 @@ def run_session(lists: dict, active: str, config: psi.PsiConfig, engine=None) ->
         hello = next(m for _, m in own_hellos if isinstance(m, Hello))
         views[name] = View(me=name, role="active" if name == active else "passive", ids=list(ids), hello=hello,
                            secrets=_secrets(parties[name]), received=received, sent=sent,
-                           output=results[name])
-    return Session(views, results)
+                           output=results.get(name))
+    return Session(views, results, error)
 
 
 # ----------------------------------------------------------------------------- public-material dictionary

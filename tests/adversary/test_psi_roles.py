@@ -727,3 +727,47 @@ def test_n_party_passive_attack_wins_against_weakened_protocols(engine, monkeypa
         assert out["other_via_exchange"] == set()
     else:
         assert out["other_via_table"] == {"p1": set(dictionary) & s.sets["p1"]}
+
+
+# ============================================================================= input errors (2-party)
+def duplicate_at_peer(view: View) -> tuple[set[str], set[str]]:
+    """2-party, either role, after the peer aborted because of a duplicate ID: (the duplicated ID if this
+    role holds it, the common IDs of the aborted session). The peer's duplicate rows arrive as two equal
+    BLINDED points H(d)^k; this role applies its scalar and looks the result up among the DOUBLE values
+    the peer already returned for its own points (H(y)^ab, in its send order, whose rows it knows)."""
+    peer = peer_of(view)
+    order = view.secrets["order"]
+    ids = view.canonical(view.ids)
+    peer_points = items(view.chunks(Stage.BLINDED, sender=peer), 32)
+    repeated = {p for p in peer_points if peer_points.count(p) > 1}
+    own_doubles = items(view.chunks(Stage.DOUBLE, sender=peer), 16)
+    row_of = {v: order[i] for i, v in enumerate(own_doubles)}
+    doubles = items(blind_points(view.secrets["scalar"], b"".join(peer_points), 16), 16)
+    common = {ids[row_of[d]] for d in doubles if d in row_of}
+    duplicated = {ids[row_of[d]] for d, p in zip(doubles, peer_points) if p in repeated and d in row_of}
+    return duplicated, common
+
+
+@pytest.mark.parametrize("owner", ["a", "p"])
+def test_a_peer_with_a_duplicate_id_reveals_only_that_its_input_is_invalid(engine, owner):
+    """FLAW (docs/psi.md, "Salt, canonicalization, duplicates": "The peers only learn 'the other party's
+    input is invalid'"). Role: the peer of the party whose input holds one ID twice (as " d" and "d",
+    equal after canonicalization), 2-party intersection mode; d is also the role's own ID. Holds: its
+    IDs, the hello, its scalar and send order, everything the owner sent before aborting: its BLINDED
+    points and the DOUBLE values of the role's own points. Tries: to name the duplicated ID and to
+    compute the intersection of the aborted session (blind the owner's points with its own scalar and
+    look them up among its returned DOUBLE values). Must (per the docs): neither.
+    It does both: the owner checks for duplicates only after its last BLINDED chunk has been sent, and by
+    then it has returned the role's DOUBLE chunks, so the role holds the whole exchange, and the two
+    equal points name the duplicate. No weakened variant needed: the production protocol loses (this
+    test fails today)."""
+    common, own_only, peer_only, _ = two_party_sets(5, 50, 1950, 0)
+    d = common[0]
+    role = "p" if owner == "a" else "a"
+    lists = {owner: shuffled(common + own_only, 5) + [" " + d], role: shuffled(common + peer_only[:50], 6)}
+    session = run_session({k: lists[k] for k in ("a", "p")}, "a", config(chunk_size=64), engine, allow_error=True)
+    assert isinstance(session.error, psi.DuplicateIdError)
+    duplicated, learned = duplicate_at_peer(session.views[role])
+    assert (duplicated, learned) == (set(), set()), (
+        f"{role} named {owner}'s duplicated ID ({duplicated == {d}}) and the {len(learned)} common IDs of "
+        "the aborted session")
