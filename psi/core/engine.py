@@ -21,6 +21,10 @@ def _hash_task(ids, salt, canon, scalar, rows, out_bytes):
     return hashing.hash_and_blind(ids, salt, canon, scalar, rows, out_bytes)
 
 
+def _id_keys_task(ids, canon, rows):
+    return hashing.id_keys(ids, canon, rows)
+
+
 def _blind_task(scalar, data, out_bytes, validate):
     return curve25519.blind_points(scalar, data, out_bytes, validate)
 
@@ -113,6 +117,9 @@ class Engine:
     def hash_and_blind(self, ids: Sequence, salt: bytes, canon, scalar: bytes, rows=None,
                        out_bytes: int = 32) -> Future:
         return self._submit(_hash_task, list(ids), salt, canon, scalar, rows, out_bytes)
+
+    def id_keys(self, ids: Sequence, canon, rows) -> Future:
+        return self._submit(_id_keys_task, ids, canon, rows)
 
     def blind(self, scalar: bytes, data: bytes, out_bytes: int = 32, validate: bool = True) -> Future:
         return self._submit(_blind_task, scalar, data, out_bytes, validate)

@@ -144,6 +144,18 @@ def hash_and_blind(ids: Sequence, salt: bytes, canon: Canonicalization, scalar: 
     return b"".join(out)
 
 
+def id_keys(ids: Sequence, canon: Canonicalization, rows: Iterable[int] | None = None) -> bytes:
+    """An 8-byte BLAKE2b key of each canonical ID, concatenated; raises PsiInputError for an invalid ID.
+
+    A party checks its whole input with these before any of its points leaves it: equal keys flag duplicate
+    candidates (each is then confirmed on the IDs). They never leave the party.
+    """
+    rows_list = list(rows) if rows is not None else range(len(ids))
+    blake = hashlib.blake2b
+    return b"".join(blake(canonical_id(v, canon, r).encode("utf-8"), digest_size=8).digest()
+                    for v, r in zip(ids, rows_list))
+
+
 def blind_hashes_reference(ids: Sequence[str], salt: bytes, canon: Canonicalization, scalar: bytes) -> list[bytes]:
     """Slow, obviously-correct composition of the public functions (tests compare the hot loop to it)."""
     return [blind_one(scalar, hash_to_curve(canonical_id(v, canon), salt)) for v in ids]

@@ -239,8 +239,6 @@ class OwnStream:
         self.inflight = 0
         self.max_outstanding = max_outstanding
         self.acknowledged = 0
-        # first 8 bytes of each own blinded point, in stream order: duplicate detection without IDs
-        self.keys = np.zeros(self.total, dtype=np.uint64)
 
     @property
     def done(self) -> bool:
@@ -272,26 +270,39 @@ class OwnStream:
             j = self.next_emit
             chunk = self.ready.pop(j)
             offset = j * self.chunk_size
-            n = len(chunk) // self.out_bytes
-            self.keys[offset:offset + n] = np.frombuffer(chunk, dtype="<u8").reshape(n, -1)[:, 0]
             self.next_emit += 1
             self.emit(j, offset, chunk)
             self.party.report(self.label, min(self.next_emit * self.chunk_size, self.total), self.total)
         self.pump()
 
-    def check_duplicates(self, canon) -> None:
-        """Raise DuplicateIdError naming the ID and both rows if two rows share a canonical ID."""
-        from psi.core.hashing import canonical_id
-        from psi.core.setops import duplicate_candidates
-        from psi.errors import DuplicateIdError
-        for i, j in duplicate_candidates(self.keys):
-            ri, rj = sorted((int(self.order[i]), int(self.order[j])))
-            a, b = self.ids.gather(np.array([ri, rj]))
-            ca, cb = canonical_id(a, canon, ri), canonical_id(b, canon, rj)
-            if ca == cb:
-                raw = f" (as {a!r} and {b!r})" if a != b else ""
-                raise DuplicateIdError(f"duplicate ID {ca!r} at rows {ri} and {rj}{raw}: IDs must be unique "
-                                       "after canonicalization")
+
+#: IDs per task of the input check (canonicalize and hash only: cheap next to blinding)
+CHECK_CHUNK = 1 << 16
+
+
+def check_own_ids(engine, ids: IdSource, canon) -> None:
+    """Refuse this party's own invalid or duplicate IDs before any of its points leaves it.
+
+    Checked at the end of the stream instead, a duplicate showed the peer two equal blinded points, and the
+    chunks already exchanged let the peer match them against its own set: it named the duplicated ID and the
+    aborted session's intersection. Now an invalid input aborts the session before the first point.
+    Raises PsiInputError (null, empty, not a string; naming the row) or DuplicateIdError (naming the rows).
+    """
+    from psi.core.hashing import canonical_id
+    from psi.core.setops import duplicate_candidates
+    from psi.errors import DuplicateIdError
+    total = len(ids)
+    futures = [engine.id_keys(ids.gather(rows), canon, rows.tolist())
+               for rows in (np.arange(s, min(s + CHECK_CHUNK, total)) for s in range(0, total, CHECK_CHUNK))]
+    keys = np.frombuffer(b"".join(f.result() for f in futures), dtype="<u8")
+    for i, j in duplicate_candidates(keys):
+        ri, rj = sorted((i, j))
+        a, b = ids.gather(np.array([ri, rj]))
+        ca, cb = canonical_id(a, canon, ri), canonical_id(b, canon, rj)
+        if ca == cb:
+            raw = f" (as {a!r} and {b!r})" if a != b else ""
+            raise DuplicateIdError(f"duplicate ID {ca!r} at rows {ri} and {rj}{raw}: IDs must be unique "
+                                   "after canonicalization")
 
 
 def point_errors(fut, stream: InStream, index: int, offset: int):

@@ -37,7 +37,7 @@ from psi.core.hashing import Canonicalization, canonical_id
 from psi.core.oprf import okvs_seed
 from psi.core.seal import EphemeralKey
 from psi.errors import ConsistencyError, MalformedMessage
-from psi.protocol.base import InStream, OwnStream, Party, chunk_count, peer_sized_array, point_errors
+from psi.protocol.base import InStream, OwnStream, Party, check_own_ids, chunk_count, peer_sized_array, point_errors
 from psi.protocol.ids import IdSource
 from psi.protocol.messages import Chunk, Count, Done, Hello, HelloReply, Mode, Roster, Sealed, Stage, Table
 from psi.protocol.sorted_exchange import SortedExchange
@@ -103,6 +103,7 @@ class MultiActive(Party):
     def start(self) -> None:
         for p in self.passives:
             self.send(p, replace(self.template, recipient=p))
+        check_own_ids(self.engine, self.ids, self.canon)  # before any query point leaves (see two_party)
 
     def peer_finished(self, peer: str) -> bool:
         return peer in self.done_from
@@ -169,9 +170,6 @@ class MultiActive(Party):
     def _send_query(self, index: int, offset: int, data: bytes) -> None:
         for p in self.passives:      # the same blinded list to every passive
             self.send(p, Chunk(self.session_id, Stage.QUERY, index, len(data) // 32, data))
-        if self.own.done:
-            self.own.check_duplicates(self.canon)
-            self.own.keys = None
 
     def _relay(self, peer: str, msg: Sealed) -> None:
         """Forward P1's sealed key to another passive (once each); A cannot read it."""
@@ -302,6 +300,7 @@ class MultiPassive(Party):
         self.exchange: SortedExchange | None = None
 
     def start(self) -> None:
+        check_own_ids(self.engine, self.ids, self.canon)  # before any own value leaves this party
         self.eph = EphemeralKey()
         self.send(self.active, HelloReply(self.session_id, self.n_own, self.eph.public))
 
@@ -416,8 +415,6 @@ class MultiPassive(Party):
             self._own_complete()
 
     def _own_complete(self) -> None:
-        self.own.check_duplicates(self.canon)
-        self.own.keys = None
         keys = np.ascontiguousarray(self.entries[:, :HALF])
         values = np.ascontiguousarray(self.entries[:, HALF:2 * HALF])
         self.submit(self.engine.okvs_encode(keys, values, self.session_id, self.me), self._send_table)

@@ -76,8 +76,6 @@ class SortedExchange:
 
     def _send(self, index: int, offset: int, data: bytes) -> None:
         self.party.send(self.peer, Chunk(self.party.session_id, Stage.BLINDED, index, len(data) // 32, data))
-        if self.own.done:
-            self.own.keys = None
 
     @property
     def started(self) -> bool:

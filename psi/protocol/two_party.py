@@ -21,7 +21,7 @@ from psi.config import PsiResult
 from psi.core import curve25519, setops
 from psi.core.hashing import Canonicalization
 from psi.errors import ConsistencyError, MalformedMessage
-from psi.protocol.base import InStream, OwnStream, Party, chunk_count, peer_sized_array, point_errors
+from psi.protocol.base import InStream, OwnStream, Party, check_own_ids, chunk_count, peer_sized_array, point_errors
 from psi.protocol.ids import IdSource
 from psi.protocol.messages import Chunk, Done, Hello, HelloReply, Mode, Stage
 
@@ -57,10 +57,14 @@ class TwoPartyRole(Party):
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
+        # Own IDs are checked before any own point leaves: a bad input aborts the session, and the peer learns
+        # only that this party's input is invalid (after the hello, so the abort reaches a session)
         if self.active:
             self.send(self.peer, self.hello)
+            check_own_ids(self.engine, self.ids, self.canon)
             self.state = "waiting for the hello reply"
         else:
+            check_own_ids(self.engine, self.ids, self.canon)
             self.send(self.peer, HelloReply(self.session_id, self.n_own))
             self._begin()
 
@@ -88,9 +92,6 @@ class TwoPartyRole(Party):
 
     def _send_own(self, index: int, offset: int, data: bytes) -> None:
         self.send(self.peer, Chunk(self.session_id, Stage.BLINDED, index, len(data) // 32, data))
-        if self.own.done:
-            self.own.check_duplicates(self.canon)
-            self.own.keys = None
 
     def peer_finished(self, peer: str) -> bool:
         return self.peer_done is not None

@@ -105,7 +105,10 @@ class Session:
 
 
 def _secrets(party) -> dict:
-    """One party's own secrets, read from its protocol object after the session."""
+    """One party's own secrets, read from its protocol object after the session. A party whose session
+    aborted before it drew them (an invalid input is refused before the first point) holds none."""
+    if not hasattr(party, "order"):
+        return {}
     out: dict = {"order": np.array(party.order, copy=True)}
     if isinstance(party, TwoPartyRole):
         out["scalar"] = party.scalar

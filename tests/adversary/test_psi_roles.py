@@ -736,9 +736,11 @@ def duplicate_at_peer(view: View) -> tuple[set[str], set[str]]:
     BLINDED points H(d)^k; this role applies its scalar and looks the result up among the DOUBLE values
     the peer already returned for its own points (H(y)^ab, in its send order, whose rows it knows)."""
     peer = peer_of(view)
+    peer_points = items(view.chunks(Stage.BLINDED, sender=peer), 32)
+    if not peer_points or "scalar" not in view.secrets:
+        return set(), set()             # the peer sent no point: nothing to look up
     order = view.secrets["order"]
     ids = view.canonical(view.ids)
-    peer_points = items(view.chunks(Stage.BLINDED, sender=peer), 32)
     repeated = {p for p in peer_points if peer_points.count(p) > 1}
     own_doubles = items(view.chunks(Stage.DOUBLE, sender=peer), 16)
     row_of = {v: order[i] for i, v in enumerate(own_doubles)}
@@ -757,10 +759,11 @@ def test_a_peer_with_a_duplicate_id_reveals_only_that_its_input_is_invalid(engin
     points and the DOUBLE values of the role's own points. Tries: to name the duplicated ID and to
     compute the intersection of the aborted session (blind the owner's points with its own scalar and
     look them up among its returned DOUBLE values). Must (per the docs): neither.
-    It does both: the owner checks for duplicates only after its last BLINDED chunk has been sent, and by
-    then it has returned the role's DOUBLE chunks, so the role holds the whole exchange, and the two
-    equal points name the duplicate. No weakened variant needed: the production protocol loses (this
-    test fails today)."""
+    Failed before the fix (commit "PSI: check own IDs before any point leaves"): the owner checked for
+    duplicates only after its last BLINDED chunk had been sent, and by then it had returned the role's DOUBLE
+    chunks, so the role held the whole exchange, and the two equal points named the duplicate. Now every
+    party checks its whole input (canonical form, nulls, duplicates) before its first point; the control
+    `test_duplicate_attack_wins_when_the_check_comes_last` shows the attack against the old order."""
     common, own_only, peer_only, _ = two_party_sets(5, 50, 1950, 0)
     d = common[0]
     role = "p" if owner == "a" else "a"
@@ -771,3 +774,32 @@ def test_a_peer_with_a_duplicate_id_reveals_only_that_its_input_is_invalid(engin
     assert (duplicated, learned) == (set(), set()), (
         f"{role} named {owner}'s duplicated ID ({duplicated == {d}}) and the {len(learned)} common IDs of "
         "the aborted session")
+
+
+@pytest.mark.parametrize("owner", ["a", "p"])
+def test_duplicate_attack_wins_when_the_check_comes_last(engine, owner, monkeypatch):
+    """Control for the test above: with the owner's input check skipped before the exchange (as when it ran
+    only after the last BLINDED chunk), the same role names the duplicated ID and the common IDs."""
+    import psi.protocol.two_party as two_party
+    monkeypatch.setattr(two_party, "check_own_ids", lambda *args: None)
+    common, own_only, peer_only, _ = two_party_sets(5, 50, 1950, 0)
+    d = common[0]
+    role = "p" if owner == "a" else "a"
+    lists = {owner: shuffled(common + own_only, 5) + [" " + d], role: shuffled(common + peer_only[:50], 6)}
+    session = run_session({k: lists[k] for k in ("a", "p")}, "a", config(chunk_size=64), engine, allow_error=True)
+    duplicated, learned = duplicate_at_peer(session.views[role])
+    assert duplicated == {d} and len(learned) == len(common)
+
+
+@pytest.mark.parametrize("owner", ["a", "p"])
+def test_an_invalid_id_aborts_before_any_point_leaves(engine, owner):
+    """Role: the peer of a party whose last row holds an empty ID. Holds: everything the owner sent. Tries: any
+    point of the owner's, to match against its own set (as with the duplicate above). Gets: none; the
+    session ends with the owner's clear input error. Before the input check, the owner sent every chunk
+    before the one with the empty ID and the peer could intersect them."""
+    common, own_only, peer_only, _ = two_party_sets(7, 50, 1950, 0)
+    role = "p" if owner == "a" else "a"
+    lists = {owner: shuffled(common + own_only, 7) + ["   "], role: shuffled(common + peer_only[:50], 8)}
+    session = run_session({k: lists[k] for k in ("a", "p")}, "a", config(chunk_size=64), engine, allow_error=True)
+    assert isinstance(session.error, psi.PsiInputError) and "empty" in str(session.error)
+    assert session.views[role].chunks(Stage.BLINDED, sender=owner) == b""
