@@ -7,10 +7,13 @@ pick the IDs A is curious about and to judge what A learned.
 """
 from __future__ import annotations
 
+import grpc
 import pytest
 
 from tests.adversary.psi_job_peer import DeviatingActive, Refused
 from tests.node.conftest import breast_parties
+from vfl.transport.chunking import to_chunks
+from vfl.transport.proto import node_pb2 as pb
 
 
 @pytest.fixture(scope="module")
@@ -169,9 +172,6 @@ def test_cardinality_job_runs_one_cardinality_session_and_never_trains(world):
     The job kind is new with the fix, so there is no older behaviour to fail: before it, a cardinality session
     ran inside a train job, which test_second_session_of_any_mode_is_refused covers.
     """
-    from vfl.transport.chunking import to_chunks
-    from vfl.transport.proto import node_pb2 as pb
-    import grpc
     a = world["a"]
     assert not isinstance(a.open("card-1", kind="cardinality"), Refused)
     wrong = a.psi("card-1", world["own"])
