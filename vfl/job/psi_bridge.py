@@ -91,7 +91,7 @@ def add_psi_service(server, registry) -> None:
             ids = job.claim_psi(hello, caller)
         except PsiError as exc:
             log.warning("PSI session %s for job %r from %s refused: %s: %s", hello.session_id, job_id,
-                        list(peer.names) or "an uncertified peer", exc.grpc_code, exc)
+                        list(peer.names) or "an uncertified peer", exc.grpc_code, " ".join(str(exc).split()))
             raise
         with lock:
             sessions[hello.session_id] = job_id

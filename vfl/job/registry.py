@@ -122,8 +122,9 @@ class JobRegistry:
 
     def log_open_refused(self, request: pb.OpenJob, caller: str, exc: BaseException, spec=None) -> None:
         kind = spec.kind if spec is not None else "unknown: the spec did not parse"
+        reason = " ".join(str(exc).split())  # one line per attempt, whatever the peer's spec made the message
         log.warning("OpenJob refused: job %r (kind %r) from caller %r: %s: %s", request.job_id, kind, caller,
-                    status_for(exc).name, exc)
+                    status_for(exc).name, reason)
 
     def _open_passive(self, request: pb.OpenJob, spec, caller: str) -> pb.OpenJobReply:
         from vfl.job.passive import PassiveJob
