@@ -2,7 +2,8 @@
 
     from vfl.api import Federation, Party
     fed = Federation([Party("hospital-a", df_a, label="diagnosis"), Party("lab-b", df_b)], workdir="runs/x")
-    fed.psi()                       # how many rows the parties share
+    fed.psi()                       # align the rows the parties share (the active party keeps the common IDs)
+    fed.cardinality()               # only how many rows they share
     model = fed.fit(task="binary", epochs=5)
     model.metrics["test"]           # {'auc': ..., 'accuracy': ...}
     model.predict({...})            # joint prediction for new rows (PSI, then forward)
@@ -124,6 +125,16 @@ class Client:
             progress: bool = True, **options: Any) -> dict[str, Any]:
         """PSI only; returns {'intersection': ..., 'aligned_ids': path at the active node, ...}."""
         spec = job_spec("psi", parties, self._active(active), job_id, **options)
+        return self.run(parse_job_spec(spec), progress=progress)
+
+    def cardinality(self, parties: dict[str, str], active: str | None = None, job_id: str | None = None,
+                    progress: bool = True, **options: Any) -> dict[str, Any]:
+        """How many IDs the parties share, and nothing else: {'job_id': ..., 'intersection': size, ...}.
+
+        A cardinality job (kind: cardinality) runs one PSI session in cardinality mode; no party learns which
+        IDs are common, no aligned IDs are written, and the job cannot go on to training.
+        """
+        spec = job_spec("cardinality", parties, self._active(active), job_id, **options)
         return self.run(parse_job_spec(spec), progress=progress)
 
     def fit(self, parties: dict[str, str], task: str = "binary", active: str | None = None,
@@ -422,6 +433,10 @@ class Federation:
 
     def psi(self, job_id: str | None = None, progress: bool = True) -> dict[str, Any]:
         return self.run(self._spec("psi", job_id), progress=progress)
+
+    def cardinality(self, job_id: str | None = None, progress: bool = True) -> dict[str, Any]:
+        """How many IDs the parties share, without learning which: {'job_id': ..., 'intersection': size, ...}."""
+        return self.run(self._spec("cardinality", job_id), progress=progress)
 
     def fit(self, task: str = "binary", job_id: str | None = None, progress: bool = True,
             model: dict | None = None, train: dict | None = None, crypto: dict | None = None,

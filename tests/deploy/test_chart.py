@@ -219,6 +219,21 @@ def test_rendered_node_config_loads(rendered, dev_pki, tmp_path, name):
         assert ds.path.parent == config.data_dir
 
 
+def test_open_job_limit_renders_into_node_config(helm):
+    """Values `limits.openJobsPerMinute` is node.yaml's `limits.open_jobs_per_minute`; the chart's default is the
+    node's own, and unset it leaves the node's default."""
+    from pathlib import Path
+
+    from vfl.node.config import DEFAULT_OPEN_JOBS_PER_MINUTE, parse_node_config
+    default = load_yaml_config(helm.template("bank-b", values=[BANK_B]))
+    assert default["limits"] == {"open_jobs_per_minute": DEFAULT_OPEN_JOBS_PER_MINUTE}
+    five = load_yaml_config(helm.template("bank-b", values=[BANK_B], sets=["limits.openJobsPerMinute=5"]))
+    assert parse_node_config(five, Path("/")).limits.open_jobs_per_minute == 5
+    unset = load_yaml_config(helm.template("bank-b", values=[BANK_B], sets=["limits=null"]))
+    assert "limits" not in unset
+    assert parse_node_config(unset, Path("/")).limits.open_jobs_per_minute == DEFAULT_OPEN_JOBS_PER_MINUTE
+
+
 @pytest.mark.parametrize("name", ["bank-a", "bank-b"])
 def test_ports_and_probes_match_the_node_config(rendered, name):
     docs = rendered[name]

@@ -55,6 +55,9 @@ JOB_SETS = ["job.enabled=true", "job.spec.job_id=j1", "job.spec.active=bank-a",
                "networkPolicy.from[1].namespaceSelector.matchExpressions[0].operator=Like"]},
      "'/networkPolicy/from/1/namespaceSelector/matchExpressions/0/operator'"),
     ({"sets": ["networkPolicy.from[1]=null"]}, "'/networkPolicy/from/1'"),
+    ({"sets": ["limits.openJobsPerMinute=0"]}, "'/limits/openJobsPerMinute'"),
+    ({"set_strings": ["limits.openJobsPerMinute=30"]}, "'/limits/openJobsPerMinute'"),
+    ({"sets": ["limits.burst=60"]}, "'burst'"),
 ])
 def test_schema_rejects_bad_values(helm, kw, key):
     with pytest.raises(HelmError) as info:

@@ -26,7 +26,16 @@ def test_node_config_loads(tmp_path):
     assert config.job_dir("j1") == tmp_path / "jobs" / "j1"
 
 
+def test_open_job_limit_defaults_and_can_be_set(tmp_path):
+    assert load_node_config(write(tmp_path, BASE_NODE)).limits.open_jobs_per_minute == 30
+    config = load_node_config(write(tmp_path, {**BASE_NODE, "limits": {"open_jobs_per_minute": 5}}))
+    assert config.limits.open_jobs_per_minute == 5
+
+
 @pytest.mark.parametrize("change, key", [
+    ({"limits": {"open_jobs_per_minute": 0}}, "limits.open_jobs_per_minute: must be >= 1"),
+    ({"limits": {"open_jobs_per_minute": "many"}}, "limits.open_jobs_per_minute: must be an integer"),
+    ({"limits": {"open_jobs_per_hour": 5}}, "limits.open_jobs_per_hour"),
     ({"role": "boss"}, "role"),
     ({"listen": "nope"}, "listen"),
     ({"peers": [{"name": "bank-b"}]}, "peers[0].address"),
@@ -66,6 +75,19 @@ def test_job_spec_errors_name_the_key(change, key):
     with pytest.raises(ConfigError) as info:
         parse_job_spec({**BASE_JOB, **change})
     assert key in str(info.value)
+
+
+def test_cardinality_job_kind():
+    spec = parse_job_spec({**BASE_JOB, "kind": "cardinality"})
+    assert spec.kind == "cardinality" and spec.psi_mode == "cardinality"
+    assert parse_job_spec(spec_to_yaml_dict(spec)) == spec
+    assert {parse_job_spec({**BASE_JOB, "kind": k, "model_job": "t"}).psi_mode
+            for k in ("train", "predict", "psi")} == {"intersection"}
+
+
+def test_a_job_spec_cannot_set_node_limits():
+    with pytest.raises(ConfigError, match="limits"):
+        parse_job_spec({**BASE_JOB, "limits": {"open_jobs_per_minute": 1000}})
 
 
 def test_job_spec_file_errors(tmp_path):

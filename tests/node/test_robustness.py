@@ -442,13 +442,15 @@ def test_malformed_setup_then_a_correct_one(session):
 
 def test_psi_for_a_set_up_job_is_refused(session):
     """A second PSI while the job is set up would overwrite its alignment and re-open Setup: it is refused with
-    FAILED_PRECONDITION naming the job and its state, and the job carries on with its keys and shares."""
+    FAILED_PRECONDITION naming the job, the once-per-job rule and the job's state, and the job carries on with
+    its keys and shares. (tests/adversary covers second sessions in every mode and state.)"""
     from psi.errors import PeerError
     with pytest.raises(PeerError) as refused:
         run_session({"host": session["channel"]}, session["ids"], PsiConfig(metadata={"job_id": JOB}, workers=0),
                     me="guest")
     assert refused.value.code == "FAILED_PRECONDITION", refused.value
-    assert f"PSI for job {JOB!r} is not allowed now" in str(refused.value) and "'ready'" in str(refused.value)
+    assert f"PSI for job {JOB!r} refused" in str(refused.value) and "PSI runs once per job" in str(refused.value)
+    assert "'ready'" in str(refused.value)
     assert_serving(session)
     assert_forward_works(session)
     # and a replayed Setup after the refused PSI is still refused
@@ -482,12 +484,13 @@ def test_psi_bridge_uses_the_node_rule(monkeypatch):
     config = SimpleNamespace(party="host", identity="host", peers=peers, admins=(), insecure=False)
     node = SimpleNamespace(config=config)
     node.identify = lambda names: Node.identify(node, names)
-    job = SimpleNamespace(active="guest", psi_ids=lambda: ["a", "b"])
+    job = SimpleNamespace(active="guest", claim_psi=lambda hello, caller: ["a", "b"], spec=SimpleNamespace(kind="train"))
     import threading
     registry = SimpleNamespace(node=node, _lock=threading.Lock(), passive_jobs={"j": job})
     psi_bridge.add_psi_service(None, registry)
     provide = captured["id_provider"]
-    hello = SimpleNamespace(metadata={"job_id": "j"}, session_id="s")
+    from psi.protocol.messages import Mode
+    hello = SimpleNamespace(metadata={"job_id": "j"}, session_id="s", mode=Mode.INTERSECTION)
     assert provide(hello, PeerInfo(("guest",), "")) == ["a", "b"]
     for names, reason in [(("guest", "other"), "several configured identities"),
                           (("other",), "active party"), (("mallory",), "match no configured")]:

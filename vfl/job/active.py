@@ -1,5 +1,8 @@
 """The active party's job runtime: drives PSI, set-up, training, evaluation and saving, step by step.
 
+Every job runs exactly one PSI session (passive nodes refuse any other): intersection mode for train, predict
+and psi jobs, cardinality mode for cardinality jobs, which end there.
+
 Runs in its own thread at the active node. Every stage reports progress and per-epoch metrics as events,
 which `vfl run` and the Python API show as progress bars.
 """
@@ -137,14 +140,17 @@ class ActiveJob:
         t0 = time.time()
         try:
             self._open()
-            self._psi()
-            if spec.kind == "psi":
-                ids, _ = load_alignment(self.job_dir)
-                result = {"job_id": spec.job_id, "intersection": len(ids),
-                          "aligned_ids": str(self.job_dir / "aligned_ids.json")}
+            if spec.kind == "cardinality":  # one cardinality session, and the job is done: no IDs, no rows
+                result = {"job_id": spec.job_id, "intersection": self._cardinality()}
             else:
-                self._setup()
-                result = self._train() if spec.kind == "train" else self._predict()
+                self._psi()
+                if spec.kind == "psi":
+                    ids, _ = load_alignment(self.job_dir)
+                    result = {"job_id": spec.job_id, "intersection": len(ids),
+                              "aligned_ids": str(self.job_dir / "aligned_ids.json")}
+                else:
+                    self._setup()
+                    result = self._train() if spec.kind == "train" else self._predict()
             result["seconds"] = round(time.time() - t0, 2)
             self._close("succeeded", save=spec.kind == "train", result=result)
             (self.job_dir / "result.json").write_text(json.dumps(result, indent=1, default=str))
@@ -196,6 +202,14 @@ class ActiveJob:
                   metrics={"intersection": len(ids)})
         if len(ids) == 0:
             raise DataError("PSI found no common IDs between the parties: nothing to train on")
+
+    def _cardinality(self) -> int:
+        from vfl.job.psi_bridge import run_cardinality_as_active
+        self.emit("log", "PSI (cardinality): counting common IDs", stage="psi")
+        size = run_cardinality_as_active(self, [str(i) for i in self.table.ids])
+        self.emit("log", f"PSI (cardinality): {size} common IDs (active party has {len(self.table)})", stage="psi",
+                  metrics={"intersection": size})
+        return size
 
     def _setup(self) -> None:
         spec = self.spec

@@ -42,9 +42,13 @@ def save_alignment(job_dir: Path, ids: np.ndarray, own_rows: np.ndarray) -> None
     (job_dir / "aligned_ids.json").write_text(json.dumps([str(i) for i in ids]))
 
 
+def has_alignment(job_dir: Path) -> bool:
+    return (job_dir / "aligned_rows.npy").exists() and (job_dir / "aligned_ids.json").exists()
+
+
 def load_alignment(job_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     rows_path, ids_path = job_dir / "aligned_rows.npy", job_dir / "aligned_ids.json"
-    if not rows_path.exists() or not ids_path.exists():
+    if not has_alignment(job_dir):
         raise DataError(f"job directory {job_dir}: no PSI alignment saved (run PSI first)")
     return np.array(json.loads(ids_path.read_text()), dtype=object), np.load(rows_path)
 

@@ -1,7 +1,8 @@
 """The passive party's side of a job: it answers the active party's calls, one step at a time.
 
-State machine per job: opened -> (PSI) -> set up -> [forward(train) -> backward]* / forward(eval) ...
--> closed. A call in the wrong state gets FAILED_PRECONDITION and changes nothing.
+State machine per job: opened -> (PSI: aligned) -> set up -> [forward(train) -> backward]* / forward(eval) ...
+-> closed; a cardinality job: opened -> (PSI: counted) -> closed. A job runs exactly one PSI session
+(vfl/job/psi_once.py). A call in the wrong state gets FAILED_PRECONDITION and changes nothing.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 
 from psi.errors import OutOfOrder as PsiOutOfOrder
 from vfl.errors import DataError, ProtocolError
-from vfl.job import crypto
+from vfl.job import crypto, psi_once
 from vfl.job.ledger import WireLedger
 from vfl.job.timing import Timer, TimedOps
 from vfl.job.party_data import AlignedData, align, load_alignment, load_dataset, save_alignment
@@ -75,31 +76,36 @@ class PassiveJob:
         return pb.OpenJobReply(rows=len(self.table), feature_dim=int(self.table.features.shape[1]),
                                resumable_epoch=self.last_checkpoint())
 
-    def psi_ids(self) -> list[str]:
-        """This party's IDs for a PSI session: only once per opened job, before its first alignment.
+    def claim_psi(self, hello, caller: str) -> list[str]:
+        """This party's IDs for the job's one PSI session; every other session is refused (vfl/job/psi_once.py).
 
-        A later PSI (after the alignment, or mid-job) would overwrite the saved alignment and re-open
-        Setup, so it is refused; the PSI service reports psi's OutOfOrder as FAILED_PRECONDITION.
+        The claim comes before the check of the session's settings, so a refused or failed first session uses
+        up the job's PSI as well: the job must then run again under a new job id.
         """
         with self.lock:
-            if self.table is None:
-                raise PsiOutOfOrder(f"PSI for job {self.spec.job_id!r} before OpenJob")
-            if self.state != "opened":
-                raise PsiOutOfOrder(f"PSI for job {self.spec.job_id!r} is not allowed now: the job is "
-                                    f"{self.state!r} at {self.party!r} (PSI runs once, right after OpenJob)")
+            if self.resume_epoch >= 0:  # a resumed job continues on its saved alignment
+                raise PsiOutOfOrder(psi_once.resumed_message(self.spec.job_id, self.party))
+            psi_once.claim(self.job_dir, self.spec.job_id, self.party, hello, caller, self.state)
+            psi_once.check_settings(self.spec, hello, self.party)
             return [str(i) for i in self.table.ids]
 
     def on_psi_result(self, common_ids, own_rows) -> None:
         with self.lock:
-            if self.state != "opened":  # a second session's result must not replace the alignment in use
-                log.warning("job %r: ignored a PSI result that arrived in state %r", self.spec.job_id, self.state)
-                return
             save_alignment(self.job_dir, np.asarray(common_ids, dtype=object), np.asarray(own_rows))
             self.state = "aligned"
         self.aligned.set()
 
+    def on_cardinality_result(self, size: int) -> None:
+        """A cardinality job ends with its one session: there are no rows to align, and it never sets up."""
+        with self.lock:
+            self.state = "counted"
+        log.info("job %r: cardinality session done, %d common IDs", self.spec.job_id, size)
+
     # ---------------------------------------------------------------- setup
     def setup(self, req: pb.SetupRequest) -> pb.SetupReply:
+        if self.spec.kind in ("psi", "cardinality"):  # these jobs end with their PSI; nothing to train on
+            raise OutOfOrder(f"setup: job {self.spec.job_id!r} is a {self.spec.kind} job, which ends with its PSI "
+                             "session and never sets up training")
         # The PSI service stores the alignment when its session ends, which can be a moment after the
         # active party's side returned; a resumed job finds it on disk.
         if self.resume_epoch < 0 and not self.aligned.wait(timeout=60):

@@ -1,15 +1,19 @@
 """PSI inside a job: the active runtime drives `psi` over the node's own mTLS channels, and every node
-mounts the PSI service, which hands a passive job its IDs and receives its alignment."""
+mounts the PSI service, which hands a passive job its IDs for the job's one session and receives its alignment
+(or, for a cardinality job, only the size). The once-per-job rules are in vfl/job/psi_once.py."""
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 
 import numpy as np
 
-from psi import PsiConfig
+from psi import PsiConfig, PsiResult
 from psi.errors import PermissionDenied as PsiPermissionDenied
+from psi.errors import PsiError
+from psi.protocol.messages import Mode
 from psi.transport.client import run_session
 from psi.transport.server import add_psi_service as mount_psi_service
 from vfl.job.psi_wire import PsiServerCounter, counted_channel
@@ -18,15 +22,15 @@ from vfl.transport.chunking import PermissionDenied
 log = logging.getLogger("vfl.psi")
 
 
-def run_psi_as_active(job, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The common IDs in the agreed order and this party's row of each, from a PSI session with all passives."""
+def _run_session(job, ids: list[str]) -> PsiResult:
+    """The job's one PSI session with all passives, in the mode and canonicalization its spec fixes."""
     spec, node = job.spec, job.node
-    config = PsiConfig(strip=spec.psi.strip, lowercase=spec.psi.lowercase, workers=node.config.workers,
-                       session_id=f"{spec.job_id}.psi.{uuid.uuid4().hex[:8]}", metadata={"job_id": spec.job_id})
+    config = PsiConfig(strip=spec.psi.strip, lowercase=spec.psi.lowercase, mode=spec.psi_mode,
+                       workers=node.config.workers, session_id=f"{spec.job_id}.psi.{uuid.uuid4().hex[:8]}",
+                       metadata={"job_id": spec.job_id})
     last = {"t": 0.0}
 
     def progress(stage: str, done: int, total: int) -> None:
-        import time
         now = time.time()
         if now - last["t"] > 0.5 or done >= total:
             last["t"] = now
@@ -35,9 +39,19 @@ def run_psi_as_active(job, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
     # every PSI envelope is counted in the job's ledger, for the privacy report
     channels = {name: counted_channel(node.channel(name), job.ledger, name) for name in job.links}
-    result = run_session(channels, ids, config, me=spec.active, progress=progress,
-                         call_metadata=node.call_metadata())
+    return run_session(channels, ids, config, me=spec.active, progress=progress,
+                       call_metadata=node.call_metadata())
+
+
+def run_psi_as_active(job, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The common IDs in the agreed order and this party's row of each, from a PSI session with all passives."""
+    result = _run_session(job, ids)
     return np.array(result.ids, dtype=object), np.asarray(result.rows, dtype=np.int64)
+
+
+def run_cardinality_as_active(job, ids: list[str]) -> int:
+    """How many IDs all parties share, from a cardinality session (a cardinality job): nobody learns which."""
+    return _run_session(job, ids).size
 
 
 def psi_counter(registry) -> PsiServerCounter:
@@ -49,40 +63,61 @@ def psi_counter(registry) -> PsiServerCounter:
 
 
 def add_psi_service(server, registry) -> None:
-    """Mount PSI on the node's server. Only the active party of an open job may run PSI on its IDs."""
+    """Mount PSI on the node's server. Only the active party of an open job may run PSI on its IDs, once per job."""
     sessions: dict[str, str] = {}
     lock = threading.Lock()
     node = registry.node
+
+    def caller_of(job_id: str, job, peer) -> str:
+        if node.config.insecure:
+            return job.active
+        try:  # the node's own rule: a certificate matching several configured identities is refused
+            who = node.identify(list(peer.names))
+        except PermissionDenied as exc:
+            raise PsiPermissionDenied(f"PSI for job {job_id!r}: {exc}") from None
+        if who != job.active:
+            raise PsiPermissionDenied(f"PSI for job {job_id!r} may only be run by its active party "
+                                      f"{job.active!r}; the call came from {who!r}")
+        return who
 
     def id_provider(hello, peer):
         job_id = hello.metadata.get("job_id", "")
         with registry._lock:
             job = registry.passive_jobs.get(job_id)
-        if job is None:
-            raise PsiPermissionDenied(f"no open job {job_id!r} at {node.config.party!r} for PSI")
-        if not node.config.insecure:
-            try:  # the node's own rule: a certificate matching several configured identities is refused
-                who = node.identify(list(peer.names))
-            except PermissionDenied as exc:
-                raise PsiPermissionDenied(f"PSI for job {job_id!r}: {exc}") from None
-            if who != job.active:
-                raise PsiPermissionDenied(f"PSI for job {job_id!r} may only be run by its active party "
-                                          f"{job.active!r}; the call came from {who!r}")
+        try:
+            if job is None:
+                raise PsiPermissionDenied(f"no open job {job_id!r} at {node.config.party!r} for PSI")
+            caller = caller_of(job_id, job, peer)
+            ids = job.claim_psi(hello, caller)
+        except PsiError as exc:
+            log.warning("PSI session %s for job %r from %s refused: %s: %s", hello.session_id, job_id,
+                        list(peer.names) or "an uncertified peer", exc.grpc_code, " ".join(str(exc).split()))
+            raise
         with lock:
             sessions[hello.session_id] = job_id
-        return job.psi_ids()
+        log.info("PSI session %s for job %r (kind %r, %s mode) from %r: claimed the job's one session",
+                 hello.session_id, job_id, job.spec.kind, Mode(hello.mode).value, caller)
+        return ids
 
-    def on_result(session_id: str, result) -> None:
+    def job_of(session_id: str):
         with lock:
             job_id = sessions.pop(session_id, None)
         with registry._lock:
-            job = registry.passive_jobs.get(job_id) if job_id else None
-        if job is not None and result.rows is not None:
+            return job_id, registry.passive_jobs.get(job_id) if job_id else None
+
+    def on_result(session_id: str, result) -> None:
+        job_id, job = job_of(session_id)
+        if job is None:
+            return
+        if result.rows is None:
+            job.on_cardinality_result(result.size)
+        else:
             job.on_psi_result(result.ids, result.rows)
 
     def on_error(session_id: str, error: BaseException) -> None:
-        with lock:
-            sessions.pop(session_id, None)
-        log.info("PSI session %s failed: %s", session_id, error)
+        job_id, _ = job_of(session_id)
+        if job_id:  # refusals in id_provider are logged there; this is a session that started and then failed
+            log.warning("PSI session %s for job %r failed: %s; the job's one PSI session is used, so the job must "
+                        "run again under a new job id", session_id, job_id, error)
 
     mount_psi_service(server, id_provider, on_result=on_result, on_error=on_error)

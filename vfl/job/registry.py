@@ -1,4 +1,8 @@
-"""The node's jobs: active jobs it runs (one thread each) and passive jobs it serves."""
+"""The node's jobs: active jobs it runs (one thread each) and passive jobs it serves.
+
+A passive node limits how many new jobs each peer opens per minute (node config `limits`), runs one PSI
+session per job (vfl/job/psi_once.py), and logs every job it opens (INFO) or refuses (WARNING).
+"""
 from __future__ import annotations
 
 import logging
@@ -8,9 +12,11 @@ from typing import Callable, Iterator
 import yaml
 
 from vfl.errors import ConfigError
+from vfl.job import psi_once
 from vfl.job.events import EventLog
+from vfl.job.limits import OpenJobLimiter
 from vfl.job.spec import parse_job_spec
-from vfl.transport.chunking import NotFound, OutOfOrder, PermissionDenied
+from vfl.transport.chunking import NotFound, OutOfOrder, PermissionDenied, TooManyRequests, status_for
 from vfl.transport.proto import node_pb2 as pb
 
 log = logging.getLogger("vfl.jobs")
@@ -55,6 +61,7 @@ class JobRegistry:
         self.active_events: dict[str, EventLog] = {}
         self.active_threads: dict[str, threading.Thread] = {}
         self.passive_jobs: dict[str, object] = {}
+        self.open_limiter = OpenJobLimiter(node.config.limits.open_jobs_per_minute)
 
     # ------------------------------------------------------------------ active side
     def start_active(self, spec, defense=None) -> EventLog:
@@ -101,25 +108,75 @@ class JobRegistry:
 
     # ------------------------------------------------------------------ passive side
     def open_passive(self, request: pb.OpenJob, caller: str) -> pb.OpenJobReply:
+        """Join the job the active party `caller` opens here, or resume it; every outcome goes to the log."""
+        spec = None
+        try:
+            spec = _parse_spec_yaml(request.spec_yaml)
+            reply = self._open_passive(request, spec, caller)
+        except Exception as exc:
+            self.log_open_refused(request, caller, exc, spec)
+            raise
+        resumed = f" (resume from epoch {request.resume_epoch})" if request.resume_epoch >= 0 else ""
+        log.info("OpenJob opened: job %r (kind %r) for caller %r%s", spec.job_id, spec.kind, caller, resumed)
+        return reply
+
+    def log_open_refused(self, request: pb.OpenJob, caller: str, exc: BaseException, spec=None) -> None:
+        kind = spec.kind if spec is not None else "unknown: the spec did not parse"
+        reason = " ".join(str(exc).split())  # one line per attempt, whatever the peer's spec made the message
+        log.warning("OpenJob refused: job %r (kind %r) from caller %r: %s: %s", request.job_id, kind, caller,
+                    status_for(exc).name, reason)
+
+    def _open_passive(self, request: pb.OpenJob, spec, caller: str) -> pb.OpenJobReply:
         from vfl.job.passive import PassiveJob
-        spec = _parse_spec_yaml(request.spec_yaml)
+        party = self.node.config.party
         if spec.job_id != request.job_id:
             raise ConfigError(f"open: job id {request.job_id!r} disagrees with the spec's {spec.job_id!r}")
         if caller != spec.active:
             raise PermissionDenied(f"job {spec.job_id!r} names {spec.active!r} as active party; "
                                    f"the call came from {caller!r}")
-        if self.node.config.party not in [p.name for p in spec.passives]:
-            raise ConfigError(f"parties: job {spec.job_id!r} does not list {self.node.config.party!r} as a party")
-        check_policy(spec, self.node.config.policy, self.node.config.party)
+        if party not in [p.name for p in spec.passives]:
+            raise ConfigError(f"parties: job {spec.job_id!r} does not list {party!r} as a party")
+        if request.resume_epoch >= 0:
+            self._check_resumable(spec)
+        else:
+            self._take_open_allowance(spec, caller)
+        check_policy(spec, self.node.config.policy, party)
         with self._lock:
             old = self.passive_jobs.get(spec.job_id)
             if old is not None and getattr(old, "state", "") not in ("closed",) and request.resume_epoch < 0:
-                raise OutOfOrder(f"job {spec.job_id!r} is already open at {self.node.config.party!r}")
+                raise OutOfOrder(f"job {spec.job_id!r} is already open at {party!r}")
+        claim = psi_once.read_claim(self.node.config.job_dir(spec.job_id))
+        if request.resume_epoch < 0 and claim is not None:
+            raise OutOfOrder(f"job {spec.job_id!r} already ran its PSI at {party!r} "
+                             f"({psi_once.describe_claim(claim)}); PSI runs once per job, so this job id cannot be "
+                             "opened again: open the job under a new job id")
         job = PassiveJob(self.node, spec, caller, request.resume_epoch)
         reply = job.open()
         with self._lock:
             self.passive_jobs[spec.job_id] = job
         return reply
+
+    def _check_resumable(self, spec) -> None:
+        """A resume continues a job whose PSI ran here; anything else would be a new job dodging the limit."""
+        from vfl.job.party_data import has_alignment
+        if not has_alignment(self.node.config.job_dir(spec.job_id)):
+            raise OutOfOrder(f"job {spec.job_id!r} cannot be resumed at {self.node.config.party!r}: it has no PSI "
+                             "alignment here (a resume continues a job whose PSI ran at this node); open a new job "
+                             "with resume_epoch -1")
+
+    def _take_open_allowance(self, spec, caller: str) -> None:
+        """Every attempt to open a new job spends one of the caller's per-minute allowance (vfl/job/limits.py).
+
+        Resumes do not: they cannot run PSI again (vfl/job/psi_once.py), and a job that lost a peer mid-training
+        must be able to carry on however many new jobs the same peer opened meanwhile.
+        """
+        wait = self.open_limiter.take(caller)
+        if wait > 0:
+            limit = self.open_limiter.per_minute
+            raise TooManyRequests(f"job {spec.job_id!r} (kind {spec.kind!r}) refused at {self.node.config.party!r}: "
+                                  f"{caller!r} may open {limit} new jobs per minute here (node config "
+                                  f"limits.open_jobs_per_minute: {limit}) and has used them; the next one is "
+                                  f"allowed in {wait:.1f} s")
 
     def passive(self, job_id: str, caller: str):
         with self._lock:

@@ -19,7 +19,8 @@ from vfl.errors import ConfigError, VflError
 from vfl.node.config import check_model_name, check_name
 
 TASKS = ("binary", "multiclass", "regression")
-KINDS = ("train", "predict", "psi")
+# psi: align IDs only (the active party keeps the common IDs); cardinality: learn only how many IDs the parties share
+KINDS = ("train", "predict", "psi", "cardinality")
 CRYPTO_MODES = ("paillier", "plaintext")
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -103,6 +104,11 @@ class JobSpec:
     privacy: PrivacySpec = PrivacySpec()
     model_job: str | None = None     # for kind=predict: the training job whose saved parts to use
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def psi_mode(self) -> str:
+        """The mode of this job's one PSI session: only a cardinality job reveals nothing but the size."""
+        return "cardinality" if self.kind == "cardinality" else "intersection"
 
     @property
     def passives(self) -> tuple[PartySpec, ...]:

@@ -85,6 +85,19 @@ class PolicyConfig:
     allow_attack_harness: bool = False  # privacy.attacks sends per-row attack scores to the active party
 
 
+#: default of limits.open_jobs_per_minute: a few jobs a minute is plenty for real work, and every new job allows
+#: one PSI session, i.e. one look at this party's IDs
+DEFAULT_OPEN_JOBS_PER_MINUTE = 30
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """How much each peer may ask of this node; set by its operator, never by a job spec."""
+    # New jobs (OpenJob with resume_epoch -1) each peer may open per minute; also the burst it may open at once.
+    # Resumes of a job whose PSI ran here do not count (see vfl/job/registry.py).
+    open_jobs_per_minute: int = DEFAULT_OPEN_JOBS_PER_MINUTE
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     party: str
@@ -102,6 +115,7 @@ class NodeConfig:
     workers: int = 2
     max_payload_mb: int = 256
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     # Bottom models this party offers: name -> "package.module:factory"; a job spec may name one for this
     # party only (model.bottom_overrides.<party>.module). Imported only when a job uses it.
     models: dict[str, str] = field(default_factory=dict)
@@ -192,6 +206,10 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
                           allow_plaintext=pol.bool("allow_plaintext", False),
                           allow_attack_harness=pol.bool("allow_attack_harness", False))
     pol.reject_unknown()
+    lim = root.section("limits")
+    limits = LimitsConfig(open_jobs_per_minute=lim.int("open_jobs_per_minute", DEFAULT_OPEN_JOBS_PER_MINUTE,
+                                                       min_value=1, max_value=100_000))
+    lim.reject_unknown()
     models_sec = root.section("models")
     models = {check_model_name(str(name), models_sec.key(str(name))):
               check_import_path(value, models_sec.key(str(name))) for name, value in models_sec.data.items()}
@@ -201,7 +219,7 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     return NodeConfig(party=party, role=role, identity=identity, listen=listen, health_listen=health, tls=tls, insecure=insecure,
                       peers=tuple(peers), data_dir=data_dir, jobs_dir=jobs_dir, datasets=datasets,
                       admins=admins, workers=workers, max_payload_mb=max_payload, policy=policy,
-                      models=models, secret_seed=secret_seed, source=source)
+                      limits=limits, models=models, secret_seed=secret_seed, source=source)
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

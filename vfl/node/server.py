@@ -58,6 +58,12 @@ class Node:
             raise PermissionDenied(f"insecure mode: the call carries no {INSECURE_PARTY_HEADER} header")
         return self.identify(tls.peer_names(context))
 
+    def describe_caller(self, context: grpc.ServicerContext) -> str:
+        """Who a refused caller claimed to be, for the log: its certificate identities (or insecure header)."""
+        if self.config.insecure:
+            return dict(context.invocation_metadata() or ()).get(INSECURE_PARTY_HEADER, "an unnamed caller")
+        return f"certificate {tls.peer_names(context)}"
+
     def identify(self, names: list[str]) -> str:
         """The configured peer name, 'self' or 'admin:<identity>' that certificate identities ``names`` stand for.
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import grpc
 
-from vfl.transport.chunking import stream_handler
+from vfl.transport.chunking import PermissionDenied, stream_handler
 from vfl.transport.chunking import unary_handler as _unary_handler
 from vfl.transport.proto import node_pb2 as pb
 from vfl.transport.proto import node_pb2_grpc as pb_grpc
@@ -45,7 +45,12 @@ class PartyService(pb_grpc.PartyServicer):
             return handle
 
         def open_job(request, context):
-            reply = jobs.open_passive(request, self.node.caller(context))
+            try:
+                caller = self.node.caller(context)
+            except PermissionDenied as exc:  # a refused job all the same: its operator wants to see who tried
+                jobs.log_open_refused(request, self.node.describe_caller(context), exc)
+                raise
+            reply = jobs.open_passive(request, caller)
             job = jobs.passive(request.job_id, self.node.caller(context))
             job.ledger.record_message("received", job.active, request)
             job.ledger.record_message("sent", job.active, reply)

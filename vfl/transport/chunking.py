@@ -81,6 +81,10 @@ class PermissionDenied(VflError):
     """The caller's certificate identity is not allowed to make this call."""
 
 
+class TooManyRequests(VflError):
+    """The caller is over one of this node's limits (node config `limits`); it may try again later."""
+
+
 def status_for(exc: BaseException) -> grpc.StatusCode:
     if isinstance(exc, NotFound):
         return grpc.StatusCode.NOT_FOUND
@@ -88,7 +92,7 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(exc, PermissionDenied):
         return grpc.StatusCode.PERMISSION_DENIED
-    if isinstance(exc, PayloadTooLarge):
+    if isinstance(exc, (PayloadTooLarge, TooManyRequests)):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
     if isinstance(exc, (ProtocolError, CryptoError, DataError, ConfigError)):
         return grpc.StatusCode.INVALID_ARGUMENT

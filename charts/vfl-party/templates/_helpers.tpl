@@ -312,6 +312,9 @@ privacy: [defense, noise_multiplier, clip_norm, delta, record_gradients, attacks
 {{- with .Values.policy }}
 {{- $_ = set $cfg "policy" (dict "min_key_bits" (int .minKeyBits) "allow_plaintext" .allowPlaintext "allow_attack_harness" .allowAttackHarness) }}
 {{- end }}
+{{- if and .Values.limits .Values.limits.openJobsPerMinute }}{{/* unset: the node's own default */}}
+{{- $_ = set $cfg "limits" (dict "open_jobs_per_minute" (int .Values.limits.openJobsPerMinute)) }}
+{{- end }}
 {{- $_ = set $cfg "datasets" .Values.datasets }}
 {{- with .Values.models }}
 {{- $_ = set $cfg "models" . }}
