@@ -36,16 +36,58 @@ def test_several_payloads_in_one_stream():
 
 
 def test_handler_seconds_reads_the_peers_trailing_metadata_and_ignores_garbage():
+    from types import SimpleNamespace
+
     from vfl.transport.chunking import HANDLER_SECONDS, handler_seconds
 
-    class Call:
-        def __init__(self, metadata):
-            self.metadata = metadata
+    def call(metadata) -> SimpleNamespace:
+        return SimpleNamespace(trailing_metadata=lambda: metadata)
 
-        def trailing_metadata(self):
-            return self.metadata
+    assert handler_seconds(call(((HANDLER_SECONDS, "1.25"),))) == 1.25
+    assert handler_seconds(call((("other", "2"), (HANDLER_SECONDS, "0"),))) == 0.0
+    # nothing reported (the default: peers keep their handler time) and garbage are both "unknown", not 0
+    for garbage in ("not a number", "-3", "nan", "inf"):
+        assert handler_seconds(call(((HANDLER_SECONDS, garbage),))) is None, garbage
+    assert handler_seconds(call(None)) is None
+    assert handler_seconds(call((("other", "2"),))) is None
 
-    assert handler_seconds(Call(((HANDLER_SECONDS, "1.25"),))) == 1.25
-    assert handler_seconds(Call(((HANDLER_SECONDS, "not a number"),))) == 0.0
-    assert handler_seconds(Call(((HANDLER_SECONDS, "-3"),))) == 0.0
-    assert handler_seconds(Call(None)) == 0.0
+
+class _Aborted(Exception):
+    pass
+
+
+class _Context:
+    """Stands in for grpc.ServicerContext: keeps the trailing metadata and the abort status."""
+
+    def __init__(self):
+        self.trailing: tuple = ()
+        self.status: tuple | None = None
+
+    def set_trailing_metadata(self, metadata) -> None:
+        self.trailing = tuple(metadata)
+
+    def abort(self, code, details):
+        self.status = (code, details)
+        raise _Aborted(details)
+
+
+def _serve(handler, report_timing: bool = False) -> _Context:
+    """Run a ForwardRequest through unary_handler(handler); the context it left behind."""
+    from vfl.transport.chunking import unary_handler
+    rpc = unary_handler(pb.ForwardRequest, handler, report_timing=report_timing)
+    context = _Context()
+    try:
+        list(rpc(to_chunks(pb.ForwardRequest(job_id="j")), context))
+    except _Aborted:
+        pass
+    return context
+
+
+def test_handler_time_is_sent_only_when_the_node_reports_it():
+    from vfl.transport.chunking import HANDLER_SECONDS, handler_seconds
+    from types import SimpleNamespace
+    reply = lambda request, context: pb.ForwardReply(z_ciphertexts=b"z")  # noqa: E731
+    assert _serve(reply).trailing == ()  # the default
+    sent = _serve(reply, report_timing=True).trailing
+    assert [key for key, _ in sent] == [HANDLER_SECONDS]
+    assert handler_seconds(SimpleNamespace(trailing_metadata=lambda: sent)) >= 0

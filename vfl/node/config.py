@@ -105,6 +105,9 @@ class NodeConfig:
     # Bottom models this party offers: name -> "package.module:factory"; a job spec may name one for this
     # party only (model.bottom_overrides.<party>.module). Imported only when a job uses it.
     models: dict[str, str] = field(default_factory=dict)
+    # Send each reply's handler time to the caller (trailing metadata), so a benchmark can tell transport
+    # from the peer's work. Off by default: the time depends on this party's data (see docs/protocol.md).
+    report_handler_timing: bool = False
     source: Path | None = None
 
     def peer(self, name: str) -> PeerConfig:
@@ -192,11 +195,12 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     models = {check_model_name(str(name), models_sec.key(str(name))):
               check_import_path(value, models_sec.key(str(name))) for name, value in models_sec.data.items()}
     models_sec._used.update(models_sec.data)
+    report_handler_timing = root.bool("report_handler_timing", False)
     root.reject_unknown()
     return NodeConfig(party=party, role=role, identity=identity, listen=listen, health_listen=health, tls=tls, insecure=insecure,
                       peers=tuple(peers), data_dir=data_dir, jobs_dir=jobs_dir, datasets=datasets,
                       admins=admins, workers=workers, max_payload_mb=max_payload, policy=policy,
-                      models=models, source=source)
+                      models=models, report_handler_timing=report_handler_timing, source=source)
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

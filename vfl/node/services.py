@@ -33,7 +33,9 @@ class PartyService(pb_grpc.PartyServicer):
         limit = node.config.max_payload_mb << 20
 
         def unary_handler(request_type, handler):
-            return _unary_handler(request_type, handler, max_bytes=limit)
+            return _unary_handler(request_type, handler, max_bytes=limit,
+                                  report_timing=node.config.report_handler_timing)
+
         def on_job(method: str):
             """Find the caller's job, then record the request and the reply in the job's wire ledger."""
             def handle(request, context):
