@@ -6,6 +6,7 @@ buffering it, so a peer cannot make a node hold gigabytes.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -13,6 +14,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import grpc
 from google.protobuf.message import DecodeError, Message
 
+from psi.error_ids import internal_error_detail
 from vfl.errors import ConfigError, CryptoError, DataError, ProtocolError, VflError
 from vfl.transport.proto import node_pb2
 
@@ -22,6 +24,8 @@ DEFAULT_MAX_PAYLOAD = 512 << 20
 # `report_handler_timing` (benchmarks): the time of the passive party's handlers depends on its data (the
 # multi-exponentiation skips zero digits of activations that end in ReLU), so by default it stays home.
 HANDLER_SECONDS = "vfl-handler-seconds"
+
+log = logging.getLogger("vfl.transport")
 
 M = TypeVar("M", bound=Message)
 
@@ -99,14 +103,27 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def peer_detail(exc: BaseException, party: str, during: str) -> str:
+    """The status detail a caller gets for `exc`.
+
+    Errors the caller caused (or a refusal) carry their own message, written to be peer-safe. Anything else
+    is internal: the caller gets an error id, this node's log the exception under the same id.
+    """
+    if status_for(exc) != grpc.StatusCode.INTERNAL:
+        return str(exc)
+    return internal_error_detail(exc, party, during, log)
+
+
 def unary_handler(request_type: type[M], handler: Callable[[M, grpc.ServicerContext], Message],
-                  max_bytes: int = DEFAULT_MAX_PAYLOAD, *, report_timing: bool = False):
+                  max_bytes: int = DEFAULT_MAX_PAYLOAD, *, party: str, report_timing: bool = False):
     """Adapt ``handler(request, context) -> reply`` to a chunk-stream RPC with clear error statuses.
 
     Errors a peer caused become INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION with the reason;
-    anything else becomes INTERNAL. Either way the node keeps serving.
+    anything else becomes INTERNAL with an error id (see `peer_detail`). Either way the node keeps serving.
     With `report_timing`, the reply's trailing metadata carries the handler time (HANDLER_SECONDS).
     """
+    during = f"handling {request_type.__name__}"
+
     def rpc(request_iterator, context: grpc.ServicerContext):
         try:
             request = read_one(request_iterator, request_type, max_bytes)
@@ -115,24 +132,23 @@ def unary_handler(request_type: type[M], handler: Callable[[M, grpc.ServicerCont
             if report_timing:  # lets a benchmark's caller tell transport time from the peer's work
                 context.set_trailing_metadata(((HANDLER_SECONDS, f"{time.perf_counter() - start:.6f}"),))
         except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
-            code = status_for(exc)
-            detail = str(exc) if code != grpc.StatusCode.INTERNAL else f"internal error: {type(exc).__name__}: {exc}"
-            context.abort(code, detail)
+            context.abort(status_for(exc), peer_detail(exc, party, during))
         yield from to_chunks(reply)
     return rpc
 
 
 def stream_handler(request_type: type[M], handler: Callable[[M, grpc.ServicerContext], Iterable[Message]],
-                   max_bytes: int = 16 << 20):
+                   max_bytes: int = 16 << 20, *, party: str):
     """Adapt ``handler(request, context) -> iterable of replies`` (e.g. job events)."""
+    during = f"handling {request_type.__name__}"
+
     def rpc(request_iterator, context: grpc.ServicerContext):
         try:
             request = read_one(request_iterator, request_type, max_bytes)
             for reply in handler(request, context):
                 yield from to_chunks(reply)
         except Exception as exc:  # noqa: BLE001
-            code = status_for(exc)
-            context.abort(code, str(exc) if code != grpc.StatusCode.INTERNAL else f"internal error: {exc!r}")
+            context.abort(status_for(exc), peer_detail(exc, party, during))
     return rpc
 
 
