@@ -95,10 +95,10 @@ def test_active_party_finds_no_handler_timing_in_what_the_passive_node_sends(tmp
     `vfl-handler-seconds`.
     """
     metrics = run_training(tmp_path)
-    calls = party_calls(read_tap(tapped, "guest"))
-    seen = {r["method"][len(PARTY):] for r in calls if r["code"] == "OK"}
+    records = read_tap(tapped, "guest")  # every call the active node made: Party RPCs and the PSI session
+    seen = {r["method"][len(PARTY):] for r in party_calls(records) if r["code"] == "OK"}
     assert set(PER_STEP) <= seen, f"the tap saw no completed {set(PER_STEP) - seen} call: nothing was checked"
-    timings = handler_timings(calls)
+    timings = handler_timings(records)
     assert not timings, (f"the active party extracted {len(timings)} per-call handler timings from the "
                          f"passive node's metadata, e.g. {timings[:4]}")
     # without the peer's report, the active party's own breakdown cannot split the round trip
@@ -108,8 +108,12 @@ def test_active_party_finds_no_handler_timing_in_what_the_passive_node_sends(tmp
 
 
 def test_with_the_benchmark_option_the_same_adversary_finds_the_timings(tmp_path, tapped):
-    """The control: with `report_handler_timing: true` in the node config (what benchmarks/train_bench.py
-    sets), the same adversary extracts one handler time per training call, so the test above can fail."""
+    """The control. Adversary: the same active party, holding the same things, in a federation whose nodes set
+    `report_handler_timing: true` (what benchmarks/train_bench.py does). It tries to learn the same per-call
+    handler times and must find one for every completed Forward, WeightGradient and InputGradient call, so the
+    test above can fail; the active party's timing then splits peer work from transport. Fails on the code
+    before commit b87a1c7's successor too: that code had no such option, and its nodes refused the key.
+    """
     metrics = run_training(tmp_path, node_options={"report_handler_timing": True})
     calls = party_calls(read_tap(tapped, "guest"))
     timings = handler_timings(calls)
