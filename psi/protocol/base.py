@@ -18,6 +18,7 @@ import numpy as np
 
 from psi.config import Progress
 from psi.core.engine import Engine
+from psi.error_ids import internal_error_detail
 from psi.errors import (InvalidPoint, MalformedMessage, OutOfOrder, PeerError, PsiError, PsiInputError,
                         SessionTimeout, TooLarge, WrongSession)
 from psi.protocol.ids import IdSource
@@ -33,14 +34,18 @@ STAGE_LABEL = {
 
 
 def peer_safe_reason(exc: BaseException, me: str) -> str:
-    """What we tell peers when we abort: never our IDs (input errors stay local), never a traceback."""
+    """What we tell peers when we abort: never our IDs (input errors stay local), never a traceback.
+
+    An exception psi did not raise on purpose may hold anything (a path, an ID): the peer gets an error id,
+    and this party's log the exception under the same id (:mod:`psi.error_ids`).
+    """
     if isinstance(exc, PsiInputError):
         return f"{me} aborted: its own input is invalid (details are reported to {me} only)"
     if isinstance(exc, PeerError):
         return f"{me} aborted because a peer failed: {exc}"
     if isinstance(exc, PsiError):
         return f"{me} aborted: {exc}"
-    return f"{me} aborted: internal error ({type(exc).__name__})"
+    return f"{me} aborted: {internal_error_detail(exc, me, 'in a PSI session', log)}"
 
 
 class Party:

@@ -26,6 +26,7 @@ import grpc
 
 from psi.config import PsiResult
 from psi.core.engine import Engine
+from psi.error_ids import internal_error_detail
 from psi.errors import (OutOfOrder, PeerError, PermissionDenied, ProtocolError, PsiConfigError, PsiError,
                         SessionExists, SessionTimeout)
 from psi.protocol.base import peer_safe_reason
@@ -193,12 +194,12 @@ class PsiServicer(pb_grpc.PsiServicer):
             self._finish(hello.session_id, record, None, exc)
             context.abort(_status(exc), str(exc))
             return
-        except Exception as exc:  # the host's provider failed: report it without a traceback to the peer
-            log.exception("PSI id provider failed for session %s", hello.session_id)
+        except Exception as exc:  # the host's provider failed: its text stays in this party's log
+            detail = internal_error_detail(exc, hello.recipient,
+                                           f"in the PSI id provider for session {hello.session_id}", log)
             self._finish(hello.session_id, record, None, exc)
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"session {hello.session_id}: the serving party could not provide its IDs "
-                          f"({type(exc).__name__}: {exc})")
+                          f"session {hello.session_id}: the serving party could not provide its IDs ({detail})")
             return
 
         inbox: queue.Queue = queue.Queue()

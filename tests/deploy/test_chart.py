@@ -298,6 +298,14 @@ def test_existing_claim_and_pull_secrets(rendered):
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
 
 
+def test_handler_timing_is_off_unless_the_values_turn_it_on(helm, rendered):
+    """reportHandlerTiming renders node.yaml's report_handler_timing: off by default (docs/protocol.md)."""
+    for name in ("bank-a", "bank-b"):
+        assert load_yaml_config(rendered[name])["report_handler_timing"] is False
+    docs = helm.template("bank-b", values=[BANK_B], sets=["reportHandlerTiming=true"])
+    assert load_yaml_config(docs)["report_handler_timing"] is True
+
+
 def test_config_checksum_ignores_datasets_only(helm):
     def checksum(*sets):
         docs = helm.template("bank-b", values=[BANK_B], sets=list(sets))

@@ -24,6 +24,18 @@ def test_node_config_loads(tmp_path):
     assert config.peer("bank-b").identity == "bank-b"
     assert config.dataset("customers").path == tmp_path / "data" / "c.csv"
     assert config.job_dir("j1") == tmp_path / "jobs" / "j1"
+    assert config.report_handler_timing is False  # handler times stay home unless a benchmark asks
+
+
+def test_handler_timing_is_a_node_option_only(tmp_path):
+    """report_handler_timing is the node operator's choice: node.yaml sets it, a job spec cannot."""
+    assert load_node_config(write(tmp_path, {**BASE_NODE, "report_handler_timing": True})).report_handler_timing
+    with pytest.raises(ConfigError, match="report_handler_timing: must be true or false"):
+        load_node_config(write(tmp_path, {**BASE_NODE, "report_handler_timing": "yes"}))
+    for where in ({"report_handler_timing": True}, {"train": {"report_handler_timing": True}},
+                  {"crypto": {"report_handler_timing": True}}):
+        with pytest.raises(ConfigError, match="report_handler_timing"):
+            parse_job_spec({**BASE_JOB, **where})
 
 
 def test_open_job_limit_defaults_and_can_be_set(tmp_path):

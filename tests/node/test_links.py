@@ -6,6 +6,7 @@ import types
 import numpy as np
 
 from vfl.job.links import PassiveLink
+from vfl.job.timing import Timer
 from vfl.protocol.layout import default_layout
 from vfl.transport.proto import node_pb2 as pb
 
@@ -21,3 +22,14 @@ def test_setup_after_a_failure_drops_the_prefetched_weight_ciphertexts():
     layout = default_layout(1024, 4, 4, 14, 16, 40, 32.0, 16, seed=0)
     link.setup(layout, None, aligned_rows=10, init_std=0.1, rng=np.random.default_rng(0))
     assert link._next_u is None
+
+
+def test_round_trip_is_split_only_when_the_peer_reports_its_handler_time():
+    link = PassiveLink.__new__(PassiveLink)
+    link.timer = Timer()
+    link._add_round_trip(2.0, None)             # the default: the peer keeps its handler time
+    assert link.timer.summary() == {"peer work + transport": 2.0}
+    link.timer = Timer()
+    link._add_round_trip(2.0, 1.5)              # report_handler_timing at the peer (benchmarks)
+    link._add_round_trip(1.0, 3.0)              # a report longer than the round trip counts as all work
+    assert link.timer.summary() == {"waiting on peers' work": 2.5, "transport": 0.5}

@@ -30,9 +30,11 @@ def test_encrypted_training_matches_centralized_on_breast(federation):
     model = federation.fit(task="binary", job_id="quality", progress=False, **job)
     enc = model.metrics["test"]
     assert model.metrics["intersection"] == len(federation.parties["host"].data)
-    # the time breakdown separates the peer's own work (its reported handler time) from transport
+    # peers keep their handler time by default (report_handler_timing is for benchmarks), so the active
+    # party reports each round trip as one figure instead of guessing a split (the split: test_links.py)
     timing = model.metrics["timing"]["guest"]
-    assert timing["waiting on peers' work"] > 0 and timing["transport"] > 0
+    assert timing["peer work + transport"] > 0
+    assert "waiting on peers' work" not in timing and "transport" not in timing, timing
     assert timing["decrypt"] > 0 and timing["encrypt"] > 0
     guest, host = (federation.parties[p].data for p in ("guest", "host"))
     common = sorted(set(guest["id"]) & set(host["id"]))

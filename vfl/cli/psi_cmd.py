@@ -277,6 +277,7 @@ def _serve(args, config, creds, ids) -> int:
     import grpc
     from psi.errors import PermissionDenied
     from psi.transport import add_psi_service
+    from vfl.transport.guard import InternalErrorGuard
     from vfl.transport.tls import CHANNEL_OPTIONS, server_credentials
 
     allowed = args.peer_identity
@@ -313,7 +314,8 @@ def _serve(args, config, creds, ids) -> int:
         outcome["error"] = exc
         finished.set()
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=CHANNEL_OPTIONS)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=CHANNEL_OPTIONS,
+                         interceptors=[InternalErrorGuard(args.name or "the serving party")])
     servicer = add_psi_service(server, id_provider, on_result=on_result, on_error=on_error, workers=config.workers,
                                timeout=config.timeout, progress=lambda hello: bars)
     try:

@@ -19,6 +19,12 @@ from vfl.transport.proto import node_pb2 as pb
 from vfl.transport.proto import node_pb2_grpc as pb_grpc
 
 
+# Timer labels of a call's round trip (see PassiveLink._add_round_trip)
+PEER_WORK = "waiting on peers' work"
+TRANSPORT = "transport"
+PEER_WORK_AND_TRANSPORT = "peer work + transport"
+
+
 class PassiveLink:
     def __init__(self, node, peer: str, spec, ledger: WireLedger, timer: Timer, timeout: float = 600.0):
         self.node = node
@@ -41,17 +47,24 @@ class PassiveLink:
 
         def invoke(chunks, timeout):
             return method(chunks, timeout=timeout, metadata=self.node.call_metadata())
-        peer_seconds = []
+        peer_seconds: list[float | None] = []
         start = time.perf_counter()
         reply = call_unary(self.peer, name, invoke, request, reply_type, timeout=self.timeout,
                            on_handler_seconds=peer_seconds.append)
-        # the round trip is the peer's own work plus transport (serialization, chunking, network, queueing)
-        round_trip = time.perf_counter() - start
-        peer_work = min(peer_seconds[0], round_trip) if peer_seconds else 0.0
-        self.timer.add("waiting on peers' work", peer_work)
-        self.timer.add("transport", round_trip - peer_work)
+        self._add_round_trip(time.perf_counter() - start, peer_seconds[0] if peer_seconds else None)
         self.ledger.record_message("received", self.peer, reply)
         return reply
+
+    def _add_round_trip(self, round_trip: float, peer_work: float | None) -> None:
+        """Charge one call's round trip: the peer's own work plus transport (serialization, chunking,
+        network, queueing). Only a peer that reports its handler time (a benchmark setting) lets us split
+        the two; otherwise the whole round trip is charged to one label that says so."""
+        if peer_work is None:
+            self.timer.add(PEER_WORK_AND_TRANSPORT, round_trip)
+            return
+        peer_work = min(peer_work, round_trip)
+        self.timer.add(PEER_WORK, peer_work)
+        self.timer.add(TRANSPORT, round_trip - peer_work)
 
     # ------------------------------------------------------------------ job lifecycle
     def open(self, spec_yaml: str, resume_epoch: int = -1) -> pb.OpenJobReply:

@@ -123,6 +123,9 @@ class NodeConfig:
     # half of each shared weight, its models' initial weights). It never leaves the node and no job spec can
     # set it. Unset (production), those secrets come from the OS generator. See vfl/job/private_random.py.
     secret_seed: int | None = None
+    # Send each reply's handler time to the caller (trailing metadata), so a benchmark can tell transport
+    # from the peer's work. Off by default: the time depends on this party's data (see docs/protocol.md).
+    report_handler_timing: bool = False
     source: Path | None = None
 
     def peer(self, name: str) -> PeerConfig:
@@ -215,11 +218,13 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
               check_import_path(value, models_sec.key(str(name))) for name, value in models_sec.data.items()}
     models_sec._used.update(models_sec.data)
     secret_seed = root.int("secret_seed", None, min_value=0, max_value=2**256 - 1)
+    report_handler_timing = root.bool("report_handler_timing", False)
     root.reject_unknown()
     return NodeConfig(party=party, role=role, identity=identity, listen=listen, health_listen=health, tls=tls, insecure=insecure,
                       peers=tuple(peers), data_dir=data_dir, jobs_dir=jobs_dir, datasets=datasets,
                       admins=admins, workers=workers, max_payload_mb=max_payload, policy=policy,
-                      limits=limits, models=models, secret_seed=secret_seed, source=source)
+                      limits=limits, models=models, secret_seed=secret_seed,
+                      report_handler_timing=report_handler_timing, source=source)
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

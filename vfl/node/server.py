@@ -127,8 +127,11 @@ class Node:
         from vfl.node.services import add_services
         from vfl.transport.recording import recorder_from_env
         from vfl.job.psi_bridge import psi_counter
+        from vfl.transport.guard import InternalErrorGuard
         recorder = recorder_from_env(self.config.party)
-        interceptors = ([recorder] if recorder else []) + [psi_counter(self.jobs)]
+        # the guard is outermost, so nothing inside it (services, interceptors) can send exception text
+        interceptors = [InternalErrorGuard(self.config.party)] + ([recorder] if recorder else []) + \
+            [psi_counter(self.jobs)]
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="vfl-rpc"),
                              options=tls.CHANNEL_OPTIONS, interceptors=interceptors)
         add_services(server, self)

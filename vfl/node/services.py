@@ -12,8 +12,8 @@ from vfl.transport.proto import node_pb2_grpc as pb_grpc
 class ControlService(pb_grpc.ControlServicer):
     def __init__(self, node):
         self.node = node
-        self.SubmitJob = stream_handler(pb.JobSubmit, self._submit)
-        self.WatchJob = stream_handler(pb.JobWatch, self._watch)
+        self.SubmitJob = stream_handler(pb.JobSubmit, self._submit, party=node.config.party)
+        self.WatchJob = stream_handler(pb.JobWatch, self._watch, party=node.config.party)
 
     def _submit(self, request: pb.JobSubmit, context: grpc.ServicerContext):
         who = self.node.require_admin(context)
@@ -33,7 +33,9 @@ class PartyService(pb_grpc.PartyServicer):
         limit = node.config.max_payload_mb << 20
 
         def unary_handler(request_type, handler):
-            return _unary_handler(request_type, handler, max_bytes=limit)
+            return _unary_handler(request_type, handler, max_bytes=limit, party=node.config.party,
+                                  report_timing=node.config.report_handler_timing)
+
         def on_job(method: str):
             """Find the caller's job, then record the request and the reply in the job's wire ledger."""
             def handle(request, context):

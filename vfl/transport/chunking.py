@@ -6,18 +6,26 @@ buffering it, so a peer cannot make a node hold gigabytes.
 """
 from __future__ import annotations
 
+import logging
+import math
 import time
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError, Message
 
+from psi.error_ids import internal_error_detail
 from vfl.errors import ConfigError, CryptoError, DataError, ProtocolError, VflError
 from vfl.transport.proto import node_pb2
 
 CHUNK_BYTES = 1 << 20
 DEFAULT_MAX_PAYLOAD = 512 << 20
-HANDLER_SECONDS = "vfl-handler-seconds"  # trailing metadata: the server's time inside the handler
+# Trailing metadata with the server's time inside the handler, sent only when the node config sets
+# `report_handler_timing` (benchmarks): the time of the passive party's handlers depends on its data (the
+# multi-exponentiation skips zero digits of activations that end in ReLU), so by default it stays home.
+HANDLER_SECONDS = "vfl-handler-seconds"
+
+log = logging.getLogger("vfl.transport")
 
 M = TypeVar("M", bound=Message)
 
@@ -99,39 +107,52 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def peer_detail(exc: BaseException, party: str, during: str) -> str:
+    """The status detail a caller gets for `exc`.
+
+    Errors the caller caused (or a refusal) carry their own message, written to be peer-safe. Anything else
+    is internal: the caller gets an error id, this node's log the exception under the same id.
+    """
+    if status_for(exc) != grpc.StatusCode.INTERNAL:
+        return str(exc)
+    return internal_error_detail(exc, party, during, log)
+
+
 def unary_handler(request_type: type[M], handler: Callable[[M, grpc.ServicerContext], Message],
-                  max_bytes: int = DEFAULT_MAX_PAYLOAD):
+                  max_bytes: int = DEFAULT_MAX_PAYLOAD, *, party: str, report_timing: bool = False):
     """Adapt ``handler(request, context) -> reply`` to a chunk-stream RPC with clear error statuses.
 
     Errors a peer caused become INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION with the reason;
-    anything else becomes INTERNAL. Either way the node keeps serving.
+    anything else becomes INTERNAL with an error id (see `peer_detail`). Either way the node keeps serving.
+    With `report_timing`, the reply's trailing metadata carries the handler time (HANDLER_SECONDS).
     """
+    during = f"handling {request_type.__name__}"
+
     def rpc(request_iterator, context: grpc.ServicerContext):
         try:
             request = read_one(request_iterator, request_type, max_bytes)
             start = time.perf_counter()
             reply = handler(request, context)
-            # the caller subtracts this from its round trip to tell transport time from the peer's work
-            context.set_trailing_metadata(((HANDLER_SECONDS, f"{time.perf_counter() - start:.6f}"),))
+            if report_timing:  # lets a benchmark's caller tell transport time from the peer's work
+                context.set_trailing_metadata(((HANDLER_SECONDS, f"{time.perf_counter() - start:.6f}"),))
         except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
-            code = status_for(exc)
-            detail = str(exc) if code != grpc.StatusCode.INTERNAL else f"internal error: {type(exc).__name__}: {exc}"
-            context.abort(code, detail)
+            context.abort(status_for(exc), peer_detail(exc, party, during))
         yield from to_chunks(reply)
     return rpc
 
 
 def stream_handler(request_type: type[M], handler: Callable[[M, grpc.ServicerContext], Iterable[Message]],
-                   max_bytes: int = 16 << 20):
+                   max_bytes: int = 16 << 20, *, party: str):
     """Adapt ``handler(request, context) -> iterable of replies`` (e.g. job events)."""
+    during = f"handling {request_type.__name__}"
+
     def rpc(request_iterator, context: grpc.ServicerContext):
         try:
             request = read_one(request_iterator, request_type, max_bytes)
             for reply in handler(request, context):
                 yield from to_chunks(reply)
         except Exception as exc:  # noqa: BLE001
-            code = status_for(exc)
-            context.abort(code, str(exc) if code != grpc.StatusCode.INTERNAL else f"internal error: {exc!r}")
+            context.abort(status_for(exc), peer_detail(exc, party, during))
     return rpc
 
 
@@ -147,8 +168,12 @@ class PeerCallError(VflError):
 
 def call_unary(peer: str, method_name: str, method: Callable, request: Message, reply_type: type[M],
                timeout: float | None = None, max_bytes: int = DEFAULT_MAX_PAYLOAD,
-               on_handler_seconds: Callable[[float], None] | None = None) -> M:
-    """One request, one reply, both chunked. `on_handler_seconds` gets the peer's reported handler time."""
+               on_handler_seconds: Callable[[float | None], None] | None = None) -> M:
+    """One request, one reply, both chunked.
+
+    `on_handler_seconds` gets the handler time the peer reported, or None: peers report it only when their
+    node config says so (`report_handler_timing`, for benchmarks).
+    """
     try:
         call = method(to_chunks(request), timeout=timeout)
         reply = read_one(call, reply_type, max_bytes)
@@ -159,15 +184,16 @@ def call_unary(peer: str, method_name: str, method: Callable, request: Message, 
     return reply
 
 
-def handler_seconds(call) -> float:
-    """The handler time a peer reported in its trailing metadata (0 if it sent none or garbage)."""
+def handler_seconds(call) -> float | None:
+    """The handler time a peer reported in its trailing metadata; None if it sent none or garbage."""
     try:
         for key, value in call.trailing_metadata() or ():
             if key == HANDLER_SECONDS:
-                return max(0.0, float(value))
+                seconds = float(value)
+                return seconds if math.isfinite(seconds) and seconds >= 0 else None
     except (AttributeError, ValueError, grpc.RpcError):
         pass
-    return 0.0
+    return None
 
 
 def call_stream(peer: str, method_name: str, method: Callable, request: Message, reply_type: type[M],

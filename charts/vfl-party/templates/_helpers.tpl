@@ -309,6 +309,7 @@ privacy: [defense, noise_multiplier, clip_norm, delta, record_gradients, attacks
 {{- $_ = set $cfg "jobs_dir" (printf "%s/jobs" (include "vfl-party.stateDir" .)) }}
 {{- $_ = set $cfg "admins" .Values.admins }}
 {{- $_ = set $cfg "workers" .Values.workers }}
+{{- $_ = set $cfg "report_handler_timing" (default false .Values.reportHandlerTiming) }}
 {{- with .Values.policy }}
 {{- $_ = set $cfg "policy" (dict "min_key_bits" (int .minKeyBits) "allow_plaintext" .allowPlaintext "allow_attack_harness" .allowAttackHarness) }}
 {{- end }}

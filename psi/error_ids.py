@@ -1,0 +1,38 @@
+"""What a peer hears about an unexpected exception: an error id, never the exception's text or type.
+
+An exception a node did not raise on purpose (a bug, a failing disk, an operator's own code) can carry what its
+operator would never send to a peer: file paths, IDs, values. The peer gets only::
+
+    internal error at <party> (error id 3f9c1a2b); details are in that node's log
+
+and the node's own log gets the same id with the full exception and traceback, so the two operators can match
+a failure without the peer reading it. Errors a peer caused are reported differently: their messages are
+written to be peer-safe and tell the peer what to fix.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Optional
+
+log = logging.getLogger("psi.errors")
+
+_ID_ATTRIBUTE = "_peer_error_id"
+
+
+def internal_error_detail(exc: BaseException, party: str, during: str,
+                          logger: Optional[logging.Logger] = None) -> str:
+    """The peer-safe text for `exc`; logs `exc` with its traceback under a fresh random id the first time.
+
+    An exception reported twice (an abort message, then the RPC status) keeps its id and is logged once.
+    """
+    error_id = getattr(exc, _ID_ATTRIBUTE, None)
+    if error_id is None:
+        error_id = secrets.token_hex(4)
+        try:
+            setattr(exc, _ID_ATTRIBUTE, error_id)
+        except AttributeError:  # an exception type without __dict__: a second report gets its own id
+            pass
+        (logger or log).error("internal error at %s (error id %s) %s", party, error_id, during,
+                              exc_info=(type(exc), exc, exc.__traceback__))
+    return f"internal error at {party} (error id {error_id}); details are in that node's log"
