@@ -20,9 +20,9 @@ log = logging.getLogger("psi.errors")
 _ID_ATTRIBUTE = "_peer_error_id"
 
 
-def internal_error_detail(exc: BaseException, party: str, during: str,
-                          logger: Optional[logging.Logger] = None) -> str:
-    """The peer-safe text for `exc`; logs `exc` with its traceback under a fresh random id the first time.
+def logged_error_id(exc: BaseException, party: str, during: str, logger: Optional[logging.Logger] = None,
+                    kind: str = "internal error") -> str:
+    """A fresh random id for `exc`, logged here with the exception and its traceback the first time.
 
     An exception reported twice (an abort message, then the RPC status) keeps its id and is logged once.
     """
@@ -33,6 +33,13 @@ def internal_error_detail(exc: BaseException, party: str, during: str,
             setattr(exc, _ID_ATTRIBUTE, error_id)
         except AttributeError:  # an exception type without __dict__: a second report gets its own id
             pass
-        (logger or log).error("internal error at %s (error id %s) %s", party, error_id, during,
+        (logger or log).error("%s at %s (error id %s) %s", kind, party, error_id, during,
                               exc_info=(type(exc), exc, exc.__traceback__))
+    return error_id
+
+
+def internal_error_detail(exc: BaseException, party: str, during: str,
+                          logger: Optional[logging.Logger] = None) -> str:
+    """The peer-safe text for `exc`; logs `exc` with its traceback under a fresh random id the first time."""
+    error_id = logged_error_id(exc, party, during, logger)
     return f"internal error at {party} (error id {error_id}); details are in that node's log"

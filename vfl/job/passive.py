@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from psi.errors import OutOfOrder as PsiOutOfOrder
-from vfl.errors import DataError, ProtocolError
+from vfl.errors import ConfigError, DataError, ProtocolError
 from vfl.job import crypto, psi_once
 from vfl.job.ledger import WireLedger
 from vfl.job.timing import Timer, TimedOps
@@ -33,6 +35,23 @@ log = logging.getLogger("vfl.passive")
 PHASES = ("train", "eval", "predict")
 
 
+@contextmanager
+def own_input_errors(party: str, what: str) -> Iterator[None]:
+    """Errors about this party's own data or configuration reach the active party as an error id only.
+
+    They are written for this node's operator: they quote file paths, the first bad value, a duplicated raw ID,
+    the datasets and models this node serves. The peer learns which step failed and an id; the detail goes to
+    this node's log under the same id.
+    """
+    from psi.error_ids import logged_error_id
+    try:
+        yield
+    except (DataError, ConfigError) as exc:
+        error_id = logged_error_id(exc, party, what, log, kind="own data or configuration error")
+        raise type(exc)(f"{what}: party {party!r} cannot use its own data or configuration for this job "
+                        f"(error id {error_id}); details are in that node's log") from None
+
+
 class PassiveJob:
     def __init__(self, node, spec: JobSpec, active: str, resume_epoch: int):
         self.node = node
@@ -45,11 +64,12 @@ class PassiveJob:
         self.ledger = WireLedger()
         self.timer = Timer()
         self.state = "opened"
-        dataset = node.dataset(spec.party(self.party).dataset)
-        if dataset.label:
-            raise DataError(f"label declared at more than one party: {spec.active!r} holds the labels of job "
-                            f"{spec.job_id!r}, but dataset {dataset.name!r} ({dataset.path}) of {self.party!r} declares "
-                            f"label column {dataset.label!r}")
+        with own_input_errors(self.party, f"dataset {spec.party(self.party).dataset!r}"):
+            dataset = node.dataset(spec.party(self.party).dataset)
+            if dataset.label:
+                raise DataError(f"label declared at more than one party: {spec.active!r} holds the labels of job "
+                                f"{spec.job_id!r}, but dataset {dataset.name!r} ({dataset.path}) of {self.party!r} "
+                                f"declares label column {dataset.label!r}")
         self.dataset = dataset
         self.table = None
         self.data: AlignedData | None = None
@@ -62,8 +82,9 @@ class PassiveJob:
 
     # ---------------------------------------------------------------- open / PSI
     def open(self) -> pb.OpenJobReply:
-        schema = self._saved_schema() if self.spec.kind == "predict" else None
-        self.table = load_dataset(self.dataset, self.spec.task, schema=schema)
+        with own_input_errors(self.party, f"dataset {self.dataset.name!r}"):
+            schema = self._saved_schema() if self.spec.kind == "predict" else None
+            self.table = load_dataset(self.dataset, self.spec.task, schema=schema)
         # This party's own bottom model, if the job names one: only this node's config maps the name to
         # code, and a dry forward checks it before PSI starts.
         bottom = self.spec.party(self.party).bottom
@@ -113,7 +134,8 @@ class PassiveJob:
         with self.lock:
             if self.state not in ("opened", "aligned"):  # a replay would re-key and re-share mid-job
                 raise OutOfOrder(f"setup: job {self.spec.job_id!r} is already set up (state {self.state})")
-            ids, own_rows = load_alignment(self.job_dir)
+            with own_input_errors(self.party, "setup"):
+                ids, own_rows = load_alignment(self.job_dir)
             if req.aligned_rows != len(ids):
                 raise ProtocolError(f"setup: active party reports {req.aligned_rows} aligned rows, "
                                     f"this party's PSI result has {len(ids)}")
@@ -123,11 +145,12 @@ class PassiveJob:
             if layout.d != bottom_spec.out or layout.m != spec.interactive_out:
                 raise ProtocolError(f"setup: layout d={layout.d}, m={layout.m} disagrees with the job spec "
                                     f"(d={bottom_spec.out}, m={spec.interactive_out})")
-            saved = self._load_model_part() if spec.kind == "predict" else None
-            if saved is not None:
-                check_saved_module(saved, bottom_spec.module, spec.model_job, self.party)
-            self.data, self.standardizer = align(self.table, ids, own_rows, spec,
-                                                 standardizer=saved["standardizer"] if saved else None)
+            with own_input_errors(self.party, "setup"):
+                saved = self._load_model_part() if spec.kind == "predict" else None
+                if saved is not None:
+                    check_saved_module(saved, bottom_spec.module, spec.model_job, self.party)
+                self.data, self.standardizer = align(self.table, ids, own_rows, spec,
+                                                     standardizer=saved["standardizer"] if saved else None)
             self.layout = layout
             # this party's secrets come from its own node (OS or node-local secret seed), never from the spec
             private = for_node(self.node.config, self.party, spec.train.seed)
