@@ -98,12 +98,12 @@ def bottom_guesses(view: RoleView, target: str, dims) -> Iterator[dict[str, torc
     spec = job_spec(view)
     bottom = spec.party(target).bottom
     seeds = seed_candidates(view, target) + [s.seed("bottom") for s in private_streams(view, target)]
-    for seed in seeds:
-        for dim in dims:
-            torch.manual_seed(seed % TORCH_SEEDS)
-            module = build_mlp(dim, bottom.hidden, bottom.out, bottom.activation, bottom.dropout, True)
+    for dim in dims:
+        # init_module overwrites every parameter of the default MLP, so one module per width serves every seed
+        module = build_mlp(dim, bottom.hidden, bottom.out, bottom.activation, bottom.dropout, True)
+        for seed in seeds:
             init_module(module, seed % TORCH_SEEDS)
-            yield module.state_dict()
+            yield {k: v.clone() for k, v in module.state_dict().items()}
 
 
 def top_guesses(view: RoleView, num_outputs: int) -> Iterator[dict[str, torch.Tensor]]:

@@ -37,6 +37,8 @@ def three_parties():
         pytest.skip("../shared/data is not available")
     guest = pd.read_csv(SHARED / "breast_hetero_guest.csv", dtype={"id": str})
     host = pd.read_csv(SHARED / "breast_hetero_host.csv", dtype={"id": str})
+    for table in (guest, host):  # long distinctive IDs, so a search of what a party holds for them means something
+        table["id"] = "patient-record-" + table["id"].str.zfill(6)
     clinic = host[["id"] + [f"x{i}" for i in range(12)]].sample(frac=0.92, random_state=1)
     lab = host[["id"] + [f"x{i}" for i in range(12, 20)]].sample(frac=0.9, random_state=2)
     return [Party(ACTIVE, guest, label="y"), Party("clinic", clinic), Party("lab", lab)]

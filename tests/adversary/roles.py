@@ -92,6 +92,13 @@ class RoleView:
     job_dir: Path
     own_records: dict = field(default_factory=dict)  # (kind, index in calls) -> its own step inputs
 
+    def holdings_text(self) -> bytes:
+        """Every byte this party holds: its log, every file of its node, every message it sent or received."""
+        blobs = [self.log.encode()] + [p.read_bytes() for p in self.files()]
+        blobs += [m.SerializeToString() for c in self.calls for m in (c.request, c.reply) if m is not None]
+        blobs += [data for _, data in self.psi]
+        return b"\n".join(blobs)
+
     def checkpoint(self, epoch: int) -> dict:
         return torch.load(self.job_dir / "checkpoints" / f"epoch-{epoch:04d}.pt", weights_only=False)
 
@@ -174,6 +181,11 @@ class Truth:
         self.active_start = torch.load(run.job_dir(run.active) / "checkpoints" / "epoch-0000.pt", weights_only=False)
         self.passive_start = {p: torch.load(run.job_dir(p) / "checkpoints" / "epoch-0000.pt", weights_only=False)
                               for p in run.passives}
+
+    def table_ids(self, party: str) -> set[str]:
+        """Every ID in `party`'s own table (the Federation wrote it under that node's data directory)."""
+        import pandas as pd
+        return set(pd.read_csv(self.run.home(party) / "data" / "table.csv", dtype={"id": str})["id"])
 
     def initial_shares(self, passive: str) -> tuple[np.ndarray, np.ndarray]:
         """(U0, V0) at 2^f_s: the active and the passive party's initial shares of W_P."""

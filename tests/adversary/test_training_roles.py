@@ -131,6 +131,41 @@ def test_passive_does_not_learn_another_passive_model(run):
     assert not hits, f"{PASSIVES[0]} rebuilt {other}'s initial bottom model"
 
 
+def quoted_secrets(view, truth) -> list[str]:
+    """The other parties' secrets written out anywhere this party holds: their IDs outside the intersection,
+    and the decimal digits of the initial weight shares it does not hold (30-80 bit integers: no accident)."""
+    held = view.holdings_text()
+    party = view.party
+    own_ids = truth.table_ids(party)
+    found = [f"{p}'s ID {i!r}" for p in (ACTIVE,) + PASSIVES if p != party
+             for i in sorted(truth.table_ids(p) - own_ids) if i.encode() in held]
+    for passive in PASSIVES:
+        u0, v0 = truth.initial_shares(passive)
+        secret = {ACTIVE: v0, passive: u0}.get(party, np.concatenate([u0, v0]))
+        found += [f"a share entry of W_{passive}" for v in secret.reshape(-1)[:16]
+                  if abs(int(v)) > 10**6 and str(int(v)).encode() in held]
+    return found
+
+
+@pytest.mark.parametrize("party", (ACTIVE,) + PASSIVES)
+def test_nothing_a_party_holds_quotes_a_peer_secret(run, party):
+    """Every party scans everything it holds (its log, every file of its node, every message) for the other
+    parties' secrets written out. It must find none."""
+    found = quoted_secrets(role_view(run, party), Truth(run))
+    assert not found, f"{party} holds {found[:5]}"
+
+
+def test_the_holdings_scan_finds_a_planted_secret(runs):
+    """Control: an ID of A's that P does not hold and an entry of A's share, written into P's log, are found."""
+    run = runs["os"]
+    view, truth = role_view(run, PASSIVES[0]), Truth(run)
+    foreign = sorted(truth.table_ids(ACTIVE) - truth.table_ids(PASSIVES[0]))[0]
+    u0, _ = truth.initial_shares(PASSIVES[0])
+    view.log += f"\nrow {foreign} share {int(u0[0, 0])}\n"
+    found = quoted_secrets(view, truth)
+    assert any(foreign in f for f in found) and any("share entry" in f for f in found), found
+
+
 def test_the_attacks_win_where_nodes_share_their_secret_seed(runs):
     """The adversaries can succeed: give the passive party the active node's secret seed (as if a deployment
     or a test federation had given every node the same one) and it rebuilds A's half of W_P and its top model.
