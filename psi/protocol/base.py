@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+from collections import deque
 from concurrent.futures import Future, InvalidStateError
 from typing import Callable, Optional
 
@@ -297,9 +298,21 @@ def check_own_ids(engine, ids: IdSource, canon) -> None:
     from psi.core.setops import duplicate_candidates
     from psi.errors import DuplicateIdError
     total = len(ids)
-    futures = [engine.id_keys(ids.gather(rows), canon, rows.tolist())
-               for rows in (np.arange(s, min(s + CHECK_CHUNK, total)) for s in range(0, total, CHECK_CHUNK))]
-    keys = np.frombuffer(b"".join(f.result() for f in futures), dtype="<u8")
+    keys = np.empty(total, dtype=np.uint64)
+    pending: deque = deque()   # at most 2 tasks per worker in flight: the gathered IDs stay few in memory
+
+    def collect() -> None:
+        start, fut = pending.popleft()
+        data = np.frombuffer(fut.result(), dtype="<u8")
+        keys[start:start + len(data)] = data
+
+    for start in range(0, total, CHECK_CHUNK):
+        rows = np.arange(start, min(start + CHECK_CHUNK, total))
+        pending.append((start, engine.id_keys(ids.gather(rows), canon, rows.tolist())))
+        if len(pending) >= 2 * engine.parallelism:
+            collect()
+    while pending:
+        collect()
     for i, j in duplicate_candidates(keys):
         ri, rj = sorted((i, j))
         a, b = ids.gather(np.array([ri, rj]))
