@@ -10,6 +10,7 @@ seed) for `--seeds`; the target is judged on the median drop over all pairs and 
 from __future__ import annotations
 
 import argparse
+import secrets
 import shutil
 import statistics
 import tempfile
@@ -18,7 +19,13 @@ from pathlib import Path
 from common import parties, print_json, require_data
 
 SWEEP = [("none", None), ("dp", 0.5), ("dp", 1.0), ("dp", 2.0), ("dp", 4.0), ("max_norm", None)]
-PAIRING_SEED = 7  # node-local secret seeds (vfl.api.Federation): paired jobs start from the same weights
+
+
+def pairing_seed() -> int:
+    """A fresh master for one federation's node-local secret seeds (vfl.api.Federation): every job of that
+    federation starts from the same initial weights at each node, so its runs are paired. Drawn from the OS:
+    it never comes from a job spec or from this file."""
+    return secrets.randbits(63)
 
 
 def job(defense: str, noise: float | None, epochs: int, crypto: str, key_bits: int, seed: int = 1) -> dict:
@@ -34,7 +41,7 @@ def job(defense: str, noise: float | None, epochs: int, crypto: str, key_bits: i
 def sweep(name: str, epochs: int, crypto: str, key_bits: int, workdir: Path) -> list[dict]:
     from vfl.api import Federation
     rows = []
-    with Federation(parties(name), workdir=workdir / name, workers=2, secret_seed=PAIRING_SEED) as fed:
+    with Federation(parties(name), workdir=workdir / name, workers=2, secret_seed=pairing_seed()) as fed:
         for i, (defense, noise) in enumerate(SWEEP):
             model = fed.fit(task="binary", job_id=f"{name}-{i}", progress=False,
                             **job(defense, noise, epochs, crypto, key_bits))
@@ -48,16 +55,17 @@ def sweep(name: str, epochs: int, crypto: str, key_bits: int, workdir: Path) -> 
 
 
 def paired_seeds(name: str, seeds: list[int], epochs: int, crypto: str, key_bits: int, workdir: Path) -> list[dict]:
-    """Undefended vs. the default defense with the same seed (batch order, split) and initial weights, per seed.
+    """Undefended vs. the default defense with the same seed (batch order) and initial weights, per seed.
 
-    Initial weights are each party's secret, never drawn from the job seed: the federation gives every node a
-    node-local secret seed, so the two jobs of one training seed start from the same weights at every node.
+    Initial weights are each party's secret, never drawn from the job seed: one federation per seed gives its
+    nodes fresh node-local secret seeds, so its two jobs start from the same weights at every node.
     """
     from vfl.api import Federation
     rows = []
-    with Federation(parties(name), workdir=workdir / f"{name}-seeds", workers=2, secret_seed=PAIRING_SEED) as fed:
-        for seed in seeds:
-            metrics = {}
+    for seed in seeds:
+        metrics = {}
+        with Federation(parties(name), workdir=workdir / f"{name}-seed{seed}", workers=2,
+                        secret_seed=pairing_seed()) as fed:
             for defense in ("none", "auto"):
                 model = fed.fit(task="binary", job_id=f"{name}-seed{seed}-{defense}", progress=False,
                                 **job(defense, None, epochs, crypto, key_bits, seed=seed))

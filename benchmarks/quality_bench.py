@@ -62,8 +62,8 @@ def run_pair(name: str, key_bits: int, seed: int, workdir: Path) -> dict:
     members = parties(name)
     job_id = f"quality-{name}-{seed}"
     spec = job(name, key_bits, seed)
-    # node-local secret seeds make the run repeatable; no party's weights come from the shared job seed
-    with Federation(members, workdir=workdir / job_id, workers=2, secret_seed=seed) as fed:
+    # every node draws its initial weights from the OS; the centralized run reads them from the checkpoints
+    with Federation(members, workdir=workdir / job_id, workers=2) as fed:
         model = fed.fit(task=task, job_id=job_id, progress=False, **spec)
     start = initial_state({p.name: workdir / job_id / p.name / "jobs" / job_id for p in members}, members[0].name)
     central_spec = {"job_id": "c", "active": members[0].name, "task": task,

@@ -429,7 +429,13 @@ class Federation:
             on_event: Callable | None = None) -> dict[str, Any]:
         if isinstance(spec, dict):
             spec = parse_job_spec(spec)
-        return self._client.run(spec, progress=progress, on_event=on_event)
+        result = self._client.run(spec, progress=progress, on_event=on_event)
+        # a passive party names its saved part relative to its own jobs directory; all nodes are local here
+        parts = result.get("model_parts") or {}
+        for party, path in parts.items():
+            if path and not Path(path).is_absolute():
+                parts[party] = str(self.workdir / party / "jobs" / path)
+        return result
 
     def psi(self, job_id: str | None = None, progress: bool = True) -> dict[str, Any]:
         return self.run(self._spec("psi", job_id), progress=progress)

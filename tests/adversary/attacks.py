@@ -41,29 +41,41 @@ def _hashed(seed: int, name: str) -> int:
 
 
 def held_integers(view: RoleView) -> set[int]:
-    """Every integer seed-like value this role holds: the spec's seeds and its own node config's integers."""
+    """Every integer seed-like value this role holds: the spec's seeds, its own node config's integers, and
+    numbers made of the job's public material (the job id, both Paillier moduli)."""
     spec = view.spec
     values = {0, int(spec.get("train", {}).get("seed", 0)), int(spec.get("split", {}).get("seed", 0))}
     values |= {v for v in view.config.values() if isinstance(v, int) and not isinstance(v, bool)}
+    job_id = str(spec.get("job_id", ""))
+    values |= {zlib.crc32(job_id.encode()), int.from_bytes(hashlib.sha256(job_id.encode()).digest()[:8], "big")}
+    for call in view.calls:
+        if call.method == "Setup":
+            for n in (call.request.active_public_key, call.reply.passive_public_key):
+                values |= {int.from_bytes(n, "big") % 2**32, int.from_bytes(n, "big") % 2**63}
     return values
 
 
 def seed_candidates(view: RoleView, target: str) -> list[int]:
     """Seeds the target party's draws could come from, if they came from anything this role holds."""
+    from vfl.api import node_secret_seed
     names = {target, view.party}
     out: set[int] = set()
     for base in held_integers(view):
         derived = {base} | {_crc_combined(base, n) for n in names} | {_hashed(base, n) for n in names}
         out |= {d + k for d in derived for k in OFFSETS if d + k >= 0}
+        out.add(node_secret_seed(base, target))   # a federation whose master were a value this role holds
     return sorted(out)
 
 
 def private_streams(view: RoleView, target: str) -> list:
     """The node's own derivation (vfl.job.private_random), fed with every seed-like value this role holds,
-    its own node-local secret seed included: what the adversary gets if nodes shared a secret seed."""
+    its own node-local secret seed included (what the adversary gets if nodes shared a secret seed), and
+    with the node seed a federation would derive from each of them."""
+    from vfl.api import node_secret_seed
     from vfl.job.private_random import PrivateRandom
-    train_seed = int(view.spec.get("train", {}).get("seed", 0))
-    return [PrivateRandom(target, train_seed, value) for value in sorted(held_integers(view)) if value >= 0]
+    values = sorted(v for v in held_integers(view) if v >= 0)
+    return [PrivateRandom(target, v) for v in values] + [PrivateRandom(target, node_secret_seed(v, target))
+                                                         for v in values]
 
 
 def _half_purposes(view: RoleView) -> list[str]:

@@ -5,8 +5,9 @@ test-only key spy (tests/node/keyspy_launcher.py: records each party's Paillier 
 each homomorphic step) with the opt-in wire recorder on. The job is a default-spec training job except for
 sizes that keep it quick: 1024-bit keys, d = m = 8, one epoch, the default privacy defense (DP).
 
-Two runs of the same spec: `seeded` gives every node its own node-local secret seed (as the quality bench and
-reproducible tests do), `os` gives none (production). Both are what an adversary faces.
+Three runs of the same spec: `seeded` gives every node its own node-local secret seed (as the paired
+benchmarks and reproducible tests do), `os` and `os-replay` give none (production). The adversaries face the
+first two; the replay test compares the last two.
 """
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def record_run(workdir: Path, secret_seed: int | None) -> RecordedRun:
 def runs(tmp_path_factory) -> dict[str, RecordedRun]:
     base = tmp_path_factory.mktemp("adversary")
     return {"seeded": record_run(base / "seeded", secret_seed=20261206),
-            "os": record_run(base / "os", secret_seed=None)}
+            "os": record_run(base / "os", secret_seed=None),
+            "os-replay": record_run(base / "os-replay", secret_seed=None)}
 
 
 @pytest.fixture(scope="session", params=["seeded", "os"])

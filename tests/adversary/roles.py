@@ -205,6 +205,12 @@ class Truth:
         u0, v0 = self.initial_shares(passive)
         return u0 - masked, masked + v0
 
+    def first_mask(self, passive: str) -> np.ndarray:
+        """-Q of the passive party's first weight-gradient step (its own draw, from the key spy's record)."""
+        n = self.keys[passive]["active"]
+        call = next(c for c in self.run.calls(passive) if c.method == "WeightGradient" and c.reply is not None)
+        return self.records[("weight_gradient", ciphertext_digests(call.reply.masked_gradient, n))]["share"]
+
     def activations(self, call: Call) -> np.ndarray | None:
         """P's fixed-point activations H behind one Forward call (the exponents it applied)."""
         n = self.keys[call.passive]["active"]

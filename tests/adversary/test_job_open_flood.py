@@ -41,7 +41,7 @@ def test_job_opening_flood_is_limited_and_logged(flood):
     names every attempt (INFO when opened, WARNING when refused, with caller, job id, kind and reason). A genuine
     resume of an aligned job still opens with the allowance spent: resumes are never starved.
 
-    Fails on the code before commit b87a1c7 (i.e. at b87a1c7, where branch psi-once starts; run there): all
+    Fails at b87a1c7 (the code before the fix): all
     60 jobs opened (in 2.4 s) and P's log named none of them.
     """
     a = flood

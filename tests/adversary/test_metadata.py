@@ -91,8 +91,9 @@ def test_active_party_finds_no_handler_timing_in_what_the_passive_node_sends(tmp
     It tries to learn the passive node's time inside each handler (Forward, WeightGradient, InputGradient,
     ...): the multi-exponentiation skips zero digits and bottom outputs end in ReLU, so that time tracks how
     many of the passive party's activations are zero. With the default node config it must find no number in
-    any call's metadata. Fails on the code before commit b87a1c7's successor, where every reply carried
-    `vfl-handler-seconds`.
+    any call's metadata, and no timing of the passive party's in the CloseJob report that lands in the job's
+    result. Fails at b87a1c7, where every reply carried `vfl-handler-seconds` (and the CloseJob report the
+    passive party's time per kind of work, which a job of one forward call turns into a per-call figure).
     """
     metrics = run_training(tmp_path)
     records = read_tap(tapped, "guest")  # every call the active node made: Party RPCs and the PSI session
@@ -105,14 +106,16 @@ def test_active_party_finds_no_handler_timing_in_what_the_passive_node_sends(tmp
     timing = metrics["timing"]["guest"]
     assert timing["peer work + transport"] > 0
     assert "waiting on peers' work" not in timing and "transport" not in timing, timing
+    # nor does the passive party's CloseJob report (in the job's result) carry its crypto time for the job
+    assert not metrics["timing"].get("host"), metrics["timing"].get("host")
 
 
 def test_with_the_benchmark_option_the_same_adversary_finds_the_timings(tmp_path, tapped):
     """The control. Adversary: the same active party, holding the same things, in a federation whose nodes set
     `report_handler_timing: true` (what benchmarks/train_bench.py does). It tries to learn the same per-call
     handler times and must find one for every completed Forward, WeightGradient and InputGradient call, so the
-    test above can fail; the active party's timing then splits peer work from transport. Fails on the code
-    before commit b87a1c7's successor too: that code had no such option, and its nodes refused the key.
+    test above can fail; the active party's timing then splits peer work from transport. Fails at b87a1c7
+    too: that code had no such option, and its nodes refused the key.
     """
     metrics = run_training(tmp_path, node_options={"report_handler_timing": True})
     calls = party_calls(read_tap(tapped, "guest"))
@@ -123,6 +126,7 @@ def test_with_the_benchmark_option_the_same_adversary_finds_the_timings(tmp_path
     timing = metrics["timing"]["guest"]
     assert timing["waiting on peers' work"] > 0 and timing["transport"] > 0, timing
     assert "peer work + transport" not in timing, timing
+    assert metrics["timing"]["host"].get("matrix products", 0) > 0, metrics["timing"]["host"]
 
 
 def _texts_under(directory: Path) -> dict[str, str]:
@@ -138,7 +142,7 @@ def test_active_party_reads_no_internal_error_text_of_the_passive_node(tmp_path,
 
     It tries to learn the passive party's exception text or type. It must find neither, but must find an
     error id that also appears, next to the full exception, in the passive node's log, so the two operators
-    can match the failure. Fails on the code before commit b87a1c7's successor, which sent
+    can match the failure. Fails at b87a1c7 (the code before the fix), which sent
     `internal error: RuntimeError: <message>` to the peer.
     """
     from vfl.api import Federation, JobError

@@ -1,9 +1,10 @@
 """Secrets come from secrets: nothing a party must keep is a function of what its peers know.
 
 The generic adversary here knows everything public about a job, in particular its whole spec, and replays it:
-two runs of the same spec on fresh nodes must draw different secrets. (A secret derived from the spec, the
-party names or any other shared value would repeat.) The adversaries of test_training_roles.py then try the
-concrete derivations on one run.
+two runs of the same spec on fresh nodes, neither with a node-local secret seed (production), must draw
+different secrets. A secret derived from the spec, the job id, the party names or any other value that is the
+same in both runs would repeat, whatever the derivation. The adversaries of test_training_roles.py try
+concrete derivations from everything a role holds, including what differs between runs (Paillier keys).
 
 Failed before the fix (b87a1c7): both runs drew identical weight halves and initial models.
 """
@@ -21,12 +22,16 @@ def _differs(a, b) -> bool:
 
 
 def test_a_replayed_spec_draws_fresh_secrets(runs):
-    first, second = Truth(runs["seeded"]), Truth(runs["os"])
+    first, second = Truth(runs["os"]), Truth(runs["os-replay"])
     same = []
     for p in PASSIVES:
         for who, one, two in zip((ACTIVE, p), first.initial_halves(p), second.initial_halves(p)):
             if not _differs(one, two):
                 same.append(f"{who}'s half of W_{p}")
+        if not _differs(first.initial_shares(p)[1], second.initial_shares(p)[1]):
+            same.append(f"{p}'s mask V0")
+        if not _differs(first.first_mask(p), second.first_mask(p)):
+            same.append(f"{p}'s first weight-gradient mask Q")
         for key, value in first.passive_start[p]["bottom"].items():
             if value.dim() >= 2 and not _differs(value, second.passive_start[p]["bottom"][key]):
                 same.append(f"{p} bottom {key}")

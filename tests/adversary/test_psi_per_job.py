@@ -49,7 +49,7 @@ def test_membership_oracle_after_the_jobs_psi_is_refused(world):
     each session (1 or 0) would tell A whether P holds the target ID.
     Learns: nothing. Every extra session is refused; the job's PSI ran once.
 
-    Fails on the code before commit b87a1c7 (i.e. at b87a1c7, where branch psi-once starts; run there): routes
+    Fails at b87a1c7 (the code before the fix): routes
     (2) and (3) answered, and A learned {'inside': 1, 'outside': 0} for both, i.e. exactly which target P holds.
     """
     a, job = world["a"], "oracle-1"
@@ -92,7 +92,7 @@ def test_second_session_of_any_mode_is_refused(world):
     Learns: nothing beyond the first session: every later session is refused with FAILED_PRECONDITION naming the
     job and the once-per-job rule, and the node keeps serving (a new job's PSI still runs).
 
-    Fails on the code before commit b87a1c7 (i.e. at b87a1c7, where branch psi-once starts; run there): in (b),
+    Fails at b87a1c7 (the code before the fix): in (b),
     the later cardinality sessions answered (sizes 1 and 0) and so did the intersection session that followed.
     """
     a = world["a"]
@@ -137,7 +137,7 @@ def test_session_settings_must_match_the_job_spec(world, job, spec, session, exp
     Learns: nothing: the session is refused naming the expected and received values, it claimed the job's one
     PSI session all the same, so the correct session afterwards is refused too (the job needs a new job id).
 
-    Fails on the code before commit b87a1c7 (i.e. at b87a1c7, where branch psi-once starts; run there): every
+    Fails at b87a1c7 (the code before the fix): every
     mismatched session answered (the passive node never compared the hello with the job spec).
     """
     a = world["a"]
@@ -188,3 +188,23 @@ def test_cardinality_job_runs_one_cardinality_session_and_never_trains(world):
     assert setup.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "job 'card-2'" in setup.value.details() and "cardinality" in setup.value.details()
     assert a.healthy()
+
+
+def test_a_resume_must_carry_the_spec_the_job_was_opened_with(world):
+    """Holds: what A holds above. Tries: to reopen a job whose PSI ran as a "resume" with another spec (here a
+    changed training section; it could as well name another of P's datasets, which would apply the job's
+    alignment to that table and return its size). Gets: PERMISSION_DENIED; the unchanged spec still resumes.
+    Fails at b87a1c7 (the code before the fix): a resume was checked only for an alignment on disk."""
+    import time
+    from vfl.job.party_data import has_alignment
+    a, job = world["a"], "resume-spec"
+    assert not isinstance(a.open(job), Refused)
+    assert not isinstance(a.psi(job, world["own"]), Refused)
+    job_dir = world["fed"].workdir / "host" / "jobs" / job
+    deadline = time.time() + 30
+    while not has_alignment(job_dir) and time.time() < deadline:  # P stores it as its session ends
+        time.sleep(0.1)
+    changed = a.open(job, resume_epoch=0, train={"epochs": 9})
+    assert isinstance(changed, Refused) and changed.code == "PERMISSION_DENIED", changed
+    assert "unchanged" in changed.message, changed.message
+    assert not isinstance(a.open(job, resume_epoch=0), Refused)

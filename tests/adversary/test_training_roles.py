@@ -133,12 +133,15 @@ def test_passive_does_not_learn_another_passive_model(run):
 
 def quoted_secrets(view, truth) -> list[str]:
     """The other parties' secrets written out anywhere this party holds: their IDs outside the intersection,
-    and the decimal digits of the initial weight shares it does not hold (30-80 bit integers: no accident)."""
+    where their files live on their disks, and the decimal digits of the initial weight shares it does not
+    hold (30-80 bit integers: no accident)."""
     held = view.holdings_text()
     party = view.party
     own_ids = truth.table_ids(party)
     found = [f"{p}'s ID {i!r}" for p in (ACTIVE,) + PASSIVES if p != party
              for i in sorted(truth.table_ids(p) - own_ids) if i.encode() in held]
+    found += [f"{p}'s directory {truth.run.home(p)}" for p in (ACTIVE,) + PASSIVES
+              if p != party and str(truth.run.home(p)).encode() in held]
     for passive in PASSIVES:
         u0, v0 = truth.initial_shares(passive)
         secret = {ACTIVE: v0, passive: u0}.get(party, np.concatenate([u0, v0]))

@@ -275,7 +275,7 @@ def _serve(args, config, creds, ids) -> int:
     from concurrent import futures
 
     import grpc
-    from psi.errors import PermissionDenied
+    from psi.errors import OutOfOrder, PermissionDenied
     from psi.transport import add_psi_service
     from vfl.transport.guard import InternalErrorGuard
     from vfl.transport.tls import CHANNEL_OPTIONS, server_credentials
@@ -284,6 +284,7 @@ def _serve(args, config, creds, ids) -> int:
     if len(allowed) > 1:
         raise _config("serving accepts one --peer-identity (the active party allowed to connect)")
     outcome: dict = {}
+    claim_lock = threading.Lock()
     finished = threading.Event()
     bars = Bars(not args.quiet)
 
@@ -300,6 +301,11 @@ def _serve(args, config, creds, ids) -> int:
             if wanted[key] != got[key]:
                 raise PermissionDenied(f"session {hello.session_id}: the active party asks for {key}={got[key]}, "
                                        f"this party was started with {key}={wanted[key]}")
+        with claim_lock:  # "serve one session": a second accepted session would be a second look at our IDs
+            if "session" in outcome:
+                raise OutOfOrder(f"session {hello.session_id}: this party serves one session and "
+                                 f"{outcome['session']} already claimed it")
+            outcome["session"] = hello.session_id
         outcome["t0"] = time.time()
         return ids
 
@@ -308,7 +314,8 @@ def _serve(args, config, creds, ids) -> int:
         finished.set()
 
     def on_error(session_id, exc):
-        if isinstance(exc, PermissionDenied):   # a refused caller: keep waiting for the right one
+        # a refused caller, or a session beyond the one this party serves: keep serving the right one
+        if isinstance(exc, PermissionDenied) or session_id != outcome.get("session"):
             print(f"vfl psi: refused session {session_id}: {exc}", file=sys.stderr, flush=True)
             return
         outcome["error"] = exc

@@ -225,7 +225,7 @@ class ActiveJob:
             self.task = make_task(spec.task, None, saved["num_classes"])
         if saved is not None:
             check_saved_module(saved, spec.party(spec.active).bottom.module, spec.model_job, spec.active)
-        self.private = for_node(self.node.config, spec.active, spec.train.seed)
+        self.private = for_node(self.node.config, spec.active)
         self.model = ActiveModel(spec, self.data.feature_dim, self.task.num_outputs, self.private, self.bottom_factory)
         self.optimizers = self.model.optimizers(spec)
         self._setup_links(restored=saved["links"] if saved else None)

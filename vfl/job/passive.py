@@ -153,7 +153,7 @@ class PassiveJob:
                                                      standardizer=saved["standardizer"] if saved else None)
             self.layout = layout
             # this party's secrets come from its own node (OS or node-local secret seed), never from the spec
-            private = for_node(self.node.config, self.party, spec.train.seed)
+            private = for_node(self.node.config, self.party)
             private.seed_torch("torch")
             self.bottom = build_bottom(bottom_spec, self.data.feature_dim, self.bottom_factory, self.party,
                                        private.seed("bottom"), for_peer=True)
@@ -304,7 +304,7 @@ class PassiveJob:
                 raise OutOfOrder("end of epoch while a training step waits for its gradients")
             path = ""
             if req.checkpoint:
-                path = str(self._checkpoint(req.epoch))
+                path = self._peer_visible(self._checkpoint(req.epoch))
             return pb.EndEpochReply(checkpoint=path)
 
     def _checkpoint(self, epoch: int) -> Path:
@@ -317,6 +317,11 @@ class PassiveJob:
                     "share": self.share, "last_step": self.last_step}, tmp)
         tmp.replace(path)
         return path
+
+    def _peer_visible(self, path: Path) -> str:
+        """A file of this job as the active party may see it: relative to this node's jobs directory, so its
+        layout on this party's disk stays here ("<job_id>/model/party.pt")."""
+        return str(path.relative_to(self.node.config.jobs_dir))
 
     def last_checkpoint(self) -> int:
         directory = self.job_dir / "checkpoints"
@@ -337,7 +342,7 @@ class PassiveJob:
         with self.lock:
             reply = pb.CloseJobReply()
             if req.save_model and self.data is not None and self.spec.kind == "train":
-                reply.model_path = str(self._save_model_part())
+                reply.model_path = self._peer_visible(self._save_model_part())
             attack_scores = self._attack_scores()
             report = build_report(self.party, "passive", self.spec.job_id, self.ledger.summary(),
                                   self.spec.crypto.key_bits if self.paillier_enabled else 0,
@@ -345,8 +350,10 @@ class PassiveJob:
                                   attacks={"label_inference": "scores sent to the active party for evaluation"}
                                   if attack_scores else None)
             write_report(self.job_dir, report)
-            reply.report_json = json.dumps({"report": report, "attack_scores": attack_scores,
-                                            "timing": self.timer.summary()}).encode()
+            payload = {"report": report, "attack_scores": attack_scores}
+            if self.node.config.report_handler_timing:  # its crypto time depends on this party's data
+                payload["timing"] = self.timer.summary()
+            reply.report_json = json.dumps(payload).encode()
             self.state = "closed"
             return reply
 

@@ -13,6 +13,7 @@ import yaml
 
 from vfl.errors import ConfigError
 from vfl.job import psi_once
+from vfl.data.atomic import atomic_write_text
 from vfl.job.events import EventLog
 from vfl.job.limits import OpenJobLimiter
 from vfl.job.spec import parse_job_spec
@@ -54,6 +55,14 @@ def event_message(event) -> pb.JobEvent:
                        done=event.done, failed=event.failed)
 
 
+ACCEPTED_SPEC = "accepted-spec.yaml"
+
+
+def accepted_spec_path(job_dir):
+    """The spec a passive node accepted when the job was first opened; a resume must carry the same."""
+    return job_dir / ACCEPTED_SPEC
+
+
 class JobRegistry:
     def __init__(self, node):
         self.node = node
@@ -62,6 +71,7 @@ class JobRegistry:
         self.active_threads: dict[str, threading.Thread] = {}
         self.passive_jobs: dict[str, object] = {}
         self.open_limiter = OpenJobLimiter(node.config.limits.open_jobs_per_minute)
+        self.resume_limiter = OpenJobLimiter(node.config.limits.open_jobs_per_minute)
 
     # ------------------------------------------------------------------ active side
     def start_active(self, spec, defense=None) -> EventLog:
@@ -138,6 +148,7 @@ class JobRegistry:
             raise ConfigError(f"parties: job {spec.job_id!r} does not list {party!r} as a party")
         if request.resume_epoch >= 0:
             self._check_resumable(spec)
+            self._take_resume_allowance(spec, caller)
         else:
             self._take_open_allowance(spec, caller)
         check_policy(spec, self.node.config.policy, party)
@@ -152,17 +163,39 @@ class JobRegistry:
                              "opened again: open the job under a new job id")
         job = PassiveJob(self.node, spec, caller, request.resume_epoch)
         reply = job.open()
+        if request.resume_epoch < 0:
+            path = accepted_spec_path(self.node.config.job_dir(spec.job_id))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, spec.to_yaml())
         with self._lock:
             self.passive_jobs[spec.job_id] = job
         return reply
 
     def _check_resumable(self, spec) -> None:
-        """A resume continues a job whose PSI ran here; anything else would be a new job dodging the limit."""
+        """A resume continues a job whose PSI ran here, with the spec it was opened with.
+
+        Anything else would be a new job dodging the limit, or the job's alignment applied to another of this
+        party's datasets (and a free look at its name and size).
+        """
         from vfl.job.party_data import has_alignment
-        if not has_alignment(self.node.config.job_dir(spec.job_id)):
+        job_dir = self.node.config.job_dir(spec.job_id)
+        if not has_alignment(job_dir):
             raise OutOfOrder(f"job {spec.job_id!r} cannot be resumed at {self.node.config.party!r}: it has no PSI "
                              "alignment here (a resume continues a job whose PSI ran at this node); open a new job "
                              "with resume_epoch -1")
+        accepted = accepted_spec_path(job_dir)
+        if not accepted.exists() or accepted.read_text() != spec.to_yaml():
+            raise PermissionDenied(f"job {spec.job_id!r} cannot be resumed at {self.node.config.party!r}: a resume "
+                                   "must carry the job spec the job was opened with, unchanged")
+
+    def _take_resume_allowance(self, spec, caller: str) -> None:
+        """Resumes have their own allowance: a flood of new jobs cannot starve them, nor they load the node."""
+        wait = self.resume_limiter.take(caller)
+        if wait > 0:
+            raise TooManyRequests(f"job {spec.job_id!r}: resume refused at {self.node.config.party!r}: {caller!r} "
+                                  f"may resume {self.resume_limiter.per_minute} jobs per minute here (node config "
+                                  f"limits.open_jobs_per_minute) and has used them; the next one is allowed in "
+                                  f"{wait:.1f} s")
 
     def _take_open_allowance(self, spec, caller: str) -> None:
         """Every attempt to open a new job spends one of the caller's per-minute allowance (vfl/job/limits.py).
