@@ -78,8 +78,10 @@ class Node:
         if len(matches) == 1:
             return matches[0]
         if matches:  # one certificate must not speak for two parties (or for a party and an admin)
-            raise PermissionDenied(f"certificate identities {names} match several configured identities "
-                                   f"{matches} of {self.config.party!r}; each party needs its own certificate")
+            # which ones (peers, admins) is this node's configuration: its log says, the caller does not learn it
+            log.warning("certificate identities %s match several configured identities %s", names, matches)
+            raise PermissionDenied(f"certificate identities {names} match several configured identities of "
+                                   f"{self.config.party!r}; each party needs its own certificate")
         raise PermissionDenied(f"certificate identities {names} match no configured peer or admin of "
                                f"{self.config.party!r}")
 

@@ -130,7 +130,11 @@ def unary_handler(request_type: type[M], handler: Callable[[M, grpc.ServicerCont
 
     def rpc(request_iterator, context: grpc.ServicerContext):
         try:
-            request = read_one(request_iterator, request_type, max_bytes)
+            try:
+                request = read_one(request_iterator, request_type, max_bytes)
+            except ProtocolError as exc:  # never reached the handler, which logs what it refuses
+                log.warning("refused a %s from %s before reading it: %s", request_type.__name__, context.peer(), exc)
+                raise
             start = time.perf_counter()
             reply = handler(request, context)
             if report_timing:  # lets a benchmark's caller tell transport time from the peer's work
