@@ -25,6 +25,7 @@ demo: $(STAMP)
 	$(VENV)/bin/vfl demo
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

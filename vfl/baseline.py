@@ -17,20 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from vfl.job.passive import spec_init_std
+from vfl.job.checkpoint import checkpoint_path
 from vfl.job.spec import JobSpec
 from vfl.job.split import Split, batch_order, split_by_id
 from vfl.models.custom import build_bottom, resolve_factory
 from vfl.models.mlp import build_mlp, init_module
 from vfl.models.tasks import make_task
 from vfl.protocol.layout import SHARE_FRACTION_BITS
-
-
-@dataclass
-class PooledData:
-    ids: np.ndarray
-    features: dict[str, np.ndarray]   # party -> standardized float32 rows in the common order
-    label: np.ndarray
 
 
 @dataclass
@@ -49,7 +42,7 @@ class PooledModel(torch.nn.Module):
         super().__init__()
         self.bottoms = torch.nn.ModuleDict()
         self.weights = torch.nn.ParameterDict()
-        std = spec_init_std(spec, None)
+        std = spec.interactive_init_std
         for p in spec.parties:
             if dims.get(p.name, 0) == 0:
                 continue
@@ -96,7 +89,7 @@ def initial_state(job_dirs: dict[str, Path], active: str) -> InitialState:
     Only an evaluation with access to every party's job directory can do this; no party can alone.
     """
     def start(party: str) -> dict:
-        return torch.load(job_dirs[party] / "checkpoints" / "epoch-0000.pt", weights_only=False)
+        return torch.load(checkpoint_path(job_dirs[party], 0), weights_only=False)
 
     own = start(active)
     model = own["model"]

@@ -1,6 +1,7 @@
 """Small helpers to read YAML into typed dataclasses with errors that name the offending key."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -9,19 +10,24 @@ import yaml
 from vfl.errors import ConfigError
 
 
+def yaml_mapping(text: str, source: str) -> dict[str, Any]:
+    """The YAML mapping in `text`, or a ConfigError naming `source` (a file, "job spec", ...)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
 def load_yaml(path: str | Path, what: str) -> dict[str, Any]:
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"{what} {path}: cannot read: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} {path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what} {path}: top level must be a mapping, got {type(data).__name__}")
-    return data
+    return yaml_mapping(text, f"{what} {path}")
 
 
 class Section:
@@ -116,3 +122,42 @@ class Section:
         unknown = sorted(set(self.data) - self._used)
         if unknown:
             raise ConfigError(f"{self.key(unknown[0])}: unknown key (known: {sorted(self._used)})")
+
+
+# ------------------------------------------------------------------ names shared by node configs and job specs
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}$")
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+_IMPORT_PATH = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
+_MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
+
+
+def check_name(value: str, where: str) -> str:
+    if not _NAME.match(value):
+        raise ConfigError(f"{where}: {value!r} is not a valid party name "
+                          "(lowercase letters, digits, '-' and '.', at most 63 characters)")
+    return value
+
+
+def check_model_name(value, where: str) -> str:
+    """A name under a node config's `models:`, as a job spec's `module:` refers to it."""
+    if not isinstance(value, str) or not _MODEL_NAME.match(value):
+        raise ConfigError(f"{where}: {value!r} is not a valid model name "
+                          "(a letter or '_', then letters, digits, '_', '.', '-'; at most 63 characters)")
+    return value
+
+
+def check_import_path(value, where: str) -> str:
+    if not isinstance(value, str) or not _IMPORT_PATH.match(value):
+        raise ConfigError(f"{where}: {value!r} must be an import path 'package.module:factory'")
+    return value
+
+
+def check_address(value: str, where: str) -> str:
+    if not _ADDRESS.match(value):
+        raise ConfigError(f"{where}: {value!r} is not host:port")
+    port = int(value.rsplit(":", 1)[1])
+    if not 0 < port < 65536:
+        raise ConfigError(f"{where}: port {port} is out of range")
+    return value

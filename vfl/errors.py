@@ -1,21 +1,95 @@
-"""Errors a user can act on. The CLI prints these as one line; anything else is a bug."""
+"""Errors a user or a peer can act on. The CLI prints these as one line; anything else is a bug.
+
+Every class names the status a peer sees it as (``status``, a gRPC status-code name, as in ``psi.errors``), so
+the transport maps errors to statuses without knowing the job runtime, and the in-process link of the tests
+reports them exactly as the gRPC one does. An exception that is not a :class:`VflError` is internal: a peer
+gets an error id, never its text (``psi.error_ids``).
+"""
+from __future__ import annotations
+
+INTERNAL = "INTERNAL"
 
 
 class VflError(Exception):
     """Base class for errors caused by input, configuration or a peer, not by a bug."""
 
+    status = INTERNAL
+
 
 class DataError(VflError):
     """A party's table is unusable; the message names the file, the column and the first bad row or value."""
+
+    status = "INVALID_ARGUMENT"
 
 
 class ConfigError(VflError):
     """A node config or job spec is invalid; the message names the offending key."""
 
+    status = "INVALID_ARGUMENT"
+
 
 class ProtocolError(VflError):
     """A peer sent something the protocol does not allow (wrong shape, session, order, or bytes)."""
 
+    status = "INVALID_ARGUMENT"
+
+
+class PayloadTooLarge(ProtocolError):
+    """A message is larger than the receiver's limit (node config ``max_payload_mb``)."""
+
+    status = "RESOURCE_EXHAUSTED"
+
 
 class CryptoError(VflError):
     """A cryptographic operation was refused: overflow budget exceeded, malformed ciphertext, wrong key."""
+
+    status = "INVALID_ARGUMENT"
+
+
+class NotFound(VflError):
+    """Unknown job or session."""
+
+    status = "NOT_FOUND"
+
+
+class OutOfOrder(VflError):
+    """A message arrived in a state where the protocol does not allow it."""
+
+    status = "FAILED_PRECONDITION"
+
+
+class PermissionDenied(VflError):
+    """The caller's certificate identity is not allowed to make this call."""
+
+    status = "PERMISSION_DENIED"
+
+
+class TooManyRequests(VflError):
+    """The caller is over one of this node's limits (node config `limits`); it may try again later."""
+
+    status = "RESOURCE_EXHAUSTED"
+
+
+class JobFailed(VflError):
+    """A job cannot go on (for example a peer lost the checkpoint a resume needs)."""
+
+
+def status_of(exc: BaseException) -> str:
+    """The status name a peer sees ``exc`` as; INTERNAL for anything that is not a VflError."""
+    return exc.status if isinstance(exc, VflError) else INTERNAL
+
+
+#: statuses after which a call to a peer may succeed again once the peer is back (a restart, a network cut)
+RECOVERABLE = frozenset({"UNAVAILABLE", "NOT_FOUND", "CANCELLED", "DEADLINE_EXCEEDED"})
+
+
+class PeerCallError(VflError):
+    """A call to a peer failed; ``code`` is the status name it failed with (gRPC's, or the in-process link's)."""
+
+    def __init__(self, peer: str, method: str, code: str, detail: str):
+        super().__init__(f"peer {peer!r}: {method} failed with {code}: {detail}")
+        self.peer, self.method, self.code, self.detail = peer, method, code, detail
+
+    @property
+    def recoverable(self) -> bool:
+        return self.code in RECOVERABLE

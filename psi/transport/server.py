@@ -14,19 +14,19 @@ failed session never affects other sessions or the server.
 from __future__ import annotations
 
 import collections
-import ipaddress
 import logging
 import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import grpc
 
 from psi.config import PsiResult
 from psi.core.engine import Engine
 from psi.error_ids import internal_error_detail
+from psi.identity import certificate_names
 from psi.errors import (OutOfOrder, PeerError, PermissionDenied, ProtocolError, PsiConfigError, PsiError,
                         SessionExists, SessionTimeout)
 from psi.protocol.base import peer_safe_reason
@@ -53,28 +53,6 @@ class PeerInfo:
 
     def __contains__(self, name: str) -> bool:
         return name in self.names
-
-
-def is_dns_name(value: str) -> bool:
-    """Whether a SAN string (as gRPC's auth context reports it) is a DNS name, not an IP, email or URI SAN."""
-    try:
-        ipaddress.ip_address(value)
-        return False
-    except ValueError:
-        return "@" not in value and ":" not in value
-
-
-def certificate_names(sans: Iterable[str], common_names: Iterable[str]) -> list[str]:
-    """The identities of a certificate: its DNS-name SANs; its CN only when it has no DNS-name SAN.
-
-    As in RFC 6125, a CN is not consulted once DNS names are present, so it cannot add an identity. IP, email
-    and URI SANs are never identities (and do not stop the CN from counting).
-    """
-    names: list[str] = []
-    for name in [s for s in sans if is_dns_name(s)] or list(common_names):
-        if name not in names:
-            names.append(name)
-    return names
 
 
 def peer_info(context: grpc.ServicerContext) -> PeerInfo:

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from tests.adversary.roles import RoleView
-from vfl.job.passive import decode_int_matrix
+from vfl.protocol.messages import decode_int_matrix
 from vfl.job.spec import MlpSpec, parse_job_spec
 from vfl.models.mlp import build_mlp, init_module
 from vfl.protocol import interactive as proto
-from vfl.protocol.packing import unpack_rows
+from vfl.he.packing import unpack_rows
 
 OFFSETS = range(-2, 11)
 FEATURE_DIMS = range(1, 33)   # the tables of these tests have at most 20 columns per party
@@ -88,8 +88,7 @@ def job_spec(view: RoleView):
 
 
 def init_std(view: RoleView) -> float:
-    from vfl.job.passive import spec_init_std
-    return spec_init_std(job_spec(view), None)
+    return job_spec(view).interactive_init_std
 
 
 def weight_half_guesses(view: RoleView, target: str, layout) -> Iterator[np.ndarray]:
@@ -163,8 +162,8 @@ def _weight(u: proto.WeightShare, v: proto.WeightShare, layout) -> np.ndarray:
 
 
 def _decrypt_rows(engine, data: bytes, rows: int, slot, what: str) -> np.ndarray:
-    from vfl.job import crypto
-    cts = crypto.from_bytes(engine, data, slot.ciphertexts_for(rows), what)
+    from vfl.protocol.schemes.paillier import receive
+    cts = receive(data, engine, slot.ciphertexts_for(rows), what)
     return unpack_rows(engine.decrypt_ints(cts), rows, slot, what)
 
 
@@ -226,12 +225,12 @@ def _follow_shares(view, calls, engine, layout, u0, v0) -> dict[int, np.ndarray]
 
 
 def _per_row(layout) -> int:
-    return -(-layout.m // layout.gradient_layout().width)
+    return layout.gradient_ciphertexts_per_row()
 
 
 def _cts(engine, data: bytes, count: int) -> list:
-    from vfl.job import crypto
-    return crypto.from_bytes(engine, data, count, "ciphertexts")
+    from vfl.protocol.schemes.paillier import receive
+    return receive(data, engine, count, "ciphertexts")
 
 
 def _own_gradients(engine, data: bytes, rows: int, layout) -> np.ndarray:

@@ -21,6 +21,7 @@ import yaml
 
 from tests.node.keyspy_launcher import digest
 from tests.node.test_wire import PAYLOAD_TYPES, exponent_records, private_engines
+from vfl.job.checkpoint import checkpoint_path
 from vfl.protocol.layout import SHARE_FRACTION_BITS, Layout
 from vfl.transport.chunking import parse, read_payloads
 from vfl.transport.proto import node_pb2 as pb
@@ -100,7 +101,7 @@ class RoleView:
         return b"\n".join(blobs)
 
     def checkpoint(self, epoch: int) -> dict:
-        return torch.load(self.job_dir / "checkpoints" / f"epoch-{epoch:04d}.pt", weights_only=False)
+        return torch.load(checkpoint_path(self.job_dir, epoch), weights_only=False)
 
     def files(self) -> list[Path]:
         return [p for p in self.home.rglob("*") if p.is_file()]
@@ -178,7 +179,7 @@ class Truth:
         self.run = run
         self.keys = _setup_keys(run)
         self.records = exponent_records(run.spy_dir)
-        self.active_start = torch.load(run.job_dir(run.active) / "checkpoints" / "epoch-0000.pt", weights_only=False)
+        self.active_start = torch.load(checkpoint_path(run.job_dir(run.active), 0), weights_only=False)
         self.passive_start = {p: torch.load(run.job_dir(p) / "checkpoints" / "epoch-0000.pt", weights_only=False)
                               for p in run.passives}
 
@@ -197,7 +198,7 @@ class Truth:
 
     def initial_halves(self, passive: str) -> tuple[np.ndarray, np.ndarray]:
         """(W^a, W^p) at 2^f_s: each party's private half of the initial W_P (W^p - V0 crossed the wire)."""
-        from vfl.job.passive import decode_int_matrix
+        from vfl.protocol.messages import decode_int_matrix
         from vfl.protocol.interactive import share_bits
         setup = next(c for c in self.run.calls(passive) if c.method == "Setup")
         layout = Layout.from_json(setup.request.layout)

@@ -17,20 +17,21 @@ import pytest
 from vfl import he
 from vfl.protocol import interactive as proto
 from vfl.protocol.layout import default_layout
-from vfl.protocol.packing import unpack_rows
+from vfl.he.batch import KeyedEngine
+from vfl.he.packing import unpack_rows
 
 D, M, ROWS = 4, 4, 6
 
 
 @pytest.fixture(scope="module")
 def parties():
-    ops_a = he.new_private_ops(1024, workers=1)
+    ops_a = KeyedEngine(he.new_private_ops(1024, workers=1))
     layout = default_layout(1024, D, M, 22, 24, 40, 32.0, 64, seed=3)
     passive_rng = np.random.default_rng()          # P's own secrets: the adversary never sees them
     v, masked = proto.passive_init(layout, 0.4, passive_rng)
     u = proto.active_init(layout, 0.4, masked, np.random.default_rng())
     h = np.maximum(passive_rng.normal(0.0, 1.0, size=(ROWS, D)), 0.0)   # P's activations (ReLU outputs)
-    public_a = he.new_public_ops(int(ops_a.n), djn_base=ops_a.djn_base)
+    public_a = KeyedEngine(he.new_public_ops(int(ops_a.n), djn_base=ops_a.djn_base))
     return {"ops_a": ops_a, "public_a": public_a, "layout": layout, "u": u, "v": v, "h": h}
 
 

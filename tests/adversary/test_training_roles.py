@@ -19,7 +19,7 @@ import torch
 from tests.adversary import attacks
 from tests.adversary.conftest import ACTIVE, PASSIVES
 from tests.adversary.roles import Truth, role_view
-from vfl.job.passive import decode_int_matrix
+from vfl.protocol.messages import decode_int_matrix
 from vfl.protocol import interactive as proto
 
 

@@ -158,7 +158,7 @@ def test_schema_rejects_wrong_types(helm, kw, key):
 
 
 def test_patterns_are_the_nodes():
-    from vfl.node.config import _IMPORT_PATH, _MODEL_NAME
+    from vfl.config_util import _IMPORT_PATH, _MODEL_NAME
     assert template_pattern("modelNamePattern") == _MODEL_NAME.pattern
     assert template_pattern("importPathPattern") == _IMPORT_PATH.pattern
 

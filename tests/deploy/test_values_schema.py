@@ -204,7 +204,7 @@ def template_pattern(name: str) -> re.Pattern:
 
 
 def test_party_name_pattern_is_the_nodes():
-    from vfl.node.config import _NAME
+    from vfl.config_util import _NAME
     assert template_pattern("partyNamePattern").pattern == _NAME.pattern
 
 
@@ -252,7 +252,7 @@ def test_identity_pattern(name, ok):
                                      "host:+443", "a b:443"])
 def test_address_pattern_agrees_with_the_node(address):
     from vfl.errors import ConfigError
-    from vfl.node.config import check_address
+    from vfl.config_util import check_address
     try:
         check_address(address, "x")
         node_ok = True

@@ -261,6 +261,6 @@ def test_peer_djn_refuses_trivially_unfit_bases():
     # the owner's real base passes, and the job runtime turns a refusal into a ProtocolError at set-up
     assert he.new_public_ops(n, djn_base=owner.djn_base, pool_size=0).randomness.kind == "peer_djn"
     from vfl.errors import ProtocolError
-    from vfl.job import crypto
+    from vfl.protocol.schemes import paillier
     with pytest.raises(ProtocolError, match="setup: peer public key refused: .*1 mod n"):
-        crypto.public_ops_from_bytes(crypto.public_key_bytes(owner), b"\x01", 1024, 1)
+        paillier.peer_key(paillier.public_key_bytes(owner), b"\x01", 1024, 1)

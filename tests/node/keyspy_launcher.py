@@ -2,7 +2,7 @@
 
 It runs the ordinary ``vfl`` CLI in this process after patching, here only (production code has no hook):
 
-* ``vfl.job.crypto.new_private_ops``, the key generation every job uses: each Paillier key pair is also
+* ``vfl.protocol.schemes.paillier.new_key``, the key generation every job uses: each Paillier key pair is also
   written (phe JWK JSON with p and q) to ``$VFL_KEYSPY_DIR/keys/``, so a test can decrypt what each party
   received;
 * the three homomorphic steps of ``vfl.protocol.interactive`` (``passive_forward``,
@@ -39,7 +39,7 @@ def install(directory: Path, mutation: str = "") -> None:
     import numpy as np
 
     from vfl.he import keys as he_keys
-    from vfl.job import crypto
+    from vfl.protocol.schemes import paillier
     from vfl.protocol import interactive as proto
 
     keys_dir, exps_dir = directory / "keys", directory / "exponents"
@@ -55,13 +55,13 @@ def install(directory: Path, mutation: str = "") -> None:
         tmp.write_bytes(data)
         tmp.replace(path)
 
-    real_keygen = crypto.new_private_ops
+    real_keygen = paillier.new_key
 
-    def new_private_ops(key_bits, workers):
+    def new_key(key_bits, workers):
         ops = real_keygen(key_bits, workers)
         write(keys_dir, "key.json", he_keys.private_key_to_json(ops.private_key).encode())
         return ops
-    crypto.new_private_ops = new_private_ops
+    paillier.new_key = new_key
 
     def spy(kind: str, real, bases_arg: int, exponents_arg: int):
         def wrapper(*args, **kwargs):

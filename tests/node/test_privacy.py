@@ -32,7 +32,10 @@ def runs(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("VFL_WIRE_RECORD_DIR", str(work / "wire"))
     try:
-        with Federation([Party("guest", guest, label="y"), Party("host", host)], workdir=work / "fed") as fed:
+        # node-local secret seeds: the initial weights (each party's own secret) are the same at every run, so the
+        # undefended leak is not left to the draw of the weights (over OS-drawn ones it ranged 0.80-0.99)
+        with Federation([Party("guest", guest, label="y"), Party("host", host)], workdir=work / "fed",
+                        secret_seed=7) as fed:
             undefended = fed.fit(task="binary", job_id="undefended", progress=False,
                                  privacy={"defense": "none", "attacks": True}, **JOB)
             defended = fed.fit(task="binary", job_id="defended", progress=False, privacy={"attacks": True}, **JOB)
@@ -74,7 +77,7 @@ def test_reported_epsilon_is_the_accountants(runs):
 def test_report_message_kinds_match_the_wire(runs):
     """The passive party's report lists exactly the message kinds its server saw on the wire, PSI included."""
     from psi.transport import psi_pb2 as psi_pb
-    from vfl.job.psi_wire import PSI_METHOD_PREFIX, psi_kind
+    from vfl.transport.psi_wire import PSI_METHOD_PREFIX, psi_kind
     messages, other = payloads(runs["work"] / "wire")
     seen = {"received": set(), "sent": set()}
     job_ids = {"defended"}

@@ -17,7 +17,8 @@ from psi import PsiConfig
 from psi.transport.client import run_session
 from tests.node.conftest import breast_parties
 from vfl import he
-from vfl.job import crypto
+from vfl.he.batch import KeyedEngine, from_wire, to_wire
+from vfl.protocol.schemes import paillier
 from vfl.node.config import load_node_config
 from vfl.protocol import interactive as proto
 from vfl.protocol.layout import default_layout
@@ -46,18 +47,18 @@ def session(tmp_path_factory):
     call(stub.OpenJob, pb.OpenJob(job_id=JOB, spec_yaml=yaml.safe_dump(spec), resume_epoch=-1), pb.OpenJobReply)
     ids = list(fed.parties["guest"].data["id"])
     result = run_session({"host": channel}, ids, PsiConfig(metadata={"job_id": JOB}, workers=0), me="guest")
-    ops_a = he.new_private_ops(1024)
+    ops_a = KeyedEngine(he.new_private_ops(1024))
     layout = default_layout(1024, 4, 4, 14, 16, 40, 32.0, 2048, 0)
-    reply = call(stub.Setup, pb.SetupRequest(job_id=JOB, active_public_key=crypto.public_key_bytes(ops_a),
-                                             active_djn_base=crypto.djn_base_bytes(ops_a), aligned_rows=result.size,
+    reply = call(stub.Setup, pb.SetupRequest(job_id=JOB, active_public_key=paillier.public_key_bytes(ops_a),
+                                             active_djn_base=paillier.djn_base_bytes(ops_a), aligned_rows=result.size,
                                              interactive_out=4, layout=layout.to_json()), pb.SetupReply)
     assert reply.bottom_out == 4
-    from vfl.job.passive import decode_int_matrix
+    from vfl.protocol.messages import decode_int_matrix
     masked = decode_int_matrix(reply.init_masked, (4, 4), proto.share_bits(layout) + 2)
     share = proto.active_init(layout, 0.3, masked, np.random.default_rng(0))
     u = proto.product_weights(share.weights, layout)
-    good_u = crypto.to_bytes(ops_a, proto.weight_bases(ops_a, u, layout.forward_layout()))
-    ops_p = crypto.public_ops_from_bytes(reply.passive_public_key, reply.passive_djn_base, 1024, 1)
+    good_u = to_wire(proto.weight_bases(ops_a, u, layout.forward_layout()))
+    ops_p = paillier.peer_key(reply.passive_public_key, reply.passive_djn_base, 1024, 1)
     yield {"fed": fed, "stub": stub, "ops": ops_a, "layout": layout, "good_u": good_u, "rows": result.size,
            "workdir": workdir, "channel": channel, "share": share, "ops_p": ops_p, "spec": spec, "ids": ids}
     channel.close()
@@ -182,7 +183,7 @@ def _identify(names: list[str], admins: tuple[str, ...] = ()) -> str:
 
 
 def test_admin_entry_equal_to_own_identity_is_self_and_mixed_certificates_are_refused():
-    from vfl.transport.chunking import PermissionDenied
+    from vfl.errors import PermissionDenied
     assert _identify(["host"], admins=("host", "ops")) == "self"
     assert _identify(["ops"], admins=("host", "ops")) == "admin:ops"
     assert _identify(["other.example"]) == "other"
@@ -225,8 +226,8 @@ def assert_forward_works(session, job_id: str = JOB, u_ciphertexts: bytes | None
     """A correct eval Forward is answered with z = h W that decodes."""
     reply = call(session["stub"].Forward, forward(session, job_id=job_id,
                                                   u_ciphertexts=u_ciphertexts or session["good_u"]), pb.ForwardReply)
-    z = proto.active_decode_forward(session["ops"], he.ciphertexts_from_bytes(
-        reply.z_ciphertexts, session["ops"].public_key), 5, session["layout"])
+    z = proto.active_decode_forward(session["ops"], from_wire(
+        reply.z_ciphertexts, session["ops"]), 5, session["layout"])
     assert z.shape == (5, 4) and np.isfinite(z).all()
 
 
@@ -240,11 +241,11 @@ def gradient_requests(session, reply: pb.ForwardReply, epoch: int, step: int):
     ops_a, ops_p, layout = session["ops"], session["ops_p"], session["layout"]
     delta = np.random.default_rng(epoch * 100 + step).normal(0.0, 0.5, (len(TRAIN_ROWS), layout.m))
     d_int = proto.encode_gradients(delta, layout)
-    weight = pb.WeightGradientRequest(job_id=JOB, epoch=epoch, step=step, delta_ciphertexts=crypto.to_bytes(
-        ops_a, proto.active_encrypt_gradients(ops_a, d_int, layout)))
-    v_bases = he.ciphertexts_from_bytes(reply.v_ciphertexts, ops_p.public_key)
+    weight = pb.WeightGradientRequest(job_id=JOB, epoch=epoch, step=step, delta_ciphertexts=to_wire(
+        proto.active_encrypt_gradients(ops_a, d_int, layout)))
+    v_bases = from_wire(reply.v_ciphertexts, ops_p)
     grad = proto.active_input_gradient(ops_p, v_bases, d_int, session["share"], layout)
-    inputs = pb.InputGradientRequest(job_id=JOB, epoch=epoch, step=step, grad_ciphertexts=crypto.to_bytes(ops_p, grad))
+    inputs = pb.InputGradientRequest(job_id=JOB, epoch=epoch, step=step, grad_ciphertexts=to_wire(grad))
     return weight, inputs
 
 
@@ -253,12 +254,12 @@ def apply_weight_gradient(session, reply: pb.WeightGradientReply) -> None:
     from vfl.job.spec import parse_job_spec
     ops, layout = session["ops"], session["layout"]
     train = parse_job_spec(session["spec"]).train
-    masked = he.ciphertexts_from_bytes(reply.masked_gradient, ops.public_key)
+    masked = from_wire(reply.masked_gradient, ops)
     gradient = proto.active_decode_weight_gradient(ops, masked, layout)
     proto.apply_update(session["share"], gradient, len(TRAIN_ROWS), train.interactive_lr, train.interactive_momentum,
                        train.weight_decay, layout)
     u = proto.product_weights(session["share"].weights, layout)
-    session["good_u"] = crypto.to_bytes(ops, proto.weight_bases(ops, u, layout.forward_layout()))
+    session["good_u"] = to_wire(proto.weight_bases(ops, u, layout.forward_layout()))
 
 
 def complete_step(session, weight: pb.WeightGradientRequest, inputs: pb.InputGradientRequest) -> None:
@@ -388,8 +389,8 @@ def test_unknown_psi_session(session):
 
 def setup_request(session, job_id: str = JOB, **fields) -> pb.SetupRequest:
     ops = session["ops"]
-    base = {"job_id": job_id, "active_public_key": crypto.public_key_bytes(ops),
-            "active_djn_base": crypto.djn_base_bytes(ops), "aligned_rows": session["rows"], "interactive_out": 4,
+    base = {"job_id": job_id, "active_public_key": paillier.public_key_bytes(ops),
+            "active_djn_base": paillier.djn_base_bytes(ops), "aligned_rows": session["rows"], "interactive_out": 4,
             "layout": session["layout"].to_json()}
     base.update(fields)
     return pb.SetupRequest(**base)
@@ -428,10 +429,10 @@ def test_malformed_setup_then_a_correct_one(session):
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "not ready" in detail
     reply = call(stub.Setup, setup_request(session, job_id=job), pb.SetupReply)
     assert reply.bottom_out == 4 and reply.passive_public_key and reply.init_masked
-    from vfl.job.passive import decode_int_matrix
+    from vfl.protocol.messages import decode_int_matrix
     masked = decode_int_matrix(reply.init_masked, (4, 4), proto.share_bits(layout) + 2)
     u = proto.product_weights(proto.active_init(layout, 0.3, masked, np.random.default_rng(0)).weights, layout)
-    u_ciphertexts = crypto.to_bytes(session["ops"], proto.weight_bases(session["ops"], u, layout.forward_layout()))
+    u_ciphertexts = to_wire(proto.weight_bases(session["ops"], u, layout.forward_layout()))
     assert_forward_works(session, job, u_ciphertexts)
     # replayed Setup: it would silently give the passive party a fresh key and fresh shares mid-job
     code, detail = status_of(stub.Setup, setup_request(session, job_id=job))
@@ -462,8 +463,8 @@ def test_psi_for_a_set_up_job_is_refused(session):
 def test_node_keeps_serving_after_all_that(session):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     reply = call(session["stub"].Forward, forward(session), pb.ForwardReply)
-    z = proto.active_decode_forward(session["ops"], he.ciphertexts_from_bytes(
-        reply.z_ciphertexts, session["ops"].public_key), 5, session["layout"])
+    z = proto.active_decode_forward(session["ops"], from_wire(
+        reply.z_ciphertexts, session["ops"]), 5, session["layout"])
     assert z.shape == (5, 4) and np.isfinite(z).all() and np.abs(z).max() < 50
     health = health_pb2_grpc.HealthStub(session["channel"]).Check(health_pb2.HealthCheckRequest(service="vfl.Node"))
     assert health.status == health_pb2.HealthCheckResponse.SERVING
@@ -475,7 +476,7 @@ def test_psi_bridge_uses_the_node_rule(monkeypatch):
 
     from psi.errors import PermissionDenied as PsiPermissionDenied
     from psi.transport.server import PeerInfo
-    from vfl.job import psi_bridge
+    from vfl.node import psi_service as psi_bridge
     from vfl.node.server import Node
     captured = {}
     monkeypatch.setattr(psi_bridge, "mount_psi_service", lambda server, id_provider, **kw:

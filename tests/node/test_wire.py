@@ -192,7 +192,7 @@ def exponent_records(spy_dir: Path) -> dict:
 def bare_products(kind: str, record: dict, layout, n: int) -> list[int]:
     """The step's output *without* fresh randomness, mod n: prod_j base_j^E[i, j] (plaintext terms are 1 mod n)."""
     import gmpy2
-    from vfl.protocol.packing import group_exponents
+    from vfl.he.packing import group_exponents
     bases = [gmpy2.mpz(b) % n for b in record["bases"]]
     x = record["exponents"]
     if kind == "weight_gradient":  # output (j, c) = prod_i [D row i, chunk c]^h[i, j]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vfl.privacy.defenses import Defense, clip_rows
+from vfl.privacy.defenses import clip_rows, make_defense
 
 
 def test_clip_rows_bounds_every_norm_and_keeps_small_rows():
@@ -15,13 +15,13 @@ def test_clip_rows_bounds_every_norm_and_keeps_small_rows():
 
 
 def test_dp_noise_has_the_stated_scale():
-    d = Defense("dp", noise_multiplier=2.0, clip_norm=0.5, rng=np.random.default_rng(0))
+    d = make_defense("dp", noise_multiplier=2.0, clip_norm=0.5, rng=np.random.default_rng(0))
     released = d.apply(np.zeros((20000, 16)), step=(0, 0))
     assert released.std() == pytest.approx(1.0, rel=0.02)   # sigma * C
 
 
 def test_auto_clip_is_the_median_of_each_epochs_first_batch():
-    d = Defense("dp", noise_multiplier=0.0, rng=np.random.default_rng(0))
+    d = make_defense("dp", noise_multiplier=0.0, rng=np.random.default_rng(0))
     first = np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0]])       # median norm 2
     out = d.apply(first, step=(0, 0))
     assert out[:, 0] == pytest.approx([1.0, 2.0, 2.0])
@@ -33,13 +33,13 @@ def test_auto_clip_is_the_median_of_each_epochs_first_batch():
 
 
 def test_configured_clip_is_never_re_estimated():
-    d = Defense("dp", noise_multiplier=0.0, clip_norm=1.5)
+    d = make_defense("dp", noise_multiplier=0.0, clip_norm=1.5)
     assert d.apply(np.array([[3.0, 0.0]]), step=(3, 0))[0, 0] == pytest.approx(1.5)
     assert d.describe(epochs=1)["clip_norm"] == 1.5
 
 
 def test_max_norm_equalizes_expected_squared_norms():
-    d = Defense("max_norm", rng=np.random.default_rng(1))
+    d = make_defense("max_norm", rng=np.random.default_rng(1))
     g = np.tile(np.array([[1.0] + [0.0] * 15, [4.0] + [0.0] * 15]), (5000, 1))
     out = d.apply(g)
     sq = np.sum(out ** 2, axis=1)

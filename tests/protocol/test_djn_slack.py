@@ -2,7 +2,7 @@
 import pytest
 
 from vfl import he
-from vfl.job import crypto
+from vfl.protocol.schemes import paillier
 from vfl.protocol.layout import default_layout
 
 
@@ -25,10 +25,10 @@ def test_wide_layouts_get_a_longer_exponent():
 
 
 def test_job_runtime_sizes_the_peer_engine_from_the_layout():
-    priv = crypto.new_private_ops(1024, 1)
+    priv = paillier.new_key(1024, 1)
     wide = layout(precision_bits=24, activation_bound=1024.0, max_batch=65536)
-    ops = crypto.public_ops_from_bytes(crypto.public_key_bytes(priv), crypto.djn_base_bytes(priv), 1024, 1,
-                                       wide.exponent_sum_bits())
+    ops = paillier.peer_key(paillier.public_key_bytes(priv), paillier.djn_base_bytes(priv), 1024, 1,
+                           wide.exponent_sum_bits())
     owner_bits = (int(priv.n).bit_length() + 1) // 2
     assert ops.randomness.slack_bits == wide.exponent_sum_bits() + 56
     assert ops.randomness.spec.exponent_bits == owner_bits + wide.exponent_sum_bits() + 56
@@ -38,7 +38,7 @@ def test_job_runtime_sizes_the_peer_engine_from_the_layout():
 
 
 def test_slack_below_the_default_is_refused():
-    priv = crypto.new_private_ops(1024, 1)
+    priv = paillier.new_key(1024, 1)
     with pytest.raises(ValueError, match="at least"):
         he.PeerDjnRandomness(int(priv.n), int(priv.djn_base), slack_bits=40)
 

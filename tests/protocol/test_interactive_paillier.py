@@ -6,17 +6,20 @@ import numpy as np
 import pytest
 
 from vfl import he
+from vfl.errors import CryptoError
+from vfl.he.batch import Fresh, KeyedEngine, to_wire
+from vfl.he.errors import KeyMismatchError
+from vfl.he.packing import SlotOverflowError
 from vfl.protocol import interactive as proto
 from vfl.protocol.layout import default_layout
-from vfl.protocol.packing import SlotOverflowError
 
 
 @pytest.fixture(scope="module")
 def keys():
     ops_a = he.new_private_ops(1024, workers=1)
     ops_p = he.new_private_ops(1024, workers=1)
-    return (ops_a, ops_p, he.new_public_ops(int(ops_a.n), djn_base=ops_a.djn_base),
-            he.new_public_ops(int(ops_p.n), djn_base=ops_p.djn_base))
+    return (KeyedEngine(ops_a), KeyedEngine(ops_p), KeyedEngine(he.new_public_ops(int(ops_a.n), djn_base=ops_a.djn_base)),
+            KeyedEngine(he.new_public_ops(int(ops_p.n), djn_base=ops_p.djn_base)))
 
 
 def test_secure_steps_match_plaintext_split_learning(keys):
@@ -80,3 +83,36 @@ def test_fresh_randomness_on_everything_sent(keys):
     second = proto.passive_forward(pub_a_at_p, u_bases, h_int, v, layout)
     assert all(int(a) != int(b) for a, b in zip(first, second))
     assert ops_a.decrypt_ints(first) == ops_a.decrypt_ints(second)
+
+
+def test_a_party_cannot_compute_on_the_other_partys_ciphertexts(keys):
+    """Batches carry their key: P's [V] bases given where A's [U] belong raise instead of computing garbage."""
+    ops_a, ops_p, pub_a_at_p, _ = keys
+    layout = default_layout(1024, 3, 2, 14, 16, 40, 32.0, 8, seed=3)
+    rng = np.random.default_rng(3)
+    v, masked = proto.passive_init(layout, 0.4, rng)
+    h_int = proto.encode_activations(rng.normal(size=(4, 3)), layout)
+    wrong = proto.weight_bases(ops_p, proto.product_weights(v.weights, layout), layout.forward_layout())
+    with pytest.raises(KeyMismatchError):
+        proto.passive_forward(pub_a_at_p, wrong, h_int, v, layout)
+    with pytest.raises(KeyMismatchError):
+        ops_a.decrypt_ints(wrong)
+
+
+def test_only_fresh_batches_leave_a_party(keys):
+    """A product or a sum of ciphertexts is refused by the wire encoder by its type; its re-randomization is sent."""
+    ops_a, _, pub_a_at_p, _ = keys
+    layout = default_layout(1024, 3, 2, 14, 16, 40, 32.0, 8, seed=4)
+    u_bases = proto.weight_bases(ops_a, np.ones((3, 2), dtype=object), layout.forward_layout())
+    assert isinstance(u_bases, Fresh)
+    exponents = np.ones((1, len(u_bases)), dtype=np.int64)
+    product = pub_a_at_p.multiexp(u_bases, exponents)
+    summed = pub_a_at_p.add_plain(product, [5])
+    for derived in (product, summed, summed[:1]):
+        assert not isinstance(derived, Fresh)
+        with pytest.raises(CryptoError, match="only fresh or re-randomized"):
+            to_wire(derived)
+    sent = to_wire(pub_a_at_p.rerandomize(summed))
+    assert len(sent) == he.ciphertext_width(ops_a.n)
+    with pytest.raises(TypeError):
+        Fresh.interleave([u_bases, summed], [(0, 0)])  # reordering a derived batch does not make it fresh

@@ -125,7 +125,8 @@ def test_two_keys_on_the_same_three_cells_are_solved_by_the_dense_part(monkeypat
     force_positions(monkeypatch, rewrite)
     keys, values = random_pairs(n)
     attempt, table = okvs.encode(keys, values, seeds)
-    assert attempt == 0 and cores == [2]
+    # the forced pair is always in the 2-core; at n = 1000 random keys sometimes add a small core of their own
+    assert attempt == 0 and len(cores) == 1 and cores[0] >= 2 and (n > 30 or cores[0] == 2)
     assert okvs.decode(table, keys, seeds(0)).tobytes() == values
 
 

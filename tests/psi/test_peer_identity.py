@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from psi.transport.server import certificate_names, is_dns_name, peer_info
+from psi.identity import certificate_names, is_dns_name
+from psi.transport.server import peer_info
 
 
 def context(sans: list[bytes], cns: list[bytes]) -> SimpleNamespace:

@@ -59,13 +59,8 @@ class KubeError(VflError):
 
 def prepare_spec(text: str, source: str = "job spec") -> tuple[str, str]:
     """Validate a job spec for a Kubernetes Job; returns (job_id, spec text), adding a job_id when there is none."""
-    from vfl.job.spec import parse_job_spec
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: top level must be a mapping")
+    from vfl.job.spec import parse_job_spec, spec_mapping
+    data = spec_mapping(text, source)
     if not data.get("job_id"):
         job_id = f"job-{uuid.uuid4().hex[:12]}"
         text = f"job_id: {job_id}\n" + text

@@ -12,7 +12,8 @@ Standard Paillier with g = n + 1 (the ciphertexts are phe's, and phe's PaillierP
     rerandomize   = c * rho                   mod n^2    -> same m, fresh randomness
 
 Plaintexts are integers mod n; :meth:`PaillierEngine.decrypt_ints` returns them centered in (-n/2, n/2].
-This layer does no overflow tracking: that is the caller's job (or use :mod:`vfl.he.tensor`).
+This layer does no overflow tracking: the caller packs with vfl.he.packing, whose checksum slot catches
+an overflow at decryption.
 
 Which randomness: an engine holding the private key uses DJN short-exponent fixed-base randomness (fast).
 An engine with only a peer's public key uses, when given the owner's published DJN base (``djn_base=``, what
@@ -171,11 +172,6 @@ class PaillierEngine:
         """A public-only engine for a peer's modulus (validated)."""
         return cls(public_key_from_n(n, bits), None, **kwargs)
 
-    def public_engine(self, **kwargs: Any) -> "PaillierEngine":
-        """An engine with this public key only (what a peer would hold)."""
-        kwargs.setdefault("workers", self.workers)
-        return PaillierEngine(self.public_key, None, **kwargs)
-
     @property
     def djn_base(self) -> int | None:
         """h_s, published by the key owner so peers can re-randomize cheaply (see randomness.py)."""
@@ -200,15 +196,6 @@ class PaillierEngine:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def same_key(self, other: "PaillierEngine | PublicKey") -> bool:
-        return int(getattr(other, "n", 0)) == int(self.n)
-
-    def slot_codec(self, slot_bits: int, num_slots: int | None = None):
-        """A SlotCodec checked against this key (as many slots as fit when num_slots is None)."""
-        from vfl.he.encoding import SlotCodec
-        return SlotCodec.for_key(self.key_bits, slot_bits, num_slots)
-
-    # --- parallel helper
     def _chunked(self, fn, items: list, make_args) -> list:
         if self.executor.workers == 1 or len(items) < MIN_PARALLEL_ITEMS:
             return self.executor.map(fn, [make_args(items)])[0]
@@ -231,10 +218,6 @@ class PaillierEngine:
         return self.pool.wait_until(self.pool.capacity if count is None else count, timeout)
 
     # --- encryption / decryption
-    def encode_plain(self, m: int) -> mpz:
-        """g^m = 1 + n (m mod n) mod n^2 (no exponentiation)."""
-        return self.n * (mpz(m) % self.n) + 1
-
     def encrypt_ints(self, plaintexts: Sequence[int]) -> list:
         """Enc(m) = (1 + n m) rho mod n^2 for integers m (reduced mod n; negatives allowed)."""
         plaintexts = list(plaintexts)

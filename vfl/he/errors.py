@@ -8,25 +8,16 @@ from __future__ import annotations
 from vfl.errors import CryptoError
 
 __all__ = [
-    "CryptoError", "EncodingError", "LayoutError", "OverflowBudgetError", "SlotOverflowError",
-    "MalformedCiphertextError", "KeyMismatchError", "KeyFormatError", "WireFormatError",
+    "CryptoError", "LayoutError", "SlotOverflowError", "MalformedCiphertextError", "KeyMismatchError", "KeyFormatError",
 ]
-
-
-class EncodingError(CryptoError):
-    """A value cannot be encoded: NaN or infinity, or too large for the requested fixed-point range."""
 
 
 class LayoutError(CryptoError):
     """A slot layout does not fit the key's plaintext space, or a row does not fit its slots."""
 
 
-class OverflowBudgetError(CryptoError):
-    """An operation was refused because its result could overflow a slot (the tracked bound is too big)."""
-
-
 class SlotOverflowError(CryptoError):
-    """A decrypted plaintext has bits above its last slot: some slot overflowed (raw layer check)."""
+    """A decoded packed value fails its checksum, or has bits above its last slot: some slot overflowed."""
 
 
 class MalformedCiphertextError(CryptoError):
@@ -43,7 +34,3 @@ class KeyMismatchError(CryptoError):
 
 class KeyFormatError(CryptoError):
     """A serialized key is malformed or inconsistent (n != p*q, composite factor, wrong size)."""
-
-
-class WireFormatError(CryptoError):
-    """A serialized encrypted tensor has a malformed header (shape, layout, scale or size out of limits)."""

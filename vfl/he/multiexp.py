@@ -306,24 +306,3 @@ def multiply_partials(parts: Sequence[list], modulus) -> list:
             if v is not None:
                 out[i] = v if out[i] is None else out[i] * v % m
     return out
-
-
-def multiexp_serial(bases: Sequence, exponents: np.ndarray, modulus, chosen: Plan | None = None) -> list:
-    """out[i] = prod_j bases[j]^E[i, j] mod modulus on the calling thread."""
-    E = np.asarray(exponents)
-    bases = [mpz(b) for b in bases]
-    if E.ndim != 2 or E.shape[1] != len(bases):
-        raise ValueError(f"exponent matrix shape {E.shape} does not match {len(bases)} bases")
-    if E.shape[0] == 0:
-        return []
-    if len(bases) == 0:
-        return [mpz(1)] * E.shape[0]
-    p = chosen or plan(E)
-    if p.algorithm == "direct":
-        pos, neg = direct_partial(bases, E, modulus)
-        return combine(pos, neg, modulus)
-    if p.algorithm == "comb":
-        pos, neg = comb_partial(bases, p.digits, p.window, modulus)
-        return combine(pos, neg, modulus)
-    inv = batch_invert(bases, mpz(modulus)) if (p.digits < 0).any() else None
-    return [mpz(1) if v is None else v for v in pippenger_outputs(bases, inv, p.digits, p.window, modulus)]

@@ -15,36 +15,30 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import grpc
 import numpy as np
 import torch
 
-from vfl.errors import ConfigError, DataError, VflError
-from vfl.job import crypto
+from vfl.data.atomic import atomic_write_text
+from vfl.errors import ConfigError, DataError, JobFailed, PeerCallError, VflError
+from vfl.job import checkpoint
 from vfl.job.events import EventLog
 from vfl.job.ledger import WireLedger
-from vfl.job.timing import Timer
-from vfl.job.links import PassiveLink
+from vfl.job.network import PeerNetwork
 from vfl.job.party_data import align, load_alignment, load_dataset, save_alignment
-from vfl.job.passive import spec_init_std
+from vfl.job.peer import ActivePeer
 from vfl.job.private_random import PrivateRandom, for_node
 from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec, interactive_layout
 from vfl.job.split import batch_order
+from vfl.job.timing import Timer
 from vfl.models.custom import build_bottom, check_saved_module, load_part, resolve_factory
 from vfl.models.mlp import build_mlp, init_module
 from vfl.models.tasks import make_task
-from vfl.transport.chunking import PeerCallError
+from vfl.protocol.schemes import scheme_for
 
 log = logging.getLogger("vfl.active")
 
-RECOVERABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.CANCELLED,
-               grpc.StatusCode.DEADLINE_EXCEEDED)
 MAX_RESUMES = 3
 RESUME_WAIT_SECONDS = 600.0
-
-
-class JobFailed(VflError):
-    pass
 
 
 def inherit_model_settings(spec: JobSpec, trained_spec_path: Path) -> JobSpec:
@@ -76,7 +70,7 @@ class ActiveModel(torch.nn.Module):
             self.bottom = build_bottom(own, feature_dim, bottom_factory, spec.active, private.seed("bottom"))
             own_weight = torch.randn(own.out, spec.interactive_out,
                                      generator=torch.Generator().manual_seed(private.seed("own-weight")))
-            self.own_weight = torch.nn.Parameter(own_weight * spec_init_std(spec, None))
+            self.own_weight = torch.nn.Parameter(own_weight * spec.interactive_init_std)
         self.bias = torch.nn.Parameter(torch.zeros(spec.interactive_out))
         top = spec.top
         self.top = torch.nn.Sequential(torch.nn.ReLU(), build_mlp(spec.interactive_out, top.hidden, num_outputs,
@@ -101,7 +95,10 @@ class ActiveModel(torch.nn.Module):
 
 
 class ActiveJob:
-    def __init__(self, node, spec: JobSpec, events: EventLog, defense=None):
+    """The job at its active party. `network` reaches the passive parties: the node's gRPC links and PSI, or, in
+    tests, runtimes in this process (tests/job/local.py)."""
+
+    def __init__(self, node, spec: JobSpec, events: EventLog, network: PeerNetwork, defense=None):
         self.node = node
         if spec.kind == "predict":
             spec = inherit_model_settings(spec, node.config.job_dir(spec.model_job) / "job.yaml")
@@ -110,13 +107,16 @@ class ActiveJob:
         self.job_dir: Path = node.config.job_dir(spec.job_id)
         self.ledger = WireLedger()
         self.timer = Timer()
-        self.links = {p.name: PassiveLink(node, p.name, spec, self.ledger, self.timer) for p in spec.passives}
+        self.network = network
+        self.links = {p.name: ActivePeer(p.name, network.link(p.name), spec, self.ledger, self.timer,
+                                         node.config.workers) for p in spec.passives}
         self.pool = ThreadPoolExecutor(max_workers=max(1, len(self.links)), thread_name_prefix=f"{spec.job_id}-link")
         self.metrics_history: list[dict] = []
         self.defense = defense
         self.epochs_started = 0  # for the DP accountant: a resumed epoch releases its gradients again
         self.bottom_factory = None  # this party's own bottom model factory, if the job names one
         self.bottom_factory_path = None
+        self._psi_progress_at = 0.0
 
     # ------------------------------------------------------------------ helpers
     def emit(self, kind: str, message: str = "", **fields) -> None:
@@ -136,7 +136,7 @@ class ActiveJob:
             raise ConfigError(f"active: job names {spec.active!r} as active party, but this node is "
                               f"{self.node.config.party!r}")
         self.job_dir.mkdir(parents=True, exist_ok=True)
-        (self.job_dir / "job.yaml").write_text(spec.to_yaml())
+        atomic_write_text(self.job_dir / "job.yaml", spec.to_yaml())
         t0 = time.time()
         try:
             self._open()
@@ -153,7 +153,7 @@ class ActiveJob:
                     result = self._train() if spec.kind == "train" else self._predict()
             result["seconds"] = round(time.time() - t0, 2)
             self._close("succeeded", save=spec.kind == "train", result=result)
-            (self.job_dir / "result.json").write_text(json.dumps(result, indent=1, default=str))
+            atomic_write_text(self.job_dir / "result.json", json.dumps(result, indent=1, default=str))
             self.emit("result", f"job {spec.job_id} finished in {result['seconds']} s", stage="done",
                       metrics=result, done=True)
             return result
@@ -178,7 +178,7 @@ class ActiveJob:
         schema = None
         if spec.kind == "predict":
             from vfl.data import Schema
-            schema = Schema.from_json((self._model_dir() / "schema.json").read_text())
+            schema = Schema.from_json((self._model_dir() / checkpoint.SCHEMA).read_text())
         self.table = load_dataset(dataset, spec.task, schema=schema)
         # This node's own bottom model, if the job names one: resolved from this node's config only, and
         # checked by a dry forward now, before any peer is contacted.
@@ -193,10 +193,21 @@ class ActiveJob:
         for name, reply in zip(self.links, replies):
             self.emit("log", f"{name}: {reply.rows} rows, {reply.feature_dim} features", stage="open")
 
+    def _psi_progress(self, stage: str, done: int, total: int) -> None:
+        now = time.time()
+        if now - self._psi_progress_at > 0.5 or done >= total:  # at most two events a second
+            self._psi_progress_at = now
+            self.emit("progress", stage="psi", progress=done / max(total, 1),
+                      metrics={"psi_stage": stage, "done": done, "total": total})
+
+    def _run_psi(self, ids: list[str]):
+        """The job's one PSI session with all passives, in the mode and canonicalization its spec fixes."""
+        return self.network.run_psi(self.spec, ids, self.ledger, self._psi_progress)
+
     def _psi(self) -> None:
-        from vfl.job.psi_bridge import run_psi_as_active
         self.emit("log", "PSI: aligning rows", stage="psi")
-        ids, own_rows = run_psi_as_active(self, [str(i) for i in self.table.ids])
+        result = self._run_psi([str(i) for i in self.table.ids])
+        ids, own_rows = np.array(result.ids, dtype=object), np.asarray(result.rows, dtype=np.int64)
         save_alignment(self.job_dir, ids, own_rows)
         self.emit("log", f"PSI: {len(ids)} common IDs (active party has {len(self.table)})", stage="psi",
                   metrics={"intersection": len(ids)})
@@ -204,9 +215,8 @@ class ActiveJob:
             raise DataError("PSI found no common IDs between the parties: nothing to train on")
 
     def _cardinality(self) -> int:
-        from vfl.job.psi_bridge import run_cardinality_as_active
         self.emit("log", "PSI (cardinality): counting common IDs", stage="psi")
-        size = run_cardinality_as_active(self, [str(i) for i in self.table.ids])
+        size = self._run_psi([str(i) for i in self.table.ids]).size
         self.emit("log", f"PSI (cardinality): {size} common IDs (active party has {len(self.table)})", stage="psi",
                   metrics={"intersection": size})
         return size
@@ -214,7 +224,8 @@ class ActiveJob:
     def _setup(self) -> None:
         spec = self.spec
         ids, own_rows = load_alignment(self.job_dir)
-        saved = torch.load(self._model_dir() / "party.pt", weights_only=False) if spec.kind == "predict" else None
+        saved = torch.load(self._model_dir() / checkpoint.MODEL_PART, weights_only=False) \
+            if spec.kind == "predict" else None
         self.data, self.standardizer = align(self.table, ids, own_rows, spec,
                                              standardizer=saved["standardizer"] if saved else None)
         labels = self.data.label
@@ -238,21 +249,18 @@ class ActiveJob:
         """Fresh keys, then Setup with every passive party (restored shares on resume or prediction)."""
         spec = self.spec
         c = spec.crypto
-        self.ops_a = None
-        if c.mode == "paillier":
-            self.emit("log", f"generating a fresh {c.key_bits}-bit Paillier key", stage="setup")
-            self.ops_a = crypto.new_private_ops(c.key_bits, self.node.config.workers)
-        init_std = spec_init_std(spec, None)
+        scheme = scheme_for(c.mode)
+        if scheme.encrypted:
+            self.emit("log", f"generating a fresh {c.key_bits}-bit {c.mode} key", stage="setup")
+        own_key = scheme.new_active_key(c.key_bits, self.node.config.workers)
         rows = len(self.data.ids)
 
-        def setup_link(link: PassiveLink) -> None:
+        def setup_link(link: ActivePeer) -> None:
             layout = interactive_layout(spec, spec.party(link.peer), spec.train.seed)
-            state = restored[link.peer] if restored else None
+            state = copy.deepcopy(restored[link.peer]) if restored else None
             # one stream per link: the links set up concurrently, and each half must not depend on the order
             rng = self.private.numpy(f"interactive-half:{link.peer}")
-            link.setup(layout, self.ops_a, rows, init_std, rng,
-                       restored_share=copy.deepcopy(state.get("share")) if state else None,
-                       restored_plain=state.get("plain") if state else None)
+            link.setup(layout, own_key, rows, spec.interactive_init_std, rng, restored=state)
         self.each_link(setup_link)
 
     # ------------------------------------------------------------------ training
@@ -308,7 +316,7 @@ class ActiveJob:
             try:
                 self._run_epoch(completed)
             except PeerCallError as exc:
-                if exc.code not in RECOVERABLE or resumes >= MAX_RESUMES or not spec.train.checkpoint:
+                if not exc.recoverable or resumes >= MAX_RESUMES or not spec.train.checkpoint:
                     raise
                 resumes += 1
                 self.emit("log", f"{exc}; waiting for {exc.peer} to resume from epoch {completed}", stage="train")
@@ -364,12 +372,12 @@ class ActiveJob:
                     reply = link.open(spec_yaml, resume_epoch=completed)
                     break
                 except PeerCallError as exc:
-                    if exc.code not in RECOVERABLE or time.time() > deadline:
+                    if not exc.recoverable or time.time() > deadline:
                         raise
                     time.sleep(1.0)
             if reply.resumable_epoch < completed:
                 raise JobFailed(f"{link.peer} has no checkpoint of epoch {completed}; cannot resume")
-        state = torch.load(self.job_dir / "checkpoints" / f"epoch-{completed:04d}.pt", weights_only=False)
+        state = checkpoint.load_checkpoint(self.job_dir, completed, self.spec.active)
         self.model.load_state_dict(state["model"])
         for opt, opt_state in zip(self.optimizers, state["optimizers"]):
             opt.load_state_dict(opt_state)
@@ -411,37 +419,29 @@ class ActiveJob:
 
     # ------------------------------------------------------------------ persistence
     def _model_dir(self) -> Path:
-        return self.node.config.job_dir(self.spec.model_job or self.spec.job_id) / "model"
+        return checkpoint.model_dir(self.node.config.job_dir(self.spec.model_job or self.spec.job_id))
 
     def _own_model_dir(self) -> Path:
-        return self.job_dir / "model"
+        return checkpoint.model_dir(self.job_dir)
 
     def _link_state(self) -> dict:
-        return {name: {"share": link.share, "plain": link.plain_weight.detach().clone()
-                       if link.plain_weight is not None else None} for name, link in self.links.items()}
+        return {name: link.state() for name, link in self.links.items()}
 
     def _checkpoint(self, epoch: int) -> None:
-        directory = self.job_dir / "checkpoints"
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"epoch-{epoch:04d}.pt"
-        tmp = path.with_suffix(".tmp")
-        torch.save({"epoch": epoch, "model": self.model.state_dict(),
-                    "bottom_module": self.spec.party(self.spec.active).bottom.module,
-                    "optimizers": [o.state_dict() for o in self.optimizers], "links": self._link_state(),
-                    "history": self.metrics_history}, tmp)
-        tmp.replace(path)
+        checkpoint.save_checkpoint(self.job_dir, epoch, {
+            "model": self.model.state_dict(), "bottom_module": self.spec.party(self.spec.active).bottom.module,
+            "optimizers": [o.state_dict() for o in self.optimizers], "links": self._link_state(),
+            "history": self.metrics_history})
 
     def _close(self, status: str, save: bool, result: dict) -> None:
         if save:
-            directory = self._own_model_dir()
-            directory.mkdir(parents=True, exist_ok=True)
             own = self.spec.party(self.spec.active).bottom
-            torch.save({"party": self.spec.active, "role": "active", "model": self.model.state_dict(),
-                        "bottom_module": own.module,
-                        "bottom_factory": self.bottom_factory_path,
-                        "links": self._link_state(), "standardizer": self.standardizer,
-                        "num_classes": self.task.num_classes, "task": self.task.kind}, directory / "party.pt")
-            (directory / "schema.json").write_text(self.table.schema.to_json())
+            path = checkpoint.save_torch(checkpoint.model_part_path(self.job_dir), {
+                "party": self.spec.active, "role": "active", "model": self.model.state_dict(),
+                "bottom_module": own.module, "bottom_factory": self.bottom_factory_path,
+                "links": self._link_state(), "standardizer": self.standardizer,
+                "num_classes": self.task.num_classes, "task": self.task.kind})
+            atomic_write_text(path.parent / checkpoint.SCHEMA, self.table.schema.to_json())
         replies = {}
         for name, link in self.links.items():
             try:
@@ -455,7 +455,7 @@ class ActiveJob:
         for name, reply in replies.items():
             result["timing"][name] = json.loads(reply.report_json or b"{}").get("timing", {})
         if save:
-            result["model_parts"][self.spec.active] = str(self._own_model_dir() / "party.pt")
+            result["model_parts"][self.spec.active] = str(checkpoint.model_part_path(self.job_dir))
         if status == "succeeded":
             result["privacy"] = self._privacy_report(replies, result)
 
@@ -483,7 +483,7 @@ class ActiveJob:
         defense = self.defense.describe(max(self.epochs_started, self.spec.train.epochs)) \
             if self.defense is not None else {}
         report = build_report(self.spec.active, "active", self.spec.job_id, self.ledger.summary(),
-                              self.spec.crypto.key_bits if self.spec.crypto.mode == "paillier" else 0,
+                              self.spec.crypto.key_bits if scheme_for(self.spec.crypto.mode).encrypted else 0,
                               defense=defense, attacks=attacks, test_metrics=result.get("test", {}))
         write_report(self.job_dir, report)
         return summary_line(report)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 
+from vfl.protocol.messages import sent_fields
+
 
 class WireLedger:
     def __init__(self) -> None:
@@ -18,13 +20,10 @@ class WireLedger:
             entry[1] += int(nbytes)
 
     def record_message(self, direction: str, peer: str, message) -> None:
-        """Record each non-empty field of a protobuf message as its own kind."""
+        """Record each field a message carries (vfl.protocol.messages.sent_fields) as its own kind."""
         name = type(message).__name__
-        for field, value in message.ListFields():
-            if field.name in ("job_id",):
-                continue
-            size = len(value) if isinstance(value, (bytes, str)) else 8
-            self.record(direction, peer, f"{name}.{field.name}", size)
+        for field, size in sent_fields(message):
+            self.record(direction, peer, f"{name}.{field}", size)
 
     def summary(self) -> list[dict]:
         with self._lock:

@@ -13,7 +13,7 @@ import numpy as np
 from vfl.errors import DataError
 from vfl.job.spec import JobSpec
 from vfl.job.split import Split, split_by_id
-from vfl.node.config import DatasetConfig
+from vfl.data.dataset import DatasetConfig
 
 
 def load_dataset(ds: DatasetConfig, task: str, schema=None, with_label: bool = True):

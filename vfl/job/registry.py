@@ -9,28 +9,16 @@ import logging
 import threading
 from typing import Callable, Iterator
 
-import yaml
-
-from vfl.errors import ConfigError
-from vfl.job import psi_once
 from vfl.data.atomic import atomic_write_text
-from vfl.job.events import EventLog
+from vfl.errors import ConfigError, NotFound, OutOfOrder, PermissionDenied, TooManyRequests, status_of
+from vfl.job import psi_once
+from vfl.job.events import Event, EventLog
 from vfl.job.limits import OpenJobLimiter
-from vfl.job.spec import parse_job_spec
-from vfl.transport.chunking import NotFound, OutOfOrder, PermissionDenied, TooManyRequests, status_for
-from vfl.transport.proto import node_pb2 as pb
+from vfl.job.spec import parse_job_spec_yaml
+from vfl.job.state import JobState
+from vfl.protocol.messages import CloseJobReply, CloseJobRequest, OpenJob, OpenJobReply, Reply, Request
 
 log = logging.getLogger("vfl.jobs")
-
-
-def _parse_spec_yaml(text: str):
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"job spec: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError("job spec: top level must be a mapping")
-    return parse_job_spec(data)
 
 
 def check_policy(spec, policy, party: str) -> None:
@@ -48,13 +36,6 @@ def check_policy(spec, policy, party: str) -> None:
                                "(policy.allow_attack_harness)")
 
 
-def event_message(event) -> pb.JobEvent:
-    import json
-    return pb.JobEvent(job_id=event.job_id, kind=event.kind, message=event.message, stage=event.stage,
-                       progress=event.progress, metrics_json=json.dumps(event.metrics, default=str),
-                       done=event.done, failed=event.failed)
-
-
 ACCEPTED_SPEC = "accepted-spec.yaml"
 
 
@@ -64,6 +45,9 @@ def accepted_spec_path(job_dir):
 
 
 class JobRegistry:
+    """The node's jobs. `node` gives the config, datasets and models, and `node.network` the active jobs' way to
+    their passive parties (vfl.job.network)."""
+
     def __init__(self, node):
         self.node = node
         self._lock = threading.Lock()
@@ -85,7 +69,8 @@ class JobRegistry:
             events = EventLog(spec.job_id)
             self.active_events[spec.job_id] = events
         from vfl.privacy.defenses import defense_for_job
-        job = ActiveJob(self.node, spec, events, defense=defense if defense is not None else defense_for_job(spec))
+        job = ActiveJob(self.node, spec, events, self.node.network,
+                        defense=defense if defense is not None else defense_for_job(spec))
 
         def run() -> None:
             try:
@@ -97,31 +82,44 @@ class JobRegistry:
         thread.start()
         return events
 
-    def submit(self, spec_yaml: str, submitted_by: str, cancelled: Callable[[], bool]) -> Iterator[pb.JobEvent]:
-        spec = _parse_spec_yaml(spec_yaml)
+    def submit(self, spec_yaml: str, submitted_by: str, cancelled: Callable[[], bool]) -> Iterator[Event]:
+        spec = parse_job_spec_yaml(spec_yaml)
         if self.node.config.role != "active" or spec.active != self.node.config.party:
             raise ConfigError(f"active: jobs are submitted at the active party's node; this node is "
                               f"{self.node.config.party!r} ({self.node.config.role}) and the job's active party "
                               f"is {spec.active!r}")
         log.info("job %s submitted by %s", spec.job_id, submitted_by)
         events = self.start_active(spec)
-        for event in events.follow(cancelled):
-            yield event_message(event)
+        yield from events.follow(cancelled)
 
-    def watch(self, job_id: str, cancelled: Callable[[], bool]) -> Iterator[pb.JobEvent]:
+    def watch(self, job_id: str, cancelled: Callable[[], bool]) -> Iterator[Event]:
         with self._lock:
             events = self.active_events.get(job_id)
         if events is None:
             raise NotFound(f"no job {job_id!r} on this node")
-        for event in events.follow(cancelled):
-            yield event_message(event)
+        yield from events.follow(cancelled)
 
     # ------------------------------------------------------------------ passive side
-    def open_passive(self, request: pb.OpenJob, caller: str) -> pb.OpenJobReply:
+    def handle(self, request: Request, caller: str) -> Reply:
+        """Answer a call of the active party `caller` (authenticated by the transport), recording it in its job's
+        wire ledger: the one entry point of the passive side, for the gRPC service and the in-process link alike."""
+        if isinstance(request, OpenJob):
+            reply = self.open_passive(request, caller)
+            job = self.passive(request.job_id, caller)
+            job.ledger.record_message("received", job.active, request)
+            job.ledger.record_message("sent", job.active, reply)
+            return reply
+        job = self.passive(request.job_id, caller)
+        if isinstance(request, CloseJobRequest):  # its reply carries the report, which is written before it is sent
+            job.ledger.record_message("received", job.active, request)
+            return self.close_passive(request, caller)
+        return job.handle(request)
+
+    def open_passive(self, request: OpenJob, caller: str) -> OpenJobReply:
         """Join the job the active party `caller` opens here, or resume it; every outcome goes to the log."""
         spec = None
         try:
-            spec = _parse_spec_yaml(request.spec_yaml)
+            spec = parse_job_spec_yaml(request.spec_yaml)
             reply = self._open_passive(request, spec, caller)
         except Exception as exc:
             self.log_open_refused(request, caller, exc, spec)
@@ -130,13 +128,13 @@ class JobRegistry:
         log.info("OpenJob opened: job %r (kind %r) for caller %r%s", spec.job_id, spec.kind, caller, resumed)
         return reply
 
-    def log_open_refused(self, request: pb.OpenJob, caller: str, exc: BaseException, spec=None) -> None:
+    def log_open_refused(self, request: OpenJob, caller: str, exc: BaseException, spec=None) -> None:
         kind = spec.kind if spec is not None else "unknown: the spec did not parse"
         reason = " ".join(str(exc).split())  # one line per attempt, whatever the peer's spec made the message
         log.warning("OpenJob refused: job %r (kind %r) from caller %r: %s: %s", request.job_id, kind, caller,
-                    status_for(exc).name, reason)
+                    status_of(exc), reason)
 
-    def _open_passive(self, request: pb.OpenJob, spec, caller: str) -> pb.OpenJobReply:
+    def _open_passive(self, request: OpenJob, spec, caller: str) -> OpenJobReply:
         from vfl.job.passive import PassiveJob
         party = self.node.config.party
         if spec.job_id != request.job_id:
@@ -154,7 +152,7 @@ class JobRegistry:
         check_policy(spec, self.node.config.policy, party)
         with self._lock:
             old = self.passive_jobs.get(spec.job_id)
-            if old is not None and getattr(old, "state", "") not in ("closed",) and request.resume_epoch < 0:
+            if old is not None and old.state != JobState.CLOSED and request.resume_epoch < 0:
                 raise OutOfOrder(f"job {spec.job_id!r} is already open at {party!r}")
         claim = psi_once.read_claim(self.node.config.job_dir(spec.job_id))
         if request.resume_epoch < 0 and claim is not None:
@@ -220,17 +218,12 @@ class JobRegistry:
             raise PermissionDenied(f"job {job_id!r} belongs to active party {job.active!r}, not {caller!r}")
         return job
 
-    def close_passive(self, request: pb.CloseJobRequest, caller: str) -> pb.CloseJobReply:
+    def close_passive(self, request: CloseJobRequest, caller: str) -> CloseJobReply:
         job = self.passive(request.job_id, caller)
         reply = job.close(request)
         with self._lock:
             self.passive_jobs.pop(request.job_id, None)
         return reply
-
-    # ------------------------------------------------------------------ PSI
-    def add_psi_service(self, server) -> None:
-        from vfl.job.psi_bridge import add_psi_service
-        add_psi_service(server, self)
 
     # ------------------------------------------------------------------ lifecycle
     def recover(self) -> None:

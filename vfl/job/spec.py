@@ -6,6 +6,7 @@ party never dictates file paths at another organization.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -14,14 +15,16 @@ from typing import Any
 
 import yaml
 
-from vfl.config_util import Section, load_yaml
+from vfl.config_util import Section, check_model_name, check_name, load_yaml, yaml_mapping
 from vfl.errors import ConfigError, VflError
-from vfl.node.config import check_model_name, check_name
+from vfl.he.keys import ALLOWED_KEY_BITS
+from vfl.privacy.defenses import DEFENSE_CHOICES
+from vfl.protocol.schemes import SCHEMES
 
 TASKS = ("binary", "multiclass", "regression")
 # psi: align IDs only (the active party keeps the common IDs); cardinality: learn only how many IDs the parties share
 KINDS = ("train", "predict", "psi", "cardinality")
-CRYPTO_MODES = ("paillier", "plaintext")
+CRYPTO_MODES = tuple(SCHEMES)
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -80,7 +83,7 @@ class PsiSpec:
 
 @dataclass(frozen=True)
 class PrivacySpec:
-    defense: str = "auto"            # auto | none | dp | max_norm
+    defense: str = "auto"            # auto, or a name in vfl.privacy.defenses.DEFENSES
     noise_multiplier: float | None = None
     clip_norm: float | None = None
     delta: float | None = None
@@ -109,6 +112,12 @@ class JobSpec:
     def psi_mode(self) -> str:
         """The mode of this job's one PSI session: only a cardinality job reveals nothing but the size."""
         return "cardinality" if self.kind == "cardinality" else "intersection"
+
+    @property
+    def interactive_init_std(self) -> float:
+        """Xavier-normal std of the interactive layer, over all parties' bottom outputs."""
+        fan_in = sum(p.bottom.out for p in self.parties)
+        return math.sqrt(2.0 / (fan_in + self.interactive_out))
 
     @property
     def passives(self) -> tuple[PartySpec, ...]:
@@ -222,7 +231,7 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
                         gradient_bits=c.int("gradient_bits", 24, min_value=8, max_value=24),
                         stat_security_bits=c.int("stat_security_bits", 40, min_value=40, max_value=128),
                         activation_bound=c.float("activation_bound", 32.0, min_value=1.0, max_value=1024.0))
-    if crypto.key_bits not in (1024, 2048, 3072, 4096):
+    if crypto.key_bits not in ALLOWED_KEY_BITS:
         raise ConfigError(f"crypto.key_bits: must be 2048 (default) or 3072 (1024 only for tests), got {crypto.key_bits}")
     c.reject_unknown()
 
@@ -231,7 +240,7 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
     p.reject_unknown()
 
     pr = root.section("privacy")
-    privacy = PrivacySpec(defense=pr.str("defense", "auto", choices=("auto", "none", "dp", "max_norm")),
+    privacy = PrivacySpec(defense=pr.str("defense", "auto", choices=DEFENSE_CHOICES),
                           noise_multiplier=pr.float("noise_multiplier", None, min_value=0.0),
                           clip_norm=pr.float("clip_norm", None, min_value=0.0),
                           delta=pr.float("delta", None, min_value=0.0, max_value=1.0),
@@ -276,6 +285,16 @@ def check_layout_fits(spec: JobSpec) -> None:
                 f"output of {party.bottom.out} and an interactive output of {spec.interactive_out} at precision_bits "
                 f"{c.precision_bits}, gradient_bits {c.gradient_bits} do not fit a {c.key_bits}-bit ciphertext "
                 f"({exc}); lower the widths or the precision, or use a larger key") from None
+
+
+def spec_mapping(text: str, source: str = "job spec") -> dict[str, Any]:
+    """The YAML mapping of a spec given as text, or a ConfigError naming `source`."""
+    return yaml_mapping(text, source)
+
+
+def parse_job_spec_yaml(text: str) -> JobSpec:
+    """A spec that arrived as text (a submitted or a peer's job): the same checks as a file's."""
+    return parse_job_spec(spec_mapping(text))
 
 
 def load_job_spec(path: str | Path) -> JobSpec:

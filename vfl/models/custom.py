@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from vfl.errors import ConfigError, DataError
-from vfl.node.config import check_import_path
+from vfl.config_util import check_import_path
 
 Factory = Callable[[int, int], nn.Module]
 log = logging.getLogger("vfl.models")

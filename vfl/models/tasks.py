@@ -46,10 +46,6 @@ class Task:
         rmse = float(np.sqrt(np.mean((prediction - target) ** 2)))
         return {"rmse": rmse}
 
-    @property
-    def main_metric(self) -> str:
-        return {"binary": "auc", "multiclass": "accuracy", "regression": "rmse"}[self.kind]
-
 
 def make_task(kind: str, labels: np.ndarray | None, num_classes: int | None = None) -> Task:
     if kind == "binary":

@@ -5,49 +5,14 @@ work on one directory per job.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vfl.config_util import Section, load_yaml
+from vfl.config_util import Section, check_address, check_import_path, check_model_name, check_name, load_yaml
+from vfl.data.dataset import DatasetConfig
 from vfl.errors import ConfigError
 
 ROLES = ("active", "passive")
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
-_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}$")
-_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
-_IMPORT_PATH = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
-_MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
-
-
-def check_name(value: str, where: str) -> str:
-    if not _NAME.match(value):
-        raise ConfigError(f"{where}: {value!r} is not a valid party name "
-                          "(lowercase letters, digits, '-' and '.', at most 63 characters)")
-    return value
-
-
-def check_model_name(value, where: str) -> str:
-    """A name under a node config's `models:`, as a job spec's `module:` refers to it."""
-    if not isinstance(value, str) or not _MODEL_NAME.match(value):
-        raise ConfigError(f"{where}: {value!r} is not a valid model name "
-                          "(a letter or '_', then letters, digits, '_', '.', '-'; at most 63 characters)")
-    return value
-
-
-def check_import_path(value, where: str) -> str:
-    if not isinstance(value, str) or not _IMPORT_PATH.match(value):
-        raise ConfigError(f"{where}: {value!r} must be an import path 'package.module:factory'")
-    return value
-
-
-def check_address(value: str, where: str) -> str:
-    if not _ADDRESS.match(value):
-        raise ConfigError(f"{where}: {value!r} is not host:port")
-    port = int(value.rsplit(":", 1)[1])
-    if not 0 < port < 65536:
-        raise ConfigError(f"{where}: port {port} is out of range")
-    return value
 
 
 @dataclass(frozen=True)
@@ -62,16 +27,6 @@ class TlsConfig:
     cert: Path
     key: Path
     ca: Path
-
-
-@dataclass(frozen=True)
-class DatasetConfig:
-    name: str
-    path: Path
-    id_column: str
-    label: str | None = None
-    features: tuple[str, ...] | None = None  # None: every column except the id and label
-    categorical: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,15 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from vfl.errors import ConfigError
-from vfl.node.config import NodeConfig, PeerConfig
+from vfl.errors import ConfigError, PermissionDenied
+from vfl.job.registry import JobRegistry
+from vfl.node.config import NodeConfig, PeerConfig, load_node_config
+from vfl.node.network import GrpcNetwork
+from vfl.node.psi_service import psi_counter
+from vfl.node.services import add_services
 from vfl.transport import tls
-from vfl.transport.chunking import PermissionDenied
+from vfl.transport.guard import InternalErrorGuard
+from vfl.transport.recording import recorder_from_env
 
 log = logging.getLogger("vfl.node")
 
@@ -42,13 +47,10 @@ class Node:
         self._health_server: grpc.Server | None = None
         self.bound_port: int | None = None
         self.health_port: int | None = None
-        from vfl.job.registry import JobRegistry
+        self.network = GrpcNetwork(self)
         self.jobs = JobRegistry(self)
 
     # -------------------------------------------------------------- identity
-    def own_identity(self) -> str:
-        return self.config.identity
-
     def caller(self, context: grpc.ServicerContext) -> str:
         """The configured peer name (or 'self' / an admin identity) of the caller; refuses strangers."""
         if self.config.insecure:
@@ -85,11 +87,6 @@ class Node:
         raise PermissionDenied(f"certificate identities {names} match no configured peer or admin of "
                                f"{self.config.party!r}")
 
-    def require_peer(self, context: grpc.ServicerContext, expected: str) -> None:
-        who = self.caller(context)
-        if who != expected:
-            raise PermissionDenied(f"this job's active party is {expected!r}; the call came from {who!r}")
-
     def require_admin(self, context: grpc.ServicerContext) -> str:
         who = self.caller(context)
         if who == "self" or who.startswith("admin:") or self.config.insecure:
@@ -99,7 +96,6 @@ class Node:
 
     def dataset(self, name: str):
         """A dataset entry, re-read from the config file so new datasets need no restart."""
-        from vfl.node.config import load_node_config
         source = self.config.source
         if source is not None and source.exists():
             return load_node_config(source).dataset(name)
@@ -107,7 +103,6 @@ class Node:
 
     def models(self) -> dict[str, str]:
         """This party's own bottom models (node.yaml `models:`), re-read like datasets."""
-        from vfl.node.config import load_node_config
         source = self.config.source
         if source is not None and source.exists():
             return load_node_config(source).models
@@ -126,10 +121,6 @@ class Node:
 
     # -------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        from vfl.node.services import add_services
-        from vfl.transport.recording import recorder_from_env
-        from vfl.job.psi_bridge import psi_counter
-        from vfl.transport.guard import InternalErrorGuard
         recorder = recorder_from_env(self.config.party)
         # the guard is outermost, so nothing inside it (services, interceptors) can send exception text
         interceptors = [InternalErrorGuard(self.config.party)] + ([recorder] if recorder else []) + \

@@ -57,12 +57,6 @@ def per_step_leak_auc(labels: np.ndarray, scores: np.ndarray, steps: np.ndarray)
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
-def label_leakage(gradients: np.ndarray, steps: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Per-step-averaged leak AUC of both attacks."""
-    return {"norm_leak_auc": per_step_leak_auc(labels, norm_scores(gradients), steps),
-            "direction_leak_auc": per_step_leak_auc(labels, direction_scores(gradients, steps), steps)}
-
-
 def membership_auc(train_losses: np.ndarray, test_losses: np.ndarray) -> float:
     """Loss-threshold membership inference: AUC of -loss separating training from test rows."""
     scores = -np.concatenate([train_losses, test_losses])

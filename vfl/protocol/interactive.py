@@ -15,7 +15,9 @@ the gradient dL/dz = delta (B x m), D = fixed-point per-example gradients (B * d
   `stat_bits` more bits than |h^T D|; A decrypts h^T D + Q. The gradient's shares are A: h^T D + Q,
   P: -Q, and each party folds its share into its weight share (SGD with momentum is linear).
 
-Every ciphertext a party sends carries fresh randomness from its encryption or re-randomization.
+Every ciphertext a party sends carries fresh randomness from its encryption or re-randomization: the functions
+here return `Fresh` batches for what leaves a party, and the wire encoder takes nothing else (vfl.he.batch).
+Every batch carries its key, so an operation on the other party's ciphertexts raises instead of computing.
 What crosses the wire: Paillier ciphertexts, the statistically masked init share, and nothing else.
 """
 from __future__ import annotations
@@ -27,34 +29,34 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from vfl.errors import ProtocolError
-from vfl.protocol.layout import Layout, SlotLayout
-from vfl.protocol.packing import group_exponents, pack_row_at_group, pack_rows, unpack_rows
+from vfl.he.batch import Ciphertexts, Fresh
+from vfl.he.packing import (SlotLayout, fixed, from_fixed, group_exponents, pack_row_at_group, pack_rows, to_fixed,
+                            unpack_rows)
+from vfl.protocol.layout import Layout
 
 
 class PublicOps(Protocol):
-    """What the protocol needs from the Paillier engine under someone's public key."""
+    """What the protocol needs from the Paillier engine under someone's public key (a vfl.he.KeyedEngine)."""
     n: int
 
-    def encrypt_ints(self, plaintexts: Sequence[int]) -> list: ...
-    def add_plain(self, ciphertexts: Sequence, plaintexts: Sequence[int]) -> list: ...
-    def multiexp(self, bases: Sequence, exponents: np.ndarray) -> list: ...
-    def rerandomize(self, ciphertexts: Sequence) -> list: ...
+    def encrypt_ints(self, plaintexts: Sequence[int]) -> Fresh: ...
+    def add_plain(self, ciphertexts: Ciphertexts, plaintexts: Sequence[int]) -> Ciphertexts: ...
+    def multiexp(self, bases: Ciphertexts, exponents: np.ndarray) -> Ciphertexts: ...
+    def rerandomize(self, ciphertexts: Ciphertexts) -> Fresh: ...
 
 
 class PrivateOps(PublicOps, Protocol):
-    def decrypt_ints(self, ciphertexts: Sequence) -> list[int]: ...  # centered in (-n/2, n/2]
+    def decrypt_ints(self, ciphertexts: Ciphertexts) -> list[int]: ...  # centered in (-n/2, n/2]
 
 
 # ------------------------------------------------------------------------------------ fixed point
 
 def encode_activations(h: np.ndarray, layout: Layout) -> np.ndarray:
-    bound = layout.activation_bound
-    return np.rint(np.clip(h, -bound, bound) * (1 << layout.f_h)).astype(np.int64)
+    return to_fixed(h, layout.f_h, layout.activation_bound)
 
 
 def encode_gradients(per_example_delta: np.ndarray, layout: Layout) -> np.ndarray:
-    bound = float(1 << layout.delta_range_bits)
-    return np.rint(np.clip(per_example_delta, -bound, bound) * (1 << layout.f_g)).astype(np.int64)
+    return to_fixed(per_example_delta, layout.f_g, float(1 << layout.delta_range_bits))
 
 
 def _uniform_ints(shape: tuple[int, ...], bits: int, signed: bool) -> np.ndarray:
@@ -121,7 +123,7 @@ def active_init(layout: Layout, std: float, masked_from_passive: np.ndarray, rng
 
 # ------------------------------------------------------------------------------------ forward
 
-def weight_bases(ops: PublicOps, weights: np.ndarray, slot: SlotLayout) -> list:
+def weight_bases(ops: PublicOps, weights: np.ndarray, slot: SlotLayout) -> Fresh:
     """Encrypt each row of `weights` (rows x slot.width) at every slot group: rows * groups ciphertexts.
 
     Base index j * groups + t holds row j at group t, matching `group_exponents`.
@@ -135,7 +137,8 @@ def _check_count(stage: str, what: str, expected: int, got: Sequence) -> None:
         raise ProtocolError(f"{stage}: expected {expected} {what} ciphertexts, got {len(got)}")
 
 
-def _shared_product(ops, bases: Sequence, x_int: np.ndarray, own_weights: np.ndarray, slot: SlotLayout) -> list:
+def _shared_product(ops: PublicOps, bases: Ciphertexts, x_int: np.ndarray, own_weights: np.ndarray,
+                    slot: SlotLayout) -> Fresh:
     """[x (S + T)] from the peer's encrypted share S (as bases, x in the exponent) plus x T in plaintext.
 
     Re-randomized, because the product is returned to the key owner.
@@ -145,43 +148,43 @@ def _shared_product(ops, bases: Sequence, x_int: np.ndarray, own_weights: np.nda
     return ops.rerandomize(ops.add_plain(products, own))
 
 
-def passive_forward(ops_a: PublicOps, u_bases: Sequence, h_int: np.ndarray, v_share: WeightShare,
-                    layout: Layout) -> list:
+def passive_forward(ops_a: PublicOps, u_bases: Ciphertexts, h_int: np.ndarray, v_share: WeightShare,
+                    layout: Layout) -> Fresh:
     """P: [h W]_A from A's [U] bases, P's activations (exponents) and P's share V (added as plaintext)."""
     slot = layout.forward_layout()
     _check_count("forward", "weight", layout.d * slot.groups, u_bases)
     return _shared_product(ops_a, u_bases, h_int, product_weights(v_share.weights, layout), slot)
 
 
-def active_decode_forward(ops_a: PrivateOps, z_cts: Sequence, rows: int, layout: Layout) -> np.ndarray:
+def active_decode_forward(ops_a: PrivateOps, z_cts: Ciphertexts, rows: int, layout: Layout) -> np.ndarray:
     """A: decrypt z = h W (float, rows x m)."""
     slot = layout.forward_layout()
     _check_count("forward", "output", slot.ciphertexts_for(rows), z_cts)
     z = unpack_rows(ops_a.decrypt_ints(z_cts), rows, slot, "forward output h*W")
-    return z.astype(np.float64) / float(1 << (layout.f_h + layout.f_w))
+    return from_fixed(z, layout.f_h + layout.f_w)
 
 
 # ------------------------------------------------------------------------------------ input gradient
 
-def active_input_gradient(ops_p: PublicOps, v_bases: Sequence, d_int: np.ndarray, u_share: WeightShare,
-                          layout: Layout) -> list:
+def active_input_gradient(ops_p: PublicOps, v_bases: Ciphertexts, d_int: np.ndarray, u_share: WeightShare,
+                          layout: Layout) -> Fresh:
     """A: [D W^T]_P from P's [V^T] bases, A's per-example gradients (exponents) and A's share U."""
     slot = layout.backward_layout()
     _check_count("backward", "weight", layout.m * slot.groups, v_bases)
     return _shared_product(ops_p, v_bases, d_int, product_weights(u_share.weights, layout).T, slot)
 
 
-def passive_decode_input_gradient(ops_p: PrivateOps, cts: Sequence, rows: int, layout: Layout) -> np.ndarray:
+def passive_decode_input_gradient(ops_p: PrivateOps, cts: Ciphertexts, rows: int, layout: Layout) -> np.ndarray:
     """P: its input gradient delta W^T (float, rows x d), from per-example gradients divided by B."""
     slot = layout.backward_layout()
     _check_count("backward", "gradient", slot.ciphertexts_for(rows), cts)
     g = unpack_rows(ops_p.decrypt_ints(cts), rows, slot, "input gradient delta*W^T")
-    return g.astype(np.float64) / float(1 << (layout.f_g + layout.f_w)) / rows
+    return from_fixed(g, layout.f_g + layout.f_w) / rows
 
 
 # ------------------------------------------------------------------------------------ weight gradient
 
-def active_encrypt_gradients(ops_a: PublicOps, d_int: np.ndarray, layout: Layout) -> list:
+def active_encrypt_gradients(ops_a: PublicOps, d_int: np.ndarray, layout: Layout) -> Fresh:
     """A: [D]_A, one ciphertext per row (per row chunk when m is wider than a plaintext)."""
     slot = layout.gradient_layout()
     chunks = _row_chunks(d_int, slot.width)
@@ -198,39 +201,35 @@ def _row_chunks(x: np.ndarray, width: int) -> list[list[np.ndarray]]:
     return out
 
 
-def passive_weight_gradient(ops_a: PublicOps, d_cts: Sequence, h_int: np.ndarray,
-                            layout: Layout) -> tuple[list, np.ndarray]:
+def passive_weight_gradient(ops_a: PublicOps, d_cts: Ciphertexts, h_int: np.ndarray,
+                            layout: Layout) -> tuple[Fresh, np.ndarray]:
     """P: [h^T D + Q]_A and P's gradient share -Q (d x m)."""
     slot = layout.gradient_layout()
     rows = h_int.shape[0]
-    per_row = -(-layout.m // slot.width)
+    per_row = layout.gradient_ciphertexts_per_row()
     _check_count("backward", "gradient", rows * per_row, d_cts)
     mask_bits = layout.gradient_bound_bits() + layout.stat_bits
     q = _uniform_ints((layout.d, per_row * slot.width), mask_bits, signed=False)
     out = []
     for c in range(per_row):
-        bases = list(d_cts[c::per_row])
+        bases = d_cts[c::per_row]
         products = ops_a.multiexp(bases, np.ascontiguousarray(h_int.T))  # one output per j
         masks = pack_rows(q[:, c * slot.width:(c + 1) * slot.width], slot)
         out.append(ops_a.rerandomize(ops_a.add_plain(products, masks)))
-    interleaved = [out[c][j] for j in range(layout.d) for c in range(per_row)]
-    return interleaved, -q[:, :layout.m]
+    # row j's chunks next to each other, as the active party decodes them
+    return Fresh.interleave(out, [(c, j) for j in range(layout.d) for c in range(per_row)]), -q[:, :layout.m]
 
 
-def active_decode_weight_gradient(ops_a: PrivateOps, cts: Sequence, layout: Layout) -> np.ndarray:
+def active_decode_weight_gradient(ops_a: PrivateOps, cts: Ciphertexts, layout: Layout) -> np.ndarray:
     """A: its gradient share h^T D + Q (d x m, integers at 2^(f_h + f_g), summed over the batch)."""
     slot = layout.gradient_layout()
-    per_row = -(-layout.m // slot.width)
+    per_row = layout.gradient_ciphertexts_per_row()
     _check_count("backward", "masked-gradient", layout.d * per_row, cts)
     rows = unpack_rows(ops_a.decrypt_ints(cts), layout.d * per_row, slot, "masked weight gradient")
     return rows.reshape(layout.d, per_row * slot.width)[:, :layout.m]
 
 
 # ------------------------------------------------------------------------------------ update
-
-def fixed(value: float, bits: int) -> int:
-    return int(round(value * (1 << bits)))
-
 
 def apply_update(share: WeightShare, gradient_share: np.ndarray, batch_rows: int, lr: float, momentum: float,
                  weight_decay: float, layout: Layout) -> None:

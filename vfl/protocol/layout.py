@@ -1,15 +1,15 @@
 """Fixed-point scales and slot packing of the secure interactive layer, agreed once per job.
 
+Packing and fixed point are vfl.he.packing's (the one codec); this module fixes the parameters.
+
 Scales (powers of two):
   activations  H = round(clamp(h, +-bound) * 2^f_h)
   gradients    D = round(clamp(B * dL/dz, +-2^delta_range) * 2^f_g)       (per-example gradients)
   weights      shares U, V are stored at 2^f_s and used at 2^f_w (U >> (f_s - f_w))
 
-A packed plaintext is  sum_s v_s 2^(b s) + c 2^(b S)  (mod n): S signed slots of b bits and, above them,
-a checksum slot c = sum_s a_s v_s with public pseudo-random weights a_s. Because the encoding is linear
-mod n, intermediate values may be anything (e.g. huge shares); only the final slot values must fit. The
-checksum catches the case where they do not (probability of a miss about 2^-24 per ciphertext), so an
-overflow is reported instead of returning garbage.
+Three slot layouts: forward (rows of m values of h W, with a checksum), backward (rows of d values of
+delta W^T, with a checksum) and gradient (one row of h^T D + Q per ciphertext, split into several
+ciphertexts per row when m is too wide for one: `gradient_ciphertexts_per_row`).
 """
 from __future__ import annotations
 
@@ -17,42 +17,12 @@ import json
 import math
 from dataclasses import asdict, dataclass
 
-import numpy as np
+from vfl.errors import ProtocolError
+from vfl.he.errors import LayoutError
+from vfl.he.keys import ALLOWED_KEY_BITS
+from vfl.he.packing import SlotLayout, plan
 
-CHECKSUM_WEIGHT_BITS = 24
 SHARE_FRACTION_BITS = 32  # weight shares are stored at 2^-32: updates round far below the 2^-14 in use
-
-
-@dataclass(frozen=True)
-class SlotLayout:
-    """`groups` rows of `width` values per ciphertext, `slot_bits` each, optionally with a checksum on top."""
-    width: int
-    groups: int
-    slot_bits: int
-    checksum: bool
-    seed: int
-
-    @property
-    def slots(self) -> int:
-        return self.width * self.groups
-
-    def weights(self) -> np.ndarray:
-        """Public checksum weights a_s in [1, 2^24), one per slot."""
-        rng = np.random.default_rng([self.seed, self.width, self.groups, self.slot_bits])
-        return rng.integers(1, 1 << CHECKSUM_WEIGHT_BITS, size=self.slots, dtype=np.int64)
-
-    def ciphertexts_for(self, rows: int) -> int:
-        return -(-rows // self.groups)
-
-
-def plan(width: int, slot_bits: int, key_bits: int, checksum: bool, seed: int) -> SlotLayout:
-    """Pack as many rows of `width` slots per ciphertext as the plaintext space allows."""
-    usable = key_bits - 2  # |plaintext| < n/2, and n has key_bits bits
-    top = slot_bits + CHECKSUM_WEIGHT_BITS + 12 if checksum else 0
-    groups = (usable - top) // (slot_bits * width)
-    if groups < 1:
-        raise ValueError(f"a row of {width} slots of {slot_bits} bits does not fit a {key_bits}-bit key")
-    return SlotLayout(width=width, groups=int(groups), slot_bits=slot_bits, checksum=checksum, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -113,17 +83,20 @@ class Layout:
                 plan(width, bits, self.key_bits, False, self.seed + 2)
                 # one gradient row per ciphertext: the rows come out of separate multi-exponentiations
                 return SlotLayout(width=width, groups=1, slot_bits=bits, checksum=False, seed=self.seed + 2)
-            except ValueError:
+            except LayoutError:
                 if width == 1:
                     raise
                 width = -(-width // 2)
+
+    def gradient_ciphertexts_per_row(self) -> int:
+        """Ciphertexts that carry one row of m per-example gradients (or of h^T D + Q)."""
+        return -(-self.m // self.gradient_layout().width)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
     @staticmethod
     def from_json(data: bytes) -> "Layout":
-        from vfl.errors import ProtocolError
         try:
             values = json.loads(data)
             layout = Layout(**values)
@@ -133,19 +106,21 @@ class Layout:
         return layout
 
     def validate(self) -> None:
-        from vfl.errors import ProtocolError
         for name in ("d", "m", "f_h", "f_w", "f_s", "f_g", "f_lr", "delta_range_bits", "output_range_bits",
                      "stat_bits", "max_batch"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1 or value > 1 << 20:
                 raise ProtocolError(f"setup: layout.{name} = {value!r} is out of range")
-        if self.key_bits not in (1024, 2048, 3072, 4096):
+        if self.key_bits not in ALLOWED_KEY_BITS:
             raise ProtocolError(f"setup: layout.key_bits = {self.key_bits} is not supported")
         if self.stat_bits < 40:
             raise ProtocolError("setup: statistical security below 40 bits is refused")
         if self.f_s < self.f_w:
             raise ProtocolError("setup: share storage precision must be at least the product precision")
-        self.forward_layout(), self.backward_layout(), self.gradient_layout()
+        try:
+            self.forward_layout(), self.backward_layout(), self.gradient_layout()
+        except LayoutError as exc:
+            raise ProtocolError(f"setup: layout does not fit the key: {exc}") from None
 
 
 def default_layout(key_bits: int, d: int, m: int, precision_bits: int, gradient_bits: int, stat_bits: int,

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from psi.transport.server import certificate_names
+from psi.identity import certificate_names
 
 from vfl.errors import ConfigError
 

@@ -15,7 +15,7 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 
 from psi.error_ids import internal_error_detail
-from vfl.errors import ConfigError, CryptoError, DataError, ProtocolError, VflError
+from vfl.errors import PayloadTooLarge, PeerCallError, ProtocolError, status_of
 from vfl.transport.proto import node_pb2
 
 CHUNK_BYTES = 1 << 20
@@ -28,10 +28,6 @@ HANDLER_SECONDS = "vfl-handler-seconds"
 log = logging.getLogger("vfl.transport")
 
 M = TypeVar("M", bound=Message)
-
-
-class PayloadTooLarge(ProtocolError):
-    pass
 
 
 def to_chunks(message: Message, chunk_bytes: int = CHUNK_BYTES) -> Iterator[node_pb2.Chunk]:
@@ -77,34 +73,9 @@ def read_one(chunks: Iterable[node_pb2.Chunk], message_type: type[M], max_bytes:
 
 # ------------------------------------------------------------------------------------------ server side
 
-class NotFound(VflError):
-    """Unknown job or session."""
-
-
-class OutOfOrder(VflError):
-    """A message arrived in a state where the protocol does not allow it."""
-
-
-class PermissionDenied(VflError):
-    """The caller's certificate identity is not allowed to make this call."""
-
-
-class TooManyRequests(VflError):
-    """The caller is over one of this node's limits (node config `limits`); it may try again later."""
-
-
 def status_for(exc: BaseException) -> grpc.StatusCode:
-    if isinstance(exc, NotFound):
-        return grpc.StatusCode.NOT_FOUND
-    if isinstance(exc, OutOfOrder):
-        return grpc.StatusCode.FAILED_PRECONDITION
-    if isinstance(exc, PermissionDenied):
-        return grpc.StatusCode.PERMISSION_DENIED
-    if isinstance(exc, (PayloadTooLarge, TooManyRequests)):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if isinstance(exc, (ProtocolError, CryptoError, DataError, ConfigError)):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    return grpc.StatusCode.INTERNAL
+    """The gRPC status of an error: the one its class names (vfl.errors), INTERNAL for anything else."""
+    return getattr(grpc.StatusCode, status_of(exc), grpc.StatusCode.INTERNAL)
 
 
 def peer_detail(exc: BaseException, party: str, during: str) -> str:
@@ -162,14 +133,6 @@ def stream_handler(request_type: type[M], handler: Callable[[M, grpc.ServicerCon
 
 # ------------------------------------------------------------------------------------------ client side
 
-class PeerCallError(VflError):
-    """A call to a peer failed; carries the gRPC status code."""
-
-    def __init__(self, peer: str, method: str, code: grpc.StatusCode, detail: str):
-        super().__init__(f"peer {peer!r}: {method} failed with {code.name}: {detail}")
-        self.peer, self.method, self.code, self.detail = peer, method, code, detail
-
-
 def call_unary(peer: str, method_name: str, method: Callable, request: Message, reply_type: type[M],
                timeout: float | None = None, max_bytes: int = DEFAULT_MAX_PAYLOAD,
                on_handler_seconds: Callable[[float | None], None] | None = None) -> M:
@@ -182,7 +145,7 @@ def call_unary(peer: str, method_name: str, method: Callable, request: Message, 
         call = method(to_chunks(request), timeout=timeout)
         reply = read_one(call, reply_type, max_bytes)
     except grpc.RpcError as exc:
-        raise PeerCallError(peer, method_name, exc.code(), exc.details() or "") from None
+        raise PeerCallError(peer, method_name, exc.code().name, exc.details() or "") from None
     if on_handler_seconds is not None:
         on_handler_seconds(handler_seconds(call))
     return reply
@@ -206,4 +169,4 @@ def call_stream(peer: str, method_name: str, method: Callable, request: Message,
         for payload in read_payloads(method(to_chunks(request), timeout=timeout), max_bytes):
             yield parse(reply_type, payload)
     except grpc.RpcError as exc:
-        raise PeerCallError(peer, method_name, exc.code(), exc.details() or "") from None
+        raise PeerCallError(peer, method_name, exc.code().name, exc.details() or "") from None

@@ -15,7 +15,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from psi.transport.server import certificate_names
+from psi.identity import certificate_names
 from vfl.errors import ConfigError
 
 # Messages are chunked well below this; the limit only stops a peer from making us buffer gigabytes.
@@ -93,7 +93,7 @@ def peer_names(context: grpc.ServicerContext) -> list[str]:
 
     Its DNS-name SANs; the subject CN only for a certificate without DNS-name SANs (as in RFC 6125, a CN is
     not consulted once DNS names are present, so a CN cannot add an identity). IP, email and URI SANs are not
-    identities. The same rule as PSI's (:func:`psi.transport.server.certificate_names`).
+    identities. The same rule as PSI's (:func:`psi.identity.certificate_names`).
     """
     auth = context.auth_context() or {}
     return certificate_names([v.decode() for v in auth.get("x509_subject_alternative_name", [])],

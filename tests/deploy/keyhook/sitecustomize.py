@@ -2,7 +2,7 @@
 
 The loopback test puts this directory on PYTHONPATH (so Python imports it at start-up) and names a directory outside
 both releases' volumes in VFL_TEST_PAILLIER_RECORD_DIR. Each key pair the job runtime asks for
-(vfl.job.crypto.new_private_ops, used by the active and the passive side alike) is written there as JSON, so the
+(vfl.protocol.schemes.paillier.new_key, used by the active and the passive side alike) is written there as JSON, so the
 test can then search every file the releases wrote for the private keys. Without the variable it does nothing.
 """
 import json
@@ -13,9 +13,9 @@ import uuid
 _RECORD_DIR = os.environ.get("VFL_TEST_PAILLIER_RECORD_DIR")
 
 if _RECORD_DIR:
-    from vfl.job import crypto as _crypto
+    from vfl.protocol.schemes import paillier as _paillier
 
-    _generate = _crypto.new_private_ops
+    _generate = _paillier.new_key
 
     def _recording_new_private_ops(*args, **kwargs):
         ops = _generate(*args, **kwargs)
@@ -28,4 +28,4 @@ if _RECORD_DIR:
             json.dump(record, f)
         return ops
 
-    _crypto.new_private_ops = _recording_new_private_ops
+    _paillier.new_key = _recording_new_private_ops

@@ -2,17 +2,18 @@
 
 `ModNOps` is a stand-in for the Paillier engine that keeps plaintexts mod n in the clear. It makes the
 protocol's linear algebra (slot groups, checksums, shares) testable exactly and fast; the same protocol
-functions run under real Paillier in tests/protocol/test_interactive_paillier.py.
+functions run under real Paillier in tests/protocol/test_interactive_paillier.py. The engine view is the
+production one (vfl.he.batch.KeyedEngine), so batches carry their key here too.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from vfl.he.batch import KeyedEngine
+from vfl.he.packing import SlotOverflowError, group_exponents, pack_row_at_group, pack_rows, plan, unpack_rows
 from vfl.protocol import interactive as proto
-from vfl.protocol.layout import default_layout, plan
-from vfl.protocol.packing import (SlotOverflowError, group_exponents, pack_row_at_group, pack_rows,
-                                  unpack_rows)
+from vfl.protocol.layout import default_layout
 
 N = (1 << 2047) + 1234567  # any odd modulus of the right size works for the mod-n algebra
 
@@ -64,7 +65,7 @@ def test_slot_overflow_is_detected_not_returned():
 
 def test_group_bases_and_exponents_compute_row_products():
     slot = plan(4, 40, 1024, True, seed=1)
-    ops = ModNOps()
+    ops = KeyedEngine(ModNOps())
     rng = np.random.default_rng(1)
     w = rng.integers(-1000, 1000, size=(3, 4))              # 3 base rows of width 4
     x = rng.integers(-50, 50, size=(slot.groups * 2 + 1, 3))  # output rows, one exponent per base row
@@ -80,7 +81,7 @@ def _layout(d=5, m=4):
 
 def test_interactive_layer_matches_plaintext_math():
     layout = _layout()
-    ops_a, ops_p = ModNOps(), ModNOps(N + 2)
+    ops_a, ops_p = KeyedEngine(ModNOps()), KeyedEngine(ModNOps(N + 2))
     rng = np.random.default_rng(2)
     v, masked = proto.passive_init(layout, 0.3, rng)
     u = proto.active_init(layout, 0.3, masked, rng)

@@ -1,57 +1,19 @@
-"""PSI inside a job: the active runtime drives `psi` over the node's own mTLS channels, and every node
-mounts the PSI service, which hands a passive job its IDs for the job's one session and receives its alignment
-(or, for a cardinality job, only the size). The once-per-job rules are in vfl/job/psi_once.py."""
+"""PSI inside a job at a passive node: the PSI service hands a passive job its IDs for the job's one session and
+gives it the alignment (or, for a cardinality job, only the size). The once-per-job rules are in
+vfl/job/psi_once.py; the active side runs its session through the node's network (vfl/node/network.py)."""
 from __future__ import annotations
 
 import logging
 import threading
-import time
-import uuid
 
-import numpy as np
-
-from psi import PsiConfig, PsiResult
 from psi.errors import PermissionDenied as PsiPermissionDenied
 from psi.errors import PsiError
 from psi.protocol.messages import Mode
-from psi.transport.client import run_session
 from psi.transport.server import add_psi_service as mount_psi_service
-from vfl.job.psi_wire import PsiServerCounter, counted_channel
-from vfl.transport.chunking import PermissionDenied
+from vfl.errors import PermissionDenied
+from vfl.transport.psi_wire import PsiServerCounter
 
 log = logging.getLogger("vfl.psi")
-
-
-def _run_session(job, ids: list[str]) -> PsiResult:
-    """The job's one PSI session with all passives, in the mode and canonicalization its spec fixes."""
-    spec, node = job.spec, job.node
-    config = PsiConfig(strip=spec.psi.strip, lowercase=spec.psi.lowercase, mode=spec.psi_mode,
-                       workers=node.config.workers, session_id=f"{spec.job_id}.psi.{uuid.uuid4().hex[:8]}",
-                       metadata={"job_id": spec.job_id})
-    last = {"t": 0.0}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        now = time.time()
-        if now - last["t"] > 0.5 or done >= total:
-            last["t"] = now
-            job.emit("progress", stage="psi", progress=done / max(total, 1),
-                     metrics={"psi_stage": stage, "done": done, "total": total})
-
-    # every PSI envelope is counted in the job's ledger, for the privacy report
-    channels = {name: counted_channel(node.channel(name), job.ledger, name) for name in job.links}
-    return run_session(channels, ids, config, me=spec.active, progress=progress,
-                       call_metadata=node.call_metadata())
-
-
-def run_psi_as_active(job, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The common IDs in the agreed order and this party's row of each, from a PSI session with all passives."""
-    result = _run_session(job, ids)
-    return np.array(result.ids, dtype=object), np.asarray(result.rows, dtype=np.int64)
-
-
-def run_cardinality_as_active(job, ids: list[str]) -> int:
-    """How many IDs all parties share, from a cardinality session (a cardinality job): nobody learns which."""
-    return _run_session(job, ids).size
 
 
 def psi_counter(registry) -> PsiServerCounter:

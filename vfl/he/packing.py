@@ -1,21 +1,78 @@
-"""Rows of integers <-> packed plaintexts of a SlotLayout, with the checksum slot on top.
+"""The one slot codec of the project: fixed point, and rows of integers <-> packed Paillier plaintexts.
 
-Plaintexts are Python ints (the engine works mod n). Packing is Horner's rule over slots, so slot values
-may be negative or larger than a slot: the encoding is linear, and only decoded results must fit.
+Fixed point: a real x at f fraction bits is round(x * 2^f), after clamping to the range the caller agreed.
+
+Packing: a plaintext is  sum_s v_s 2^(b s) + c 2^(b S)  (mod n): S signed slots of b bits (a :class:`SlotLayout`
+of ``groups`` rows of ``width`` values) and, above them, an optional checksum slot c = sum_s a_s v_s with
+public pseudo-random weights a_s. Packing is Horner's rule over the slots and linear mod n, so slot values
+may be negative, and intermediate values anything (huge masked shares, say): only decoded results must fit.
+The checksum catches the case where they do not (a miss has probability about 2^-24 per ciphertext), so an
+overflow raises :class:`SlotOverflowError` instead of returning garbage.
+
+Plaintexts are Python ints; the engine (vfl.he.engine) works mod n and decrypts centered in (-n/2, n/2].
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from vfl.errors import CryptoError
-from vfl.protocol.layout import SlotLayout
+from vfl.he.errors import LayoutError, SlotOverflowError
+
+CHECKSUM_WEIGHT_BITS = 24
 
 
-class SlotOverflowError(CryptoError):
-    """A decoded packed value does not match its checksum: some slot overflowed its range."""
+@dataclass(frozen=True)
+class SlotLayout:
+    """`groups` rows of `width` values per ciphertext, `slot_bits` each, optionally with a checksum on top."""
+    width: int
+    groups: int
+    slot_bits: int
+    checksum: bool
+    seed: int
 
+    @property
+    def slots(self) -> int:
+        return self.width * self.groups
+
+    def weights(self) -> np.ndarray:
+        """Public checksum weights a_s in [1, 2^24), one per slot."""
+        rng = np.random.default_rng([self.seed, self.width, self.groups, self.slot_bits])
+        return rng.integers(1, 1 << CHECKSUM_WEIGHT_BITS, size=self.slots, dtype=np.int64)
+
+    def ciphertexts_for(self, rows: int) -> int:
+        return -(-rows // self.groups)
+
+
+def plan(width: int, slot_bits: int, key_bits: int, checksum: bool, seed: int) -> SlotLayout:
+    """Pack as many rows of `width` slots per ciphertext as the plaintext space allows."""
+    usable = key_bits - 2  # |plaintext| < n/2, and n has key_bits bits
+    top = slot_bits + CHECKSUM_WEIGHT_BITS + 12 if checksum else 0
+    groups = (usable - top) // (slot_bits * width)
+    if groups < 1:
+        raise LayoutError(f"a row of {width} slots of {slot_bits} bits does not fit a {key_bits}-bit key")
+    return SlotLayout(width=width, groups=int(groups), slot_bits=slot_bits, checksum=checksum, seed=seed)
+
+
+# ------------------------------------------------------------------------------------ fixed point
+
+def to_fixed(values: np.ndarray, fraction_bits: int, bound: float) -> np.ndarray:
+    """round(clamp(values, +-bound) * 2^fraction_bits) as int64 (the bound keeps every value inside int64)."""
+    return np.rint(np.clip(values, -bound, bound) * (1 << fraction_bits)).astype(np.int64)
+
+
+def from_fixed(values: np.ndarray, fraction_bits: int) -> np.ndarray:
+    """Integers (int64 or Python ints) at 2^-fraction_bits as float64."""
+    return np.asarray(values).astype(np.float64) / float(1 << fraction_bits)
+
+
+def fixed(value: float, bits: int) -> int:
+    """One constant (a learning rate, a momentum) at 2^-bits."""
+    return int(round(value * (1 << bits)))
+
+
+# ------------------------------------------------------------------------------------ packing
 
 def _horner(values: Sequence[int], bits: int) -> int:
     acc = 0
@@ -79,7 +136,7 @@ def unpack_rows(plaintexts: Sequence[int], count: int, layout: SlotLayout, what:
             raise SlotOverflowError(f"{what}: packed value {c} has bits above its last slot (overflow)")
     rows = values.reshape(-1, layout.width)[:count]
     if len(rows) < count:
-        raise CryptoError(f"{what}: expected {count} rows, the ciphertexts hold {len(rows)}")
+        raise LayoutError(f"{what}: expected {count} rows, the ciphertexts hold {len(rows)}")
     return rows
 
 

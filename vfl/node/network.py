@@ -1,0 +1,28 @@
+"""The node's network for its active jobs: a gRPC link per passive party, PSI over the node's mTLS channels."""
+from __future__ import annotations
+
+import uuid
+from typing import Sequence
+
+from psi import PsiResult
+from psi.transport.client import run_session
+from vfl.job.ledger import WireLedger
+from vfl.job.network import PsiProgress, psi_config
+from vfl.job.spec import JobSpec
+from vfl.transport.party_link import GrpcPartyLink
+from vfl.transport.psi_wire import counted_channel
+
+
+class GrpcNetwork:
+    def __init__(self, node):
+        self.node = node
+
+    def link(self, peer: str) -> GrpcPartyLink:
+        return GrpcPartyLink(peer, self.node.channel(peer), self.node.call_metadata())
+
+    def run_psi(self, spec: JobSpec, ids: Sequence[str], ledger: WireLedger, progress: PsiProgress) -> PsiResult:
+        config = psi_config(spec, self.node.config.workers, f"{spec.job_id}.psi.{uuid.uuid4().hex[:8]}")
+        # every PSI envelope is counted in the job's ledger, for the privacy report
+        channels = {p.name: counted_channel(self.node.channel(p.name), ledger, p.name) for p in spec.passives}
+        return run_session(channels, list(ids), config, me=spec.active, progress=progress,
+                           call_metadata=self.node.call_metadata())

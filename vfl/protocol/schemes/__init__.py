@@ -1,0 +1,38 @@
+"""The schemes of the interactive layer, by the name a job spec gives as `crypto.mode`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+from vfl.errors import ConfigError
+from vfl.protocol.schemes import paillier, plaintext
+
+
+@dataclass(frozen=True)
+class Scheme:
+    name: str
+    module: ModuleType
+
+    @property
+    def encrypted(self) -> bool:
+        return self.module.ActiveHalf.encrypted
+
+    def new_active_key(self, key_bits: int, workers: int):
+        """The active party's key for a whole job (None without encryption)."""
+        return self.module.new_key(key_bits, workers)
+
+    def active_half(self, peer, layout, hyper, own_key, key_bits, workers, wrap_ops):
+        return self.module.ActiveHalf(peer, layout, hyper, own_key, key_bits, workers, wrap_ops)
+
+    def passive_half(self, layout, hyper, key_bits, workers, wrap_ops):
+        return self.module.PassiveHalf(layout, hyper, key_bits, workers, wrap_ops)
+
+
+SCHEMES: dict[str, Scheme] = {m.NAME: Scheme(m.NAME, m) for m in (paillier, plaintext)}
+
+
+def scheme_for(mode: str) -> Scheme:
+    try:
+        return SCHEMES[mode]
+    except KeyError:
+        raise ConfigError(f"crypto.mode: {mode!r} is not a scheme (known: {sorted(SCHEMES)})") from None

@@ -1,0 +1,33 @@
+"""Typed messages (vfl.protocol.messages, vfl.job.events) <-> node.proto, field for field.
+
+The only place that knows both: the runtimes never see protobuf, and the protobuf never reaches a runtime.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from vfl.protocol.messages import MESSAGE_TYPES
+from vfl.transport.proto import node_pb2 as pb
+
+
+def to_pb(message):
+    """The protobuf message of the same name, with the same fields."""
+    return getattr(pb, type(message).__name__)(**dataclasses.asdict(message))
+
+
+def from_pb(message):
+    """The typed message of the same name; proto3 gives every unset field its default, as the dataclass does."""
+    cls = MESSAGE_TYPES[type(message).DESCRIPTOR.name]
+    return cls(**{f.name: getattr(message, f.name) for f in dataclasses.fields(cls)})
+
+
+def pb_type(message_type: type):
+    """The protobuf class of a typed message class."""
+    return getattr(pb, message_type.__name__)
+
+
+def event_to_pb(event) -> pb.JobEvent:
+    return pb.JobEvent(job_id=event.job_id, kind=event.kind, message=event.message, stage=event.stage,
+                       progress=event.progress, metrics_json=json.dumps(event.metrics, default=str),
+                       done=event.done, failed=event.failed)
