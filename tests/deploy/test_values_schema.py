@@ -208,6 +208,12 @@ def test_party_name_pattern_is_the_nodes():
     assert template_pattern("partyNamePattern").pattern == _NAME.pattern
 
 
+def test_key_sizes_are_the_engines():
+    """The chart cannot import Python, so a test keeps its list of key sizes equal to the one source."""
+    from vfl.he.keys import ALLOWED_KEY_BITS
+    assert SCHEMA["properties"]["policy"]["properties"]["minKeyBits"]["enum"] == list(ALLOWED_KEY_BITS)
+
+
 CIDRS = ["10.0.0.0/8", "0.0.0.0/0", "255.255.255.255/32", "203.0.113.7/24", "::/0", "2001:db8::/32", "fe80::1/64",
          "1:2:3:4:5:6:7:8/128", "1::/0", "::1/128", "2001:DB8::/48",
          "999.1.1.1/99", "10.0.0.0/33", "1.2.3/8", "01.2.3.4/8", "10.0.0.0", "10.0.0.0/", "10.0.0.0/08", "::/129",

@@ -232,7 +232,8 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
                         stat_security_bits=c.int("stat_security_bits", 40, min_value=40, max_value=128),
                         activation_bound=c.float("activation_bound", 32.0, min_value=1.0, max_value=1024.0))
     if crypto.key_bits not in ALLOWED_KEY_BITS:
-        raise ConfigError(f"crypto.key_bits: must be 2048 (default) or 3072 (1024 only for tests), got {crypto.key_bits}")
+        raise ConfigError(f"crypto.key_bits: must be one of {list(ALLOWED_KEY_BITS)} (2048 is the default, 1024 only "
+                          f"for tests), got {crypto.key_bits}")
     c.reject_unknown()
 
     p = root.section("psi")
