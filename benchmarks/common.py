@@ -63,3 +63,38 @@ def centralized(name: str, spec_dict: dict, initial=None) -> dict:
 
 def print_json(obj: dict) -> None:
     print(json.dumps(obj, sort_keys=True, default=str))
+
+
+def _proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of one live process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(pid: int) -> list[int]:
+    out, stack = [], [pid]
+    while stack:
+        parent = stack.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                children = []
+            out.extend(children)
+            stack.extend(children)
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by a process and its live descendants (e.g. a node and its Paillier worker pool).
+
+    Unlike wall time, this hardly moves when other work loads the machine, so two runs of the same job on a
+    shared machine can be compared by it (a difference of more than a few percent is a real one).
+    """
+    total = 0.0
+    for p in [pid, *_descendants(pid)]:
+        try:
+            total += _proc_cpu_seconds(p)
+        except (OSError, IndexError, ValueError):
+            pass  # a process that just exited
+    return total
