@@ -405,7 +405,7 @@ def test_cli_reports_a_refusal_in_one_line(chart, tmp_path, capsys):
         code = main(["submit", "--kube", "-n", "vfl", "--release", "bank-a", "--kubeconfig",
                      str(kubeconfig_for(stand_in, tmp_path)), str(TRAIN_JOB)])
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 1
     assert err.startswith("error: creating configmap/bank-a-vfl-credit-default-1: the API server answered HTTP 403")
     assert "Traceback" not in err
 

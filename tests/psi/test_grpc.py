@@ -166,11 +166,11 @@ def test_cli_mutual_tls_with_peer_identity_checks(tmp_path, certs):
     # a client the server does not accept: refused with PERMISSION_DENIED, the server keeps waiting
     bad = connect(tmp_path, "--connect", f"127.0.0.1:{port}", "--peer-identity", "bank", "--ids", "a.csv",
                   "--column", "customer", "--out", "x.csv", "--lowercase", *tls_args(certs["mallory"]))
-    assert bad.returncode == 2 and "PERMISSION_DENIED" in bad.stderr and "mallory" in bad.stderr
+    assert bad.returncode == 1 and "PERMISSION_DENIED" in bad.stderr and "mallory" in bad.stderr
     # the client refuses a server that is not the identity it expects
     wrong = connect(tmp_path, "--connect", f"127.0.0.1:{port}", "--peer-identity", "someone-else", "--ids", "a.csv",
                     "--column", "customer", "--out", "x.csv", "--lowercase", *tls_args(certs["clinic"]))
-    assert wrong.returncode == 2 and "UNAVAILABLE" in wrong.stderr
+    assert wrong.returncode == 1 and "UNAVAILABLE" in wrong.stderr
     good = connect(tmp_path, "--connect", f"127.0.0.1:{port}", "--peer-identity", "bank", "--ids", "a.csv",
                    "--column", "customer", "--out", "a_ids.csv", "--lowercase", *tls_args(certs["clinic"]))
     assert good.returncode == 0, good.stderr
@@ -183,16 +183,16 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     write_inputs(tmp_path)
     r = connect(tmp_path, "--connect", "127.0.0.1:1", "--ids", "a.csv", "--column", "nope", "--out", "o.csv",
                 "--insecure")
-    assert r.returncode == 2 and "no column 'nope'" in r.stderr and "customer" in r.stderr
+    assert r.returncode == 1 and "no column 'nope'" in r.stderr and "customer" in r.stderr
     r = connect(tmp_path, "--connect", "127.0.0.1:1", "--ids", "a.csv", "--column", "customer", "--out", "o.csv")
     assert r.returncode == 2 and "--insecure" in r.stderr
     pacsv.write_csv(pa.table({"id": ["x-000000000001", "y-000000000002", "x-000000000001"]}), tmp_path / "dup.csv")
     server, port = serve(tmp_path, "--ids", "c.csv", "--column", "id", "--out", "c_out.csv", "--insecure")
     r = connect(tmp_path, "--connect", f"127.0.0.1:{port}", "--ids", "dup.csv", "--column", "id", "--out", "o.csv",
                 "--insecure")
-    assert r.returncode == 2 and "duplicate ID 'x-000000000001' at rows 0 and 2" in r.stderr
+    assert r.returncode == 1 and "duplicate ID 'x-000000000001' at rows 0 and 2" in r.stderr
     code, _, err = finish(server)
-    assert code == 2 and "x-000000000001" not in err and "its own input is invalid" in err
+    assert code == 1 and "x-000000000001" not in err and "its own input is invalid" in err
     assert "Traceback" not in r.stderr + err
 
 

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from vfl.cli.common import add_json_options, emit_json
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check that this node's peers are reachable and accept its certificate",
@@ -20,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per network step (default 5)")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="repeat the checks until they pass or SECONDS have passed")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_json_options(p, "the report")
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("submit", help="submit a job spec as a Kubernetes Job at the active party (--kube)",
@@ -53,7 +55,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"vfl doctor: not yet ({'; '.join(failed)}), retrying", file=sys.stderr, flush=True)
 
     report = run_until_ok(once, args.wait, on_retry=retry) if args.wait > 0 else once()
-    print(report.to_json() if args.json else format_text(report), flush=True)
+    text = emit_json(args, report.to_dict())
+    print(text if args.json else format_text(report), flush=True)
     return 0 if report.ok else 1
 
 

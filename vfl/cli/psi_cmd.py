@@ -9,18 +9,19 @@
 
 The ID column is read as text (CSV) or cast to text (Parquet); the output holds the common IDs in the order
 every party agrees on (``--output ids``: canonical ID and input row) or this party's full input rows in that
-order (``--output rows``). The last stdout line is a JSON summary.
+order (``--output rows``). The last stdout line is a JSON summary (with ``--json``, the only line).
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import gzip
-import json
 import sys
 import threading
 import time
 from pathlib import Path
+
+from vfl.cli.common import UsageError, add_json_options, emit_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "client; connecting: one per --connect, in order")
     tls.add_argument("--insecure", action="store_true", help="plaintext gRPC without authentication (tests only)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--json", metavar="FILE", help="also write the JSON summary to FILE")
+    add_json_options(p, "the session summary")
     p.set_defaults(func=cmd_psi)
 
 
@@ -192,16 +193,20 @@ def _credentials(args):
     given = [x for x in (args.cert, args.key, args.ca) if x]
     if args.insecure:
         if given:
-            raise _config("--insecure cannot be combined with --cert/--key/--ca")
+            raise _usage("--insecure cannot be combined with --cert/--key/--ca")
         return None
     if len(given) != 3:
-        raise _config("give --cert, --key and --ca (mutual TLS), or --insecure for a plaintext test session")
+        raise _usage("give --cert, --key and --ca (mutual TLS), or --insecure for a plaintext test session")
     return Path(args.cert), Path(args.key), Path(args.ca)
 
 
 def _config(message: str):
     from vfl.errors import ConfigError
     return ConfigError(message)
+
+
+def _usage(message: str) -> UsageError:
+    return UsageError(message)
 
 
 def _summary(args, result, seconds: float) -> dict:
@@ -214,28 +219,20 @@ def _finish(args, result, seconds: float) -> int:
     from psi import Mode
     if result.mode == Mode.INTERSECTION and args.out:
         write_output(Path(args.out), aligned_table(args, result))
-    line = json.dumps(_summary(args, result, seconds))
-    if args.json:
-        Path(args.json).write_text(line + "\n")
-    print(line, flush=True)
+    print(emit_json(args, _summary(args, result, seconds), indent=None), flush=True)
     return 0
 
 
 def cmd_psi(args: argparse.Namespace) -> int:
-    from psi.errors import PsiError
-    try:
-        return _run(args)
-    except PsiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
     from psi import PsiConfig
     if args.mode == "intersection" and not args.out:
-        raise _config("--out is required in intersection mode (where to write the aligned IDs or rows)")
+        raise _usage("--out is required in intersection mode (where to write the aligned IDs or rows)")
     if args.out and not args.out.lower().endswith((".csv", ".parquet", ".pq")):
-        raise _config(f"--out {args.out}: write .csv or .parquet")
+        raise _usage(f"--out {args.out}: write .csv or .parquet")
     creds = _credentials(args)
     ids = read_id_column(Path(args.ids), args.column)
     config = PsiConfig(strip=args.strip, lowercase=args.lowercase, mode=args.mode, chunk_size=args.chunk_size,
@@ -253,11 +250,11 @@ def _connect(args, config, creds, ids) -> int:
         name, _, address = spec.rpartition("=")
         identity = args.peer_identity[i] if i < len(args.peer_identity) else None
         if args.peer_identity and len(args.peer_identity) != len(args.connect):
-            raise _config(f"give one --peer-identity per --connect ({len(args.connect)}), got {len(args.peer_identity)}")
+            raise _usage(f"give one --peer-identity per --connect ({len(args.connect)}), got {len(args.peer_identity)}")
         name = name or identity or ("passive" if len(args.connect) == 1 else f"passive-{i + 1}")
         targets.append((name, address, identity))
     if len({t[0] for t in targets}) != len(targets):
-        raise _config(f"peer names must be distinct: {[t[0] for t in targets]} (use NAME=HOST:PORT)")
+        raise _usage(f"peer names must be distinct: {[t[0] for t in targets]} (use NAME=HOST:PORT)")
     credentials = channel_credentials(*creds) if creds else None
     channels = {name: open_channel(address, credentials, identity) for name, address, identity in targets}
     bars = Bars(not args.quiet)
@@ -282,7 +279,7 @@ def _serve(args, config, creds, ids) -> int:
 
     allowed = args.peer_identity
     if len(allowed) > 1:
-        raise _config("serving accepts one --peer-identity (the active party allowed to connect)")
+        raise _usage("serving accepts one --peer-identity (the active party allowed to connect)")
     outcome: dict = {}
     claim_lock = threading.Lock()
     finished = threading.Event()

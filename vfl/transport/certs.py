@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,33 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from psi.identity import certificate_names
 
 from vfl.errors import ConfigError
+
+
+# RFC 1123 host names: dot-separated labels of letters, digits and '-' (not at either end), 1-63 characters each,
+# at most 253 in all. A peer checks a certificate's DNS names against its config, so a name outside this
+# form (a space, an underscore, a wildcard) would be a certificate no correctly configured peer ever accepts.
+_DNS_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def check_dns_name(value: str, what: str) -> str:
+    """`value` if it is a valid DNS host name, else a ConfigError naming `what` and the rule it breaks."""
+    if not value or len(value) > 253:
+        raise ConfigError(f"{what} {value!r} is not a valid DNS name: it must have 1 to 253 characters")
+    for label in value.split("."):
+        if not _DNS_LABEL.match(label):
+            raise ConfigError(f"{what} {value!r} is not a valid DNS name: each dot-separated part must be 1-63 "
+                              "letters, digits or '-', not starting or ending with '-' (no spaces, '_' or '*')")
+    return value
+
+
+def _check_ips(ips: tuple[str, ...]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    out = []
+    for ip in ips:
+        try:
+            out.append(ipaddress.ip_address(ip))
+        except ValueError:
+            raise ConfigError(f"IP address {ip!r} is not a valid IPv4 or IPv6 address") from None
+    return out
 
 
 @dataclass(frozen=True)
@@ -42,9 +70,20 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def create_ca(out_dir: str | Path, name: str = "vfl development CA", days: int = 365) -> tuple[Path, Path]:
-    """Write ``ca.crt`` and ``ca.key`` (a self-signed P-256 CA) into out_dir; returns their paths."""
+def create_ca(out_dir: str | Path, name: str = "vfl development CA", days: int = 365,
+              overwrite: bool = False) -> tuple[Path, Path]:
+    """Write ``ca.crt`` and ``ca.key`` (a self-signed P-256 CA) into out_dir; returns their paths.
+
+    An existing CA is kept unless ``overwrite``: replacing its key silently would orphan every certificate it
+    signed (peers stop accepting them) and lose the key that signs new ones.
+    """
     out = Path(out_dir)
+    existing = [p.name for p in (out / "ca.crt", out / "ca.key") if p.exists()]
+    if existing and not overwrite:
+        raise ConfigError(f"{out} already holds a CA ({', '.join(existing)}); refusing to overwrite it, since "
+                          "certificates it signed would stop working (use --force to replace it)")
+    if days < 1:
+        raise ConfigError(f"days must be at least 1, got {days}")
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = dt.datetime.now(dt.timezone.utc)
@@ -78,11 +117,17 @@ def issue_party_cert(ca_dir: str | Path, identity: str, out_dir: str | Path, ext
     Writes ``tls.crt``, ``tls.key`` and a copy of the CA as ``ca.crt`` into out_dir.
     """
     ca_dir, out = Path(ca_dir), Path(out_dir)
+    check_dns_name(identity, "identity")
+    for name in extra_dns:
+        check_dns_name(name, "DNS name")
+    addresses = _check_ips(ips)
+    if days < 1:
+        raise ConfigError(f"days must be at least 1, got {days}")
     ca_cert, ca_key = _load_ca(ca_dir)
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.timezone.utc)
     names: list[x509.GeneralName] = [x509.DNSName(identity)] + [x509.DNSName(d) for d in extra_dns if d != identity]
-    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    names += [x509.IPAddress(ip) for ip in addresses]
     cert = (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity)]))
             .issuer_name(ca_cert.subject).public_key(key.public_key())
