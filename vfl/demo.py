@@ -63,14 +63,14 @@ def centralized_baseline(tables: dict[str, pd.DataFrame], spec_dict: dict, initi
     return train_centralized(spec, np.array(common), features, label, initial=initial)
 
 
-def run_demo(workdir: Path, epochs: int | None = None, progress: bool = True) -> dict:
+def run_demo(workdir: Path, epochs: int | None = None, progress: bool = True, out=None) -> dict:
     from vfl.api import Federation, Party
     epochs = epochs or 12
     workdir = Path(workdir)
     if workdir.exists():
         shutil.rmtree(workdir)
     tables = demo_tables()
-    say = (lambda *a: print(*a, flush=True)) if progress else (lambda *a: None)
+    say = (lambda *a: print(*a, file=out, flush=True)) if progress else (lambda *a: None)
     say(f"vfl demo: 3 party nodes on loopback with mutual TLS, work directory {workdir}")
     for name, t in tables.items():
         say(f"  {name:<11} {len(t):>4} patients, {t.shape[1] - 1 - (name == ACTIVE)} columns"
