@@ -340,9 +340,11 @@ class Federation:
         self._client = Client.from_node_config(self.configs[self.active])
 
     def _node_env(self) -> dict[str, str]:
-        """The nodes' environment: ours, plus the directories that hold the parties' bottom-model modules."""
+        """The nodes' environment: ours, plus the directories that hold the parties' bottom-model modules, and
+        our pid, so each node stops when this process dies without closing the federation."""
+        from vfl.cli.common import PARENT_PID_ENV
         from vfl.models.custom import module_search_root
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}
         roots = []
         for party in self.parties.values():
             root = module_search_root(party.bottom) if party.bottom is not None else None

@@ -135,6 +135,8 @@ class PassiveJob:
             save_alignment(self.job_dir, np.asarray(common_ids, dtype=object), np.asarray(own_rows))
             self.state = JobState.ALIGNED
         self.aligned.set()
+        log.info("job %r: PSI aligned %d common IDs of this party's %d", self.spec.job_id, len(own_rows),
+                 len(self.table) if self.table is not None else -1)
 
     def on_cardinality_result(self, size: int) -> None:
         """A cardinality job ends with its one session: there are no rows to align, and it never sets up."""
@@ -189,6 +191,9 @@ class PassiveJob:
                 restored_share = self._restore(self.resume_epoch)
             fields = self.half.setup(req, spec.interactive_init_std, private.numpy("interactive-half"), restored_share)
             self.state = JobState.READY
+            log.info("job %r: set up (%s, %d aligned rows, %d features%s)", spec.job_id, spec.crypto.mode,
+                     len(self.data.ids), self.data.feature_dim,
+                     f", resuming after epoch {self.resume_epoch}" if self.resume_epoch >= 0 else "")
             return SetupReply(bottom_out=layout.d, **fields)
 
     @property
@@ -209,6 +214,8 @@ class PassiveJob:
             if req.phase == "train" and (req.epoch, req.step) <= self.last_step:
                 raise OutOfOrder(f"forward: step ({req.epoch}, {req.step}) is not after ({self.last_step})")
             rows = decode_rows(req.rows, len(self.data.ids), self.layout.max_batch)
+            if req.step == 0:
+                log.info("job %r: %s phase begins (epoch index %d)", self.spec.job_id, req.phase, req.epoch)
             x = torch.from_numpy(self.data.features[rows])
             train = req.phase == "train"
             self.bottom.train(train)
@@ -273,6 +280,7 @@ class PassiveJob:
             path = ""
             if req.checkpoint:
                 path = self._peer_visible(self._checkpoint(req.epoch))
+            log.info("job %r: %d epoch(s) done%s", self.spec.job_id, req.epoch, f", checkpoint {path}" if path else "")
             return EndEpochReply(checkpoint=path)
 
     def _checkpoint(self, epoch: int) -> Path:
@@ -309,6 +317,8 @@ class PassiveJob:
             payload = {"report": report, "attack_scores": attack_scores}
             if self.node.config.report_handler_timing:  # its crypto time depends on this party's data
                 payload["timing"] = self.timer.summary()
+            log.info("job %r: closed (%s, state %s)%s", self.spec.job_id, req.status or "no status",
+                     self.state.value, f", model part saved at {model_path}" if model_path else "")
             self.state = JobState.CLOSED
             return CloseJobReply(model_path=model_path, report_json=json.dumps(payload).encode())
 
