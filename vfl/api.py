@@ -221,6 +221,10 @@ class Party:
     `bottom(in_features, out_features) -> torch.nn.Module`. It must be a module-level function (or class) of
     an importable module, since the party's node process imports it; its `out_features` is the spec's
     `model.bottom.out` (or `model.bottom_overrides.<party>.out`).
+
+    `id_format` and `missing` are the node config's dataset options of the same names: how this party's IDs
+    become the agreed form (e.g. `{"integer": True}` for IDs written as '1040.0'), and how missing cells of
+    feature columns are filled (column -> 'median', 'mean' or a constant).
     """
     name: str
     data: pd.DataFrame | str | Path
@@ -229,6 +233,8 @@ class Party:
     categorical: tuple[str, ...] = ()
     features: tuple[str, ...] | None = None
     bottom: Callable[[int, int], Any] | None = None
+    id_format: dict[str, Any] | None = None
+    missing: dict[str, Any] | None = None
 
 
 def free_port() -> int:
@@ -366,6 +372,10 @@ class Federation:
             entry["categorical"] = list(party.categorical)
         if party.features:
             entry["features"] = list(party.features)
+        if party.id_format:
+            entry["id_format"] = dict(party.id_format)
+        if party.missing:
+            entry["missing"] = dict(party.missing)
         return entry
 
     def wait_ready(self, name: str, timeout: float = 60.0) -> None:

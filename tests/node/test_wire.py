@@ -52,6 +52,7 @@ PLAINTEXT_OK = {
     "active_public_key", "passive_public_key", "active_djn_base", "passive_djn_base",
     "init_masked",            # checked separately: statistically masked
     "report_json",            # checked separately: message counts, no data
+    "id_shape",               # checked separately: coarse shape statistics of the IDs, no ID
 }
 CIPHERTEXTS = {"u_ciphertexts": "active", "z_ciphertexts": "active", "delta_ciphertexts": "active",
                "masked_gradient": "active", "v_ciphertexts": "passive", "grad_ciphertexts": "passive"}
@@ -122,6 +123,16 @@ def sent_batches(calls, aligned_labels: np.ndarray) -> list[np.ndarray]:
     return batches
 
 
+def id_shape_is_coarse(value: str) -> bool:
+    """The passive party's ID shape parses as the fixed, coarse fields and nothing else (vfl/data/id_shape.py)."""
+    from vfl.data.id_shape import parse_shape
+    from vfl.errors import ProtocolError
+    try:
+        return parse_shape(value, "passive") is not None
+    except ProtocolError:
+        return False
+
+
 def leaks(record_dir: Path, ids: list[str], labels: np.ndarray, aligned_labels: np.ndarray) -> list[str]:
     messages, other = payloads(record_dir)
     assert messages, "nothing was recorded"
@@ -153,6 +164,8 @@ def leaks(record_dir: Path, ids: list[str], labels: np.ndarray, aligned_labels: 
                 shares = [abs(int(v)).bit_length() for v in json.loads(value)["values"]]
                 if np.median(shares) < 70:
                     problems.append(f"{where}: initial share is not statistically masked")
+            elif field.name == "id_shape" and not id_shape_is_coarse(value):
+                problems.append(f"{where}: more than the coarse ID shape statistics: {value[:200]!r}")
             elif field.name == "report_json" and json.loads(value).get("attack_scores"):
                 problems.append(f"{where}: attack scores (harness was supposed to be off)")
     blobs = [(f"{name} {direction}", msg.SerializeToString()) for name, direction, msg in messages]

@@ -1,8 +1,8 @@
 """A table's schema: feature names, one-hot vocabularies and label classes, saved with each model part.
 
 Predictions on new rows must see the columns training saw: pass the saved schema to `load_party_table`
-and the same numeric columns, the same one-hot columns (same vocabulary, same order) and the same label
-classes are produced. Feature order: numeric columns in table order, then each categorical column (in
+and the same numeric columns, the same one-hot columns (same vocabulary, same order), the same label
+classes and the same fills for missing cells are produced. Feature order: numeric columns in table order, then each categorical column (in
 table order) expanded to 'column=value' for its sorted vocabulary.
 """
 from __future__ import annotations
@@ -22,6 +22,8 @@ class Schema:
     categorical: dict[str, list[str]] = field(default_factory=dict)  # column -> sorted vocabulary
     label: str | None = None
     label_classes: list[str] | None = None                           # sorted classes; None for regression
+    # column -> the text that replaced its missing cells in training (dataset `missing:`); prediction reuses it
+    fill: dict[str, str] = field(default_factory=dict)
 
     @property
     def feature_names(self) -> list[str]:
@@ -70,7 +72,7 @@ def _checked(data: object, source: str) -> dict:
     """The constructor arguments, after checking every key's type."""
     if not isinstance(data, dict):
         raise DataError(f"{source}: a schema must be a JSON object")
-    known = {"id_column", "numeric", "categorical", "label", "label_classes"}
+    known = {"id_column", "numeric", "categorical", "label", "label_classes", "fill"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise DataError(f"{source}: unknown key {unknown[0]!r} (known: {sorted(known)})")
@@ -80,6 +82,7 @@ def _checked(data: object, source: str) -> dict:
         "categorical": lambda v: isinstance(v, dict) and all(_is_str_list(x) for x in v.values()),
         "label": lambda v: v is None or isinstance(v, str),
         "label_classes": lambda v: v is None or _is_str_list(v),
+        "fill": lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()),
     }
     for key in ("id_column", "numeric"):
         if key not in data:

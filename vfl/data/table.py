@@ -3,6 +3,10 @@
 Every failure is a DataError naming the file, the column and the first offending row (1-based data row,
 header excluded, with its id once IDs are known) or value. Loading only reads: nothing is ever written.
 
+Missing cells are refused unless the dataset declares how to fill them (`missing`: column -> 'median', 'mean' or
+a constant); the fill values are computed once, on the training table, and saved in the schema, so prediction
+fills new rows with the very same values.
+
 Unknown categories at prediction time (a value the saved vocabulary lacks) give an all-zero one-hot row
 by default, counted in `PartyTable.unknown_categories` and reported once per column with an
 `UnknownCategoryWarning`; pass `on_unknown="error"` to refuse them instead.
@@ -17,7 +21,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from vfl.data.columns import Where, check_unique_ids, id_strings, numeric_column, one_hot, text_column
+from vfl.data.columns import (MISSING_MARKERS, Where, check_unique_ids, id_strings, is_missing, numeric_column,
+                              one_hot, text_column)
+from vfl.data.ids import IdFormat
 from vfl.data.labels import TASKS, check_class_count, decode_labels, encode_labels, sorted_classes
 from vfl.data.readers import read_frame
 from vfl.data.schema import Schema
@@ -133,6 +139,58 @@ def _label_column(path: Path, frame: pd.DataFrame, column: str, ids: np.ndarray,
     return encode_labels(texts, classes, where)
 
 
+FILL_STATISTICS = ("median", "mean")
+
+
+def _missing_mask(series: pd.Series) -> np.ndarray:
+    values = series.to_numpy(dtype=object)
+    return np.array([is_missing(v) or (isinstance(v, str) and v.strip().lower() in MISSING_MARKERS)
+                     for v in values], dtype=bool)
+
+
+def _fill_value(path: Path, frame: pd.DataFrame, column: str, rule: object, numeric: bool) -> str:
+    """The text that replaces `column`'s missing cells: a statistic of its present values, or the constant."""
+    where = f"{path.name}: missing: column {column!r}"
+    if rule in FILL_STATISTICS:
+        if not numeric:
+            raise DataError(f"{where}: {rule!r} needs a numeric column; give a categorical column a constant "
+                            "such as 'unknown'")
+        present = frame[column][~_missing_mask(frame[column])]
+        values = pd.to_numeric(present.astype(object), errors="coerce").to_numpy(dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if len(values) == 0:
+            raise DataError(f"{where}: no numeric values to take the {rule} of")
+        return repr(float(np.median(values) if rule == "median" else np.mean(values)))
+    if isinstance(rule, bool) or rule is None or (numeric and not isinstance(rule, (int, float))):
+        expected = "'median', 'mean' or a number" if numeric else "a constant such as 'unknown'"
+        raise DataError(f"{where}: fill {rule!r} is not {expected}")
+    return str(rule)
+
+
+def _fills(path: Path, frame: pd.DataFrame, missing: dict, numeric_cols: list[str],
+           categorical_cols: list[str]) -> dict[str, str]:
+    """column -> fill text for the training table, checked against its feature columns."""
+    fills = {}
+    for column, rule in missing.items():
+        if column not in numeric_cols and column not in categorical_cols:
+            raise DataError(f"{path.name}: missing: column {column!r} is not a feature of this dataset "
+                            f"(features: {numeric_cols + categorical_cols})")
+        fills[column] = _fill_value(path, frame, column, rule, column in numeric_cols)
+    return fills
+
+
+def _apply_fills(frame: pd.DataFrame, fills: dict[str, str]) -> pd.DataFrame:
+    if not fills:
+        return frame
+    frame = frame.copy()
+    for column, text in fills.items():
+        if column in frame.columns:
+            series = frame[column].astype(object)
+            series[_missing_mask(series)] = text
+            frame[column] = series
+    return frame
+
+
 def _check_feature_names(path: Path, names: list[str], id_column: str, label: str | None) -> None:
     seen = {id_column, label}
     for name in names:
@@ -144,7 +202,8 @@ def _check_feature_names(path: Path, names: list[str], id_column: str, label: st
 
 def load_party_table(path: str | Path, id_column: str | None = None, features: Sequence[str] | None = None,
                      label: str | None = None, categorical: Sequence[str] = (), schema: Schema | None = None,
-                     task: str | None = "binary", on_unknown: str = "zero") -> PartyTable:
+                     task: str | None = "binary", on_unknown: str = "zero", missing: dict | None = None,
+                     id_format: IdFormat | None = None) -> PartyTable:
     """Load and validate a party's table.
 
     Training: `features` defaults to every column except the id and the label; `categorical` columns are
@@ -152,7 +211,9 @@ def load_party_table(path: str | Path, id_column: str | None = None, features: S
     Prediction: pass the saved `schema` (features/categorical are then taken from it); its columns must
     exist, extra columns are ignored, and the label is read only if `label` is given and present.
     `id_column` defaults to the schema's, else 'id'. `task` is 'binary', 'multiclass', 'regression'
-    or None (classes without a count check).
+    or None (classes without a count check). `missing` (training only): column -> 'median', 'mean' or a
+    constant for its missing cells; prediction uses the schema's saved fills. `id_format` rewrites the IDs
+    (vfl/data/ids.py) before they are checked for duplicates.
     """
     if task is not None and task not in TASKS:
         raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
@@ -165,11 +226,20 @@ def load_party_table(path: str | Path, id_column: str | None = None, features: S
     if schema is None:
         numeric_cols, categorical_cols = _training_columns(path, frame, id_column, features, label, categorical)
         vocabularies: dict[str, list[str] | None] = dict.fromkeys(categorical_cols)
+        fills = _fills(path, frame, dict(missing or {}), numeric_cols, categorical_cols)
     else:
         numeric_cols, vocabularies = list(schema.numeric), dict(schema.categorical)
         _absent(path, frame, [*numeric_cols, *vocabularies], "feature", " (the saved schema needs it)")
         label = label if label is not None and label in frame.columns else None
+        fills = dict(schema.fill)
+    frame = _apply_fills(frame, fills)
     ids = id_strings(frame[id_column], Where(path.name, id_column))
+    if id_format is not None and id_format.active:
+        ids = id_format.apply(ids, Where(path.name, id_column))
+        try:
+            check_unique_ids(ids, Where(path.name, id_column))
+        except DataError as exc:  # two raw IDs ('7', '007') that the format makes one
+            raise DataError(f"{exc} (after id_format)") from None
     check_unique_ids(ids, Where(path.name, id_column))
     blocks = [numeric_column(frame[c], Where(path.name, c, ids))[:, None] for c in numeric_cols]
     unknown_counts: dict[str, int] = {}
@@ -184,7 +254,7 @@ def load_party_table(path: str | Path, id_column: str | None = None, features: S
         y, classes = _label_column(path, frame, label, ids, task, classes)
     if schema is None:
         schema = Schema(id_column=id_column, numeric=numeric_cols, categorical=vocabularies,  # type: ignore[arg-type]
-                        label=label, label_classes=classes)
+                        label=label, label_classes=classes, fill=fills)
     _check_feature_names(path, schema.feature_names, id_column, label)
     return PartyTable(ids=ids, features=x, feature_names=schema.feature_names, label=y, label_name=label,
                       source=path, schema=schema, unknown_categories=unknown_counts)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from vfl.data.atomic import atomic_write_text
+from vfl.data.id_shape import note_for_active, parse_shape
 from vfl.errors import ConfigError, DataError, JobFailed, PeerCallError, VflError
 from vfl.job import checkpoint
 from vfl.job.events import EventLog
@@ -117,6 +118,7 @@ class ActiveJob:
         self.bottom_factory = None  # this party's own bottom model factory, if the job names one
         self.bottom_factory_path = None
         self._psi_progress_at = 0.0
+        self.warnings: list[str] = []  # for the result: e.g. why PSI found few common IDs
 
     # ------------------------------------------------------------------ helpers
     def emit(self, kind: str, message: str = "", **fields) -> None:
@@ -151,6 +153,8 @@ class ActiveJob:
                 else:
                     self._setup()
                     result = self._train() if spec.kind == "train" else self._predict()
+            if self.warnings:
+                result["warnings"] = self.warnings
             result["seconds"] = round(time.time() - t0, 2)
             self._close("succeeded", save=spec.kind == "train", result=result)
             atomic_write_text(self.job_dir / "result.json", json.dumps(result, indent=1, default=str))
@@ -179,7 +183,8 @@ class ActiveJob:
         if spec.kind == "predict":
             from vfl.data import Schema
             schema = Schema.from_json((self._model_dir() / checkpoint.SCHEMA).read_text())
-        self.table = load_dataset(dataset, spec.task, schema=schema)
+        # a PSI-only job never reads the label, so it must not refuse one that does not fit spec.task
+        self.table = load_dataset(dataset, spec.task, schema=schema, with_label=spec.kind in ("train", "predict"))
         # This node's own bottom model, if the job names one: resolved from this node's config only, and
         # checked by a dry forward now, before any peer is contacted.
         own = spec.party(spec.active).bottom
@@ -190,6 +195,8 @@ class ActiveJob:
             build_bottom(own, int(self.table.features.shape[1]), self.bottom_factory, spec.active)
         spec_yaml = spec.to_yaml()
         replies = self.each_link(lambda link: link.open(spec_yaml))
+        self.peer_rows = {name: reply.rows for name, reply in zip(self.links, replies)}
+        self.peer_shapes = {name: parse_shape(reply.id_shape, name) for name, reply in zip(self.links, replies)}
         for name, reply in zip(self.links, replies):
             self.emit("log", f"{name}: {reply.rows} rows, {reply.feature_dim} features", stage="open")
 
@@ -211,15 +218,30 @@ class ActiveJob:
         save_alignment(self.job_dir, ids, own_rows)
         self.emit("log", f"PSI: {len(ids)} common IDs (active party has {len(self.table)})", stage="psi",
                   metrics={"intersection": len(ids)})
-        if len(ids) == 0:
-            raise DataError("PSI found no common IDs between the parties: nothing to train on")
+        note = self._id_note(len(ids))
+        if len(ids) == 0 and self.spec.kind != "psi":   # a PSI-only job reports 0; the others have no rows to use
+            what = "nothing to train on" if self.spec.kind == "train" else "nothing to predict"
+            raise DataError(f"PSI found no common IDs between the parties: {what}" + (f"; {note}" if note else ""))
+        self._warn_ids(len(ids), note)
 
     def _cardinality(self) -> int:
         self.emit("log", "PSI (cardinality): counting common IDs", stage="psi")
         size = self._run_psi([str(i) for i in self.table.ids]).size
         self.emit("log", f"PSI (cardinality): {size} common IDs (active party has {len(self.table)})", stage="psi",
                   metrics={"intersection": size})
+        self._warn_ids(size, self._id_note(size))
         return size
+
+    def _id_note(self, common: int) -> str | None:
+        """Why few or no IDs are common, if the parties' coarse ID shapes differ (vfl/data/id_shape.py)."""
+        psi = self.spec.psi
+        return note_for_active(common, self.spec.active, self.table.ids, psi.strip, psi.lowercase, self.peer_rows,
+                               self.peer_shapes)
+
+    def _warn_ids(self, common: int, note: str | None) -> None:
+        if note:
+            self.warnings.append(f"PSI found {common} common IDs: {note}")
+            self.emit("log", f"warning: {self.warnings[-1]}", stage="psi")
 
     def _setup(self) -> None:
         spec = self.spec

@@ -20,6 +20,7 @@ import torch
 
 from psi.error_ids import logged_error_id
 from psi.errors import OutOfOrder as PsiOutOfOrder
+from vfl.data.id_shape import shape_of_ids
 from vfl.errors import ConfigError, DataError, OutOfOrder, ProtocolError
 from vfl.job import checkpoint, psi_once
 from vfl.data.atomic import atomic_write_text
@@ -114,8 +115,10 @@ class PassiveJob:
         if bottom.module is not None:
             build_bottom(bottom, int(self.table.features.shape[1]), self.bottom_factory, self.party,
                          for_peer=True)
+        psi = self.spec.psi  # coarse shares and a length, never IDs: vfl/data/id_shape.py
         return OpenJobReply(rows=len(self.table), feature_dim=int(self.table.features.shape[1]),
-                            resumable_epoch=checkpoint.last_checkpoint(self.job_dir))
+                            resumable_epoch=checkpoint.last_checkpoint(self.job_dir),
+                            id_shape=shape_of_ids(self.table.ids, psi.strip, psi.lowercase).to_wire())
 
     def claim_psi(self, hello, caller: str) -> list[str]:
         """This party's IDs for the job's one PSI session; every other session is refused (vfl/job/psi_once.py).

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from vfl.config_util import Section, check_address, check_import_path, check_model_name, check_name, load_yaml
 from vfl.data.dataset import DatasetConfig
+from vfl.data.ids import parse_id_format
 from vfl.errors import ConfigError
 
 ROLES = ("active", "passive")
@@ -104,6 +105,19 @@ def _resolve(base: Path, value: str) -> Path:
     return p if p.is_absolute() else (base / p)
 
 
+def _missing_rules(data, where: str) -> dict[str, object]:
+    """`missing:` of a dataset: column -> 'median' | 'mean' | a constant (a number or text)."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: must be a mapping of column to 'median', 'mean' or a constant, got {data!r}")
+    for column, rule in data.items():
+        if isinstance(rule, bool) or not isinstance(rule, (str, int, float)) or rule == "":
+            raise ConfigError(f"{where}.{column}: must be 'median', 'mean', a number or a text constant, "
+                              f"got {rule!r}")
+    return {str(column): rule for column, rule in data.items()}
+
+
 def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) -> NodeConfig:
     root = Section(data, "")
     party = check_name(root.str("party", required=True), "party")
@@ -147,7 +161,9 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
         datasets[str(name)] = DatasetConfig(
             name=str(name), path=_resolve(data_dir, sec.str("path", required=True)),
             id_column=sec.str("id", "id"), label=sec.str("label"), features=features,
-            categorical=tuple(sec.str_list("categorical")))
+            categorical=tuple(sec.str_list("categorical")),
+            id_format=parse_id_format(sec.raw("id_format"), sec.key("id_format")),
+            missing=_missing_rules(sec.raw("missing"), sec.key("missing")))
         sec.reject_unknown()
     ds_sec._used.update(ds_sec.data)
     admins = tuple(root.str_list("admins"))

@@ -30,6 +30,7 @@ class OpenJobReply:
     rows: int = 0                 # rows of this party's dataset (before PSI)
     feature_dim: int = 0
     resumable_epoch: int = -1     # the last epoch this party holds a checkpoint of
+    id_shape: str = ""            # JSON: coarse shape statistics of this party's IDs, never IDs (vfl/data/id_shape.py)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1evfl/transport/proto/node.proto\x12\x08vfl.node\"#\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0c\n\x04last\x18\x02 \x01(\x08\"\x1e\n\tJobSubmit\x12\x11\n\tspec_yaml\x18\x01 \x01(\t\"\x1a\n\x08JobWatch\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x8e\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\r\n\x05stage\x18\x05 \x01(\t\x12\x14\n\x0cmetrics_json\x18\x06 \x01(\t\x12\x0c\n\x04\x64one\x18\x07 \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x08 \x01(\x08\"B\n\x07OpenJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tspec_yaml\x18\x02 \x01(\t\x12\x14\n\x0cresume_epoch\x18\x03 \x01(\x05\"J\n\x0cOpenJobReply\x12\x0c\n\x04rows\x18\x01 \x01(\x03\x12\x13\n\x0b\x66\x65\x61ture_dim\x18\x02 \x01(\x05\x12\x17\n\x0fresumable_epoch\x18\x03 \x01(\x05\"\x91\x01\n\x0cSetupRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63tive_public_key\x18\x02 \x01(\x0c\x12\x14\n\x0c\x61ligned_rows\x18\x03 \x01(\x03\x12\x17\n\x0finteractive_out\x18\x04 \x01(\x05\x12\x0e\n\x06layout\x18\x05 \x01(\x0c\x12\x17\n\x0f\x61\x63tive_djn_base\x18\x06 \x01(\x0c\"k\n\nSetupReply\x12\x1a\n\x12passive_public_key\x18\x01 \x01(\x0c\x12\x12\n\nbottom_out\x18\x02 \x01(\x05\x12\x13\n\x0binit_masked\x18\x03 \x01(\x0c\x12\x18\n\x10passive_djn_base\x18\x04 \x01(\x0c\"q\n\x0e\x46orwardRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x05\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\r\n\x05phase\x18\x04 \x01(\t\x12\x0c\n\x04rows\x18\x05 \x01(\x0c\x12\x15\n\ru_ciphertexts\x18\x06 \x01(\x0c\"M\n\x0c\x46orwardReply\x12\x15\n\rz_ciphertexts\x18\x01 \x01(\x0c\x12\x15\n\rv_ciphertexts\x18\x02 \x01(\x0c\x12\x0f\n\x07h_plain\x18\x03 \x01(\x0c\"_\n\x15WeightGradientRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x05\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\x19\n\x11\x64\x65lta_ciphertexts\x18\x04 \x01(\x0c\".\n\x13WeightGradientReply\x12\x17\n\x0fmasked_gradient\x18\x01 \x01(\x0c\"q\n\x14InputGradientRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x05\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\x18\n\x10grad_ciphertexts\x18\x04 \x01(\x0c\x12\x12\n\ngrad_plain\x18\x05 \x01(\x0c\"\x14\n\x12InputGradientReply\"D\n\x0f\x45ndEpochRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x05\x12\x12\n\ncheckpoint\x18\x03 \x01(\x08\"#\n\rEndEpochReply\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\"E\n\x0f\x43loseJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x12\n\nsave_model\x18\x03 \x01(\x08\"8\n\rCloseJobReply\x12\x12\n\nmodel_path\x18\x01 \x01(\t\x12\x13\n\x0breport_json\x18\x02 \x01(\x0c\x32n\n\x07\x43ontrol\x12\x31\n\tSubmitJob\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x12\x30\n\x08WatchJob\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x32\xeb\x02\n\x05Party\x12/\n\x07OpenJob\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x12-\n\x05Setup\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x12/\n\x07\x46orward\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x12\x36\n\x0eWeightGradient\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x12\x35\n\rInputGradient\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x12\x30\n\x08\x45ndEpoch\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x12\x30\n\x08\x43loseJob\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1evfl/transport/proto/node.proto\x12\x08vfl.node\"#\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0c\n\x04last\x18\x02 \x01(\x08\"\x1e\n\tJobSubmit\x12\x11\n\tspec_yaml\x18\x01 \x01(\t\"\x1a\n\x08JobWatch\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x8e\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\r\n\x05stage\x18\x05 \x01(\t\x12\x14\n\x0cmetrics_json\x18\x06 \x01(\t\x12\x0c\n\x04\x64one\x18\x07 \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x08 \x01(\x08\"B\n\x07OpenJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tspec_yaml\x18\x02 \x01(\t\x12\x14\n\x0cresume_epoch\x18\x03 \x01(\x05\"\\\n\x0cOpenJobReply\x12\x0c\n\x04rows\x18\x01 \x01(\x03\x12\x13\n\x0b\x66\x65\x61ture_dim\x18\x02 \x01(\x05\x12\x17\n\x0fresumable_epoch\x18\x03 \x01(\x05\x12\x10\n\x08id_shape\x18\x04 \x01(\t\"\x91\x01\n\x0cSetupRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63tive_public_key\x18\x02 \x01(\x0c\x12\x14\n\x0c\x61ligned_rows\x18\x03 \x01(\x03\x12\x17\n\x0finteractive_out\x18\x04 \x01(\x05\x12\x0e\n\x06layout\x18\x05 \x01(\x0c\x12\x17\n\x0f\x61\x63tive_djn_base\x18\x06 \x01(\x0c\"k\n\nSetupReply\x12\x1a\n\x12passive_public_key\x18\x01 \x01(\x0c\x12\x12\n\nbottom_out\x18\x02 \x01(\x05\x12\x13\n\x0binit_masked\x18\x03 \x01(\x0c\x12\x18\n\x10passive_djn_base\x18\x04 \x01(\x0c\"q\n\x0e\x46orwardRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x05\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\r\n\x05phase\x18\x04 \x01(\t\x12\x0c\n\x04rows\x18\x05 \x01(\x0c\x12\x15\n\ru_ciphertexts\x18\x06 \x01(\x0c\"M\n\x0c\x46orwardReply\x12\x15\n\rz_ciphertexts\x18\x01 \x01(\x0c\x12\x15\n\rv_ciphertexts\x18\x02 \x01(\x0c\x12\x0f\n\x07h_plain\x18\x03 \x01(\x0c\"_\n\x15WeightGradientRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x05\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\x19\n\x11\x64\x65lta_ciphertexts\x18\x04 \x01(\x0c\".\n\x13WeightGradientReply\x12\x17\n\x0fmasked_gradient\x18\x01 \x01(\x0c\"q\n\x14InputGradientRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x05\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\x18\n\x10grad_ciphertexts\x18\x04 \x01(\x0c\x12\x12\n\ngrad_plain\x18\x05 \x01(\x0c\"\x14\n\x12InputGradientReply\"D\n\x0f\x45ndEpochRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x05\x12\x12\n\ncheckpoint\x18\x03 \x01(\x08\"#\n\rEndEpochReply\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\"E\n\x0f\x43loseJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x12\n\nsave_model\x18\x03 \x01(\x08\"8\n\rCloseJobReply\x12\x12\n\nmodel_path\x18\x01 \x01(\t\x12\x13\n\x0breport_json\x18\x02 \x01(\x0c\x32n\n\x07\x43ontrol\x12\x31\n\tSubmitJob\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x12\x30\n\x08WatchJob\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x32\xeb\x02\n\x05Party\x12/\n\x07OpenJob\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x12-\n\x05Setup\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x12/\n\x07\x46orward\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x12\x36\n\x0eWeightGradient\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x12\x35\n\rInputGradient\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x12\x30\n\x08\x45ndEpoch\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x12\x30\n\x08\x43loseJob\x12\x0f.vfl.node.Chunk\x1a\x0f.vfl.node.Chunk(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,33 +42,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OPENJOB']._serialized_start=286
   _globals['_OPENJOB']._serialized_end=352
   _globals['_OPENJOBREPLY']._serialized_start=354
-  _globals['_OPENJOBREPLY']._serialized_end=428
-  _globals['_SETUPREQUEST']._serialized_start=431
-  _globals['_SETUPREQUEST']._serialized_end=576
-  _globals['_SETUPREPLY']._serialized_start=578
-  _globals['_SETUPREPLY']._serialized_end=685
-  _globals['_FORWARDREQUEST']._serialized_start=687
-  _globals['_FORWARDREQUEST']._serialized_end=800
-  _globals['_FORWARDREPLY']._serialized_start=802
-  _globals['_FORWARDREPLY']._serialized_end=879
-  _globals['_WEIGHTGRADIENTREQUEST']._serialized_start=881
-  _globals['_WEIGHTGRADIENTREQUEST']._serialized_end=976
-  _globals['_WEIGHTGRADIENTREPLY']._serialized_start=978
-  _globals['_WEIGHTGRADIENTREPLY']._serialized_end=1024
-  _globals['_INPUTGRADIENTREQUEST']._serialized_start=1026
-  _globals['_INPUTGRADIENTREQUEST']._serialized_end=1139
-  _globals['_INPUTGRADIENTREPLY']._serialized_start=1141
-  _globals['_INPUTGRADIENTREPLY']._serialized_end=1161
-  _globals['_ENDEPOCHREQUEST']._serialized_start=1163
-  _globals['_ENDEPOCHREQUEST']._serialized_end=1231
-  _globals['_ENDEPOCHREPLY']._serialized_start=1233
-  _globals['_ENDEPOCHREPLY']._serialized_end=1268
-  _globals['_CLOSEJOBREQUEST']._serialized_start=1270
-  _globals['_CLOSEJOBREQUEST']._serialized_end=1339
-  _globals['_CLOSEJOBREPLY']._serialized_start=1341
-  _globals['_CLOSEJOBREPLY']._serialized_end=1397
-  _globals['_CONTROL']._serialized_start=1399
-  _globals['_CONTROL']._serialized_end=1509
-  _globals['_PARTY']._serialized_start=1512
-  _globals['_PARTY']._serialized_end=1875
+  _globals['_OPENJOBREPLY']._serialized_end=446
+  _globals['_SETUPREQUEST']._serialized_start=449
+  _globals['_SETUPREQUEST']._serialized_end=594
+  _globals['_SETUPREPLY']._serialized_start=596
+  _globals['_SETUPREPLY']._serialized_end=703
+  _globals['_FORWARDREQUEST']._serialized_start=705
+  _globals['_FORWARDREQUEST']._serialized_end=818
+  _globals['_FORWARDREPLY']._serialized_start=820
+  _globals['_FORWARDREPLY']._serialized_end=897
+  _globals['_WEIGHTGRADIENTREQUEST']._serialized_start=899
+  _globals['_WEIGHTGRADIENTREQUEST']._serialized_end=994
+  _globals['_WEIGHTGRADIENTREPLY']._serialized_start=996
+  _globals['_WEIGHTGRADIENTREPLY']._serialized_end=1042
+  _globals['_INPUTGRADIENTREQUEST']._serialized_start=1044
+  _globals['_INPUTGRADIENTREQUEST']._serialized_end=1157
+  _globals['_INPUTGRADIENTREPLY']._serialized_start=1159
+  _globals['_INPUTGRADIENTREPLY']._serialized_end=1179
+  _globals['_ENDEPOCHREQUEST']._serialized_start=1181
+  _globals['_ENDEPOCHREQUEST']._serialized_end=1249
+  _globals['_ENDEPOCHREPLY']._serialized_start=1251
+  _globals['_ENDEPOCHREPLY']._serialized_end=1286
+  _globals['_CLOSEJOBREQUEST']._serialized_start=1288
+  _globals['_CLOSEJOBREQUEST']._serialized_end=1357
+  _globals['_CLOSEJOBREPLY']._serialized_start=1359
+  _globals['_CLOSEJOBREPLY']._serialized_end=1415
+  _globals['_CONTROL']._serialized_start=1417
+  _globals['_CONTROL']._serialized_end=1527
+  _globals['_PARTY']._serialized_start=1530
+  _globals['_PARTY']._serialized_end=1893
 # @@protoc_insertion_point(module_scope)

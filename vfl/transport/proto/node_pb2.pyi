@@ -55,14 +55,16 @@ class OpenJob(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., spec_yaml: _Optional[str] = ..., resume_epoch: _Optional[int] = ...) -> None: ...
 
 class OpenJobReply(_message.Message):
-    __slots__ = ("rows", "feature_dim", "resumable_epoch")
+    __slots__ = ("rows", "feature_dim", "resumable_epoch", "id_shape")
     ROWS_FIELD_NUMBER: _ClassVar[int]
     FEATURE_DIM_FIELD_NUMBER: _ClassVar[int]
     RESUMABLE_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    ID_SHAPE_FIELD_NUMBER: _ClassVar[int]
     rows: int
     feature_dim: int
     resumable_epoch: int
-    def __init__(self, rows: _Optional[int] = ..., feature_dim: _Optional[int] = ..., resumable_epoch: _Optional[int] = ...) -> None: ...
+    id_shape: str
+    def __init__(self, rows: _Optional[int] = ..., feature_dim: _Optional[int] = ..., resumable_epoch: _Optional[int] = ..., id_shape: _Optional[str] = ...) -> None: ...
 
 class SetupRequest(_message.Message):
     __slots__ = ("job_id", "active_public_key", "aligned_rows", "interactive_out", "layout", "active_djn_base")
