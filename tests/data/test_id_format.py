@@ -122,3 +122,11 @@ def test_node_config_reads_both_options(tmp_path):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             parse_node_config({"party": "bank-a", "role": "active", "insecure": True,
                                "datasets": {"c": {"path": "c.csv", **bad}}}, tmp_path)
+
+
+def test_read_label_false_leaves_the_label_column_alone(write_text):
+    path = write_text("t.csv", "id,x,outcome\na,1,low\nb,2,\nc,3,high\n")   # three classes, one missing
+    table = load_party_table(path, "id", label="outcome", read_label=False)
+    assert table.label is None and table.feature_names == ["x"]
+    with pytest.raises(DataError, match="missing label"):
+        load_party_table(path, "id", label="outcome", task="multiclass")

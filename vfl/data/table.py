@@ -203,7 +203,7 @@ def _check_feature_names(path: Path, names: list[str], id_column: str, label: st
 def load_party_table(path: str | Path, id_column: str | None = None, features: Sequence[str] | None = None,
                      label: str | None = None, categorical: Sequence[str] = (), schema: Schema | None = None,
                      task: str | None = "binary", on_unknown: str = "zero", missing: dict | None = None,
-                     id_format: IdFormat | None = None) -> PartyTable:
+                     id_format: IdFormat | None = None, read_label: bool = True) -> PartyTable:
     """Load and validate a party's table.
 
     Training: `features` defaults to every column except the id and the label; `categorical` columns are
@@ -213,7 +213,8 @@ def load_party_table(path: str | Path, id_column: str | None = None, features: S
     `id_column` defaults to the schema's, else 'id'. `task` is 'binary', 'multiclass', 'regression'
     or None (classes without a count check). `missing` (training only): column -> 'median', 'mean' or a
     constant for its missing cells; prediction uses the schema's saved fills. `id_format` rewrites the IDs
-    (vfl/data/ids.py) before they are checked for duplicates.
+    (vfl/data/ids.py) before they are checked for duplicates. `read_label=False` keeps the label column out of
+    both the label and the features without looking at it (PSI-only jobs, which never use it).
     """
     if task is not None and task not in TASKS:
         raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
@@ -226,6 +227,7 @@ def load_party_table(path: str | Path, id_column: str | None = None, features: S
     if schema is None:
         numeric_cols, categorical_cols = _training_columns(path, frame, id_column, features, label, categorical)
         vocabularies: dict[str, list[str] | None] = dict.fromkeys(categorical_cols)
+        label = label if read_label else None
         fills = _fills(path, frame, dict(missing or {}), numeric_cols, categorical_cols)
     else:
         numeric_cols, vocabularies = list(schema.numeric), dict(schema.categorical)

@@ -19,7 +19,7 @@ from vfl.data.dataset import DatasetConfig
 def load_dataset(ds: DatasetConfig, task: str, schema=None, with_label: bool = True):
     from vfl.data import load_party_table
     return load_party_table(ds.path, id_column=ds.id_column, features=list(ds.features) if ds.features else None,
-                            label=ds.label if with_label else None, categorical=list(ds.categorical),
+                            label=ds.label, read_label=with_label, categorical=list(ds.categorical),
                             schema=schema, task=task, missing=ds.missing, id_format=ds.id_format)
 
 
