@@ -9,8 +9,8 @@ as NOTES.txt tells operators to.
 
 Two organizations, two CAs: each bank's certificate comes from its own CA and each CA bundle holds both.
 
-bank-b's release trains its own bottom model: its values name `models: {ln: "bank_models.nets:layernorm_bottom"}` and
-`extraPythonPath: python`, the test copies that package (tests/node/custom_models.py) onto bank-b's volume where the
+bank-b's release trains its own bottom model: its values name `models: {ln: "bank_models.nets:tabular_bottom"}` and
+`extraPythonPath: python`, the test copies that package (examples/banks/bank_models) onto bank-b's volume where the
 manifest's PYTHONPATH points, as an operator would, and the job spec names `ln` for bank-b. The node can import the
 module only through the manifest's PYTHONPATH.
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,7 +33,6 @@ import time
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -47,7 +47,6 @@ from .materialize import command_line, container, environment, materialize, rewr
 pytestmark = pytest.mark.slow
 
 NAMESPACE = "vfl"
-N_COMMON = 200
 
 
 def free_port() -> int:
@@ -59,8 +58,8 @@ def free_port() -> int:
 IMAGE_VENV = "/opt/vfl/bin"                  # the Dockerfile's virtualenv
 BASE_IMAGE_PATH = "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"   # python:3.11-slim's PATH
 KEYHOOK = Path(__file__).parent / "keyhook"
-CUSTOM_MODELS = REPO / "tests" / "node" / "custom_models.py"   # factories; installed as bank_models.nets below
-BANK_B_MODELS = {"ln": "bank_models.nets:layernorm_bottom"}
+MODEL_PACKAGE = REPO / "examples" / "banks" / "bank_models"   # the banks example's package, copied onto bank-b's volume
+BANK_B_MODELS = {"ln": "bank_models.nets:tabular_bottom"}
 
 
 def executables() -> dict[str, str]:
@@ -107,11 +106,9 @@ def process_environment(ctr: dict, mounts, instruments: Instruments) -> dict[str
 
 
 def install_model_code(directory: Path) -> None:
-    """What bank-b's operator copies onto its volume: a package bank_models with the factories of its models."""
-    package = directory / "bank_models"
-    package.mkdir(parents=True, exist_ok=True)
-    (package / "__init__.py").write_text("")
-    (package / "nets.py").write_text(CUSTOM_MODELS.read_text())
+    """What bank-b's operator copies onto its volume: the banks example's package bank_models."""
+    shutil.copytree(MODEL_PACKAGE, directory / "bank_models", ignore=shutil.ignore_patterns("__pycache__"),
+                    dirs_exist_ok=True)
 
 
 def working_dir(ctr: dict, mounts) -> str:
@@ -119,21 +116,16 @@ def working_dir(ctr: dict, mounts) -> str:
     return mounts.host(ctr["workingDir"])   # fails unless a volume provides it
 
 
-def bank_tables(seed: int = 5) -> dict[str, pd.DataFrame]:
-    """bank-a: customers with the label; bank-b: accounts. 200 common customers, a few only at one bank."""
-    rng = np.random.default_rng(seed)
-    ids = [f"c{i:05d}" for i in range(N_COMMON + 30)]
-    income, debt = rng.normal(size=len(ids)), rng.normal(size=len(ids))
-    balance, tenure = rng.normal(size=len(ids)), rng.normal(size=len(ids))
-    logit = 1.5 * debt - 1.0 * income + 1.2 * balance - 0.8 * tenure
-    defaulted = (logit + rng.normal(scale=0.5, size=len(ids)) > 0).astype(int)
-    a = pd.DataFrame({"customer_id": ids, "region": rng.choice(["north", "south", "east"], len(ids)),
-                      "income": income, "debt": debt, "defaulted": defaulted})
-    b = pd.DataFrame({"customer_id": ids, "segment": rng.choice(["retail", "premium"], len(ids)),
-                      "balance": balance, "tenure": tenure})
-    a = a.drop(index=range(N_COMMON, N_COMMON + 15))            # 15 customers only bank-b has
-    b = b.drop(index=range(N_COMMON + 15, N_COMMON + 30))       # 15 only bank-a has
-    return {"bank-a": a.sample(frac=1.0, random_state=1), "bank-b": b.sample(frac=1.0, random_state=2)}
+def bank_tables() -> dict[str, pd.DataFrame]:
+    """The banks example's tables (examples/banks/data), which its values' datasets describe: bank-a's customers
+    with the label, bank-b's accounts with zero-padded customer numbers (its dataset's id_format) and missing cells."""
+    data = REPO / "examples" / "banks" / "data"
+    return {"bank-a": pd.read_csv(data / "bank-a" / "customers.csv", dtype=str, keep_default_na=False),
+            "bank-b": pd.read_csv(data / "bank-b" / "accounts.csv", dtype=str, keep_default_na=False)}
+
+
+def common_customers(tables: dict[str, pd.DataFrame]) -> int:
+    return len(set(tables["bank-a"]["customer_id"]) & {str(int(v)) for v in tables["bank-b"]["customer_id"]})
 
 
 def secrets_for(root: Path) -> dict[str, dict[str, bytes]]:
@@ -302,7 +294,7 @@ def test_two_releases_complete_a_job_on_loopback(helm, tmp_path):
         run = run_container(a, pod, container(pod, "run"), "job-pod", timeout=900)
         assert run.returncode == 0, (run.stdout + run.stderr)[-6000:] + "\n" + a.log.read_text()[-4000:]
         result = json.loads(run.stdout[run.stdout.index("{"):])
-        assert result["intersection"] == N_COMMON
+        assert result["intersection"] == common_customers(tables) == 1200
         for bank, r in releases.items():   # every artifact of the job lives on that bank's volume, under jobs/<id>
             [claim] = r.claims.values()
             assert (claim / "jobs" / "e2e-train").is_dir(), f"{bank}: no job directory on its volume"
@@ -321,7 +313,7 @@ def check_bottom_models(releases: dict[str, Release]) -> None:
         parts[bank] = torch.load(claim / "jobs" / "e2e-train" / "model" / "party.pt", weights_only=False)
     b = parts["bank-b"]
     assert b["bottom_module"] == "ln" and b["bottom_factory"] == BANK_B_MODELS["ln"], b["bottom_module"]
-    assert tuple(b["bottom"]["1.weight"].shape) == (12,)   # LayerNorm(12) of layernorm_bottom, not an MLP layer
+    assert tuple(b["bottom"]["1.weight"].shape) == (32,)   # LayerNorm(32) of tabular_bottom, not an MLP layer
     assert parts["bank-a"]["bottom_module"] is None
 
 
