@@ -7,12 +7,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PROTOS := $(shell find psi vfl -name '*.proto' 2>/dev/null)
 
-.PHONY: demo test bench proto clean help
+EXAMPLES := banks hospitals psi-only
+
+.PHONY: demo test bench proto clean help $(addprefix example-,$(EXAMPLES))
 
 help:
 	@echo "make demo   - three hospital nodes on loopback: PSI, encrypted training, evaluation"
 	@echo "make test   - the whole test suite"
 	@echo "make bench  - benchmarks against their named peers (last line of each is JSON)"
+	@echo "make example-banks | example-hospitals | example-psi-only - an example's run.sh (examples/)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +30,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
+
+# Each example's one command, with this checkout's .venv (examples/<name>/run.sh finds it by itself too).
+$(addprefix example-,$(EXAMPLES)): example-%: $(STAMP)
+	PYTHON=$(abspath $(PY)) examples/$*/run.sh
 
 bench: $(STAMP)
 	@mkdir -p bench-out

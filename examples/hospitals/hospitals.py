@@ -1,0 +1,1 @@
+../../vfl/examples/hospitals.py

@@ -1,0 +1,127 @@
+"""Every example's one command works from a copy of its directory, with one epoch: run.sh starts each party's node as
+its own process, runs its jobs through `vfl run` and stops the nodes; the Python scripts run through Federation; the
+committed data is what the example's generator writes."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from tests.examples.conftest import (EXAMPLES, assert_nodes_stopped, copy_example, ids, result, run_script, user_env)
+
+
+def load_script(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem + "_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def same_files(written: list[Path], committed_root: Path, written_root: Path) -> None:
+    for path in written:
+        committed = committed_root / path.relative_to(written_root)
+        assert committed.read_bytes() == path.read_bytes(), f"{committed} differs from what the generator writes"
+    assert len(written) == len(list(committed_root.rglob("*.csv")))
+
+
+# ---------------------------------------------------------------------------------------------- banks
+def test_banks_run_sh(tmp_path):
+    example = copy_example("banks", tmp_path)
+    out = run_script(example, "run.sh", EPOCHS="1").stdout
+    data = example / "data"
+    at_b = {str(int(v)) for v in ids(data / "bank-b" / "accounts.csv", "customer_id")}   # bank-b's id_format
+    common = ids(data / "bank-a" / "customers.csv", "customer_id") & at_b
+    assert result(example, "psi")["intersection"] == len(common) == 1200
+    train = result(example, "train")
+    assert train["intersection"] == 1200 and 0.5 < train["test"]["auc"] <= 1
+    evaluate = result(example, "evaluate")
+    assert evaluate["rows"] == len(ids(data / "bank-a" / "holdout.csv", "customer_id") & at_b)
+    assert set(evaluate["metrics"]) == {"auc", "accuracy"}
+    predict = result(example, "predict")
+    predictions = pd.read_csv(predict["predictions"], dtype=str)
+    assert len(predictions) == predict["rows"] == len(ids(data / "bank-a" / "applicants.csv", "customer_id") & at_b)
+    part = torch.load(example / "work" / "bank-b" / "jobs" / "banks-train" / "model" / "party.pt", weights_only=False)
+    assert part["bottom_module"] == "tabular" and part["bottom_factory"] == "bank_models.nets:tabular_bottom"
+    assert "1200 customers are at both banks" in out and "applicants scored" in out
+    assert_nodes_stopped(example)
+
+
+def test_banks_notebook(tmp_path):
+    example = copy_example("banks", tmp_path)
+    proc = subprocess.run([sys.executable, "notebook.py"], capture_output=True, text=True, timeout=900,
+                          cwd=example, env=user_env(EPOCHS="1"))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "common customers: 1200" in proc.stdout and "holdout metrics: {" in proc.stdout
+    assert "applicants scored" in proc.stdout
+
+
+def test_banks_data_is_what_make_data_writes(tmp_path):
+    module = load_script(EXAMPLES / "banks" / "make_data.py")
+    same_files(module.write(tmp_path), EXAMPLES / "banks" / "data", tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------- hospitals
+def test_hospitals_run_sh(tmp_path):
+    example = copy_example("hospitals", tmp_path)
+    out = run_script(example, "run.sh", EPOCHS="1").stdout
+    data = example / "data"
+    passives = ids(data / "lab-b" / "results.csv", "patient_id") & ids(data / "imaging-c" / "scans.csv", "patient_id")
+    common = ids(data / "hospital-a" / "patients.csv", "patient_id") & passives
+    assert result(example, "psi")["intersection"] == len(common)
+    assert 0.5 < result(example, "train")["test"]["auc"] <= 1
+    assert result(example, "evaluate")["rows"] == len(ids(data / "hospital-a" / "holdout.csv", "patient_id") & passives)
+    predict = result(example, "predict")
+    assert predict["rows"] == len(ids(data / "hospital-a" / "new-patients.csv", "patient_id") & passives)
+    assert "patients are at all three" in out
+    assert_nodes_stopped(example)
+
+
+def test_vfl_demo_runs_the_hospitals_example(tmp_path):
+    """`vfl demo --json`: the example's Federation run, whose metrics are the only stdout."""
+    proc = subprocess.run([sys.executable, "-m", "vfl.cli.main", "demo", "--epochs", "3", "--json",
+                           "--workdir", str(tmp_path / "demo")], capture_output=True, text=True, timeout=900,
+                          env=user_env())
+    assert proc.returncode in (0, 1), proc.stderr[-4000:]
+    metrics = json.loads(proc.stdout)
+    assert proc.returncode == (0 if metrics["ok"] else 1)
+    data = EXAMPLES / "hospitals" / "data"
+    passives = ids(data / "lab-b" / "results.csv", "patient_id") & ids(data / "imaging-c" / "scans.csv", "patient_id")
+    assert metrics["intersection"] == len(ids(data / "hospital-a" / "patients.csv", "patient_id") & passives)
+    assert set(metrics["holdout"]) == {"auc", "accuracy"}
+    assert metrics["predicted_patients"] == len(ids(data / "hospital-a" / "new-patients.csv", "patient_id") & passives)
+    assert metrics["encrypted_test"]["auc"] > 0.9 and "common patients found by PSI" in proc.stderr
+
+
+def test_hospitals_data_and_settings_match_the_demo(tmp_path):
+    from vfl.examples import hospitals
+    same_files(hospitals.write_data(tmp_path), EXAMPLES / "hospitals" / "data", tmp_path)
+    spec = yaml.safe_load((EXAMPLES / "hospitals" / "jobs" / "train.yaml").read_text())
+    assert {k: spec[k] for k in hospitals.job_options()} == hospitals.job_options()
+    link = EXAMPLES / "hospitals" / "hospitals.py"
+    assert link.is_symlink() and link.resolve() == Path(hospitals.__file__).resolve()
+
+
+# ---------------------------------------------------------------------------------------------- psi-only
+def test_psi_only_run_sh(tmp_path):
+    example = copy_example("psi-only", tmp_path)
+    out = run_script(example, "run.sh").stdout
+    assert result(example, "count")["intersection"] == 1800
+    match = result(example, "match")
+    assert match["intersection"] == 1800 and "warnings" not in match
+    common = json.loads(Path(match["aligned_ids"]).read_text())
+    assert set(common) <= ids(example / "data" / "shop-a" / "customers.csv", "customer_id")
+    at_b = json.loads((example / "work" / "bank-b" / "jobs" / "psi-only-match" / "aligned_ids.json").read_text())
+    assert at_b == common                       # both learn the same list, in the same order
+    assert "1800 customers" in out
+    assert_nodes_stopped(example)
+
+
+def test_psi_only_data_is_what_make_data_writes(tmp_path):
+    module = load_script(EXAMPLES / "psi-only" / "make_data.py")
+    same_files(module.write(tmp_path), EXAMPLES / "psi-only" / "data", tmp_path)
