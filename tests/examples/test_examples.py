@@ -125,3 +125,42 @@ def test_psi_only_run_sh(tmp_path):
 def test_psi_only_data_is_what_make_data_writes(tmp_path):
     module = load_script(EXAMPLES / "psi-only" / "make_data.py")
     same_files(module.write(tmp_path), EXAMPLES / "psi-only" / "data", tmp_path)
+
+
+def readme_commands(readme: Path, prefix: str) -> list[str]:
+    """The README's shell commands starting with `prefix`, continuation lines joined."""
+    commands, current = [], ""
+    for block in readme.read_text().split("```sh\n")[1:]:
+        for line in block.split("```")[0].splitlines():
+            current += line.rstrip("\\").strip() + " "
+            if not line.endswith("\\"):
+                if current.startswith(prefix):
+                    commands.append(" ".join(current.split()))
+                current = ""
+    return commands
+
+
+def test_psi_only_readme_standalone_commands(tmp_path):
+    """The two `vfl psi` commands of examples/psi-only/README.md, as written (the port aside), after certs.sh."""
+    import shlex
+    from tests.examples.conftest import free_port
+    example = copy_example("psi-only", tmp_path)
+    run_script(example, "certs.sh")
+    serve, connect = readme_commands(example / "README.md", "vfl psi ")
+    port = str(free_port())
+    argv = [shlex.split(c.replace("50070", port))[1:] for c in (serve, connect)]
+    vfl = [sys.executable, "-m", "vfl.cli.main"]
+    server = subprocess.Popen(vfl + argv[0] + ["--quiet", "--wait", "120"], cwd=example, env=user_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = server.stderr.readline()          # the serving side says when it listens
+        assert "serving on" in first, first
+        client = subprocess.run(vfl + argv[1] + ["--quiet"], cwd=example, env=user_env(), capture_output=True,
+                                text=True, timeout=300)
+        served_out, served_err = server.communicate(timeout=300)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert client.returncode == 0 and server.returncode == 0, client.stderr + served_err
+    assert json.loads(client.stdout)["intersection"] == json.loads(served_out)["intersection"] == 1800
+    assert len(pd.read_csv(example / "shop-a.csv")) == len(pd.read_csv(example / "bank-b.csv")) == 1800
