@@ -348,7 +348,7 @@ class Federation:
     def _node_env(self) -> dict[str, str]:
         """The nodes' environment: ours, plus the directories that hold the parties' bottom-model modules, and
         our pid, so each node stops when this process dies without closing the federation."""
-        from vfl.cli.common import PARENT_PID_ENV
+        from vfl.node.parent_watch import PARENT_PID_ENV
         from vfl.models.custom import module_search_root
         env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}
         roots = []

@@ -23,10 +23,6 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-#: set by `vfl.api.Federation` to its own pid for the nodes it starts: `vfl serve` then stops once that process is
-#: gone, so a script that dies without closing its Federation leaves no node processes behind
-PARENT_PID_ENV = "VFL_EXIT_WITH_PARENT"
-
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 

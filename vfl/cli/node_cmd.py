@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
-import threading
 from pathlib import Path
 
-from vfl.cli.common import (EXIT_USAGE, PARENT_PID_ENV, add_json_options, configure_logging, emit_json,
-                            log_level, say)
+from vfl.cli.common import EXIT_USAGE, add_json_options, configure_logging, emit_json, log_level, say
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -100,6 +97,7 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from vfl.node.config import load_node_config
+    from vfl.node.parent_watch import exit_with_parent
     from vfl.node.server import Node
     configure_logging(args.log_level)
     config = load_node_config(args.config)
@@ -108,38 +106,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stop = lambda *_: node.stop()  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    _exit_with_parent(node)
+    exit_with_parent(node)
     print(f"vfl node {config.party} ({config.role}) listening on {config.listen}"
           + (f", health on {config.health_listen}" if config.health_listen else ""), flush=True)
     node.wait()
     return 0
-
-
-def _exit_with_parent(node, interval: float = 0.5, grace: float = 5.0) -> None:
-    """With VFL_EXIT_WITH_PARENT=<pid>, stop the node once that process is gone (reparenting changes getppid()).
-
-    A watchdog thread rather than prctl(PR_SET_PDEATHSIG): the signal would fire when the *thread* that started us
-    exits, which in a notebook or a thread pool is long before its process does.
-    """
-    value = os.environ.get(PARENT_PID_ENV)
-    if not value:
-        return
-    try:
-        parent = int(value)
-    except ValueError:
-        print(f"vfl serve: ignoring {PARENT_PID_ENV}={value!r} (not a process id)", file=sys.stderr, flush=True)
-        return
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            threading.Event().wait(interval)
-        print(f"vfl serve: parent process {parent} is gone; stopping", file=sys.stderr, flush=True)
-        deadline = threading.Timer(grace, lambda: os._exit(1))  # a stop that hangs must not outlive the parent
-        deadline.daemon = True
-        deadline.start()
-        node.stop()
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
