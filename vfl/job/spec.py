@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from vfl.config_util import Section, check_model_name, check_name, load_yaml, yaml_mapping
+from vfl.config_util import Section, check_model_name, check_name, load_yaml, quote, yaml_mapping
 from vfl.errors import ConfigError, VflError
 from vfl.he.keys import ALLOWED_KEY_BITS
 from vfl.privacy.defenses import DEFENSE_CHOICES
@@ -145,7 +145,7 @@ def _mlp(sec: Section, default: MlpSpec, allow_out: bool = True, allow_module: b
     hidden = sec.list("hidden", list(default.hidden))
     for i, h in enumerate(hidden):
         if isinstance(h, bool) or not isinstance(h, int) or h < 1 or h > 65536:
-            raise ConfigError(f"{sec.key('hidden')}[{i}]: must be a positive integer, got {h!r}")
+            raise ConfigError(f"{sec.key('hidden')}[{i}]: must be a positive integer, got {quote(h)}")
     out = sec.int("out", default.out, min_value=1, max_value=4096) if allow_out else default.out
     act = sec.str("activation", default.activation, choices=("relu", "tanh", "sigmoid", "gelu", "leaky_relu"))
     dropout = sec.float("dropout", default.dropout, min_value=0.0, max_value=0.9)
@@ -157,7 +157,7 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
     root = Section(data, "")
     job_id = root.str("job_id") or f"job-{uuid.uuid4().hex[:12]}"
     if not _JOB_ID.match(job_id):
-        raise ConfigError(f"job_id: {job_id!r} must be 1-63 letters, digits, '_', '.' or '-'")
+        raise ConfigError(f"job_id: {quote(job_id)} must be 1-63 letters, digits, '_', '.' or '-'")
     kind = root.str("kind", "train", choices=KINDS)
     task = root.str("task", "binary", choices=TASKS)
     active = check_name(root.str("active", required=True), "active")
@@ -191,7 +191,7 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
                 for key in ("hidden", "activation", "dropout"):
                     if key in sub:
                         raise ConfigError(f"model.bottom_overrides.{name}.{key}: not used with module "
-                                          f"{sub['module']!r} (the party's own model defines its layers; "
+                                          f"{quote(sub['module'])} (the party's own model defines its layers; "
                                           "only out applies)")
             base.update(sub)
             bottom = _mlp(Section(base, f"model.bottom_overrides.{name}"), default_bottom, allow_module=True)
