@@ -126,7 +126,7 @@ class Node:
         interceptors = [InternalErrorGuard(self.config.party)] + ([recorder] if recorder else []) + \
             [psi_counter(self.jobs)]
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="vfl-rpc"),
-                             options=tls.CHANNEL_OPTIONS, interceptors=interceptors)
+                             options=tls.server_options(), interceptors=interceptors)
         add_services(server, self)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if self._server_creds is None:

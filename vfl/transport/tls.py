@@ -16,20 +16,37 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from psi.identity import certificate_names
+from psi.transport import keepalive
+from psi.errors import PsiConfigError
 from vfl.errors import ConfigError
 
 # Messages are chunked well below this; the limit only stops a peer from making us buffer gigabytes.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-CHANNEL_OPTIONS = [
+_MESSAGE_LIMITS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    # reconnect quickly after a peer restarts (gRPC's default back-off grows to two minutes)
-    ("grpc.initial_reconnect_backoff_ms", 500),
-    ("grpc.max_reconnect_backoff_ms", 2000),
 ]
+
+
+def _keepalive() -> keepalive.Keepalive:
+    try:
+        return keepalive.from_env()
+    except PsiConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def channel_options() -> list[tuple[str, object]]:
+    """Options of every channel to a node or a PSI server: the client half of psi.transport.keepalive."""
+    return _MESSAGE_LIMITS + _keepalive().client_options() + [
+        # reconnect quickly after a peer restarts (gRPC's default back-off grows to two minutes)
+        ("grpc.initial_reconnect_backoff_ms", 500),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+    ]
+
+
+def server_options() -> list[tuple[str, object]]:
+    """Options of every server (the node, `vfl psi --serve`): the server half of psi.transport.keepalive."""
+    return _MESSAGE_LIMITS + _keepalive().server_options()
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -80,7 +97,7 @@ def channel_credentials(cert: Path, key: Path, ca: Path) -> grpc.ChannelCredenti
 def open_channel(address: str, credentials: grpc.ChannelCredentials | None, expected_identity: str | None,
                  extra_options: Iterable[tuple[str, object]] = ()) -> grpc.Channel:
     """A channel to a peer. With credentials, the server must present ``expected_identity``."""
-    options = list(CHANNEL_OPTIONS) + list(extra_options)
+    options = channel_options() + list(extra_options)
     if credentials is None:
         return grpc.insecure_channel(address, options=options)
     if expected_identity:
