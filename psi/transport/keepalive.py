@@ -54,10 +54,17 @@ class Keepalive:
         """The longest a connection to a peer that stopped answering stays up: one interval, then the timeout."""
         return (self.time_ms + self.timeout_ms) / 1000
 
-    def client_options(self) -> Options:
+    def _ping_options(self) -> Options:
         return [
             ("grpc.keepalive_time_ms", self.time_ms),
             ("grpc.keepalive_timeout_ms", self.timeout_ms),
+            # grpcio 1.85 waits for a ping's answer for this long, whatever keepalive_timeout_ms says (its
+            # default is a minute); without it a stopped peer held a call for its whole deadline
+            ("grpc.http2.ping_timeout_ms", self.timeout_ms),
+        ]
+
+    def client_options(self) -> Options:
+        return self._ping_options() + [
             # ping between calls too: an idle channel to a dead peer is noticed before the next call needs it
             ("grpc.keepalive_permit_without_calls", 1),
             # keep pinging however long a stream stays quiet (gRPC stops after two pings without data by default)
@@ -65,10 +72,8 @@ class Keepalive:
         ]
 
     def server_options(self) -> Options:
-        return [
-            # the server watches its clients the same way: a stopped client's streams end
-            ("grpc.keepalive_time_ms", self.time_ms),
-            ("grpc.keepalive_timeout_ms", self.timeout_ms),
+        # the server watches its clients the same way: a stopped client's streams end
+        return self._ping_options() + [
             ("grpc.http2.max_pings_without_data", 0),
             # what clients may do: ping without calls, and as often as any gRPC client pings (the option is
             # GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS; gRPC's default is five minutes)

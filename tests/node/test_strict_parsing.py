@@ -70,6 +70,14 @@ def test_merge_keys_may_still_be_overridden():
     assert (spec.train.epochs, spec.train.lr) == (2, 0.25)
 
 
+def test_node_config_numbers_are_finite(tmp_path):
+    """The node config's first float (timeouts, new with this check) refuses NaN like the spec's."""
+    path = tmp_path / "node.yaml"
+    path.write_text(NODE + "timeouts: {resume_wait_seconds: .nan}\n")
+    with pytest.raises(ConfigError, match=r"timeouts\.resume_wait_seconds: must be a finite number"):
+        load_node_config(path)
+
+
 @pytest.mark.parametrize("text", [
     SPEC.replace("job_id: strict-1", "job_id: " + "x" * 1_000_000),             # a bad value
     SPEC + "train: {epochs: " + "9" * 4000 + "}\n",                           # a huge integer

@@ -38,7 +38,6 @@ from vfl.protocol.schemes import scheme_for
 log = logging.getLogger("vfl.active")
 
 MAX_RESUMES = 3
-RESUME_WAIT_SECONDS = 600.0
 
 
 def inherit_model_settings(spec: JobSpec, trained_spec_path: Path) -> JobSpec:
@@ -117,9 +116,11 @@ class ActiveJob:
         self.bottom_factory = None  # this party's own bottom model factory, if the job names one
         self.bottom_factory_path = None
         self._psi_progress_at = 0.0
+        self.stage = "open"  # the stage of the last event: a failure names it
 
     # ------------------------------------------------------------------ helpers
     def emit(self, kind: str, message: str = "", **fields) -> None:
+        self.stage = fields.get("stage") or self.stage
         self.events.emit(kind, message, **fields)
         if kind in ("log", "epoch", "result", "error"):
             log.info("[%s] %s", self.spec.job_id, message)
@@ -149,9 +150,12 @@ class ActiveJob:
                     result = {"job_id": spec.job_id, "intersection": len(ids),
                               "aligned_ids": str(self.job_dir / "aligned_ids.json")}
                 else:
+                    self.stage = "setup"
                     self._setup()
+                    self.stage = spec.kind
                     result = self._train() if spec.kind == "train" else self._predict()
             result["seconds"] = round(time.time() - t0, 2)
+            self.stage = "close"
             self._close("succeeded", save=spec.kind == "train", result=result)
             atomic_write_text(self.job_dir / "result.json", json.dumps(result, indent=1, default=str))
             self.emit("result", f"job {spec.job_id} finished in {result['seconds']} s", stage="done",
@@ -159,12 +163,13 @@ class ActiveJob:
             return result
         except Exception as exc:
             message = str(exc) if isinstance(exc, VflError) else f"{type(exc).__name__}: {exc}"
+            message = f"{message} (stage {self.stage})"
             log.exception("job %s failed", spec.job_id) if not isinstance(exc, VflError) else None
             try:
                 self._close("failed", save=False, result={"error": message})
             except Exception:  # noqa: BLE001 - the original failure is what the user needs to see
                 pass
-            self.emit("error", message, failed=True, done=True)
+            self.emit("error", message, stage=self.stage, failed=True, done=True)
             raise
         finally:
             self.pool.shutdown(wait=False)
@@ -319,7 +324,8 @@ class ActiveJob:
                 if not exc.recoverable or resumes >= MAX_RESUMES or not spec.train.checkpoint:
                     raise
                 resumes += 1
-                self.emit("log", f"{exc}; waiting for {exc.peer} to resume from epoch {completed}", stage="train")
+                self.emit("log", f"{exc}; waiting up to {self.node.config.timeouts.resume_wait_seconds:g} s for "
+                                 f"{exc.peer} to resume from epoch {completed}", stage="train")
                 self._resume(completed)
                 continue
             completed += 1
@@ -328,6 +334,7 @@ class ActiveJob:
             self.emit("epoch", f"epoch {completed}/{epochs}: " +
                       ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
                       stage="train", metrics=metrics)
+        self.stage = "evaluate"
         test = self.evaluate(split.test, epochs) if len(split.test) else {}
         if spec.privacy.attacks and spec.task != "regression" and len(split.test):
             self.membership = self._membership_auc()  # needs the passive parties, so before closing
@@ -365,15 +372,20 @@ class ActiveJob:
     def _resume(self, completed: int) -> None:
         """Wait for every passive party, reopen the job at its checkpoint, restore our own, set up again."""
         spec_yaml = self.spec.to_yaml()
-        deadline = time.time() + RESUME_WAIT_SECONDS
+        wait = self.node.config.timeouts.resume_wait_seconds
+        deadline = time.time() + wait
         for link in self.links.values():
             while True:
                 try:
                     reply = link.open(spec_yaml, resume_epoch=completed)
                     break
                 except PeerCallError as exc:
-                    if not exc.recoverable or time.time() > deadline:
+                    if not exc.recoverable:
                         raise
+                    if time.time() > deadline:
+                        raise JobFailed(f"peer {link.peer!r} did not come back within {wait:g} s (node config "
+                                        f"timeouts.resume_wait_seconds) to resume from epoch {completed}; its "
+                                        f"last answer: {exc.method} failed with {exc.code}: {exc.detail}") from None
                     time.sleep(1.0)
             if reply.resumable_epoch < completed:
                 raise JobFailed(f"{link.peer} has no checkpoint of epoch {completed}; cannot resume")

@@ -53,6 +53,21 @@ class LimitsConfig:
     open_jobs_per_minute: int = DEFAULT_OPEN_JOBS_PER_MINUTE
 
 
+#: default of timeouts.resume_wait_seconds: how long an active job waits for a lost passive party to come back
+DEFAULT_RESUME_WAIT_SECONDS = 60.0
+#: default of timeouts.call_seconds: the longest one call to a peer may take. A stopped or unreachable peer is
+#: noticed by keepalive within about 30 s (psi.transport.keepalive); this deadline is for a peer that still answers
+#: pings but whose handler never returns. The largest step the default policy caps allow takes well under it.
+DEFAULT_CALL_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class TimeoutsConfig:
+    """How long this node waits for its peers; set by its operator, never by a job spec."""
+    resume_wait_seconds: float = DEFAULT_RESUME_WAIT_SECONDS
+    call_seconds: float = DEFAULT_CALL_SECONDS
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     party: str
@@ -71,6 +86,7 @@ class NodeConfig:
     max_payload_mb: int = 256
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     # Bottom models this party offers: name -> "package.module:factory"; a job spec may name one for this
     # party only (model.bottom_overrides.<party>.module). Imported only when a job uses it.
     models: dict[str, str] = field(default_factory=dict)
@@ -168,6 +184,12 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     limits = LimitsConfig(open_jobs_per_minute=lim.int("open_jobs_per_minute", DEFAULT_OPEN_JOBS_PER_MINUTE,
                                                        min_value=1, max_value=100_000))
     lim.reject_unknown()
+    tim = root.section("timeouts")
+    timeouts = TimeoutsConfig(
+        resume_wait_seconds=tim.float("resume_wait_seconds", DEFAULT_RESUME_WAIT_SECONDS, min_value=0.0,
+                                      max_value=86_400.0),
+        call_seconds=tim.float("call_seconds", DEFAULT_CALL_SECONDS, min_value=1.0, max_value=86_400.0))
+    tim.reject_unknown()
     models_sec = root.section("models")
     models = {check_model_name(str(name), models_sec.key(str(name))):
               check_import_path(value, models_sec.key(str(name))) for name, value in models_sec.data.items()}
@@ -178,7 +200,7 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     return NodeConfig(party=party, role=role, identity=identity, listen=listen, health_listen=health, tls=tls, insecure=insecure,
                       peers=tuple(peers), data_dir=data_dir, jobs_dir=jobs_dir, datasets=datasets,
                       admins=admins, workers=workers, max_payload_mb=max_payload, policy=policy,
-                      limits=limits, models=models, secret_seed=secret_seed,
+                      limits=limits, timeouts=timeouts, models=models, secret_seed=secret_seed,
                       report_handler_timing=report_handler_timing, source=source)
 
 
