@@ -21,6 +21,7 @@ import torch
 from vfl.data.atomic import atomic_write_text
 from vfl.errors import ConfigError, DataError, JobFailed, PeerCallError, VflError
 from vfl.job import checkpoint
+from vfl.job.caps import check_parameters
 from vfl.job.events import EventLog
 from vfl.job.ledger import WireLedger
 from vfl.job.network import PeerNetwork
@@ -185,6 +186,8 @@ class ActiveJob:
             from vfl.data import Schema
             schema = Schema.from_json((self._model_dir() / checkpoint.SCHEMA).read_text())
         self.table = load_dataset(dataset, spec.task, schema=schema)
+        classes = max(1, len(self.table.schema.label_classes or ())) if spec.task == "multiclass" else 1
+        check_parameters(spec, self.node.config.policy, spec.active, int(self.table.features.shape[1]), classes)
         # This node's own bottom model, if the job names one: resolved from this node's config only, and
         # checked by a dry forward now, before any peer is contacted.
         own = spec.party(spec.active).bottom
