@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import signal
+import sys
 from pathlib import Path
 
 
@@ -52,6 +53,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_node_config(args.config)
+    if config.insecure:  # also in the log; on the terminal too, where whoever started it will see it
+        print("WARNING: this node runs with 'insecure: true': no TLS, no peer authentication, every message in "
+              "the clear. For tests on one machine only, never between organizations.", file=sys.stderr, flush=True)
     node = Node(config)
     node.start()
     stop = lambda *_: node.stop()  # noqa: E731
