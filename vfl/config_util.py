@@ -13,15 +13,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from vfl.errors import ConfigError, shorten
-
-#: longest quotation of a refused value in an error message
-QUOTE_CHARS = 80
-
-
-def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
-    """``repr(value)``, cut to `limit` characters with a note of how much was left out."""
-    return shorten(repr(value), limit)
+from vfl.errors import QUOTE_CHARS, ConfigError, quote, shorten
 
 
 class StrictLoader(yaml.SafeLoader):

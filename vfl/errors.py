@@ -21,6 +21,15 @@ def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return f"{text[:limit]}... [{len(text) - limit} more characters]"
 
 
+#: longest quotation of a refused value (a cell, an ID, a spec value) in an error message
+QUOTE_CHARS = 80
+
+
+def quote(value: object, limit: int = QUOTE_CHARS) -> str:
+    """``repr(value)``, cut to `limit` characters with a note of how much was left out."""
+    return shorten(repr(value), limit)
+
+
 class VflError(Exception):
     """Base class for errors caused by input, configuration or a peer, not by a bug.
 

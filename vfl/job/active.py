@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from vfl.data.atomic import atomic_write_text
-from vfl.errors import ConfigError, DataError, JobFailed, PeerCallError, VflError
+from vfl.errors import ConfigError, DataError, JobFailed, PeerCallError, VflError, shorten
 from vfl.job import checkpoint
 from vfl.job.caps import check_parameters
 from vfl.job.events import EventLog
@@ -163,7 +163,7 @@ class ActiveJob:
                       metrics=result, done=True)
             return result
         except Exception as exc:
-            message = str(exc) if isinstance(exc, VflError) else f"{type(exc).__name__}: {exc}"
+            message = str(exc) if isinstance(exc, VflError) else shorten(f"{type(exc).__name__}: {exc}")
             message = f"{message} (stage {self.stage})"
             log.exception("job %s failed", spec.job_id) if not isinstance(exc, VflError) else None
             try:
