@@ -25,6 +25,8 @@ TASKS = ("binary", "multiclass", "regression")
 # psi: align IDs only (the active party keeps the common IDs); cardinality: learn only how many IDs the parties share
 KINDS = ("train", "predict", "psi", "cardinality")
 CRYPTO_MODES = tuple(SCHEMES)
+#: seeds seed numpy generators (the layout's checksum weights), which take non-negative integers
+MAX_SEED = (1 << 63) - 1
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -209,7 +211,8 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
 
     s = root.section("split")
     split = SplitSpec(validation=s.float("validation", 0.1, min_value=0.0, max_value=0.5),
-                      test=s.float("test", 0.2, min_value=0.0, max_value=0.5), seed=s.int("seed", 0))
+                      test=s.float("test", 0.2, min_value=0.0, max_value=0.5),
+                      seed=s.int("seed", 0, min_value=0, max_value=MAX_SEED))
     if split.validation + split.test >= 0.9:
         raise ConfigError("split: validation + test must leave at least 10% of rows for training")
     s.reject_unknown()
@@ -221,7 +224,7 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
                       interactive_lr=t.float("interactive_lr", 0.05, min_value=0.0, max_value=10.0),
                       interactive_momentum=t.float("interactive_momentum", 0.9, min_value=0.0, max_value=0.999),
                       weight_decay=t.float("weight_decay", 0.0, min_value=0.0, max_value=1.0),
-                      seed=t.int("seed", 0), checkpoint=t.bool("checkpoint", True))
+                      seed=t.int("seed", 0, min_value=0, max_value=MAX_SEED), checkpoint=t.bool("checkpoint", True))
     t.reject_unknown()
 
     c = root.section("crypto")
