@@ -224,3 +224,15 @@ def test_the_active_node_applies_its_caps_to_submitted_jobs(nodes):
     fed, _ = nodes
     with pytest.raises(JobError, match=r"train\.batch_size: .*policy\.max_batch_size"):
         fed.run({**spec_dict("active-cap-1"), "train": {"batch_size": 10_000}}, progress=False)
+
+
+def test_the_readme_node_config_shows_the_defaults():
+    """A guard against the README drifting from the node: its example node.yaml parses, and its caps and timeouts
+    are the node's defaults."""
+    import re
+
+    from vfl.node.config import TimeoutsConfig
+    readme = (REPO / "README.md").read_text()
+    text = re.search(r"A node config \(`node.yaml`\):\n\n```yaml\n(.*?)```", readme, re.S).group(1)
+    config = parse_node_config(yaml.safe_load(text), Path("/srv/bank-a"))
+    assert config.policy == PolicyConfig() and config.timeouts == TimeoutsConfig()
