@@ -9,11 +9,12 @@ PROTOS := $(shell find psi vfl -name '*.proto' 2>/dev/null)
 
 EXAMPLES := banks hospitals psi-only
 
-.PHONY: demo test bench proto clean help $(addprefix example-,$(EXAMPLES))
+.PHONY: demo test fuzz bench proto clean help $(addprefix example-,$(EXAMPLES))
 
 help:
 	@echo "make demo   - three hospital nodes on loopback: PSI, encrypted training, evaluation"
-	@echo "make test   - the whole test suite"
+	@echo "make test   - the whole test suite (with a short run of the fuzz targets)"
+	@echo "make fuzz   - the fuzz targets at length: hypothesis (100x make test's examples), then atheris"
 	@echo "make bench  - benchmarks against their named peers (last line of each is JSON)"
 	@echo "make example-banks | example-hospitals | example-psi-only - an example's run.sh (examples/)"
 
@@ -34,6 +35,20 @@ test: $(STAMP)
 # Each example's one command, with this checkout's .venv (examples/<name>/run.sh finds it by itself too).
 $(addprefix example-,$(EXAMPLES)): example-%: $(STAMP)
 	PYTHON=$(abspath $(PY)) examples/$*/run.sh
+
+# The fuzz targets of tests/fuzz at length: hypothesis with the "long" profile, then each atheris (libFuzzer) target
+# for FUZZ_SECONDS. A crash input lands in .cache/fuzz/. Without an atheris wheel for this platform, hypothesis only.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	VFL_FUZZ_PROFILE=long $(PY) -m pytest -q -p no:cacheprovider tests/fuzz
+	@mkdir -p .cache/fuzz
+	@if $(PY) -c "import atheris" 2>/dev/null; then \
+	  for t in $$($(PY) tests/fuzz/atheris_fuzz.py --list); do \
+	    echo "== atheris: $$t ($(FUZZ_SECONDS) s)"; \
+	    $(PY) tests/fuzz/atheris_fuzz.py $$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	      -artifact_prefix=.cache/fuzz/$$t- || exit 1; \
+	  done; \
+	else echo "atheris is not installed (no wheel for this platform): the hypothesis targets only"; fi
 
 bench: $(STAMP)
 	@mkdir -p bench-out

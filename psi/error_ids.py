@@ -19,6 +19,20 @@ log = logging.getLogger("psi.errors")
 
 _ID_ATTRIBUTE = "_peer_error_id"
 
+#: a status detail travels percent-encoded in the trailing metadata, which gRPC limits to 8 KiB by default; a
+#: longer one is dropped on the way, and the caller learns only that the metadata was too large
+MAX_DETAIL_BYTES = 4096
+
+
+def fit_status_detail(text: str) -> str:
+    """`text` cut so that its percent-encoded form stays under MAX_DETAIL_BYTES (a non-ASCII byte takes three)."""
+    size = 0
+    for i, ch in enumerate(text):
+        size += 1 if " " <= ch <= "~" and ch != "%" else 3 * len(ch.encode("utf-8", "replace"))
+        if size > MAX_DETAIL_BYTES - 64:
+            return f"{text[:i]}... [{len(text) - i} more characters]"
+    return text
+
 
 def logged_error_id(exc: BaseException, party: str, during: str, logger: Optional[logging.Logger] = None,
                     kind: str = "internal error") -> str:

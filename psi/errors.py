@@ -7,13 +7,26 @@ the connecting party as that status; errors reported by a peer arrive as :class:
 from __future__ import annotations
 
 
+#: longest message an error shows: it becomes a log line and a gRPC status detail (trailing metadata, 8 KiB)
+MAX_MESSAGE_CHARS = 2000
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters plus a note of how many were left out."""
+    return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit} more characters]"
+
+
 class PsiError(Exception):
-    """Base class of every error the psi package raises on purpose."""
+    """Base class of every error the psi package raises on purpose. Its text is cut to MAX_MESSAGE_CHARS, so an
+    ID of megabytes quoted in it cannot become a megabyte log line or status."""
 
     grpc_code = "UNKNOWN"
 
     def __reduce__(self):  # keep subclasses picklable across the worker process pool
         return (self.__class__, self.args)
+
+    def __str__(self) -> str:
+        return clip(super().__str__(), MAX_MESSAGE_CHARS)
 
 
 # ----------------------------------------------------------------------------- local input / configuration
@@ -55,7 +68,7 @@ class InvalidPoint(ProtocolError):
         self.index = index
 
     def __str__(self) -> str:
-        return self.args[0]
+        return clip(self.args[0], MAX_MESSAGE_CHARS)
 
 
 class WrongSession(ProtocolError):
@@ -110,4 +123,4 @@ class PeerError(PsiError):
         self.code = code
 
     def __str__(self) -> str:
-        return self.args[0]
+        return clip(self.args[0], MAX_MESSAGE_CHARS)

@@ -9,11 +9,39 @@ from __future__ import annotations
 
 INTERNAL = "INTERNAL"
 
+#: longest message an error carries. A message travels as one log line, a job event, and a gRPC status detail
+#: (trailing metadata, 8 KiB by default), so a 30 MB cell quoted in it must not travel whole.
+MAX_MESSAGE_CHARS = 4000
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text` cut to at most `limit` characters plus a note of how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters]"
+
+
+#: longest quotation of a refused value (a cell, an ID, a spec value) in an error message
+QUOTE_CHARS = 80
+
+
+def quote(value: object, limit: int = QUOTE_CHARS) -> str:
+    """``repr(value)``, cut to `limit` characters with a note of how much was left out."""
+    return shorten(repr(value), limit)
+
 
 class VflError(Exception):
-    """Base class for errors caused by input, configuration or a peer, not by a bug."""
+    """Base class for errors caused by input, configuration or a peer, not by a bug.
+
+    A message longer than :data:`MAX_MESSAGE_CHARS` is shortened here, once for every error class.
+    """
 
     status = INTERNAL
+
+    def __init__(self, *args: object):
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (shorten(args[0]),)
+        super().__init__(*args)
 
 
 class DataError(VflError):

@@ -21,7 +21,7 @@ from psi.config import Progress
 from psi.core.engine import Engine
 from psi.error_ids import internal_error_detail
 from psi.errors import (InvalidPoint, MalformedMessage, OutOfOrder, PeerError, PsiError, PsiInputError,
-                        SessionTimeout, TooLarge, WrongSession)
+                        SessionTimeout, TooLarge, WrongSession, clip)
 from psi.protocol.ids import IdSource
 from psi.protocol.link import EOF, Link
 from psi.protocol.messages import Abort, Chunk, Message, Stage, WIDTH
@@ -318,9 +318,9 @@ def check_own_ids(engine, ids: IdSource, canon) -> None:
         a, b = ids.gather(np.array([ri, rj]))
         ca, cb = canonical_id(a, canon, ri), canonical_id(b, canon, rj)
         if ca == cb:
-            raw = f" (as {a!r} and {b!r})" if a != b else ""
-            raise DuplicateIdError(f"duplicate ID {ca!r} at rows {ri} and {rj}{raw}: IDs must be unique "
-                                   "after canonicalization")
+            raw = f" (as {clip(repr(a), 80)} and {clip(repr(b), 80)})" if a != b else ""
+            raise DuplicateIdError(f"duplicate ID {clip(repr(ca), 80)} at rows {ri} and {rj}{raw}: IDs must be "
+                                   "unique after canonicalization")
 
 
 def point_errors(fut, stream: InStream, index: int, offset: int):

@@ -25,7 +25,7 @@ import grpc
 
 from psi.config import PsiResult
 from psi.core.engine import Engine
-from psi.error_ids import internal_error_detail
+from psi.error_ids import fit_status_detail, internal_error_detail
 from psi.identity import certificate_names
 from psi.errors import (OutOfOrder, PeerError, PermissionDenied, ProtocolError, PsiConfigError, PsiError,
                         SessionExists, SessionTimeout)
@@ -162,7 +162,7 @@ class PsiServicer(pb_grpc.PsiServicer):
             record = self._reserve(hello.session_id, hello.recipient)
         except PsiError as exc:
             log.info("PSI session refused: %s", exc)
-            context.abort(_status(exc), str(exc))
+            context.abort(_status(exc), fit_status_detail(str(exc)))
             return
         try:
             ids = self.id_provider(hello, peer)
@@ -170,7 +170,7 @@ class PsiServicer(pb_grpc.PsiServicer):
                 raise PermissionDenied(f"session {hello.session_id}: no dataset for this session")
         except PsiError as exc:
             self._finish(hello.session_id, record, None, exc)
-            context.abort(_status(exc), str(exc))
+            context.abort(_status(exc), fit_status_detail(str(exc)))
             return
         except Exception as exc:  # the host's provider failed: its text stays in this party's log
             detail = internal_error_detail(exc, hello.recipient,
@@ -212,7 +212,7 @@ class PsiServicer(pb_grpc.PsiServicer):
         if error is not None:
             log.info("PSI session %s failed: %s", hello.session_id, error)
             details = str(error) if isinstance(error, ProtocolError) else peer_safe_reason(error, hello.recipient)
-            context.abort(_status(error), details)
+            context.abort(_status(error), fit_status_detail(details))
 
     def _finish(self, session_id: str, record: _Record, result, error) -> None:
         record.result, record.error = result, error

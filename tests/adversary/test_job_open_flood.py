@@ -20,7 +20,12 @@ ATTEMPTS = 60      # twice the default burst of 30: all would open only if the b
 @pytest.fixture(scope="module")
 def flood(tmp_path_factory):
     from vfl.api import Federation
-    with Federation(breast_parties(), workdir=tmp_path_factory.mktemp("adversary-flood")) as fed:
+    # The cap on jobs open at once (policy.max_open_jobs_per_peer, default 4) would refuse the flood first; it is
+    # raised here so that this test sees the per-minute limit (tests/node/test_caps.py tests the cap).
+    policy = {"min_key_bits": 1024, "allow_plaintext": True, "allow_attack_harness": True,
+              "max_open_jobs_per_peer": 2 * ATTEMPTS}
+    with Federation(breast_parties(), workdir=tmp_path_factory.mktemp("adversary-flood"),
+                    node_options={"policy": policy}) as fed:
         adversary = DeviatingActive(fed)
         yield adversary
         adversary.shutdown()

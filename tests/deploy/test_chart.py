@@ -234,6 +234,44 @@ def test_open_job_limit_renders_into_node_config(helm):
     assert parse_node_config(unset, Path("/")).limits.open_jobs_per_minute == DEFAULT_OPEN_JOBS_PER_MINUTE
 
 
+def test_policy_caps_render_into_node_config(helm):
+    """Values `policy.max*` are node.yaml's `policy.max_*` caps (vfl/job/caps.py); the chart's defaults are the
+    node's own, each value reaches its key, and null leaves the node's default."""
+    import dataclasses
+    from pathlib import Path
+
+    from vfl.node.config import PolicyConfig, parse_node_config
+    default = parse_node_config(load_yaml_config(helm.template("bank-b", values=[BANK_B])), Path("/"))
+    assert default.policy == PolicyConfig()   # every cap of the node, at the node's default
+    caps = {"maxKeyBits": ("max_key_bits", 2048), "maxHiddenLayers": ("max_hidden_layers", 2),
+            "maxHiddenWidth": ("max_hidden_width", 64), "maxBottomOut": ("max_bottom_out", 8),
+            "maxInteractiveOut": ("max_interactive_out", 8), "maxParameters": ("max_parameters", 12_000_000),
+            "maxBatchSize": ("max_batch_size", 256), "maxEpochs": ("max_epochs", 20),
+            "maxOpenJobsPerPeer": ("max_open_jobs_per_peer", 1)}
+    assert {snake for snake, _ in caps.values()} == {f.name for f in dataclasses.fields(PolicyConfig)
+                                                     if f.name.startswith("max_")}
+    sets = [f"policy.{camel}={value}" for camel, (_, value) in caps.items()]
+    config = load_yaml_config(helm.template("bank-b", values=[BANK_B], sets=sets))
+    policy = parse_node_config(config, Path("/")).policy
+    assert {snake: getattr(policy, snake) for snake, _ in caps.values()} == dict(caps.values())
+    assert config["policy"]["max_parameters"] == 12_000_000   # an integer, not 1.2e+07
+    unset = load_yaml_config(helm.template("bank-b", values=[BANK_B], sets=["policy.maxHiddenWidth=null"]))
+    assert "max_hidden_width" not in unset["policy"]
+    assert parse_node_config(unset, Path("/")).policy.max_hidden_width == PolicyConfig().max_hidden_width
+
+
+def test_timeouts_render_into_node_config(helm):
+    from pathlib import Path
+
+    from vfl.node.config import TimeoutsConfig, parse_node_config
+    default = parse_node_config(load_yaml_config(helm.template("bank-b", values=[BANK_B])), Path("/"))
+    assert default.timeouts == TimeoutsConfig()
+    config = load_yaml_config(helm.template("bank-b", values=[BANK_B], sets=["timeouts.resumeWaitSeconds=30",
+                                                                               "timeouts.callSeconds=120"]))
+    assert parse_node_config(config, Path("/")).timeouts == TimeoutsConfig(30.0, 120.0)
+    assert "timeouts" not in load_yaml_config(helm.template("bank-b", values=[BANK_B], sets=["timeouts=null"]))
+
+
 @pytest.mark.parametrize("name", ["bank-a", "bank-b"])
 def test_ports_and_probes_match_the_node_config(rendered, name):
     docs = rendered[name]

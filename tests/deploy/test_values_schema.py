@@ -59,6 +59,12 @@ JOB_SETS = ["job.enabled=true", "job.spec.job_id=j1", "job.spec.active=bank-a",
     ({"sets": ["limits.openJobsPerMinute=0"]}, "'/limits/openJobsPerMinute'"),
     ({"set_strings": ["limits.openJobsPerMinute=30"]}, "'/limits/openJobsPerMinute'"),
     ({"sets": ["limits.burst=60"]}, "'burst'"),
+    ({"sets": ["policy.maxHiddenWidth=0"]}, "'/policy/maxHiddenWidth'"),
+    ({"set_strings": ["policy.maxEpochs=10"]}, "'/policy/maxEpochs'"),
+    ({"sets": ["policy.maxKeyBits=5000"]}, "'/policy/maxKeyBits'"),
+    ({"sets": ["policy.maxWidth=5"]}, "'maxWidth'"),
+    ({"sets": ["timeouts.callSeconds=0"]}, "'/timeouts/callSeconds'"),
+    ({"sets": ["timeouts.resumeWait=5"]}, "'resumeWait'"),
 ])
 def test_schema_rejects_bad_values(helm, kw, key):
     with pytest.raises(HelmError) as info:

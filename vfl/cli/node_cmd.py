@@ -101,6 +101,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from vfl.node.server import Node
     configure_logging(args.log_level)
     config = load_node_config(args.config)
+    if config.insecure:  # also in the log; on the terminal too, where whoever started it will see it
+        print("WARNING: this node runs with 'insecure: true': no TLS, no peer authentication, every message in "
+              "the clear. For tests on one machine only, never between organizations.", file=sys.stderr, flush=True)
     node = Node(config)
     node.start()
     stop = lambda *_: node.stop()  # noqa: E731

@@ -275,7 +275,7 @@ def _serve(args, config, creds, ids) -> int:
     from psi.errors import OutOfOrder, PermissionDenied
     from psi.transport import add_psi_service
     from vfl.transport.guard import InternalErrorGuard
-    from vfl.transport.tls import CHANNEL_OPTIONS, server_credentials
+    from vfl.transport.tls import server_credentials, server_options
 
     allowed = args.peer_identity
     if len(allowed) > 1:
@@ -318,7 +318,7 @@ def _serve(args, config, creds, ids) -> int:
         outcome["error"] = exc
         finished.set()
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=CHANNEL_OPTIONS,
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=server_options(),
                          interceptors=[InternalErrorGuard(args.name or "the serving party")])
     servicer = add_psi_service(server, id_provider, on_result=on_result, on_error=on_error, workers=config.workers,
                                timeout=config.timeout, progress=lambda hello: bars)

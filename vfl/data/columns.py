@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from vfl.errors import DataError
+from vfl.errors import DataError, quote
 
 # Text that spreadsheets and pandas write for "no value"; reported as missing, not as "not numeric".
 MISSING_MARKERS = frozenset({"", "nan", "-nan", "na", "n/a", "null", "none", "<na>"})
@@ -29,7 +29,7 @@ class Where:
 
     def row(self, i: int) -> str:
         known = self.ids is not None and i < len(self.ids)
-        rid = f" (id {self.ids[i]!r})" if known else ""
+        rid = f" (id {quote(self.ids[i])})" if known else ""
         return f"{self.file}: column {self.column!r}: row {self.first_row + i}{rid}"
 
     def error(self, i: int, problem: str) -> DataError:
@@ -63,7 +63,7 @@ def id_strings(series: pd.Series, where: Where) -> np.ndarray:
         if len(missing):
             raise where.error(int(missing[0]), "empty id")
         raise _type_error(series, where, f"IDs must be text or integers, not floating point "
-                                         f"(first value {series.iloc[0]!r})")
+                                         f"(first value {quote(series.iloc[0])})")
     if kind not in "iuOT":  # integers, unsigned, object, pandas text
         raise _type_error(series, where, "IDs must be text or integers")
     values = series.to_numpy(dtype=object)
@@ -73,11 +73,11 @@ def id_strings(series: pd.Series, where: Where) -> np.ndarray:
             try:
                 value = value.decode("utf-8")
             except UnicodeDecodeError:
-                raise where.error(i, f"id {value!r} is not UTF-8 text") from None
+                raise where.error(i, f"id {quote(value)} is not UTF-8 text") from None
         if is_missing(value):
             raise where.error(i, "empty id")
         if isinstance(value, str) and value.strip().lower() in ID_MISSING_MARKERS:
-            raise where.error(i, f"id {value!r} is a missing value (NaN)")
+            raise where.error(i, f"id {quote(value)} is a missing value (NaN)")
         out[i] = value if isinstance(value, str) else str(value)
     return out
 
@@ -89,7 +89,7 @@ def check_unique_ids(ids: np.ndarray, where: Where) -> None:
     if len(hits):
         second = int(hits[0])
         first = int(np.flatnonzero(ids[:second] == ids[second])[0])
-        raise DataError(f"{where.file}: column {where.column!r}: duplicate id {ids[second]!r} in rows "
+        raise DataError(f"{where.file}: column {where.column!r}: duplicate id {quote(ids[second])} in rows "
                         f"{where.first_row + first} and {where.first_row + second}")
 
 
@@ -99,19 +99,19 @@ def _numeric_problem(raw: object, role: str) -> str:
         return "empty value (missing)"
     text = str(raw).strip()
     if text.lower() in MISSING_MARKERS:
-        return f"value {raw!r} is a missing value (NaN)"
+        return f"value {quote(raw)} is a missing value (NaN)"
     try:
         number = float(text)
     except ValueError:
         number = None
     if number is not None and math.isinf(number):
         overflow = "inf" not in text.lower()
-        return f"value {raw!r} is " + ("too large (overflows to infinity)" if overflow else "infinite")
+        return f"value {quote(raw)} is " + ("too large (overflows to infinity)" if overflow else "infinite")
     if number is not None and math.isnan(number):
-        return f"value {raw!r} is a missing value (NaN)"
+        return f"value {quote(raw)} is a missing value (NaN)"
     hint = (" (declare the column categorical to one-hot encode it)" if role == "feature"
             else " (regression labels must be numbers)" if role == "label" else "")
-    return f"value {raw!r} is not numeric{hint}"
+    return f"value {quote(raw)} is not numeric{hint}"
 
 
 def numeric_column(series: pd.Series, where: Where, role: str = "feature") -> np.ndarray:
@@ -127,7 +127,7 @@ def numeric_column(series: pd.Series, where: Where, role: str = "feature") -> np
         values = pd.Series(parsed).to_numpy(dtype=np.float64, na_value=np.nan)
     else:
         hint = " (declare the column categorical to one-hot encode it)" if role == "feature" else ""
-        raise where.error(0, f"value {series.iloc[0]!r} is not numeric (column type {series.dtype}){hint}")
+        raise where.error(0, f"value {quote(series.iloc[0])} is not numeric (column type {series.dtype}){hint}")
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
         i = int(bad[0])
@@ -159,9 +159,9 @@ def text_column(series: pd.Series, where: Where, what: str) -> list[str]:
         text = category_text(raw)
         lowered = text.lower()
         if lowered in MISSING_MARKERS:
-            raise where.error(i, f"{what} {raw!r} is a missing value (NaN)")
+            raise where.error(i, f"{what} {quote(raw)} is a missing value (NaN)")
         if lowered.lstrip("+-") in ("inf", "infinity"):
-            raise where.error(i, f"{what} {raw!r} is infinite")
+            raise where.error(i, f"{what} {quote(raw)} is infinite")
         out.append(text)
     return out
 

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from vfl.data.columns import Where, category_text
-from vfl.errors import DataError
+from vfl.errors import DataError, quote
 
 TASKS = ("binary", "multiclass", "regression")
 
@@ -47,7 +47,7 @@ def encode_labels(values: Sequence[object], classes: Sequence[str] | None = None
     for i, text in enumerate(texts):
         k = position.get(text)
         if k is None:
-            problem = f"label {text!r} is not one of the trained classes {classes}"
+            problem = f"label {quote(text)} is not one of the trained classes {classes}"
             raise where.error(i, problem) if where else DataError(f"row {i + 1}: {problem}")
         out[i] = k
     return out, classes

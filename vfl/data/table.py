@@ -27,7 +27,7 @@ from vfl.data.ids import IdFormat
 from vfl.data.labels import TASKS, check_class_count, decode_labels, encode_labels, sorted_classes
 from vfl.data.readers import read_frame
 from vfl.data.schema import Schema
-from vfl.errors import DataError
+from vfl.errors import DataError, quote
 
 ON_UNKNOWN = ("zero", "error")
 
@@ -119,7 +119,7 @@ def _categorical_block(path: Path, frame: pd.DataFrame, column: str, ids: np.nda
     block, unknown = one_hot(values, vocab)
     if unknown:
         first = unknown[0]
-        detail = f"{where.row(first)}: value {values[first]!r} was not seen in training"
+        detail = f"{where.row(first)}: value {quote(values[first])} was not seen in training"
         if on_unknown == "error":
             raise DataError(f"{detail} (known: {vocab[:20]})")
         warnings.warn(f"{detail}; {len(unknown)} row(s) with unseen values get all-zero one-hot columns",

@@ -10,7 +10,7 @@ from vfl.data.atomic import atomic_write
 from vfl.data.columns import Where, check_unique_ids, is_missing
 from vfl.data.readers import file_kind
 from vfl.data.table import PartyTable
-from vfl.errors import DataError
+from vfl.errors import DataError, quote
 
 
 def _check_shapes(table: PartyTable) -> None:
@@ -25,17 +25,17 @@ def _check_values(table: PartyTable) -> None:
     source = table.source.name
     for i, value in enumerate(table.ids):
         if not isinstance(value, str) or is_missing(value):
-            raise Where(source, table.schema.id_column).error(i, f"empty or non-text id {value!r}")
+            raise Where(source, table.schema.id_column).error(i, f"empty or non-text id {quote(value)}")
     check_unique_ids(table.ids, Where(source, table.schema.id_column))
     bad = np.argwhere(~np.isfinite(np.asarray(table.features, dtype=np.float64)))
     if len(bad):
         i, k = (int(v) for v in bad[0])
-        raise Where(source, table.feature_names[k], table.ids).error(i, f"value {table.features[i, k]!r} is not finite")
+        raise Where(source, table.feature_names[k], table.ids).error(i, f"value {quote(table.features[i, k])} is not finite")
     if table.label is not None and table.label.dtype.kind == "f":
         bad_label = np.flatnonzero(~np.isfinite(table.label))
         if len(bad_label):
             i = int(bad_label[0])
-            raise Where(source, str(table.label_name), table.ids).error(i, f"label {table.label[i]!r} is not finite")
+            raise Where(source, str(table.label_name), table.ids).error(i, f"label {quote(table.label[i])} is not finite")
 
 
 def _columns(table: PartyTable, ids_only: bool) -> dict[str, np.ndarray]:

@@ -20,8 +20,9 @@ import torch
 
 from vfl.data.atomic import atomic_write_text
 from vfl.data.id_shape import note_for_active, parse_shape
-from vfl.errors import ConfigError, DataError, JobFailed, PeerCallError, VflError
+from vfl.errors import ConfigError, DataError, JobFailed, PeerCallError, VflError, shorten
 from vfl.job import checkpoint
+from vfl.job.caps import check_parameters
 from vfl.job.events import EventLog
 from vfl.job.ledger import WireLedger
 from vfl.job.network import PeerNetwork
@@ -39,7 +40,6 @@ from vfl.protocol.schemes import scheme_for
 log = logging.getLogger("vfl.active")
 
 MAX_RESUMES = 3
-RESUME_WAIT_SECONDS = 600.0
 
 
 def inherit_model_settings(spec: JobSpec, trained_spec_path: Path) -> JobSpec:
@@ -119,9 +119,11 @@ class ActiveJob:
         self.bottom_factory_path = None
         self._psi_progress_at = 0.0
         self.warnings: list[str] = []  # for the result: e.g. why PSI found few common IDs
+        self.stage = "open"  # the stage of the last event: a failure names it
 
     # ------------------------------------------------------------------ helpers
     def emit(self, kind: str, message: str = "", **fields) -> None:
+        self.stage = fields.get("stage") or self.stage
         self.events.emit(kind, message, **fields)
         if kind in ("log", "epoch", "result", "error"):
             log.info("[%s] %s", self.spec.job_id, message)
@@ -151,24 +153,28 @@ class ActiveJob:
                     result = {"job_id": spec.job_id, "intersection": len(ids),
                               "aligned_ids": str(self.job_dir / "aligned_ids.json")}
                 else:
+                    self.stage = "setup"
                     self._setup()
+                    self.stage = spec.kind
                     result = self._train() if spec.kind == "train" else self._predict()
             if self.warnings:
                 result["warnings"] = self.warnings
             result["seconds"] = round(time.time() - t0, 2)
+            self.stage = "close"
             self._close("succeeded", save=spec.kind == "train", result=result)
             atomic_write_text(self.job_dir / "result.json", json.dumps(result, indent=1, default=str))
             self.emit("result", f"job {spec.job_id} finished in {result['seconds']} s", stage="done",
                       metrics=result, done=True)
             return result
         except Exception as exc:
-            message = str(exc) if isinstance(exc, VflError) else f"{type(exc).__name__}: {exc}"
+            message = str(exc) if isinstance(exc, VflError) else shorten(f"{type(exc).__name__}: {exc}")
+            message = f"{message} (stage {self.stage})"
             log.exception("job %s failed", spec.job_id) if not isinstance(exc, VflError) else None
             try:
                 self._close("failed", save=False, result={"error": message})
             except Exception:  # noqa: BLE001 - the original failure is what the user needs to see
                 pass
-            self.emit("error", message, failed=True, done=True)
+            self.emit("error", message, stage=self.stage, failed=True, done=True)
             raise
         finally:
             self.pool.shutdown(wait=False)
@@ -185,6 +191,8 @@ class ActiveJob:
             schema = Schema.from_json((self._model_dir() / checkpoint.SCHEMA).read_text())
         # a PSI-only job never reads the label, so it must not refuse one that does not fit spec.task
         self.table = load_dataset(dataset, spec.task, schema=schema, with_label=spec.kind in ("train", "predict"))
+        classes = max(1, len(self.table.schema.label_classes or ())) if spec.task == "multiclass" else 1
+        check_parameters(spec, self.node.config.policy, spec.active, int(self.table.features.shape[1]), classes)
         # This node's own bottom model, if the job names one: resolved from this node's config only, and
         # checked by a dry forward now, before any peer is contacted.
         own = spec.party(spec.active).bottom
@@ -341,7 +349,8 @@ class ActiveJob:
                 if not exc.recoverable or resumes >= MAX_RESUMES or not spec.train.checkpoint:
                     raise
                 resumes += 1
-                self.emit("log", f"{exc}; waiting for {exc.peer} to resume from epoch {completed}", stage="train")
+                self.emit("log", f"{exc}; waiting up to {self.node.config.timeouts.resume_wait_seconds:g} s for "
+                                 f"{exc.peer} to resume from epoch {completed}", stage="train")
                 self._resume(completed)
                 continue
             completed += 1
@@ -350,6 +359,7 @@ class ActiveJob:
             self.emit("epoch", f"epoch {completed}/{epochs}: " +
                       ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
                       stage="train", metrics=metrics)
+        self.stage = "evaluate"
         test = self.evaluate(split.test, epochs) if len(split.test) else {}
         if spec.privacy.attacks and spec.task != "regression" and len(split.test):
             self.membership = self._membership_auc()  # needs the passive parties, so before closing
@@ -387,15 +397,20 @@ class ActiveJob:
     def _resume(self, completed: int) -> None:
         """Wait for every passive party, reopen the job at its checkpoint, restore our own, set up again."""
         spec_yaml = self.spec.to_yaml()
-        deadline = time.time() + RESUME_WAIT_SECONDS
+        wait = self.node.config.timeouts.resume_wait_seconds
+        deadline = time.time() + wait
         for link in self.links.values():
             while True:
                 try:
                     reply = link.open(spec_yaml, resume_epoch=completed)
                     break
                 except PeerCallError as exc:
-                    if not exc.recoverable or time.time() > deadline:
+                    if not exc.recoverable:
                         raise
+                    if time.time() > deadline:
+                        raise JobFailed(f"peer {link.peer!r} did not come back within {wait:g} s (node config "
+                                        f"timeouts.resume_wait_seconds) to resume from epoch {completed}; its "
+                                        f"last answer: {exc.method} failed with {exc.code}: {exc.detail}") from None
                     time.sleep(1.0)
             if reply.resumable_epoch < completed:
                 raise JobFailed(f"{link.peer} has no checkpoint of epoch {completed}; cannot resume")

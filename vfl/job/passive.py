@@ -28,7 +28,7 @@ from vfl.job.ledger import WireLedger
 from vfl.job.party_data import AlignedData, align, load_alignment, load_dataset, save_alignment
 from vfl.job.peer import hyper_of
 from vfl.job.private_random import for_node
-from vfl.job.spec import JobSpec
+from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec
 from vfl.job.state import JobState
 from vfl.job.timing import Timer, TimedOps
 from vfl.models.custom import build_bottom, check_saved_module, load_part, resolve_factory
@@ -170,6 +170,10 @@ class PassiveJob:
             if layout.d != bottom_spec.out or layout.m != spec.interactive_out:
                 raise ProtocolError(f"setup: layout d={layout.d}, m={layout.m} disagrees with the job spec "
                                     f"(d={bottom_spec.out}, m={spec.interactive_out})")
+            allowed_batch = max(spec.train.batch_size, EVAL_BATCH_ROWS)  # the batch cap checked at OpenJob
+            if layout.max_batch > allowed_batch:
+                raise ProtocolError(f"setup: layout max_batch={layout.max_batch} exceeds the job spec's batches "
+                                    f"(train.batch_size {spec.train.batch_size}, evaluation {EVAL_BATCH_ROWS})")
             with own_input_errors(self.party, "setup"):
                 saved = self._load_model_part() if spec.kind == "predict" else None
                 if saved is not None:

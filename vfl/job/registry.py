@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 from vfl.data.atomic import atomic_write_text
 from vfl.errors import ConfigError, NotFound, OutOfOrder, PermissionDenied, TooManyRequests, status_of
 from vfl.job import psi_once
+from vfl.job.caps import check_caps, check_parameters
 from vfl.job.events import Event, EventLog
 from vfl.job.limits import OpenJobLimiter
 from vfl.job.spec import parse_job_spec_yaml
@@ -22,7 +23,9 @@ log = logging.getLogger("vfl.jobs")
 
 
 def check_policy(spec, policy, party: str) -> None:
-    """Refuse a job that asks this node for something its own config does not allow (node.yaml `policy`)."""
+    """Refuse a job that asks this node for something its own config does not allow (node.yaml `policy`): an
+    insecure option, or more work than its caps (vfl/job/caps.py; the parameter count is checked once the
+    party's feature count is known, see `_open_passive` and the active runtime's open)."""
     if spec.crypto.mode == "plaintext" and not policy.allow_plaintext:
         raise PermissionDenied(f"crypto.mode: job {spec.job_id!r} asks for plaintext split learning, which "
                                f"sends activations and gradients in the clear; {party!r} refuses it "
@@ -34,6 +37,7 @@ def check_policy(spec, policy, party: str) -> None:
         raise PermissionDenied(f"privacy.attacks: job {spec.job_id!r} turns on the attack harness, which sends "
                                f"per-row attack scores to the active party; {party!r} does not allow it "
                                "(policy.allow_attack_harness)")
+    check_caps(spec, policy, party)
 
 
 ACCEPTED_SPEC = "accepted-spec.yaml"
@@ -54,6 +58,7 @@ class JobRegistry:
         self.active_events: dict[str, EventLog] = {}
         self.active_threads: dict[str, threading.Thread] = {}
         self.passive_jobs: dict[str, object] = {}
+        self._opening: dict[str, int] = {}  # caller -> OpenJob calls of new or resumed jobs under way
         self.open_limiter = OpenJobLimiter(node.config.limits.open_jobs_per_minute)
         self.resume_limiter = OpenJobLimiter(node.config.limits.open_jobs_per_minute)
 
@@ -154,20 +159,42 @@ class JobRegistry:
             old = self.passive_jobs.get(spec.job_id)
             if old is not None and old.state != JobState.CLOSED and request.resume_epoch < 0:
                 raise OutOfOrder(f"job {spec.job_id!r} is already open at {party!r}")
-        claim = psi_once.read_claim(self.node.config.job_dir(spec.job_id))
-        if request.resume_epoch < 0 and claim is not None:
-            raise OutOfOrder(f"job {spec.job_id!r} already ran its PSI at {party!r} "
-                             f"({psi_once.describe_claim(claim)}); PSI runs once per job, so this job id cannot be "
-                             "opened again: open the job under a new job id")
-        job = PassiveJob(self.node, spec, caller, request.resume_epoch)
-        reply = job.open()
-        if request.resume_epoch < 0:
-            path = accepted_spec_path(self.node.config.job_dir(spec.job_id))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, spec.to_yaml())
-        with self._lock:
-            self.passive_jobs[spec.job_id] = job
+            self._reserve_open_slot(spec, caller)
+        try:
+            claim = psi_once.read_claim(self.node.config.job_dir(spec.job_id))
+            if request.resume_epoch < 0 and claim is not None:
+                raise OutOfOrder(f"job {spec.job_id!r} already ran its PSI at {party!r} "
+                                 f"({psi_once.describe_claim(claim)}); PSI runs once per job, so this job id cannot "
+                                 "be opened again: open the job under a new job id")
+            job = PassiveJob(self.node, spec, caller, request.resume_epoch)
+            reply = job.open()
+            check_parameters(spec, self.node.config.policy, party, reply.feature_dim)
+            if request.resume_epoch < 0:
+                path = accepted_spec_path(self.node.config.job_dir(spec.job_id))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(path, spec.to_yaml())
+            with self._lock:
+                self.passive_jobs[spec.job_id] = job
+        finally:
+            with self._lock:
+                self._opening[caller] -= 1
         return reply
+
+    def _reserve_open_slot(self, spec, caller: str) -> None:
+        """Count this job against `caller`'s open jobs here (node config policy.max_open_jobs_per_peer).
+
+        Called under the lock; jobs still being opened count too, so concurrent OpenJobs cannot all slip in. A
+        resume replaces its own job and does not count twice.
+        """
+        cap = self.node.config.policy.max_open_jobs_per_peer
+        open_jobs = sorted(job_id for job_id, job in self.passive_jobs.items()
+                           if job.active == caller and job.state != JobState.CLOSED and job_id != spec.job_id)
+        if len(open_jobs) + self._opening.get(caller, 0) >= cap:
+            raise TooManyRequests(f"job {spec.job_id!r} refused at {self.node.config.party!r}: {caller!r} already "
+                                  f"has {len(open_jobs)} jobs open here ({', '.join(map(repr, open_jobs[:5]))}) and "
+                                  f"{self._opening.get(caller, 0)} opening, and may have at most {cap} at once "
+                                  "(node config policy.max_open_jobs_per_peer); finish or close one first")
+        self._opening[caller] = self._opening.get(caller, 0) + 1
 
     def _check_resumable(self, spec) -> None:
         """A resume continues a job whose PSI ran here, with the spec it was opened with.

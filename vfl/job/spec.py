@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from vfl.config_util import Section, check_model_name, check_name, load_yaml, yaml_mapping
+from vfl.config_util import Section, check_model_name, check_name, load_yaml, quote, yaml_mapping
 from vfl.errors import ConfigError, VflError
 from vfl.he.keys import ALLOWED_KEY_BITS
 from vfl.privacy.defenses import DEFENSE_CHOICES
@@ -25,6 +25,8 @@ TASKS = ("binary", "multiclass", "regression")
 # psi: align IDs only (the active party keeps the common IDs); cardinality: learn only how many IDs the parties share
 KINDS = ("train", "predict", "psi", "cardinality")
 CRYPTO_MODES = tuple(SCHEMES)
+#: seeds seed numpy generators (the layout's checksum weights), which take non-negative integers
+MAX_SEED = (1 << 63) - 1
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -145,7 +147,7 @@ def _mlp(sec: Section, default: MlpSpec, allow_out: bool = True, allow_module: b
     hidden = sec.list("hidden", list(default.hidden))
     for i, h in enumerate(hidden):
         if isinstance(h, bool) or not isinstance(h, int) or h < 1 or h > 65536:
-            raise ConfigError(f"{sec.key('hidden')}[{i}]: must be a positive integer, got {h!r}")
+            raise ConfigError(f"{sec.key('hidden')}[{i}]: must be a positive integer, got {quote(h)}")
     out = sec.int("out", default.out, min_value=1, max_value=4096) if allow_out else default.out
     act = sec.str("activation", default.activation, choices=("relu", "tanh", "sigmoid", "gelu", "leaky_relu"))
     dropout = sec.float("dropout", default.dropout, min_value=0.0, max_value=0.9)
@@ -157,7 +159,7 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
     root = Section(data, "")
     job_id = root.str("job_id") or f"job-{uuid.uuid4().hex[:12]}"
     if not _JOB_ID.match(job_id):
-        raise ConfigError(f"job_id: {job_id!r} must be 1-63 letters, digits, '_', '.' or '-'")
+        raise ConfigError(f"job_id: {quote(job_id)} must be 1-63 letters, digits, '_', '.' or '-'")
     kind = root.str("kind", "train", choices=KINDS)
     task = root.str("task", "binary", choices=TASKS)
     active = check_name(root.str("active", required=True), "active")
@@ -191,7 +193,7 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
                 for key in ("hidden", "activation", "dropout"):
                     if key in sub:
                         raise ConfigError(f"model.bottom_overrides.{name}.{key}: not used with module "
-                                          f"{sub['module']!r} (the party's own model defines its layers; "
+                                          f"{quote(sub['module'])} (the party's own model defines its layers; "
                                           "only out applies)")
             base.update(sub)
             bottom = _mlp(Section(base, f"model.bottom_overrides.{name}"), default_bottom, allow_module=True)
@@ -209,7 +211,8 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
 
     s = root.section("split")
     split = SplitSpec(validation=s.float("validation", 0.1, min_value=0.0, max_value=0.5),
-                      test=s.float("test", 0.2, min_value=0.0, max_value=0.5), seed=s.int("seed", 0))
+                      test=s.float("test", 0.2, min_value=0.0, max_value=0.5),
+                      seed=s.int("seed", 0, min_value=0, max_value=MAX_SEED))
     if split.validation + split.test >= 0.9:
         raise ConfigError("split: validation + test must leave at least 10% of rows for training")
     s.reject_unknown()
@@ -221,7 +224,7 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
                       interactive_lr=t.float("interactive_lr", 0.05, min_value=0.0, max_value=10.0),
                       interactive_momentum=t.float("interactive_momentum", 0.9, min_value=0.0, max_value=0.999),
                       weight_decay=t.float("weight_decay", 0.0, min_value=0.0, max_value=1.0),
-                      seed=t.int("seed", 0), checkpoint=t.bool("checkpoint", True))
+                      seed=t.int("seed", 0, min_value=0, max_value=MAX_SEED), checkpoint=t.bool("checkpoint", True))
     t.reject_unknown()
 
     c = root.section("crypto")

@@ -39,6 +39,17 @@ class PolicyConfig:
     min_key_bits: int = 2048            # Paillier keys below this are refused
     allow_plaintext: bool = False       # crypto.mode: plaintext sends activations and gradients in the clear
     allow_attack_harness: bool = False  # privacy.attacks sends per-row attack scores to the active party
+    # Caps on the work a job may ask of this node (vfl/job/caps.py). The defaults are well above the models
+    # tabular VFL uses (the examples: hidden [32], out 16, batch 512) and bound one job's memory (docs/operations.md).
+    max_key_bits: int = 3072            # larger keys cost ~(bits/2048)^3 in time per operation
+    max_hidden_layers: int = 8          # hidden layers of a default-MLP bottom (and, at the active party, top)
+    max_hidden_width: int = 1024        # units of any one hidden layer
+    max_bottom_out: int = 64            # a bottom model's output width, the interactive layer's input
+    max_interactive_out: int = 64       # the interactive layer's output width
+    max_parameters: int = 4_000_000     # plaintext parameters of this party's model part
+    max_batch_size: int = 8192          # rows per training batch (evaluation batches are 2048)
+    max_epochs: int = 1000
+    max_open_jobs_per_peer: int = 4     # jobs one peer may have open here at once
 
 
 #: default of limits.open_jobs_per_minute: a few jobs a minute is plenty for real work, and every new job allows
@@ -52,6 +63,21 @@ class LimitsConfig:
     # New jobs (OpenJob with resume_epoch -1) each peer may open per minute; also the burst it may open at once.
     # Resumes of a job whose PSI ran here do not count (see vfl/job/registry.py).
     open_jobs_per_minute: int = DEFAULT_OPEN_JOBS_PER_MINUTE
+
+
+#: default of timeouts.resume_wait_seconds: how long an active job waits for a lost passive party to come back
+DEFAULT_RESUME_WAIT_SECONDS = 60.0
+#: default of timeouts.call_seconds: the longest one call to a peer may take. A stopped or unreachable peer is
+#: noticed by keepalive within about 30 s (psi.transport.keepalive); this deadline is for a peer that still answers
+#: pings but whose handler never returns. The largest step the default policy caps allow takes well under it.
+DEFAULT_CALL_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class TimeoutsConfig:
+    """How long this node waits for its peers; set by its operator, never by a job spec."""
+    resume_wait_seconds: float = DEFAULT_RESUME_WAIT_SECONDS
+    call_seconds: float = DEFAULT_CALL_SECONDS
 
 
 @dataclass(frozen=True)
@@ -72,6 +98,7 @@ class NodeConfig:
     max_payload_mb: int = 256
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     # Bottom models this party offers: name -> "package.module:factory"; a job spec may name one for this
     # party only (model.bottom_overrides.<party>.module). Imported only when a job uses it.
     models: dict[str, str] = field(default_factory=dict)
@@ -116,6 +143,29 @@ def _missing_rules(data, where: str) -> dict[str, object]:
             raise ConfigError(f"{where}.{column}: must be 'median', 'mean', a number or a text constant, "
                               f"got {rule!r}")
     return {str(column): rule for column, rule in data.items()}
+
+
+def parse_policy(pol: Section) -> PolicyConfig:
+    """node.yaml `policy`; a cap set to 0 or below, or above what a job spec can ask for, is refused."""
+    d = PolicyConfig()
+    policy = PolicyConfig(
+        min_key_bits=pol.int("min_key_bits", d.min_key_bits, min_value=1024, max_value=4096),
+        max_key_bits=pol.int("max_key_bits", d.max_key_bits, min_value=1024, max_value=4096),
+        allow_plaintext=pol.bool("allow_plaintext", d.allow_plaintext),
+        allow_attack_harness=pol.bool("allow_attack_harness", d.allow_attack_harness),
+        max_hidden_layers=pol.int("max_hidden_layers", d.max_hidden_layers, min_value=0, max_value=1000),
+        max_hidden_width=pol.int("max_hidden_width", d.max_hidden_width, min_value=1, max_value=65536),
+        max_bottom_out=pol.int("max_bottom_out", d.max_bottom_out, min_value=1, max_value=4096),
+        max_interactive_out=pol.int("max_interactive_out", d.max_interactive_out, min_value=1, max_value=1024),
+        max_parameters=pol.int("max_parameters", d.max_parameters, min_value=1, max_value=10**12),
+        max_batch_size=pol.int("max_batch_size", d.max_batch_size, min_value=1, max_value=65536),
+        max_epochs=pol.int("max_epochs", d.max_epochs, min_value=1, max_value=10000),
+        max_open_jobs_per_peer=pol.int("max_open_jobs_per_peer", d.max_open_jobs_per_peer, min_value=1,
+                                       max_value=10000))
+    if policy.max_key_bits < policy.min_key_bits:
+        raise ConfigError(f"policy.max_key_bits: {policy.max_key_bits} is below policy.min_key_bits "
+                          f"({policy.min_key_bits}): no key size would be allowed")
+    return policy
 
 
 def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) -> NodeConfig:
@@ -176,14 +226,18 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     workers = root.int("workers", 2, min_value=1, max_value=64)
     max_payload = root.int("max_payload_mb", 256, min_value=1, max_value=4096)
     pol = root.section("policy")
-    policy = PolicyConfig(min_key_bits=pol.int("min_key_bits", 2048, min_value=1024, max_value=4096),
-                          allow_plaintext=pol.bool("allow_plaintext", False),
-                          allow_attack_harness=pol.bool("allow_attack_harness", False))
+    policy = parse_policy(pol)
     pol.reject_unknown()
     lim = root.section("limits")
     limits = LimitsConfig(open_jobs_per_minute=lim.int("open_jobs_per_minute", DEFAULT_OPEN_JOBS_PER_MINUTE,
                                                        min_value=1, max_value=100_000))
     lim.reject_unknown()
+    tim = root.section("timeouts")
+    timeouts = TimeoutsConfig(
+        resume_wait_seconds=tim.float("resume_wait_seconds", DEFAULT_RESUME_WAIT_SECONDS, min_value=0.0,
+                                      max_value=86_400.0),
+        call_seconds=tim.float("call_seconds", DEFAULT_CALL_SECONDS, min_value=1.0, max_value=86_400.0))
+    tim.reject_unknown()
     models_sec = root.section("models")
     models = {check_model_name(str(name), models_sec.key(str(name))):
               check_import_path(value, models_sec.key(str(name))) for name, value in models_sec.data.items()}
@@ -194,7 +248,7 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     return NodeConfig(party=party, role=role, identity=identity, listen=listen, health_listen=health, tls=tls, insecure=insecure,
                       peers=tuple(peers), data_dir=data_dir, jobs_dir=jobs_dir, datasets=datasets,
                       admins=admins, workers=workers, max_payload_mb=max_payload, policy=policy,
-                      limits=limits, models=models, secret_seed=secret_seed,
+                      limits=limits, timeouts=timeouts, models=models, secret_seed=secret_seed,
                       report_handler_timing=report_handler_timing, source=source)
 
 

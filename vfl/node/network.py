@@ -18,7 +18,8 @@ class GrpcNetwork:
         self.node = node
 
     def link(self, peer: str) -> GrpcPartyLink:
-        return GrpcPartyLink(peer, self.node.channel(peer), self.node.call_metadata())
+        return GrpcPartyLink(peer, self.node.channel(peer), self.node.call_metadata(),
+                             timeout=self.node.config.timeouts.call_seconds)
 
     def run_psi(self, spec: JobSpec, ids: Sequence[str], ledger: WireLedger, progress: PsiProgress) -> PsiResult:
         config = psi_config(spec, self.node.config.workers, f"{spec.job_id}.psi.{uuid.uuid4().hex[:8]}")

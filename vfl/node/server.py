@@ -6,6 +6,7 @@ Kubernetes' gRPC probes cannot speak TLS, so the health service is also served a
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 from concurrent import futures
 
@@ -38,6 +39,7 @@ class Node:
         self._server_creds = None
         if not config.insecure:
             assert config.tls is not None
+            tls.check_own_certificate(config.tls.cert, config.tls.key, config.tls.ca, config.identity)
             self._server_creds = tls.server_credentials(config.tls.cert, config.tls.key, config.tls.ca)
             self._channel_creds = tls.channel_credentials(config.tls.cert, config.tls.key, config.tls.ca)
         self._channels: dict[str, grpc.Channel] = {}
@@ -57,6 +59,7 @@ class Node:
             for key, value in context.invocation_metadata() or ():
                 if key == INSECURE_PARTY_HEADER:
                     return value
+            log.warning("refused a caller at %s: no %s header (insecure mode)", context.peer(), INSECURE_PARTY_HEADER)
             raise PermissionDenied(f"insecure mode: the call carries no {INSECURE_PARTY_HEADER} header")
         return self.identify(tls.peer_names(context))
 
@@ -81,9 +84,11 @@ class Node:
             return matches[0]
         if matches:  # one certificate must not speak for two parties (or for a party and an admin)
             # which ones (peers, admins) is this node's configuration: its log says, the caller does not learn it
-            log.warning("certificate identities %s match several configured identities %s", names, matches)
+            log.warning("refused a caller: certificate identities %s match several configured identities %s",
+                        names, matches)
             raise PermissionDenied(f"certificate identities {names} match several configured identities of "
                                    f"{self.config.party!r}; each party needs its own certificate")
+        log.warning("refused a caller: certificate identities %s match no configured peer or admin", names)
         raise PermissionDenied(f"certificate identities {names} match no configured peer or admin of "
                                f"{self.config.party!r}")
 
@@ -91,6 +96,7 @@ class Node:
         who = self.caller(context)
         if who == "self" or who.startswith("admin:") or self.config.insecure:
             return who
+        log.warning("refused %r: a peer may not submit or watch jobs here", who)
         raise PermissionDenied(f"{who!r} may not submit jobs to {self.config.party!r} "
                                "(only this node's own identity and configured admins may)")
 
@@ -120,32 +126,53 @@ class Node:
         return ((INSECURE_PARTY_HEADER, self.config.party),) if self.config.insecure else ()
 
     # -------------------------------------------------------------- lifecycle
+    def check_jobs_dir(self) -> None:
+        """Refuse to start with a jobs_dir that is not a writable directory: every job would fail in it later, the
+        passive party's only after the active one waited (issue 15)."""
+        path = self.config.jobs_dir
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"jobs_dir: {path} is a file, not a directory")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".vfl-write-check-"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"jobs_dir: cannot write in {path}: {exc.strerror or exc}") from None
+
+    def _bind(self, server: grpc.Server, address: str, key: str, creds=None) -> int:
+        try:
+            port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
+        except RuntimeError:  # grpcio raises where older versions returned 0
+            port = 0
+        if port == 0:
+            raise ConfigError(f"{key}: cannot listen on {address}: the port is in use by another process, or the "
+                              "address is not one of this host's")
+        return port
+
     def start(self) -> None:
+        self.check_jobs_dir()
+        if self.config.insecure:
+            log.warning("INSECURE: node %s runs without TLS ('insecure: true'): no peer is authenticated and "
+                        "every message travels in the clear; for tests on one machine only, never between "
+                        "organizations", self.config.party)
         recorder = recorder_from_env(self.config.party)
         # the guard is outermost, so nothing inside it (services, interceptors) can send exception text
         interceptors = [InternalErrorGuard(self.config.party)] + ([recorder] if recorder else []) + \
             [psi_counter(self.jobs)]
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="vfl-rpc"),
-                             options=tls.CHANNEL_OPTIONS, interceptors=interceptors)
+                             options=tls.server_options(), interceptors=interceptors)
         add_services(server, self)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        if self._server_creds is None:
-            port = server.add_insecure_port(self.config.listen)
-        else:
-            port = server.add_secure_port(self.config.listen, self._server_creds)
-        if port == 0:
-            raise ConfigError(f"listen: cannot bind {self.config.listen}")
-        self.bound_port = port
-        server.start()
-        self._server = server
+        self.bound_port = self._bind(server, self.config.listen, "listen", self._server_creds)
         if self.config.health_listen:
-            hs = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="vfl-health"))
+            hs = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="vfl-health"),
+                             options=tls.server_options())
             health_pb2_grpc.add_HealthServicer_to_server(self.health, hs)
-            self.health_port = hs.add_insecure_port(self.config.health_listen)
-            if self.health_port == 0:
-                raise ConfigError(f"health_listen: cannot bind {self.config.health_listen}")
+            self.health_port = self._bind(hs, self.config.health_listen, "health_listen")
             hs.start()
             self._health_server = hs
+        server.start()
+        self._server = server
         for name in HEALTH_SERVICES:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.jobs.recover()

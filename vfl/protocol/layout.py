@@ -17,7 +17,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 
-from vfl.errors import ProtocolError
+from vfl.errors import ProtocolError, quote, shorten
 from vfl.he.errors import LayoutError
 from vfl.he.keys import ALLOWED_KEY_BITS
 from vfl.he.packing import SlotLayout, plan
@@ -101,7 +101,9 @@ class Layout:
             values = json.loads(data)
             layout = Layout(**values)
         except (ValueError, TypeError) as exc:
-            raise ProtocolError(f"setup: invalid layout parameters: {exc}") from None
+            raise ProtocolError(f"setup: invalid layout parameters: {shorten(str(exc), 200)}") from None
+        except RecursionError:  # JSON nested thousands deep
+            raise ProtocolError("setup: invalid layout parameters: nested too deeply") from None
         layout.validate()
         return layout
 
@@ -109,10 +111,15 @@ class Layout:
         for name in ("d", "m", "f_h", "f_w", "f_s", "f_g", "f_lr", "delta_range_bits", "output_range_bits",
                      "stat_bits", "max_batch"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1 or value > 1 << 20:
-                raise ProtocolError(f"setup: layout.{name} = {value!r} is out of range")
-        if self.key_bits not in ALLOWED_KEY_BITS:
-            raise ProtocolError(f"setup: layout.key_bits = {self.key_bits} is not supported")
+            if not _is_int(value) or value < 1 or value > 1 << 20:
+                raise ProtocolError(f"setup: layout.{name} = {quote(value)} is out of range")
+        if not _is_int(self.key_bits) or self.key_bits not in ALLOWED_KEY_BITS:
+            raise ProtocolError(f"setup: layout.key_bits = {quote(self.key_bits)} is not supported")
+        if not _is_int(self.seed) or not 0 <= self.seed < 1 << 63:  # numpy seeds its generators with it
+            raise ProtocolError(f"setup: layout.seed = {quote(self.seed)} is out of range")
+        bound = self.activation_bound
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 1 <= bound <= 1024:
+            raise ProtocolError(f"setup: layout.activation_bound = {quote(bound)} is out of range")
         if self.stat_bits < 40:
             raise ProtocolError("setup: statistical security below 40 bits is refused")
         if self.f_s < self.f_w:
@@ -121,6 +128,10 @@ class Layout:
             self.forward_layout(), self.backward_layout(), self.gradient_layout()
         except LayoutError as exc:
             raise ProtocolError(f"setup: layout does not fit the key: {exc}") from None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def default_layout(key_bits: int, d: int, m: int, precision_bits: int, gradient_bits: int, stat_bits: int,

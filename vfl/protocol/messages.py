@@ -15,7 +15,7 @@ from typing import Iterator, Union
 
 import numpy as np
 
-from vfl.errors import ProtocolError
+from vfl.errors import ProtocolError, shorten
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,9 @@ def decode_int_matrix(data: bytes, shape: tuple[int, int], max_bits: int) -> np.
         if tuple(obj["shape"]) != shape or len(values) != shape[0] * shape[1]:
             raise ValueError(f"shape {obj['shape']} != {list(shape)}")
     except (ValueError, KeyError, TypeError) as exc:
-        raise ProtocolError(f"setup: invalid masked initial share: {exc}") from None
+        raise ProtocolError(f"setup: invalid masked initial share: {shorten(str(exc), 200)}") from None
+    except RecursionError:  # JSON nested thousands deep
+        raise ProtocolError("setup: invalid masked initial share: nested too deeply") from None
     if any(abs(v).bit_length() > max_bits for v in values):
         raise ProtocolError(f"setup: masked initial share exceeds {max_bits} bits")
     return np.array(values, dtype=object).reshape(shape)

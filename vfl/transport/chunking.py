@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-from psi.error_ids import internal_error_detail
+from psi.error_ids import fit_status_detail, internal_error_detail
 from vfl.errors import PayloadTooLarge, PeerCallError, ProtocolError, status_of
 from vfl.transport.proto import node_pb2
 
@@ -85,7 +85,7 @@ def peer_detail(exc: BaseException, party: str, during: str) -> str:
     is internal: the caller gets an error id, this node's log the exception under the same id.
     """
     if status_for(exc) != grpc.StatusCode.INTERNAL:
-        return str(exc)
+        return fit_status_detail(str(exc))
     return internal_error_detail(exc, party, during, log)
 
 

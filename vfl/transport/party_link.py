@@ -9,7 +9,7 @@ from vfl.transport import serde
 from vfl.transport.chunking import DEFAULT_MAX_PAYLOAD, call_unary
 from vfl.transport.proto import node_pb2_grpc as pb_grpc
 
-#: seconds a single call may take before it fails (a large batch on a slow peer takes a few seconds)
+#: seconds a single call may take before it fails, unless the node config says otherwise (timeouts.call_seconds)
 CALL_TIMEOUT = 600.0
 
 

@@ -293,6 +293,19 @@ privacy: [defense, noise_multiplier, clip_norm, delta, record_gradients, attacks
 {{- printf "%s-%s" (include "vfl-party.fullname" .) (toString $spec.job_id) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* Values policy.<cap> -> node.yaml policy.<cap> (vfl/node/config.py PolicyConfig): the caps on a job's work. */}}
+{{- define "vfl-party.policyCaps" -}}
+maxKeyBits: max_key_bits
+maxHiddenLayers: max_hidden_layers
+maxHiddenWidth: max_hidden_width
+maxBottomOut: max_bottom_out
+maxInteractiveOut: max_interactive_out
+maxParameters: max_parameters
+maxBatchSize: max_batch_size
+maxEpochs: max_epochs
+maxOpenJobsPerPeer: max_open_jobs_per_peer
+{{- end }}
+
 {{/* The node config, read by vfl/node/config.py (load_node_config). */}}
 {{- define "vfl-party.nodeConfig" -}}
 {{- $peers := list }}
@@ -311,10 +324,23 @@ privacy: [defense, noise_multiplier, clip_norm, delta, record_gradients, attacks
 {{- $_ = set $cfg "workers" .Values.workers }}
 {{- $_ = set $cfg "report_handler_timing" (default false .Values.reportHandlerTiming) }}
 {{- with .Values.policy }}
-{{- $_ = set $cfg "policy" (dict "min_key_bits" (int .minKeyBits) "allow_plaintext" .allowPlaintext "allow_attack_harness" .allowAttackHarness) }}
+{{- $policy := dict "min_key_bits" (int .minKeyBits) "allow_plaintext" .allowPlaintext "allow_attack_harness" .allowAttackHarness }}
+{{- range $camel, $snake := include "vfl-party.policyCaps" $ | fromYaml }}
+{{- $v := index $.Values.policy $camel }}
+{{- if not (kindIs "invalid" $v) }}{{/* null: the node's own default */}}
+{{- $_ := set $policy $snake (int64 $v) }}
+{{- end }}
+{{- end }}
+{{- $_ = set $cfg "policy" $policy }}
 {{- end }}
 {{- if and .Values.limits .Values.limits.openJobsPerMinute }}{{/* unset: the node's own default */}}
 {{- $_ = set $cfg "limits" (dict "open_jobs_per_minute" (int .Values.limits.openJobsPerMinute)) }}
+{{- end }}
+{{- with .Values.timeouts }}
+{{- $timeouts := dict }}
+{{- if not (kindIs "invalid" .resumeWaitSeconds) }}{{- $_ := set $timeouts "resume_wait_seconds" (float64 .resumeWaitSeconds) }}{{- end }}
+{{- if not (kindIs "invalid" .callSeconds) }}{{- $_ := set $timeouts "call_seconds" (float64 .callSeconds) }}{{- end }}
+{{- if $timeouts }}{{- $_ = set $cfg "timeouts" $timeouts }}{{- end }}
 {{- end }}
 {{- $_ = set $cfg "datasets" .Values.datasets }}
 {{- with .Values.models }}
