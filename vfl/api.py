@@ -318,8 +318,10 @@ class Federation:
                 "datasets": {"table": self._dataset_entry(party, data_path)},
                 # One user holds every party's data here (a notebook or a test), so the nodes accept the
                 # evaluation options a real organization's node refuses by default; node_options can tighten it.
-                "policy": {"min_key_bits": 1024, "allow_plaintext": True, "allow_attack_harness": True},
                 **self.node_options,
+                # node_options' policy keys are added to these, not put in their place
+                "policy": {"min_key_bits": 1024, "allow_plaintext": True, "allow_attack_harness": True,
+                           **(self.node_options.get("policy") or {})},
             }
             models = dict(self.node_options.get("models") or {})
             if name in self.bottoms:

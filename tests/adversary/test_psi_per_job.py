@@ -22,7 +22,10 @@ def world(tmp_path_factory):
     parties = breast_parties(drop_host=0.2)
     guest_ids = [str(i) for i in parties[0].data["id"]]
     host_ids = {str(i) for i in parties[1].data["id"]}
-    with Federation(parties, workdir=tmp_path_factory.mktemp("adversary-psi")) as fed:
+    # the deviating active party leaves its jobs open; the cap on open jobs per peer (policy.max_open_jobs_per_peer,
+    # tested on its own in tests/node/test_caps.py) is raised so that each attempt here meets the PSI rules
+    with Federation(parties, workdir=tmp_path_factory.mktemp("adversary-psi"),
+                    node_options={"policy": {"max_open_jobs_per_peer": 100}}) as fed:
         adversary = DeviatingActive(fed)
         # The IDs A wants to learn about: one P holds and one it does not. A leaves both out of its job's real PSI,
         # so that PSI does not tell A about them; only an extra session could.

@@ -49,7 +49,8 @@ def serve(config: Path) -> subprocess.Popen:
 
 
 def refused(config: Path) -> str:
-    """The one error line of a `vfl serve` that must refuse to start (exit status 2, no traceback)."""
+    """The one error line of a `vfl serve` that must refuse to start (exit status 1, a runtime failure under the
+    CLI's 0/1/2 convention; no traceback)."""
     proc = serve(config)
     try:
         out, err = proc.communicate(timeout=60)
@@ -57,7 +58,7 @@ def refused(config: Path) -> str:
         proc.kill()
         proc.communicate()
         pytest.fail("vfl serve started (it ran for 60 s) instead of refusing its set-up")
-    assert proc.returncode == 2, (proc.returncode, out, err)
+    assert proc.returncode == 1, (proc.returncode, out, err)
     assert "Traceback" not in err, err
     return [line for line in err.splitlines() if line.startswith("error: ")][-1]
 

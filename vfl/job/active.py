@@ -139,10 +139,12 @@ class ActiveJob:
         if spec.active != self.node.config.party:
             raise ConfigError(f"active: job names {spec.active!r} as active party, but this node is "
                               f"{self.node.config.party!r}")
-        self.job_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.job_dir / "job.yaml", spec.to_yaml())
         t0 = time.time()
         try:
+            # inside the error handling: an unwritable jobs_dir must fail the job with an event, not end its
+            # thread silently while the submitter waits
+            self.job_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.job_dir / "job.yaml", spec.to_yaml())
             self._open()
             if spec.kind == "cardinality":  # one cardinality session, and the job is done: no IDs, no rows
                 result = {"job_id": spec.job_id, "intersection": self._cardinality()}
