@@ -38,12 +38,16 @@ $(addprefix example-,$(EXAMPLES)): example-%: $(STAMP)
 
 # The fuzz targets of tests/fuzz at length: hypothesis with the "long" profile, then each atheris (libFuzzer) target
 # for FUZZ_SECONDS. A crash input lands in .cache/fuzz/. Without an atheris wheel for this platform, hypothesis only.
+# FUZZ_PROFILE, FUZZ_TESTS and FUZZ_TARGETS (atheris targets, default all) narrow a run.
 FUZZ_SECONDS ?= 60
+FUZZ_PROFILE ?= long
+FUZZ_TESTS ?= tests/fuzz
+FUZZ_TARGETS ?=
 fuzz: $(STAMP)
-	VFL_FUZZ_PROFILE=long $(PY) -m pytest -q -p no:cacheprovider tests/fuzz
+	VFL_FUZZ_PROFILE=$(FUZZ_PROFILE) $(PY) -m pytest -q -p no:cacheprovider $(FUZZ_TESTS)
 	@mkdir -p .cache/fuzz
 	@if $(PY) -c "import atheris" 2>/dev/null; then \
-	  for t in $$($(PY) tests/fuzz/atheris_fuzz.py --list); do \
+	  for t in $(if $(FUZZ_TARGETS),$(FUZZ_TARGETS),$$($(PY) tests/fuzz/atheris_fuzz.py --list)); do \
 	    echo "== atheris: $$t ($(FUZZ_SECONDS) s)"; \
 	    $(PY) tests/fuzz/atheris_fuzz.py $$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
 	      -artifact_prefix=.cache/fuzz/$$t- || exit 1; \

@@ -29,7 +29,8 @@ SPEC = {"job_id": "fuzz-1", "kind": "train", "task": "binary", "active": "bank-a
 
 NODE = {"party": "bank-a", "role": "active", "listen": "0.0.0.0:50051", "insecure": True,
         "peers": [{"name": "bank-b", "address": "bank-b.example:50051", "identity": "bank-b"}],
-        "datasets": {"customers": {"path": "c.csv", "id": "id", "label": "y", "categorical": ["region"]}},
+        "datasets": {"customers": {"path": "c.csv", "id": "id", "label": "y", "categorical": ["region"],
+                                   "id_format": {"strip": True, "pad": 6}, "missing": {"income": "median"}}},
         "admins": ["ops"], "policy": {"min_key_bits": 2048, "max_hidden_width": 512},
         "limits": {"open_jobs_per_minute": 10}, "timeouts": {"resume_wait_seconds": 30},
         "models": {"tab": "pkg.mod:factory"}}

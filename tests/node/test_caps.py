@@ -77,9 +77,12 @@ def test_a_party_s_own_module_is_not_capped_by_width_or_parameters():
 
 
 def test_defaults_allow_the_specs_the_project_ships():
-    """A guard: the caps must not refuse what the examples, the benchmarks' defaults and the demo run."""
-    example = yaml.safe_load((REPO / "examples" / "banks" / "k8s" / "train-job.yaml").read_text())
-    for spec in (parse_job_spec(example), parse_job_spec(spec_dict(model={}, train={}, crypto={}))):
+    """A guard: the caps must not refuse any job spec of the examples, nor the spec's own defaults."""
+    shipped = [path for path in sorted((REPO / "examples").rglob("*.yaml"))
+               if path.parent.name == "jobs" or path.name == "train-job.yaml"]
+    assert len(shipped) >= 5, shipped
+    specs = [parse_job_spec(yaml.safe_load(path.read_text())) for path in shipped]
+    for spec in specs + [parse_job_spec(spec_dict(model={}, train={}, crypto={}))]:
         for party in (p.name for p in spec.parties):
             check_caps(spec, PolicyConfig(), party)
             check_parameters(spec, PolicyConfig(), party, feature_dim=1000, outputs=10)

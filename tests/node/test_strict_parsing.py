@@ -78,6 +78,16 @@ def test_node_config_numbers_are_finite(tmp_path):
         load_node_config(path)
 
 
+def test_a_dataset_s_missing_value_constant_is_finite(tmp_path):
+    """Before: `missing: {income: .nan}` was accepted (a NaN filler leaves the gap it should fill)."""
+    path = tmp_path / "node.yaml"
+    path.write_text(NODE + "datasets: {c: {path: c.csv, missing: {income: .nan}}}\n")
+    with pytest.raises(ConfigError, match=r"datasets\.c\.missing\.income: must be a finite number"):
+        load_node_config(path)
+    path.write_text(NODE + "datasets: {c: {path: c.csv, missing: {income: 0.5, region: unknown}}}\n")
+    assert load_node_config(path).dataset("c").missing == {"income": 0.5, "region": "unknown"}
+
+
 @pytest.mark.parametrize("text", [
     SPEC.replace("job_id: strict-1", "job_id: " + "x" * 1_000_000),             # a bad value
     SPEC + "train: {epochs: " + "9" * 4000 + "}\n",                           # a huge integer

@@ -22,7 +22,7 @@ from decimal import Decimal, InvalidOperation
 import numpy as np
 
 from vfl.data.columns import Where
-from vfl.errors import ConfigError
+from vfl.errors import ConfigError, quote
 
 CASES = ("lower", "upper")
 MAX_PAD = 64
@@ -88,18 +88,18 @@ def parse_id_format(data, where: str) -> IdFormat | None:
     if data is None:
         return None
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: must be a mapping such as {{integer: true}}, got {data!r}")
+        raise ConfigError(f"{where}: must be a mapping such as {{integer: true}}, got {quote(data)}")
     unknown = sorted(set(map(str, data)) - {"strip", "case", "integer", "pad"})
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown} (known: strip, case, integer, pad)")
     for key in ("strip", "integer"):
         if key in data and not isinstance(data[key], bool):
-            raise ConfigError(f"{where}.{key}: must be true or false, got {data[key]!r}")
+            raise ConfigError(f"{where}.{key}: must be true or false, got {quote(data[key])}")
     case = data.get("case")
     if case is not None and case not in CASES:
-        raise ConfigError(f"{where}.case: must be one of {list(CASES)}, got {case!r}")
+        raise ConfigError(f"{where}.case: must be one of {list(CASES)}, got {quote(case)}")
     pad = data.get("pad")
     if pad is not None and (isinstance(pad, bool) or not isinstance(pad, int) or not 1 <= pad <= MAX_PAD):
-        raise ConfigError(f"{where}.pad: must be a width from 1 to {MAX_PAD}, got {pad!r}")
+        raise ConfigError(f"{where}.pad: must be a width from 1 to {MAX_PAD}, got {quote(pad)}")
     return IdFormat(strip=bool(data.get("strip", False)), case=case, integer=bool(data.get("integer", False)),
                     pad=pad)

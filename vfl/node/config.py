@@ -5,13 +5,14 @@ work on one directory per job.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vfl.config_util import Section, check_address, check_import_path, check_model_name, check_name, load_yaml
 from vfl.data.dataset import DatasetConfig
 from vfl.data.ids import parse_id_format
-from vfl.errors import ConfigError
+from vfl.errors import ConfigError, quote
 
 ROLES = ("active", "passive")
 
@@ -137,11 +138,14 @@ def _missing_rules(data, where: str) -> dict[str, object]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: must be a mapping of column to 'median', 'mean' or a constant, got {data!r}")
+        raise ConfigError(f"{where}: must be a mapping of column to 'median', 'mean' or a constant, "
+                          f"got {quote(data)}")
     for column, rule in data.items():
         if isinstance(rule, bool) or not isinstance(rule, (str, int, float)) or rule == "":
             raise ConfigError(f"{where}.{column}: must be 'median', 'mean', a number or a text constant, "
-                              f"got {rule!r}")
+                              f"got {quote(rule)}")
+        if isinstance(rule, float) and not math.isfinite(rule):  # a NaN filler would leave the gap it fills
+            raise ConfigError(f"{where}.{column}: must be a finite number, got {rule}")
     return {str(column): rule for column, rule in data.items()}
 
 
