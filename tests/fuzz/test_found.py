@@ -49,3 +49,15 @@ def test_json_nested_thousands_deep_is_refused(decode):
     """Before: json.loads raised RecursionError, which neither decoder caught."""
     with pytest.raises(ProtocolError, match="nested too deeply"):
         decode(b"[" * 5000 + b"]" * 5000)
+
+
+@pytest.mark.parametrize("values, before", [('["Infinity", 1, 2, 3]', "ValueError (caught)"),
+                                            ("[Infinity, 1, 2, 3]", "OverflowError: cannot convert float infinity"),
+                                            ("[1.5, 1, 2, 3]", "silently truncated to 1"),
+                                            ("[true, 1, 2, 3]", "read as 1")])
+def test_the_masked_initial_share_takes_integers_only(values, before):
+    """Found by `make fuzz` (the long profile): json.loads reads Infinity as a float, and int() of it raised
+    OverflowError; a float entry was truncated without a word."""
+    with pytest.raises(ProtocolError, match="invalid masked initial share"):
+        decode_int_matrix(f'{{"shape": [2, 2], "values": {values}}}'.encode(), (2, 2), 64)
+    assert decode_int_matrix(b'{"shape": [2, 2], "values": ["-7", 1, "2", 3]}', (2, 2), 64).tolist() == [[-7, 1], [2, 3]]

@@ -183,11 +183,19 @@ def encode_int_matrix(values: np.ndarray) -> bytes:
     return json.dumps({"shape": list(values.shape), "values": [str(int(v)) for v in values.reshape(-1)]}).encode()
 
 
+def _exact_int(value) -> int:
+    """An entry of an int matrix: encode_int_matrix writes decimal strings; a float (1.5, Infinity) is refused
+    rather than rounded or overflowing."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"entry {shorten(repr(value), 40)} is not an integer")
+    return int(value)
+
+
 def decode_int_matrix(data: bytes, shape: tuple[int, int], max_bits: int) -> np.ndarray:
     import json
     try:
         obj = json.loads(data)
-        values = [int(v) for v in obj["values"]]
+        values = [_exact_int(v) for v in obj["values"]]
         if tuple(obj["shape"]) != shape or len(values) != shape[0] * shape[1]:
             raise ValueError(f"shape {obj['shape']} != {list(shape)}")
     except (ValueError, KeyError, TypeError) as exc:
