@@ -163,9 +163,10 @@ class Section:
         return self._get(name, default, False)
 
     def reject_unknown(self) -> None:
-        unknown = sorted(set(self.data) - self._used)
+        unknown = sorted(set(self.data) - self._used, key=str)  # YAML keys may be numbers, null or booleans too
         if unknown:
-            raise ConfigError(f"{self.key(shorten(str(unknown[0]), QUOTE_CHARS))}: unknown key (known: {sorted(self._used)})")
+            where = self.key(shorten(str(unknown[0]), QUOTE_CHARS))
+            raise ConfigError(f"{where}: unknown key (known: {sorted(self._used)})")
 
 
 # ------------------------------------------------------------------ names shared by node configs and job specs

@@ -44,11 +44,14 @@ SCALAR = bytes(range(1, 33))
 
 
 def chunks(data: bytes) -> None:
-    fdp = atheris.FuzzedDataProvider(data)
-    message_type = MESSAGE_TYPES[fdp.ConsumeIntInRange(0, len(MESSAGE_TYPES) - 1)]
-    stream = []
-    while fdp.remaining_bytes():
-        stream.append(pb.Chunk(data=fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 200)), last=fdp.ConsumeBool()))
+    """First byte: which message; the rest: its payload, split in two chunks (the hypothesis target varies the
+    chunking itself; this one lets libFuzzer grow payloads from real messages)."""
+    if not data:
+        return
+    message_type = MESSAGE_TYPES[data[0] % len(MESSAGE_TYPES)]
+    payload = data[1:]
+    cut = len(payload) // 2
+    stream = [pb.Chunk(data=payload[:cut], last=False), pb.Chunk(data=payload[cut:], last=True)]
     serde.from_pb(read_one(iter(stream), message_type, max_bytes=4096))
 
 
@@ -90,6 +93,57 @@ def node_config(data: bytes) -> None:
 
 
 TARGETS = {f.__name__: f for f in (chunks, psi_envelope, ciphertexts, points, layout, share, rows, spec, node_config)}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def seeds(target: str) -> list[bytes]:
+    """Valid inputs to start each target's corpus from: without them libFuzzer rarely gets past the first check
+    (valid JSON, YAML or protobuf), and explores little more than the refusal of garbage."""
+    import json
+
+    import yaml
+    if target == "chunks":
+        from vfl.protocol import messages as m
+        samples = [m.OpenJob(job_id="j1", spec_yaml="job_id: j1\n", resume_epoch=-1),
+                   m.ForwardRequest(job_id="j1", epoch=0, step=1, phase="train", rows=b"\x01\x00\x00\x00")]
+        return [bytes([MESSAGE_TYPES.index(serde.pb_type(type(x)))]) + serde.to_pb(x).SerializeToString()
+                for x in samples if serde.pb_type(type(x)) in MESSAGE_TYPES]
+    if target == "psi_envelope":
+        return [psi_pb2.Envelope(session_id="s1", hello=psi_pb2.Hello(salt=b"s" * 16, parties=["a", "b"],
+                                                                       recipient="b", size=3, chunk_size=8,
+                                                                       version=1)).SerializeToString(),
+                psi_pb2.Envelope(session_id="s1", chunk=psi_pb2.Chunk(stage=1, index=0, count=1,
+                                                                       data=b"\x09" + bytes(31))).SerializeToString(),
+                psi_pb2.Envelope(session_id="s1", done=psi_pb2.Done(count=1, digest=b"d")).SerializeToString()]
+    if target == "ciphertexts":
+        width = ((N * N).bit_length() + 7) // 8
+        return [(3 ** 700 % (N * N)).to_bytes(width, "big") * 2]
+    if target == "points":
+        return [(9).to_bytes(32, "little") * 3]
+    if target == "layout":
+        from vfl.protocol.layout import default_layout
+        return [default_layout(2048, 16, 16, 22, 24, 40, 32.0, 2048, 0).to_json()]
+    if target == "share":
+        return [json.dumps({"shape": [2, 2], "values": ["1", "-2", "3", "4"]}).encode()]
+    if target == "rows":
+        return [np.arange(8, dtype="<i4").tobytes()]
+    if target == "spec":
+        return [path.read_bytes() for path in sorted((REPO / "examples").rglob("jobs/*.yaml"))]
+    if target == "node_config":
+        return [path.read_bytes() for path in sorted((REPO / "examples").rglob("node.yaml"))] or \
+            [yaml.safe_dump({"party": "a", "role": "active", "insecure": True}).encode()]
+    return []
+
+
+def corpus(target: str) -> Path:
+    """.cache/fuzz/corpus/<target>, seeded once; libFuzzer adds the inputs it finds interesting."""
+    directory = REPO / ".cache" / "fuzz" / "corpus" / target
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, seed in enumerate(seeds(target)):
+        path = directory / f"seed-{i}"
+        if not path.exists():
+            path.write_bytes(seed)
+    return directory
 
 
 def guarded(target):
@@ -111,6 +165,8 @@ def main(argv: list[str]) -> None:
     options = [argv[0]] + argv[2:]
     if not any(o.startswith("-timeout=") for o in options):
         options.append("-timeout=20")
+    if not any(not o.startswith("-") for o in options[1:]):  # no corpus directory given: the seeded one
+        options.append(str(corpus(argv[1])))
     np.seterr(all="ignore")
     atheris.Setup(options, guarded(TARGETS[argv[1]]))
     atheris.Fuzz()

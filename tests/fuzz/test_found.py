@@ -61,3 +61,14 @@ def test_the_masked_initial_share_takes_integers_only(values, before):
     with pytest.raises(ProtocolError, match="invalid masked initial share"):
         decode_int_matrix(f'{{"shape": [2, 2], "values": {values}}}'.encode(), (2, 2), 64)
     assert decode_int_matrix(b'{"shape": [2, 2], "values": ["-7", 1, "2", 3]}', (2, 2), 64).tolist() == [[-7, 1], [2, 3]]
+
+
+@pytest.mark.parametrize("text", ["model: {bottom: {1: x, hidden: [4]}}", "train: {null: 1, epochs: 2}",
+                                  "crypto: {true: 1, 2.5: 2, key_bits: 1024}"])
+def test_a_section_with_keys_that_are_not_strings_is_refused(text):
+    """Found by atheris (make fuzz): an unknown key that is a number, null or a boolean beside string keys made
+    Section.reject_unknown sort mixed types and raise TypeError."""
+    from vfl.job.spec import parse_job_spec_yaml
+    spec = "job_id: k1\nactive: a\nparties: {a: {dataset: x}, b: {dataset: y}}\n"
+    with pytest.raises(ConfigError, match="unknown key"):
+        parse_job_spec_yaml(spec + text + "\n")

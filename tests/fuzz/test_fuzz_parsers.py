@@ -39,8 +39,10 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-2**70,
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
                     st.sampled_from(["relu", "plaintext", "paillier", "auto", "predict", "cardinality", "bank-b",
                                      "1e400", ".nan", "0.0.0.0:1"]))
+# YAML mapping keys need not be strings: `1: x`, `null: y`, `true: z` are keys too
+keys = st.one_of(st.text(max_size=12), st.integers(), st.floats(allow_nan=False), st.none(), st.booleans())
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) |
-                      st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
+                      st.dictionaries(keys, inner, max_size=4), max_leaves=12)
 
 
 def paths(tree, prefix=()):
@@ -69,7 +71,7 @@ def mutated(draw, base: dict, max_changes: int = 3) -> dict:
         if action == "delete" and isinstance(parent, dict):
             parent.pop(path[-1], None)
         elif action == "add" and isinstance(parent, dict):
-            parent[draw(st.text(max_size=12))] = draw(values)
+            parent[draw(keys)] = draw(values)
         else:
             parent[path[-1]] = draw(values)
     return tree
