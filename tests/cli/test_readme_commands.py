@@ -34,7 +34,6 @@ COVERED = {
     "make example-banks": [BANKS_RUN],                                                   # each runs its run.sh
     "make example-hospitals": ["tests/examples/test_examples.py::test_hospitals_run_sh"],
     "make example-psi-only": ["tests/examples/test_examples.py::test_psi_only_run_sh"],
-    "make fuzz": ["tests/fuzz/test_fuzz_parsers.py::test_spec_text_parses_or_refuses"],   # the same targets, longer
     "make test": [],                                                                     # this suite itself
     "make fuzz": ["tests/fuzz/test_make_fuzz.py::test_make_fuzz_runs_hypothesis_then_atheris"],   # narrowed
     "examples/banks/run.sh": [BANKS_RUN],
