@@ -34,6 +34,11 @@ def breast_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
 @pytest.fixture
 def configs(tmp_path: Path) -> dict:
     """Node configs of the two parties, each with its own data and jobs directory (plaintext allowed for tests)."""
+    return local_configs(tmp_path)
+
+
+def local_configs(tmp_path: Path) -> dict:
+    """The `configs` fixture as a function, for tests that need the configs outside a fixture."""
     guest, host = breast_tables()
     out = {}
     for name, table, label in (("guest", guest, "y"), ("host", host, None)):

@@ -14,6 +14,7 @@ import grpc
 import pytest
 import yaml
 
+from tests.job.conftest import local_configs
 from tests.node.conftest import breast_parties
 from vfl.errors import ConfigError, PeerCallError, PermissionDenied, ProtocolError
 from vfl.job.caps import check_caps, check_parameters, mlp_parameters, party_parameters
@@ -125,7 +126,7 @@ def test_a_passive_job_refuses_a_layout_with_a_larger_batch_than_its_spec(tmp_pa
     from tests.job.local import run_local_job
     from vfl.protocol.layout import Layout
     from vfl.protocol.messages import SetupRequest
-    configs = _local_configs(tmp_path)
+    configs = local_configs(tmp_path)
 
     def tamper(peer, message):
         if isinstance(message, SetupRequest):
@@ -137,21 +138,6 @@ def test_a_passive_job_refuses_a_layout_with_a_larger_batch_than_its_spec(tmp_pa
         run_local_job(spec, configs, tamper=tamper)
     assert info.value.code == ProtocolError.status
     assert "max_batch=1000000 exceeds the job spec's batches" in info.value.detail
-
-
-def _local_configs(tmp_path):
-    from tests.job.conftest import breast_tables
-    guest, host = breast_tables()
-    out = {}
-    for name, table, label in (("guest", guest, "y"), ("host", host, None)):
-        home = tmp_path / name
-        (home / "data").mkdir(parents=True)
-        table.to_csv(home / "data" / "table.csv", index=False)
-        dataset = {"path": "table.csv", "id": "id", **({"label": label} if label else {})}
-        out[name] = parse_node_config({"party": name, "role": "active" if label else "passive", "insecure": True,
-                                       "datasets": {"table": dataset}, "policy": {"allow_plaintext": True},
-                                       "workers": 1}, home)
-    return out
 
 
 # ------------------------------------------------------------------------------------------ real nodes
