@@ -25,6 +25,7 @@ COVERED = {
     "vfl doctor": ["tests/deploy/test_doctor.py::test_cli_json_and_exit_codes", BANKS_RUN],
     "vfl submit --kube": ["tests/deploy/test_submit.py::test_cli_reports_a_refusal_in_one_line"],
     "vfl demo": ["tests/examples/test_examples.py::test_vfl_demo_runs_the_hospitals_example"],
+    "vfl audit": ["tests/governance/test_cli_audit.py::test_vfl_audit_reports_and_exits_1_on_a_refused_column"],
     "vfl --version": ["tests/cli/test_conventions.py::test_version_matches_the_package_and_pyproject"],
     "vfl psi --serve": ["tests/psi/test_grpc.py::test_cli_mutual_tls_with_peer_identity_checks",
                         "tests/examples/test_examples.py::test_psi_only_readme_standalone_commands"],

@@ -427,3 +427,14 @@ def test_dockerfile_matches_the_chart(rendered):
 def test_small_job_spec_is_valid():
     from vfl.job.spec import parse_job_spec
     parse_job_spec(small_job_spec())
+
+
+def test_allowed_pii_columns_render_into_node_config(helm):
+    """Values `policy.allowPiiColumns` is node.yaml's `policy.allow_pii_columns` (the data audit's allow list)."""
+    from pathlib import Path
+
+    from vfl.node.config import parse_node_config
+    config = load_yaml_config(helm.template("bank-b", values=[BANK_B], sets=["policy.allowPiiColumns={phone,zip4}"]))
+    assert parse_node_config(config, Path("/")).policy.allow_pii_columns == {"phone", "zip4"}
+    default = load_yaml_config(helm.template("bank-b", values=[BANK_B]))
+    assert default["policy"]["allow_pii_columns"] == []

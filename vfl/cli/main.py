@@ -16,6 +16,7 @@ _COMMAND_MODULES = (
     "vfl.cli.node_cmd",    # serve, run, certs, demo
     "vfl.cli.psi_cmd",     # psi
     "vfl.cli.kube_cmd",    # doctor, submit
+    "vfl.cli.governance_cmd",  # audit
 )
 
 _EPILOG = ("exit codes: 0 success, 1 runtime failure (data, peers, a failed job or check), 2 usage error, "

@@ -26,7 +26,7 @@ from vfl.job.caps import check_parameters
 from vfl.job.events import EventLog
 from vfl.job.ledger import WireLedger
 from vfl.job.network import PeerNetwork
-from vfl.job.party_data import align, load_alignment, load_dataset, save_alignment
+from vfl.job.party_data import align, audit_for_job, load_alignment, load_dataset, save_alignment
 from vfl.job.peer import ActivePeer
 from vfl.job.private_random import PrivateRandom, for_node
 from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec, interactive_layout
@@ -187,6 +187,8 @@ class ActiveJob:
         dataset = self.node.dataset(spec.party(spec.active).dataset)
         if spec.kind == "train" and not dataset.label:
             raise DataError(f"dataset {dataset.name!r} of active party {spec.active!r} declares no label column")
+        audit_for_job(dataset, self.job_dir, self.node.config.policy.allow_pii_columns,
+                      uses_features=spec.kind in ("train", "predict"))
         schema = None
         if spec.kind == "predict":
             from vfl.data import Schema

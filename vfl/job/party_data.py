@@ -23,6 +23,25 @@ def load_dataset(ds: DatasetConfig, task: str, schema=None, with_label: bool = T
                             schema=schema, task=task, missing=ds.missing, id_format=ds.id_format)
 
 
+def audit_for_job(ds: DatasetConfig, job_dir: Path, allowed: frozenset[str], uses_features: bool):
+    """The data audit every job runs at every party when it opens (vfl/governance/audit.py).
+
+    The report is saved as the job's audit.json, for this party only. A job that trains or scores on the features
+    refuses feature columns the audit flags as personal data unless this node's policy allows them by name.
+    """
+    from vfl.data.atomic import atomic_write_text
+    from vfl.governance.audit import audit_dataset
+    report = audit_dataset(ds)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(job_dir / "audit.json", report.to_json())
+    refused = report.pii_features(allowed) if uses_features else []
+    if refused:
+        raise DataError(f"dataset {ds.name!r}: the data audit refuses feature column(s) that look like personal "
+                        f"data: {'; '.join(f.describe() for f in refused)}. Drop them from the dataset's features, "
+                        f"or list them in this node's policy.allow_pii_columns if they are meant to be used")
+    return report
+
+
 @dataclass
 class AlignedData:
     ids: np.ndarray            # common IDs in the agreed order

@@ -25,7 +25,8 @@ from vfl.errors import ConfigError, DataError, OutOfOrder, ProtocolError
 from vfl.job import checkpoint, psi_once
 from vfl.data.atomic import atomic_write_text
 from vfl.job.ledger import WireLedger
-from vfl.job.party_data import AlignedData, align, load_alignment, load_dataset, save_alignment
+from vfl.job.party_data import (AlignedData, align, audit_for_job, load_alignment, load_dataset,
+                                save_alignment)
 from vfl.job.peer import hyper_of
 from vfl.job.private_random import for_node
 from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec
@@ -104,6 +105,8 @@ class PassiveJob:
     # ---------------------------------------------------------------- open / PSI
     def open(self) -> OpenJobReply:
         with own_input_errors(self.party, f"dataset {self.dataset.name!r}"):
+            audit_for_job(self.dataset, self.job_dir, self.node.config.policy.allow_pii_columns,
+                          uses_features=self.spec.kind in ("train", "predict"))
             schema = self._saved_schema() if self.spec.kind == "predict" else None
             self.table = load_dataset(self.dataset, self.spec.task, schema=schema)
         # This party's own bottom model, if the job names one: only this node's config maps the name to

@@ -51,6 +51,9 @@ class PolicyConfig:
     max_batch_size: int = 8192          # rows per training batch (evaluation batches are 2048)
     max_epochs: int = 1000
     max_open_jobs_per_peer: int = 4     # jobs one peer may have open here at once
+    # Feature columns this node trains on although the data audit (vfl/governance) flags them as personal data;
+    # every other flagged feature column makes a job refuse to open (vfl audit shows what is flagged and why).
+    allow_pii_columns: frozenset[str] = frozenset()
 
 
 #: default of limits.open_jobs_per_minute: a few jobs a minute is plenty for real work, and every new job allows
@@ -165,7 +168,8 @@ def parse_policy(pol: Section) -> PolicyConfig:
         max_batch_size=pol.int("max_batch_size", d.max_batch_size, min_value=1, max_value=65536),
         max_epochs=pol.int("max_epochs", d.max_epochs, min_value=1, max_value=10000),
         max_open_jobs_per_peer=pol.int("max_open_jobs_per_peer", d.max_open_jobs_per_peer, min_value=1,
-                                       max_value=10000))
+                                       max_value=10000),
+        allow_pii_columns=frozenset(pol.str_list("allow_pii_columns", [])))
     if policy.max_key_bits < policy.min_key_bits:
         raise ConfigError(f"policy.max_key_bits: {policy.max_key_bits} is below policy.min_key_bits "
                           f"({policy.min_key_bits}): no key size would be allowed")

@@ -324,7 +324,7 @@ maxOpenJobsPerPeer: max_open_jobs_per_peer
 {{- $_ = set $cfg "workers" .Values.workers }}
 {{- $_ = set $cfg "report_handler_timing" (default false .Values.reportHandlerTiming) }}
 {{- with .Values.policy }}
-{{- $policy := dict "min_key_bits" (int .minKeyBits) "allow_plaintext" .allowPlaintext "allow_attack_harness" .allowAttackHarness }}
+{{- $policy := dict "min_key_bits" (int .minKeyBits) "allow_plaintext" .allowPlaintext "allow_attack_harness" .allowAttackHarness "allow_pii_columns" (default (list) .allowPiiColumns) }}
 {{- range $camel, $snake := include "vfl-party.policyCaps" $ | fromYaml }}
 {{- $v := index $.Values.policy $camel }}
 {{- if not (kindIs "invalid" $v) }}{{/* null: the node's own default */}}

@@ -1,0 +1,69 @@
+"""The data audit at job open: every party audits its own dataset, saves the report for itself, and refuses
+feature columns that look like personal data unless its node policy allows them by name."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from tests.governance.corpus import positives
+from tests.job.conftest import job_spec, local_configs
+from tests.job.local import run_local_job
+from vfl.errors import DataError, PeerCallError
+
+
+def add_column(config, name: str, values: list[str]) -> None:
+    """Add a column to the party's table (the dataset uses every column but the id and label as features)."""
+    import pandas as pd
+    path = config.dataset("table").path
+    frame = pd.read_csv(path, dtype=str)
+    frame[name] = [values[i % len(values)] for i in range(len(frame))]
+    frame.to_csv(path, index=False)
+
+
+def categorical(config, column: str):
+    table = config.dataset("table")
+    datasets = {**config.datasets, "table": dataclasses.replace(table, categorical=(*table.categorical, column))}
+    return dataclasses.replace(config, datasets=datasets)
+
+
+def allow(config, *columns: str):
+    return dataclasses.replace(config, policy=dataclasses.replace(config.policy, allow_pii_columns=frozenset(columns)))
+
+
+def psi_only(job_id: str):
+    return job_spec(job_id, kind="psi")
+
+
+def test_active_party_refuses_its_own_pii_column_naming_it_and_the_detector(tmp_path):
+    configs = local_configs(tmp_path)
+    add_column(configs["guest"], "contact", positives()["email"])
+    with pytest.raises(DataError, match=r"column 'contact' looks like e-mail addresses \(email, by 100% of sampled"):
+        run_local_job(job_spec("pii-a", train__epochs=1), configs)
+    report = json.loads((configs["guest"].job_dir("pii-a") / "audit.json").read_text())
+    contact = next(c for c in report["columns"] if c["name"] == "contact")
+    assert contact["findings"][0]["detector"] == "email"
+
+
+def test_passive_party_refuses_its_pii_column_and_the_active_party_learns_no_column_name(tmp_path, caplog):
+    configs = local_configs(tmp_path)
+    add_column(configs["host"], "holder_ssn", positives()["national_id"])
+    with pytest.raises(PeerCallError) as info:
+        run_local_job(job_spec("pii-p", train__epochs=1), configs)
+    assert "holder_ssn" not in str(info.value) and "error id" in str(info.value)
+    assert "holder_ssn" in caplog.text and "national identity numbers" in caplog.text   # the passive's own log
+    assert (configs["host"].job_dir("pii-p") / "audit.json").exists()
+    assert not (configs["guest"].job_dir("pii-p") / "audit.json").read_text().count("holder_ssn")
+
+
+def test_policy_allows_a_flagged_column_by_name_and_psi_only_jobs_do_not_refuse(tmp_path):
+    configs = local_configs(tmp_path)
+    add_column(configs["host"], "mobile", positives()["phone"])
+    configs["host"] = categorical(configs["host"], "mobile")
+    assert run_local_job(psi_only("pii-psi"), configs)["intersection"] == 569 - 30
+    configs["host"] = allow(configs["host"], "mobile")
+    result = run_local_job(job_spec("pii-ok", train__epochs=1), configs)
+    assert result["test"]["auc"] > 0.5
+    report = json.loads((configs["host"].job_dir("pii-ok") / "audit.json").read_text())
+    assert [f["detector"] for c in report["columns"] if c["name"] == "mobile" for f in c["findings"]] == ["phone"]

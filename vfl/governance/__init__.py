@@ -1,0 +1,4 @@
+"""Governance a party runs on its own: the data audit before training (audit.py, detectors.py).
+
+Nothing here talks to a peer; every report stays with the party that made it.
+"""

@@ -1,0 +1,142 @@
+"""The data audit of one dataset, before any of it is used: schema, missing values, constant columns, personal
+data, and the re-identification risk of its demographic columns.
+
+`audit_frame` works on the table as read (vfl.data.readers.read_frame) and the dataset's config; `vfl audit` prints
+the report, and every job runs it at every party when it opens (vfl/job/party_data.py), refusing feature columns
+that look like personal data unless the party's node policy names them in `allow_pii_columns`. The report stays
+with the party that made it: nothing of it is sent to a peer.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+
+from vfl.data.columns import category_text, is_missing
+from vfl.data.dataset import DatasetConfig
+from vfl.governance.detectors import Finding, detect, name_tokens, sample
+
+#: a column whose most frequent value covers at least this share of its non-missing rows is "near-constant"
+NEAR_CONSTANT_SHARE = 0.99
+#: groups smaller than this count as re-identifiable in the quasi-identifier summary (the usual k = 5)
+SMALL_GROUP = 5
+#: column-name tokens of the demographic columns that, combined, can single a person out (quasi-identifiers)
+DEMOGRAPHIC_TOKENS = frozenset({"age", "sex", "gender", "zip", "zipcode", "postcode", "postal", "race", "ethnicity",
+                                "ethnic", "marital", "marriage", "married", "education", "occupation", "nationality",
+                                "country", "city", "region", "religion", "birth", "yob", "dob", "language"})
+
+
+@dataclass(frozen=True)
+class ColumnReport:
+    name: str
+    role: str              # id, label, feature or unused (not named by the dataset's features)
+    kind: str              # numeric, text, boolean
+    missing: int
+    distinct: int
+    top_share: float       # share of the non-missing rows that hold the most frequent value
+    constant: bool
+    near_constant: bool
+    findings: tuple[Finding, ...] = ()
+
+
+@dataclass(frozen=True)
+class QuasiIdentifiers:
+    columns: tuple[str, ...]
+    smallest_group: int | None      # k: the fewest rows sharing one combination of these columns' values
+    rows_in_small_groups: int       # rows whose combination fewer than SMALL_GROUP rows share
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    dataset: str
+    rows: int
+    columns: tuple[ColumnReport, ...]
+    quasi_identifiers: QuasiIdentifiers
+    audited_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+
+    def pii_features(self, allowed: frozenset[str] | set[str] = frozenset()) -> list[Finding]:
+        """Findings on feature columns the policy does not allow by name: what a job refuses."""
+        return [f for c in self.columns if c.role == "feature" and c.name not in allowed for f in c.findings]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False)
+
+    def to_text(self) -> str:
+        return render_text(self)
+
+
+def _kind(series: pd.Series, present: list) -> str:
+    if series.dtype.kind == "b":
+        return "boolean"
+    if series.dtype.kind in "iuf":
+        return "numeric"
+    parsed = pd.to_numeric(pd.Series([str(v).strip() for v in present], dtype=object), errors="coerce")
+    return "numeric" if len(present) and parsed.notna().all() else "text"
+
+
+def _role(column: str, ds: DatasetConfig) -> str:
+    if column == ds.id_column:
+        return "id"
+    if column == ds.label:
+        return "label"
+    if ds.features is None or column in ds.features:
+        return "feature"
+    return "unused"
+
+
+def audit_column(series: pd.Series, role: str, today: dt.date | None = None) -> ColumnReport:
+    present = [v for v in series.tolist() if not is_missing(v) and str(v).strip().lower() not in ("nan", "na")]
+    texts = [category_text(v) for v in present]
+    counts = pd.Series(texts, dtype=object).value_counts() if texts else pd.Series(dtype=int)
+    top_share = float(counts.iloc[0] / len(texts)) if texts else 0.0
+    # The ID column identifies by design: it only goes to PSI (hashed, blinded), so detectors skip it.
+    findings = () if role == "id" else tuple(detect(str(series.name), sample(texts), today))
+    return ColumnReport(name=str(series.name), role=role, kind=_kind(series, present), missing=len(series) - len(texts),
+                        distinct=int(len(counts)), top_share=round(top_share, 4), constant=len(counts) <= 1,
+                        near_constant=len(counts) > 1 and top_share >= NEAR_CONSTANT_SHARE, findings=findings)
+
+
+def quasi_identifiers(frame: pd.DataFrame, columns: list[str]) -> QuasiIdentifiers:
+    """k-anonymity of the demographic-looking columns taken together, on their values as stored."""
+    if not columns:
+        return QuasiIdentifiers((), None, 0)
+    keys = frame[columns].astype(str).apply(lambda col: col.str.strip())
+    sizes = keys.groupby(columns, dropna=False).size()
+    return QuasiIdentifiers(tuple(columns), int(sizes.min()), int(sizes[sizes < SMALL_GROUP].sum()))
+
+
+def audit_frame(frame: pd.DataFrame, ds: DatasetConfig, today: dt.date | None = None) -> AuditReport:
+    reports = tuple(audit_column(frame[c], _role(str(c), ds), today) for c in frame.columns)
+    demographic = [r.name for r in reports if r.role == "feature" and DEMOGRAPHIC_TOKENS & set(name_tokens(r.name))]
+    return AuditReport(dataset=ds.name, rows=len(frame), columns=reports,
+                       quasi_identifiers=quasi_identifiers(frame, demographic))
+
+
+def audit_dataset(ds: DatasetConfig, today: dt.date | None = None) -> AuditReport:
+    from vfl.data.readers import read_frame
+    return audit_frame(read_frame(ds.path), ds, today)
+
+
+def render_text(report: AuditReport) -> str:
+    lines = [f"data audit of dataset {report.dataset!r}: {report.rows} rows, {len(report.columns)} columns "
+             f"({report.audited_at})", "",
+             f"{'column':<28} {'role':<8} {'kind':<8} {'missing':>8} {'distinct':>9}  notes"]
+    for c in report.columns:
+        notes = ["constant" if c.constant else "", f"near-constant ({c.top_share:.1%} one value)" if c.near_constant
+                 else ""] + [f"PII? {f.detector} (by {f.evidence})" for f in c.findings]
+        lines.append(f"{c.name[:28]:<28} {c.role:<8} {c.kind:<8} {c.missing:>8} {c.distinct:>9}  "
+                     + "; ".join(n for n in notes if n))
+    q = report.quasi_identifiers
+    lines.append("")
+    if q.columns:
+        lines.append(f"quasi-identifiers {', '.join(q.columns)}: smallest group k = {q.smallest_group}; "
+                     f"{q.rows_in_small_groups} rows in groups under {SMALL_GROUP}")
+    else:
+        lines.append("quasi-identifiers: no demographic-looking feature column")
+    pii = report.pii_features()
+    lines.append(f"personal data in feature columns: {len(pii)} finding(s)" if pii
+                 else "personal data in feature columns: none found")
+    lines.extend(f"  - {f.describe()}" for f in pii)
+    return "\n".join(lines)
