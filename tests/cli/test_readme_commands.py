@@ -26,6 +26,8 @@ COVERED = {
     "vfl submit --kube": ["tests/deploy/test_submit.py::test_cli_reports_a_refusal_in_one_line"],
     "vfl demo": ["tests/examples/test_examples.py::test_vfl_demo_runs_the_hospitals_example"],
     "vfl audit": ["tests/governance/test_cli_audit.py::test_vfl_audit_reports_and_exits_1_on_a_refused_column"],
+    "vfl audit-log verify": ["tests/governance/test_node_governance.py::test_both_nodes_log_the_job_and_the_log_verifies"],
+    "vfl lineage verify": ["tests/governance/test_node_governance.py::test_both_nodes_log_the_job_and_the_log_verifies"],
     "vfl --version": ["tests/cli/test_conventions.py::test_version_matches_the_package_and_pyproject"],
     "vfl psi --serve": ["tests/psi/test_grpc.py::test_cli_mutual_tls_with_peer_identity_checks",
                         "tests/examples/test_examples.py::test_psi_only_readme_standalone_commands"],
@@ -76,7 +78,7 @@ def form(words: list[str]) -> str | None:
     if rest[0].startswith("-"):
         return f"vfl {rest[0]}"
     name = f"vfl {rest[0]}"
-    if rest[0] == "certs":
+    if rest[0] in ("certs", "audit-log", "lineage"):
         return f"{name} {rest[1]}"
     selected = [w for w in rest[1:] if w in _SELECTORS]
     return f"{name} {selected[0]}" if selected else name

@@ -1,9 +1,10 @@
-"""`vfl audit`: the data audit of one of this node's datasets (vfl/governance/audit.py), before any job uses it."""
+"""`vfl audit` (the data audit of a dataset, vfl/governance/audit.py) and `vfl audit-log verify` (the node's
+tamper-evident log, vfl/governance/audit_log.py)."""
 from __future__ import annotations
 
 import argparse
 
-from vfl.cli.common import EXIT_FAILURE, EXIT_OK, add_json_options, emit_json, say
+from vfl.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_json_options, emit_json, say
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +23,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_options(p, "the report")
     p.set_defaults(func=cmd_audit)
 
+    p = sub.add_parser("audit-log", help="the node's tamper-evident audit log",
+                       description="The node appends who connected or was refused, every job submitted, opened, "
+                                   "refused, closed or finished, and every PSI session to a hash-chained log keyed "
+                                   "with its audit key (node.yaml audit.log / audit.key).")
+    asub = p.add_subparsers(dest="action", metavar="ACTION")
+    verify = asub.add_parser("verify", help="check every entry's MAC, the chain and the head; exit 1 on the first "
+                                            "edited, deleted, reordered or cut line",
+                             description="Exit 0 and a summary when the log is intact; exit 1 naming the first line "
+                                         "that fails and how.")
+    verify.add_argument("--config", required=True, help="the node config (node.yaml), for the log's and key's paths")
+    add_json_options(verify, "the verification result")
+    verify.set_defaults(func=cmd_audit_log_verify)
+    p.set_defaults(func=lambda args, p=p: _usage(p))
+
+    p = sub.add_parser("lineage", help="a job's signed lineage at this node")
+    lsub = p.add_subparsers(dest="action", metavar="ACTION")
+    verify = lsub.add_parser("verify", help="check a job's lineage signature and rehash its artifacts; exit 1 naming "
+                                            "the first changed or missing file",
+                             description="Checks lineage.json in the job's directory against this node's certificate "
+                                         "(tls.cert) and every artifact it lists against its SHA-256.")
+    verify.add_argument("job", help="the job id")
+    verify.add_argument("--config", required=True, help="the node config (node.yaml)")
+    add_json_options(verify, "the verified lineage record")
+    verify.set_defaults(func=cmd_lineage_verify)
+    p.set_defaults(func=lambda args, p=p: _usage(p))
+
 
 def cmd_audit(args: argparse.Namespace) -> int:
     import json
@@ -39,3 +66,39 @@ def cmd_audit(args: argparse.Namespace) -> int:
         say(args, f"\na job would refuse this dataset: {len(refused)} flagged feature column(s) not in "
                   f"policy.allow_pii_columns")
     return EXIT_FAILURE if refused else EXIT_OK
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return EXIT_USAGE
+
+
+def cmd_audit_log_verify(args: argparse.Namespace) -> int:
+    from vfl.governance.audit_log import AuditLogError, load_key, verify
+    from vfl.node.config import load_node_config
+    config = load_node_config(args.config)
+    try:
+        result = verify(config.audit_log, load_key(config.audit_key))
+    except AuditLogError as exc:
+        text = emit_json(args, {"ok": False, "log": str(config.audit_log), "error": str(exc)})
+        if args.json:
+            print(text)
+        raise
+    summary = {"ok": True, "log": str(config.audit_log), "entries": result.entries, "first": result.first_time,
+               "last": result.last_time}
+    text = emit_json(args, summary)
+    print(text) if args.json else say(args, f"audit log {config.audit_log}: intact, {result.entries} entries "
+                                            f"({result.first_time} .. {result.last_time})")
+    return EXIT_OK
+
+
+def cmd_lineage_verify(args: argparse.Namespace) -> int:
+    from vfl.governance.lineage import verify_lineage
+    from vfl.node.config import load_node_config
+    config = load_node_config(args.config)
+    record = verify_lineage(config.job_dir(args.job), config.tls.cert if config.tls else None)
+    text = emit_json(args, record)
+    signed = "signed" if config.tls else "unsigned (insecure node)"
+    print(text) if args.json else say(args, f"job {args.job} at {config.party}: lineage {signed} and intact, "
+                                            f"{len(record.get('artifacts', {}))} artifacts")
+    return EXIT_OK

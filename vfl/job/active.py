@@ -26,6 +26,7 @@ from vfl.job.caps import check_parameters
 from vfl.job.events import EventLog
 from vfl.job.ledger import WireLedger
 from vfl.job.network import PeerNetwork
+from vfl.job.lineage import record_job_lineage
 from vfl.job.party_data import align, audit_for_job, load_alignment, load_dataset, save_alignment
 from vfl.job.peer import ActivePeer
 from vfl.job.private_random import PrivateRandom, for_node
@@ -165,6 +166,7 @@ class ActiveJob:
             self.stage = "close"
             self._close("succeeded", save=spec.kind == "train", result=result)
             atomic_write_text(self.job_dir / "result.json", json.dumps(result, indent=1, default=str))
+            record_job_lineage(self.node, spec, self.job_dir, "active", metrics=lineage_metrics(result))
             self.emit("result", f"job {spec.job_id} finished in {result['seconds']} s", stage="done",
                       metrics=result, done=True)
             return result
@@ -541,3 +543,8 @@ class ActiveJob:
                 return -(y * np.log(p) + (1 - y) * np.log(1 - p))
             return -np.log(np.clip(prediction[np.arange(len(y)), y], 1e-7, 1.0))
         return membership_auc(losses(split.train), losses(split.test))
+
+
+def lineage_metrics(result: dict) -> dict:
+    """The figures of a result that belong in its lineage: metrics, not paths or timings."""
+    return {k: result[k] for k in ("test", "validation", "metrics", "intersection") if k in result}

@@ -25,6 +25,7 @@ from vfl.errors import ConfigError, DataError, OutOfOrder, ProtocolError
 from vfl.job import checkpoint, psi_once
 from vfl.data.atomic import atomic_write_text
 from vfl.job.ledger import WireLedger
+from vfl.job.lineage import record_job_lineage
 from vfl.job.party_data import (AlignedData, align, audit_for_job, load_alignment, load_dataset,
                                 save_alignment)
 from vfl.job.peer import hyper_of
@@ -330,6 +331,8 @@ class PassiveJob:
             log.info("job %r: closed (%s, state %s)%s", self.spec.job_id, req.status or "no status",
                      self.state.value, f", model part saved at {model_path}" if model_path else "")
             self.state = JobState.CLOSED
+            if req.status == "succeeded":
+                record_job_lineage(self.node, self.spec, self.job_dir, "passive")
             return CloseJobReply(model_path=model_path, report_json=json.dumps(payload).encode())
 
     def _declared_defense(self) -> dict:

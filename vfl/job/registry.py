@@ -71,7 +71,8 @@ class JobRegistry:
                 raise ConfigError(f"job_id: job {spec.job_id!r} is already running")
             if (self.node.config.job_dir(spec.job_id) / "result.json").exists():
                 raise ConfigError(f"job_id: job {spec.job_id!r} already ran on this node; choose another job_id")
-            events = EventLog(spec.job_id)
+            # the node's audit log records the job's end (a bare test node has none)
+            events = EventLog(spec.job_id, sink=getattr(getattr(self.node, "audit", None), "job_event", None))
             self.active_events[spec.job_id] = events
         from vfl.privacy.defenses import defense_for_job
         job = ActiveJob(self.node, spec, events, self.node.network,

@@ -113,6 +113,10 @@ class NodeConfig:
     # Send each reply's handler time to the caller (trailing metadata), so a benchmark can tell transport
     # from the peer's work. Off by default: the time depends on this party's data (see docs/protocol.md).
     report_handler_timing: bool = False
+    # The tamper-evident audit log (vfl/governance/audit_log.py) and its key. Default: beside jobs_dir, in audit/.
+    # Put the key where whoever can write the log cannot (in Kubernetes: a Secret).
+    audit_log: Path | None = None
+    audit_key: Path | None = None
     source: Path | None = None
 
     def peer(self, name: str) -> PeerConfig:
@@ -252,12 +256,18 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     models_sec._used.update(models_sec.data)
     secret_seed = root.int("secret_seed", None, min_value=0, max_value=2**256 - 1)
     report_handler_timing = root.bool("report_handler_timing", False)
+    aud = root.section("audit")
+    audit_dir = jobs_dir.parent / "audit"
+    audit_log = _resolve(base_dir, aud.str("log", str(audit_dir / "audit.jsonl")))
+    audit_key = _resolve(base_dir, aud.str("key", str(audit_dir / "audit.key")))
+    aud.reject_unknown()
     root.reject_unknown()
     return NodeConfig(party=party, role=role, identity=identity, listen=listen, health_listen=health, tls=tls, insecure=insecure,
                       peers=tuple(peers), data_dir=data_dir, jobs_dir=jobs_dir, datasets=datasets,
                       admins=admins, workers=workers, max_payload_mb=max_payload, policy=policy,
                       limits=limits, timeouts=timeouts, models=models, secret_seed=secret_seed,
-                      report_handler_timing=report_handler_timing, source=source)
+                      report_handler_timing=report_handler_timing, audit_log=audit_log, audit_key=audit_key,
+                      source=source)
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

@@ -54,7 +54,11 @@ def add_psi_service(server, registry) -> None:
         except PsiError as exc:
             log.warning("PSI session %s for job %r from %s refused: %s: %s", hello.session_id, job_id,
                         list(peer.names) or "an uncertified peer", exc.grpc_code, " ".join(str(exc).split()))
+            node.audit.record(", ".join(peer.names) or "an uncertified peer", "psi session refused",
+                              job_id=job_id[:200], session=hello.session_id[:64], status=str(exc.grpc_code))
             raise
+        node.audit.record(caller, "psi session", job_id=job_id, session=hello.session_id[:64],
+                          mode=Mode(hello.mode).value, kind=job.spec.kind)
         with lock:
             sessions[hello.session_id] = job_id
         log.info("PSI session %s for job %r (kind %r, %s mode) from %r: claimed the job's one session",

@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from vfl.errors import ConfigError, PermissionDenied
 from vfl.job.registry import JobRegistry
+from vfl.node.audit import NodeAudit
 from vfl.node.config import NodeConfig, PeerConfig, load_node_config
 from vfl.node.network import GrpcNetwork
 from vfl.node.psi_service import psi_counter
@@ -49,12 +50,34 @@ class Node:
         self._health_server: grpc.Server | None = None
         self.bound_port: int | None = None
         self.health_port: int | None = None
+        self.audit: NodeAudit | None = None     # opened at start(), after the jobs_dir check
+        self.peer_certificates: dict[str, str] = {}
         self.network = GrpcNetwork(self)
         self.jobs = JobRegistry(self)
 
     # -------------------------------------------------------------- identity
     def caller(self, context: grpc.ServicerContext) -> str:
-        """The configured peer name (or 'self' / an admin identity) of the caller; refuses strangers."""
+        """The configured peer name (or 'self' / an admin identity) of the caller; refuses strangers.
+
+        Both outcomes go to the audit log: the first call of each identity, and each refused caller."""
+        try:
+            who = self._caller(context)
+        except PermissionDenied as exc:
+            self.audit.refused_connection(self.describe_caller(context), context.peer(), str(exc)[:300])
+            raise
+        self.audit.connection(who, context.peer())
+        self._remember_certificate(who, context)
+        return who
+
+    def _remember_certificate(self, who: str, context: grpc.ServicerContext) -> None:
+        """The fingerprint of the certificate each peer last called with, for the lineage of its jobs."""
+        pem = (context.auth_context() or {}).get("x509_pem_cert")
+        if pem:
+            from cryptography import x509
+            from vfl.governance.lineage import certificate_sha256
+            self.peer_certificates[who] = certificate_sha256(x509.load_pem_x509_certificate(pem[0]))
+
+    def _caller(self, context: grpc.ServicerContext) -> str:
         if self.config.insecure:
             for key, value in context.invocation_metadata() or ():
                 if key == INSECURE_PARTY_HEADER:
@@ -151,6 +174,7 @@ class Node:
 
     def start(self) -> None:
         self.check_jobs_dir()
+        self.audit = NodeAudit(self.config)
         if self.config.insecure:
             log.warning("INSECURE: node %s runs without TLS ('insecure: true'): no peer is authenticated and "
                         "every message travels in the clear; for tests on one machine only, never between "

@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import grpc
 
-from vfl.errors import PermissionDenied
+from vfl.errors import PermissionDenied, VflError, status_of
+from vfl.job.spec import parse_job_spec_yaml
 from vfl.node.psi_service import add_psi_service
-from vfl.protocol.messages import METHOD, REPLY_TO
+from vfl.protocol.messages import METHOD, REPLY_TO, CloseJobRequest, OpenJob
 from vfl.transport import serde
 from vfl.transport.chunking import stream_handler
 from vfl.transport.chunking import unary_handler as _unary_handler
 from vfl.transport.proto import node_pb2 as pb
 from vfl.transport.proto import node_pb2_grpc as pb_grpc
+
+
+#: the step calls of a job are bracketed by these in the audit log, not logged one by one
+AUDITED = {OpenJob: "job opened", CloseJobRequest: "job closed"}
 
 
 class ControlService(pb_grpc.ControlServicer):
@@ -21,11 +26,18 @@ class ControlService(pb_grpc.ControlServicer):
 
     def _submit(self, request: pb.JobSubmit, context: grpc.ServicerContext):
         who = self.node.require_admin(context)
+        try:
+            spec = parse_job_spec_yaml(request.spec_yaml)
+            self.node.audit.record(who, "job submitted", job_id=spec.job_id, kind=spec.kind,
+                                   parties=[p.name for p in spec.parties])
+        except VflError as exc:  # the registry refuses it with the same error; the attempt is on record
+            self.node.audit.record(who, "job refused", reason=str(exc)[:300])
         events = self.node.jobs.submit(request.spec_yaml, submitted_by=who, cancelled=lambda: not context.is_active())
         return (serde.event_to_pb(event) for event in events)
 
     def _watch(self, request: pb.JobWatch, context: grpc.ServicerContext):
-        self.node.require_admin(context)
+        who = self.node.require_admin(context)
+        self.node.audit.record(who, "job watched", job_id=request.job_id)
         events = self.node.jobs.watch(request.job_id, cancelled=lambda: not context.is_active())
         return (serde.event_to_pb(event) for event in events)
 
@@ -46,7 +58,17 @@ class PartyService(pb_grpc.PartyServicer):
                 if request.DESCRIPTOR.name == "OpenJob":
                     jobs.log_open_refused(message, self.node.describe_caller(context), exc)
                 raise
-            return serde.to_pb(jobs.handle(message, caller))
+            if type(message) not in AUDITED:
+                return serde.to_pb(jobs.handle(message, caller))
+            try:
+                reply = jobs.handle(message, caller)
+            except Exception as exc:
+                self.node.audit.record(caller, f"{AUDITED[type(message)]} refused", job_id=message.job_id,
+                                       status=status_of(exc))
+                raise
+            details = {"resume_epoch": message.resume_epoch} if isinstance(message, OpenJob) else {}
+            self.node.audit.record(caller, AUDITED[type(message)], job_id=message.job_id, **details)
+            return serde.to_pb(reply)
 
         for request_type in REPLY_TO:
             method = serde.pb_type(request_type)
