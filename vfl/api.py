@@ -263,7 +263,8 @@ class Federation:
 
     def __init__(self, parties: list[Party], workdir: str | Path, active: str | None = None,
                  secure_transport: bool = True, workers: int = 1, node_options: dict | None = None,
-                 secret_seed: int | None = None):
+                 secret_seed: int | None = None, metrics: bool = False):
+        """`metrics`: each node serves Prometheus metrics on 127.0.0.1:`metrics_ports[party]`."""
         if len({p.name for p in parties}) != len(parties):
             raise ConfigError("parties: names must be unique")
         labelled = [p.name for p in parties if p.label]
@@ -287,6 +288,7 @@ class Federation:
         self.secret_seed = secret_seed
         self.processes: dict[str, subprocess.Popen] = {}
         self.ports = {p.name: free_port() for p in parties}
+        self.metrics_ports = {p.name: free_port() for p in parties} if metrics else {}
         self.configs: dict[str, Path] = {}
         self._client: Client | None = None
         self._start()
@@ -330,6 +332,8 @@ class Federation:
                 config["models"] = models
             if self.secret_seed is not None:
                 config["secret_seed"] = node_secret_seed(self.secret_seed, name)
+            if name in self.metrics_ports:
+                config["metrics_listen"] = f"127.0.0.1:{self.metrics_ports[name]}"
             if self.secure:
                 certs = issue_party_cert(ca_dir, name, home / "tls")
                 config["tls"] = {"cert": str(certs.cert), "key": str(certs.key), "ca": str(certs.ca)}

@@ -20,7 +20,8 @@ from .conftest import BANK_A, BANK_B, CHART, KUBE_VERSION, HelmError, REPO, TRAI
 from .materialize import container, materialize, rewrite_node_config
 
 # No schema in kubernetes-validate: validated against our own schema of the fields the chart uses (schemas/).
-CRD_SCHEMAS = {("cert-manager.io/v1", "Certificate"): "cert-manager-certificate-v1.json"}
+CRD_SCHEMAS = {("cert-manager.io/v1", "Certificate"): "cert-manager-certificate-v1.json",
+               ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-v1-subset.json"}
 CRD_KINDS = set(CRD_SCHEMAS)
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 
@@ -31,6 +32,8 @@ def variants(tmp_path_factory=None) -> dict[str, dict]:
         "bank-a": {"values": [BANK_A]},
         "bank-a-with-job": {"values": [BANK_A], "sets": ["job.enabled=true"], "set_files": [f"job.spec={TRAIN_JOB}"]},
         "bank-b": {"values": [BANK_B]},
+        "bank-b-with-metrics": {"values": [BANK_B], "sets": ["metrics.enabled=true", "metrics.serviceMonitor.enabled=true",
+                                                             "metrics.serviceMonitor.labels.release=kube-prom"]},
         "bank-b-with-models": {"values": [BANK_B], "sets": ["models.ln=bank_models.nets:layernorm_bottom",
                                                             "extraPythonPath=python"]},
         "bank-b-clusterip-existing-claim": {
@@ -438,3 +441,34 @@ def test_allowed_pii_columns_render_into_node_config(helm):
     assert parse_node_config(config, Path("/")).policy.allow_pii_columns == {"phone", "zip4"}
     default = load_yaml_config(helm.template("bank-b", values=[BANK_B]))
     assert default["policy"]["allow_pii_columns"] == []
+
+
+def test_metrics_port_network_policy_and_service_monitor(rendered):
+    """metrics.enabled: node.yaml's metrics_listen, the container and Service port, a NetworkPolicy rule that admits
+    only metrics.allowFrom, and (serviceMonitor.enabled) a ServiceMonitor that the CRD schema test above validates."""
+    docs = rendered["bank-b-with-metrics"]
+    assert load_yaml_config(docs)["metrics_listen"] == "0.0.0.0:9464"
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "metrics", "containerPort": 9464, "protocol": "TCP"} in container["ports"]
+    assert {"name": "metrics", "port": 9464, "targetPort": "metrics", "protocol": "TCP"} in \
+        one(docs, "Service")["spec"]["ports"]
+    rules = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    [metrics_rule] = [r for r in rules if r["ports"] == [{"port": "metrics", "protocol": "TCP"}]]
+    assert metrics_rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prom"
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "scheme": "http", "interval": "30s"}]
+    for name in ("bank-a", "bank-b"):   # off by default: no endpoint, no port, no ServiceMonitor
+        assert "metrics_listen" not in load_yaml_config(rendered[name])
+        assert not by_kind(rendered[name], "ServiceMonitor")
+
+
+def test_the_service_monitor_schema_catches_a_bad_endpoint():
+    """Control: the vendored schema refuses what the CRD refuses (an unknown scheme, a malformed interval)."""
+    validator = crd_validator("monitoring.coreos.com/v1", "ServiceMonitor")
+    good = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "x"},
+            "spec": {"selector": {"matchLabels": {"a": "b"}}, "endpoints": [{"port": "metrics", "interval": "30s"}]}}
+    assert not list(validator.iter_errors(good))
+    for bad in ({"port": "metrics", "scheme": "ftp"}, {"port": "metrics", "interval": "30 seconds"}):
+        assert list(validator.iter_errors({**good, "spec": {**good["spec"], "endpoints": [bad]}}))
+    assert list(validator.iter_errors({**good, "spec": {"endpoints": []}}))   # selector is required

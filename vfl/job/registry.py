@@ -57,6 +57,7 @@ class JobRegistry:
         self._lock = threading.Lock()
         self.active_events: dict[str, EventLog] = {}
         self.active_threads: dict[str, threading.Thread] = {}
+        self.active_timers: dict[str, object] = {}
         self.passive_jobs: dict[str, object] = {}
         self._opening: dict[str, int] = {}  # caller -> OpenJob calls of new or resumed jobs under way
         self.open_limiter = OpenJobLimiter(node.config.limits.open_jobs_per_minute)
@@ -83,6 +84,7 @@ class JobRegistry:
                 job.run()
             except Exception:  # noqa: BLE001 - the job reported it as an error event and in the log
                 pass
+        self.active_timers[spec.job_id] = job.timer   # read by the node's metrics
         thread = threading.Thread(target=run, name=f"job-{spec.job_id}", daemon=True)
         self.active_threads[spec.job_id] = thread
         thread.start()

@@ -113,6 +113,8 @@ class NodeConfig:
     # Send each reply's handler time to the caller (trailing metadata), so a benchmark can tell transport
     # from the peer's work. Off by default: the time depends on this party's data (see docs/protocol.md).
     report_handler_timing: bool = False
+    # host:port of the Prometheus endpoint (vfl/node/metrics.py); None: no metrics endpoint
+    metrics_listen: str | None = None
     # The tamper-evident audit log (vfl/governance/audit_log.py) and its key. Default: beside jobs_dir, in audit/.
     # Put the key where whoever can write the log cannot (in Kubernetes: a Secret).
     audit_log: Path | None = None
@@ -256,6 +258,9 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     models_sec._used.update(models_sec.data)
     secret_seed = root.int("secret_seed", None, min_value=0, max_value=2**256 - 1)
     report_handler_timing = root.bool("report_handler_timing", False)
+    metrics_listen = root.str("metrics_listen")
+    if metrics_listen is not None:
+        metrics_listen = check_address(metrics_listen, root.key("metrics_listen"))
     aud = root.section("audit")
     audit_dir = jobs_dir.parent / "audit"
     audit_log = _resolve(base_dir, aud.str("log", str(audit_dir / "audit.jsonl")))
@@ -267,7 +272,7 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
                       admins=admins, workers=workers, max_payload_mb=max_payload, policy=policy,
                       limits=limits, timeouts=timeouts, models=models, secret_seed=secret_seed,
                       report_handler_timing=report_handler_timing, audit_log=audit_log, audit_key=audit_key,
-                      source=source)
+                      metrics_listen=metrics_listen, source=source)
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

@@ -17,6 +17,7 @@ from vfl.errors import ConfigError, PermissionDenied
 from vfl.job.registry import JobRegistry
 from vfl.node.audit import NodeAudit
 from vfl.node.config import NodeConfig, PeerConfig, load_node_config
+from vfl.node.metrics import NodeMetrics
 from vfl.node.network import GrpcNetwork
 from vfl.node.psi_service import psi_counter
 from vfl.node.services import add_services
@@ -52,6 +53,8 @@ class Node:
         self.health_port: int | None = None
         self.audit: NodeAudit | None = None     # opened at start(), after the jobs_dir check
         self.peer_certificates: dict[str, str] = {}
+        self.metrics: NodeMetrics | None = None    # with metrics_listen, from start()
+        self.metrics_port: int | None = None
         self.network = GrpcNetwork(self)
         self.jobs = JobRegistry(self)
 
@@ -142,7 +145,8 @@ class Node:
         with self._lock:
             if peer_name not in self._channels:
                 peer: PeerConfig = self.config.peer(peer_name)
-                self._channels[peer_name] = tls.open_channel(peer.address, self._channel_creds, peer.identity)
+                channel = tls.open_channel(peer.address, self._channel_creds, peer.identity)
+                self._channels[peer_name] = self.metrics.channel(channel, peer_name) if self.metrics else channel
             return self._channels[peer_name]
 
     def call_metadata(self) -> tuple[tuple[str, str], ...]:
@@ -181,7 +185,11 @@ class Node:
                         "organizations", self.config.party)
         recorder = recorder_from_env(self.config.party)
         # the guard is outermost, so nothing inside it (services, interceptors) can send exception text
-        interceptors = [InternalErrorGuard(self.config.party)] + ([recorder] if recorder else []) + \
+        if self.config.metrics_listen:
+            self.metrics = NodeMetrics(self)
+            self.metrics_port = self.metrics.serve(self.config.metrics_listen)
+        metering = [self.metrics.server_interceptor(self._caller)] if self.metrics else []
+        interceptors = [InternalErrorGuard(self.config.party)] + metering + ([recorder] if recorder else []) + \
             [psi_counter(self.jobs)]
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="vfl-rpc"),
                              options=tls.server_options(), interceptors=interceptors)
@@ -217,3 +225,5 @@ class Node:
             for ch in self._channels.values():
                 ch.close()
             self._channels.clear()
+        if self.metrics is not None:
+            self.metrics.stop()

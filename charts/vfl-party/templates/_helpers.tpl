@@ -3,6 +3,7 @@ Paths and ports are fixed: the Dockerfile, `vfl submit --kube` (vfl/deploy/kube.
 */}}
 {{- define "vfl-party.grpcPort" -}}50051{{- end }}
 {{- define "vfl-party.healthPort" -}}50052{{- end }}
+{{- define "vfl-party.metricsPort" -}}9464{{- end }}
 {{- define "vfl-party.configDir" -}}/etc/vfl/config{{- end }}
 {{- define "vfl-party.tlsDir" -}}/etc/vfl/tls{{- end }}
 {{- define "vfl-party.caDir" -}}/etc/vfl/ca{{- end }}
@@ -316,6 +317,9 @@ maxOpenJobsPerPeer: max_open_jobs_per_peer
 {{- $cfg := dict "party" .Values.party "role" .Values.role "identity" (include "vfl-party.identity" .) }}
 {{- $_ := set $cfg "listen" (printf "0.0.0.0:%s" (include "vfl-party.grpcPort" .)) }}
 {{- $_ = set $cfg "health_listen" (printf "0.0.0.0:%s" (include "vfl-party.healthPort" .)) }}
+{{- if .Values.metrics.enabled }}
+{{- $_ = set $cfg "metrics_listen" (printf "0.0.0.0:%s" (include "vfl-party.metricsPort" .)) }}
+{{- end }}
 {{- $_ = set $cfg "tls" $tls }}
 {{- $_ = set $cfg "peers" $peers }}
 {{- $_ = set $cfg "data_dir" (printf "%s/data" (include "vfl-party.stateDir" .)) }}
