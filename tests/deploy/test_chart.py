@@ -472,3 +472,16 @@ def test_the_service_monitor_schema_catches_a_bad_endpoint():
     for bad in ({"port": "metrics", "scheme": "ftp"}, {"port": "metrics", "interval": "30 seconds"}):
         assert list(validator.iter_errors({**good, "spec": {**good["spec"], "endpoints": [bad]}}))
     assert list(validator.iter_errors({**good, "spec": {"endpoints": []}}))   # selector is required
+
+
+def test_retention_renders_into_node_config(helm):
+    """Values `retention` is node.yaml's `retention` (docs/governance.md); unset, nothing is deleted."""
+    from pathlib import Path
+
+    from vfl.node.config import parse_node_config
+    config = load_yaml_config(helm.template("bank-b", values=[BANK_B],
+                                            sets=["retention.checkpoints=7", "retention.aligned_ids=0"]))
+    assert parse_node_config(config, Path("/")).retention.days == {"checkpoints": 7, "aligned_ids": 0}
+    assert "retention" not in load_yaml_config(helm.template("bank-b", values=[BANK_B]))
+    with pytest.raises(HelmError):
+        helm.template("bank-b", values=[BANK_B], sets=["retention.checkpoint=7"])   # a typo fails the install

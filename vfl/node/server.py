@@ -17,6 +17,7 @@ from vfl.errors import ConfigError, PermissionDenied
 from vfl.job.registry import JobRegistry
 from vfl.node.audit import NodeAudit
 from vfl.node.config import NodeConfig, PeerConfig, load_node_config
+from vfl.node.housekeeping import RetentionSweeper
 from vfl.node.metrics import NodeMetrics
 from vfl.node.network import GrpcNetwork
 from vfl.node.psi_service import psi_counter
@@ -54,6 +55,7 @@ class Node:
         self.audit: NodeAudit | None = None     # opened at start(), after the jobs_dir check
         self.peer_certificates: dict[str, str] = {}
         self.metrics: NodeMetrics | None = None    # with metrics_listen, from start()
+        self.retention: RetentionSweeper | None = None
         self.metrics_port: int | None = None
         self.network = GrpcNetwork(self)
         self.jobs = JobRegistry(self)
@@ -179,6 +181,7 @@ class Node:
     def start(self) -> None:
         self.check_jobs_dir()
         self.audit = NodeAudit(self.config)
+        self.retention = RetentionSweeper(self)
         if self.config.insecure:
             log.warning("INSECURE: node %s runs without TLS ('insecure: true'): no peer is authenticated and "
                         "every message travels in the clear; for tests on one machine only, never between "
@@ -208,6 +211,7 @@ class Node:
         for name in HEALTH_SERVICES:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.jobs.recover()
+        self.retention.start()
         log.info("node %s (%s) serving on %s", self.config.party, self.config.role, self.config.listen)
 
     def wait(self) -> None:
@@ -217,6 +221,8 @@ class Node:
     def stop(self, grace: float = 2.0) -> None:
         for name in HEALTH_SERVICES:
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.retention is not None:
+            self.retention.stop()
         self.jobs.shutdown()
         for server in (self._server, self._health_server):
             if server is not None:

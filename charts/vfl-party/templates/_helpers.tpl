@@ -317,6 +317,9 @@ maxOpenJobsPerPeer: max_open_jobs_per_peer
 {{- $cfg := dict "party" .Values.party "role" .Values.role "identity" (include "vfl-party.identity" .) }}
 {{- $_ := set $cfg "listen" (printf "0.0.0.0:%s" (include "vfl-party.grpcPort" .)) }}
 {{- $_ = set $cfg "health_listen" (printf "0.0.0.0:%s" (include "vfl-party.healthPort" .)) }}
+{{- with .Values.retention }}
+{{- $_ = set $cfg "retention" . }}
+{{- end }}
 {{- if .Values.metrics.enabled }}
 {{- $_ = set $cfg "metrics_listen" (printf "0.0.0.0:%s" (include "vfl-party.metricsPort" .)) }}
 {{- end }}
