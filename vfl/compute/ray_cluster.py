@@ -377,7 +377,9 @@ class RayCompute:
         self._owns_instance = False
         self._connect(workers)
         self.spread = Spread()
-        self.remote_task = ray.remote(run_task)
+        # SPREAD: the chunks of one operation are compute-bound and carry their inputs, so they go to different nodes
+        # (Ray's default would fill the driver's node first, and reuse its leased workers for the next chunks)
+        self.remote_task = ray.remote(scheduling_strategy="SPREAD")(run_task)
         self.key_holder_class = ray.remote(num_cpus=0, max_restarts=0, scheduling_strategy="SPREAD")(KeyHolder)
         self.executor = RayExecutor(self)
         self._psi = RayPsiEngine(self)
