@@ -387,6 +387,12 @@ class RayCompute:
         self._cpus_at = 0.0
         self._refresh()
         self._closed = False
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Start this driver's task workers now (each imports vfl's engines, seconds on a busy machine), so that a
+        job's first batches do not wait for them. Ray keeps idle workers up to the CPUs of each node."""
+        self.get([self.remote_task.remote(time.sleep, (0.5,)) for _ in range(self.parallelism)], "a task")
 
     def _connect(self, workers: int) -> None:
         c = self.config
