@@ -484,7 +484,8 @@ def test_psi_bridge_uses_the_node_rule(monkeypatch):
                         captured.setdefault("id_provider", id_provider))
     peers = (SimpleNamespace(name="guest", identity="guest"), SimpleNamespace(name="other", identity="other"))
     config = SimpleNamespace(party="host", identity="host", peers=peers, admins=(), insecure=False)
-    node = SimpleNamespace(config=config)
+    # the PSI service runs on the node's compute backend and writes to its audit log (main's fake lacked the log)
+    node = SimpleNamespace(config=config, compute=LocalCompute(1), audit=SimpleNamespace(record=lambda *a, **k: None))
     node.identify = lambda names: Node.identify(node, names)
     job = SimpleNamespace(active="guest", claim_psi=lambda hello, caller: ["a", "b"], spec=SimpleNamespace(kind="train"))
     import threading
