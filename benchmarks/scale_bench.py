@@ -123,15 +123,32 @@ class PartyClusters:
             c.stop()
 
 
-def psi_run(size: int, workdir: Path) -> dict:
-    """A PSI job of `size` IDs per party (half shared), both parties on one 2-CPU Ray cluster."""
-    from vfl.api import Federation, Party
+def psi_parties(size: int):
+    from vfl.api import Party
     rng = np.random.default_rng(11)
     common = size // 2
     ids = [f"customer-{i:012d}" for i in rng.permutation(size + (size - common))]
     a, b = ids[:size], ids[size - common:]
-    parties = [Party("guest", pd.DataFrame({"id": a, "x": 0.0, "y": 0}), label="y"),
-               Party("host", pd.DataFrame({"id": b, "x": 0.0}))]
+    return [Party("guest", pd.DataFrame({"id": a, "x": 0.0, "y": 0}), label="y"),
+            Party("host", pd.DataFrame({"id": b, "x": 0.0}))]
+
+
+def psi_local(size: int, workdir: Path) -> dict:
+    """The same PSI job on the local backend (2 workers per node), for the comparison in the same run."""
+    from vfl.api import Federation
+    with Federation(psi_parties(size), workdir=workdir / "psi-local", workers=2) as fed:
+        t0 = time.time()
+        fed.psi(job_id="scale-psi-local", progress=False)
+        seconds = round(time.time() - t0, 1)
+        nodes = {name: peak_rss_mb(proc.pid) for name, proc in fed.processes.items()}
+    print(f"  psi local {size:,}: {seconds} s", file=sys.stderr, flush=True)
+    return {"seconds": seconds, "node_and_pool_peak_rss_mb": nodes}
+
+
+def psi_run(size: int, workdir: Path) -> dict:
+    """A PSI job of `size` IDs per party (half shared), each party on its own 2-CPU Ray cluster."""
+    from vfl.api import Federation
+    parties = psi_parties(size)
     pc = PartyClusters(object_store_bytes=512 * 2**20)
     with pc as clusters:
         os.environ.update(pc.env)
@@ -201,6 +218,8 @@ def main() -> None:
             out["speedup_1_to_2_cpus"] = speed
         if "psi" not in skip:
             out["psi"] = psi_run(args.psi_size, workdir)
+            out["psi"]["local"] = psi_local(args.psi_size, workdir)
+            out["psi"]["ray_over_local"] = round(out["psi"]["seconds"] / out["psi"]["local"]["seconds"], 3)
     finally:
         out["load_avg_end"] = os.getloadavg()
         shutil.rmtree(workdir, ignore_errors=True)

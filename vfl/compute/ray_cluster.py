@@ -390,9 +390,10 @@ class RayCompute:
         self.warm_up()
 
     def warm_up(self) -> None:
-        """Start this driver's task workers now (each imports vfl's engines, seconds on a busy machine), so that a
-        job's first batches do not wait for them. Ray keeps idle workers up to the CPUs of each node."""
-        self.get([self.remote_task.remote(time.sleep, (0.5,)) for _ in range(self.parallelism)], "a task")
+        """Have Ray start this driver's task workers now (each imports vfl's engines, seconds on a busy machine), so
+        that a job's first batches do not wait for them; Ray keeps idle workers up to the CPUs of each node. Not
+        waited for: a cluster that has yet to scale up its workers must not hold the node's start-up."""
+        self._warming = [self.remote_task.remote(time.sleep, (0.5,)) for _ in range(self.parallelism)]
 
     def _connect(self, workers: int) -> None:
         c = self.config
