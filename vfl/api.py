@@ -263,8 +263,10 @@ class Federation:
 
     def __init__(self, parties: list[Party], workdir: str | Path, active: str | None = None,
                  secure_transport: bool = True, workers: int = 1, node_options: dict | None = None,
-                 secret_seed: int | None = None, metrics: bool = False):
-        """`metrics`: each node serves Prometheus metrics on 127.0.0.1:`metrics_ports[party]`."""
+                 secret_seed: int | None = None, metrics: bool = False,
+                 party_options: dict[str, dict] | None = None):
+        """`metrics`: each node serves Prometheus metrics on 127.0.0.1:`metrics_ports[party]`. `party_options`: node
+        config keys for one party's node only (e.g. that party's `compute: {backend: ray, ...}`)."""
         if len({p.name for p in parties}) != len(parties):
             raise ConfigError("parties: names must be unique")
         labelled = [p.name for p in parties if p.label]
@@ -285,6 +287,11 @@ class Federation:
         self.secure = secure_transport
         self.workers = workers
         self.node_options = dict(node_options or {})
+        # party -> node config keys for that party's node only (e.g. one party's `compute: {backend: ray, ...}`)
+        self.party_options = {name: dict(options) for name, options in (party_options or {}).items()}
+        unknown = sorted(set(self.party_options) - set(self.parties))
+        if unknown:
+            raise ConfigError(f"party_options: {unknown} are not parties of this federation ({sorted(self.parties)})")
         self.secret_seed = secret_seed
         self.processes: dict[str, subprocess.Popen] = {}
         self.ports = {p.name: free_port() for p in parties}
@@ -325,6 +332,7 @@ class Federation:
                 "policy": {"min_key_bits": 1024, "allow_plaintext": True, "allow_attack_harness": True,
                            **(self.node_options.get("policy") or {})},
             }
+            config.update(self.party_options.get(name, {}))
             models = dict(self.node_options.get("models") or {})
             if name in self.bottoms:
                 models[self.bottoms[name][0]] = self.bottoms[name][1]

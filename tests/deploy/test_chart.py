@@ -21,7 +21,8 @@ from .materialize import container, materialize, rewrite_node_config
 
 # No schema in kubernetes-validate: validated against our own schema of the fields the chart uses (schemas/).
 CRD_SCHEMAS = {("cert-manager.io/v1", "Certificate"): "cert-manager-certificate-v1.json",
-               ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-v1-subset.json"}
+               ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-v1-subset.json",
+               ("ray.io/v1", "RayCluster"): "raycluster-v1.json"}   # its pod templates: test_ray_chart.py
 CRD_KINDS = set(CRD_SCHEMAS)
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 
@@ -31,6 +32,7 @@ def variants(tmp_path_factory=None) -> dict[str, dict]:
     return {
         "bank-a": {"values": [BANK_A]},
         "bank-a-with-job": {"values": [BANK_A], "sets": ["job.enabled=true"], "set_files": [f"job.spec={TRAIN_JOB}"]},
+        "bank-a-with-ray": {"values": [BANK_A], "sets": ["ray.enabled=true"]},
         "bank-b": {"values": [BANK_B]},
         "bank-b-with-metrics": {"values": [BANK_B], "sets": ["metrics.enabled=true", "metrics.serviceMonitor.enabled=true",
                                                              "metrics.serviceMonitor.labels.release=kube-prom"]},

@@ -111,7 +111,8 @@ class ActiveJob:
         self.timer = Timer()
         self.network = network
         self.links = {p.name: ActivePeer(p.name, network.link(p.name), spec, self.ledger, self.timer,
-                                         node.config.workers) for p in spec.passives}
+                                         node.compute) for p in spec.passives}
+        self.own_key = None  # this party's key for the job, from set-up on; closed when the job ends
         self.pool = ThreadPoolExecutor(max_workers=max(1, len(self.links)), thread_name_prefix=f"{spec.job_id}-link")
         self.metrics_history: list[dict] = []
         self.defense = defense
@@ -162,6 +163,8 @@ class ActiveJob:
                     result = self._train() if spec.kind == "train" else self._predict()
             if self.warnings:
                 result["warnings"] = self.warnings
+            # where this party's heavy work ran (on Ray: its nodes and how many tasks each has run for this node)
+            result["compute"] = self.node.compute.describe()
             result["seconds"] = round(time.time() - t0, 2)
             self.stage = "close"
             self._close("succeeded", save=spec.kind == "train", result=result)
@@ -182,6 +185,13 @@ class ActiveJob:
             raise
         finally:
             self.pool.shutdown(wait=False)
+            self._close_key()
+
+    def _close_key(self) -> None:
+        """End the job's key (on Ray, its key holders end with it)."""
+        key, self.own_key = self.own_key, None
+        if key is not None:
+            key.close()
 
     def _open(self) -> None:
         spec = self.spec
@@ -288,7 +298,8 @@ class ActiveJob:
         scheme = scheme_for(c.mode)
         if scheme.encrypted:
             self.emit("log", f"generating a fresh {c.key_bits}-bit {c.mode} key", stage="setup")
-        own_key = scheme.new_active_key(c.key_bits, self.node.config.workers)
+        self._close_key()  # a set-up again (resume) draws a fresh key: the old one ends here
+        own_key = self.own_key = scheme.new_active_key(c.key_bits, self.node.compute)
         rows = len(self.data.ids)
 
         def setup_link(link: ActivePeer) -> None:

@@ -192,7 +192,7 @@ class PassiveJob:
                                        private.seed("bottom"), for_peer=True)
             self.optimizer = torch.optim.Adam(self.bottom.parameters(), lr=spec.train.lr)
             self.half = scheme_for(spec.crypto.mode).passive_half(layout, hyper_of(spec), spec.crypto.key_bits,
-                                                                  self.node.config.workers,
+                                                                  self.node.compute,
                                                                   lambda ops: TimedOps(ops, self.timer))
             restored_share = None
             if saved is not None:
@@ -333,7 +333,13 @@ class PassiveJob:
             self.state = JobState.CLOSED
             if req.status == "succeeded":
                 record_job_lineage(self.node, self.spec, self.job_dir, "passive")
+            self.release_key()
             return CloseJobReply(model_path=model_path, report_json=json.dumps(payload).encode())
+
+    def release_key(self) -> None:
+        """End this party's key of the job (on Ray, its key holders end with it); the share stays for the model."""
+        if self.half is not None:
+            self.half.close()
 
     def _declared_defense(self) -> dict:
         """The defense the job spec declares, with its epsilon from the same accountant the active party uses.

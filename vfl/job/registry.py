@@ -178,6 +178,8 @@ class JobRegistry:
                 atomic_write_text(path, spec.to_yaml())
             with self._lock:
                 self.passive_jobs[spec.job_id] = job
+            if old is not None:  # a resume replaces the job: the key of its earlier set-up ends now
+                old.release_key()
         finally:
             with self._lock:
                 self._opening[caller] -= 1
@@ -260,4 +262,11 @@ class JobRegistry:
         """Nothing to do at start: passive jobs are reopened (resumed) by their active party's call."""
 
     def shutdown(self) -> None:
-        pass
+        """The node stops: every passive job's key ends with it."""
+        with self._lock:
+            jobs = list(self.passive_jobs.values())
+        for job in jobs:
+            try:
+                job.release_key()
+            except Exception:  # noqa: BLE001 - stopping anyway; the key holders end with the node's Ray connection
+                log.warning("ending the key of job %r failed while stopping", job.spec.job_id, exc_info=True)

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vfl.compute.config import ComputeConfig, parse_compute
 from vfl.config_util import Section, check_address, check_import_path, check_model_name, check_name, load_yaml
 from vfl.data.dataset import DatasetConfig
 from vfl.governance.retention import KINDS, RetentionConfig
@@ -99,7 +100,8 @@ class NodeConfig:
     jobs_dir: Path
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     admins: tuple[str, ...] = ()
-    workers: int = 2
+    workers: int = 2                     # cores of the local compute backend (and a private Ray instance's CPUs)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)   # where the heavy work runs (vfl/compute)
     max_payload_mb: int = 256
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -253,6 +255,8 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
                                   "a peer's certificate must not also act as an admin (give the admin its own "
                                   "certificate identity)")
     workers = root.int("workers", 2, min_value=1, max_value=64)
+    comp = root.section("compute")
+    compute = parse_compute(comp)
     max_payload = root.int("max_payload_mb", 256, min_value=1, max_value=4096)
     pol = root.section("policy")
     policy = parse_policy(pol)
@@ -285,7 +289,7 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     root.reject_unknown()
     return NodeConfig(party=party, role=role, identity=identity, listen=listen, health_listen=health, tls=tls, insecure=insecure,
                       peers=tuple(peers), data_dir=data_dir, jobs_dir=jobs_dir, datasets=datasets,
-                      admins=admins, workers=workers, max_payload_mb=max_payload, policy=policy,
+                      admins=admins, workers=workers, compute=compute, max_payload_mb=max_payload, policy=policy,
                       limits=limits, timeouts=timeouts, models=models, secret_seed=secret_seed,
                       report_handler_timing=report_handler_timing, audit_log=audit_log, audit_key=audit_key,
                       metrics_listen=metrics_listen, retention=retention, source=source)

@@ -13,6 +13,7 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from vfl.compute import Compute, open_compute
 from vfl.errors import ConfigError, PermissionDenied
 from vfl.job.registry import JobRegistry
 from vfl.node.audit import NodeAudit
@@ -59,6 +60,16 @@ class Node:
         self.metrics_port: int | None = None
         self.network = GrpcNetwork(self)
         self.jobs = JobRegistry(self)
+        self._compute: Compute | None = None
+
+    @property
+    def compute(self) -> Compute:
+        """Where this node's heavy work runs (node config `compute`); connected on first use, at the latest at start."""
+        with self._lock:
+            if self._compute is None:
+                self._compute = open_compute(self.config.compute, self.config.workers, self.config.party)
+                log.info("node %s: compute backend %s", self.config.party, self._compute.describe())
+            return self._compute
 
     # -------------------------------------------------------------- identity
     def caller(self, context: grpc.ServicerContext) -> str:
@@ -182,6 +193,7 @@ class Node:
         self.check_jobs_dir()
         self.audit = NodeAudit(self.config)
         self.retention = RetentionSweeper(self)
+        self.compute  # connect now: a node whose compute backend is unreachable must not start serving
         if self.config.insecure:
             log.warning("INSECURE: node %s runs without TLS ('insecure: true'): no peer is authenticated and "
                         "every message travels in the clear; for tests on one machine only, never between "
@@ -231,5 +243,8 @@ class Node:
             for ch in self._channels.values():
                 ch.close()
             self._channels.clear()
+            compute, self._compute = self._compute, None
+        if compute is not None:
+            compute.close()
         if self.metrics is not None:
             self.metrics.stop()

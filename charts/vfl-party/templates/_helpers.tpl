@@ -25,6 +25,66 @@ Truncated to leave room for suffixes and job ids.
 {{- end }}
 {{- end }}
 
+{{- define "vfl-party.rayCluster" -}}
+{{- printf "%s-ray" (include "vfl-party.fullname" .) }}
+{{- end }}
+
+{{/* The node's compute section: the RayCluster's head service (KubeRay names it <cluster>-head-svc; GCS on 6379). */}}
+{{- define "vfl-party.compute" -}}
+{{- if .Values.ray.enabled }}
+{{- $address := default (printf "%s-head-svc:6379" (include "vfl-party.rayCluster" .)) .Values.ray.address }}
+{{- $c := dict "backend" "ray" "address" $address }}
+{{- if not (kindIs "invalid" .Values.ray.parallelism) }}{{- $_ := set $c "parallelism" (int .Values.ray.parallelism) }}{{- end }}
+{{- if not (kindIs "invalid" .Values.ray.keyActors) }}{{- $_ := set $c "key_actors" (int .Values.ray.keyActors) }}{{- end }}
+{{- toYaml $c }}
+{{- else }}
+backend: local
+{{- end }}
+{{- end }}
+
+{{/* A Ray pod: the node's image and security settings; /tmp (Ray's session files) and /dev/shm (the object store)
+are emptyDirs, since the root filesystem is read-only. (dict "root" $ "container" name "image" image "resources" r
+"shm" object store bytes) */}}
+{{- define "vfl-party.rayPodTemplate" -}}
+{{- $root := .root }}
+metadata:
+  labels:
+    {{- include "vfl-party.selectorLabels" $root | nindent 4 }}
+    app.kubernetes.io/component: ray
+spec:
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  {{- with $root.Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- include "vfl-party.podSecurityContext" $root | nindent 4 }}
+  containers:
+    - name: {{ .container }}
+      image: {{ .image }}
+      imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+      workingDir: {{ include "vfl-party.workDir" $root }}
+      env:
+        {{- include "vfl-party.env" $root | nindent 8 }}
+      resources:
+        {{- toYaml .resources | nindent 8 }}
+      securityContext:
+        {{- include "vfl-party.containerSecurityContext" $root | nindent 8 }}
+      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+        - name: shm
+          mountPath: /dev/shm
+  volumes:
+    - name: tmp
+      emptyDir: {}
+    - name: shm
+      emptyDir:
+        medium: Memory
+        sizeLimit: {{ int64 .shm }}
+{{- end }}
+
 {{- define "vfl-party.identity" -}}
 {{- default .Values.party .Values.identity }}
 {{- end }}
@@ -208,6 +268,16 @@ follow the node's own checks (vfl/node/config.py); tests/deploy/test_values_sche
 {{- include "vfl-party.checkCidr" (list (printf "service.loadBalancerSourceRanges[%d]" $i) $c) }}
 {{- end }}
 {{- include "vfl-party.checkPeers" (list "networkPolicy.from" .Values.networkPolicy.from) }}
+{{- with .Values.ray }}
+{{- if and .enabled .address }}
+{{- include "vfl-party.checkAddress" (list "ray.address" .address) }}
+{{- end }}
+{{- if and .enabled (not .address) }}
+{{- if or (gt (int .workers.minReplicas) (int .workers.replicas)) (gt (int .workers.replicas) (int .workers.maxReplicas)) }}
+{{- fail (printf "ray.workers: need minReplicas <= replicas <= maxReplicas, got %d, %d, %d" (int .workers.minReplicas) (int .workers.replicas) (int .workers.maxReplicas)) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- include "vfl-party.checkPeers" (list "networkPolicy.probeFrom" .Values.networkPolicy.probeFrom) }}
 {{- end }}
 
@@ -329,6 +399,7 @@ maxOpenJobsPerPeer: max_open_jobs_per_peer
 {{- $_ = set $cfg "jobs_dir" (printf "%s/jobs" (include "vfl-party.stateDir" .)) }}
 {{- $_ = set $cfg "admins" .Values.admins }}
 {{- $_ = set $cfg "workers" .Values.workers }}
+{{- $_ = set $cfg "compute" (include "vfl-party.compute" . | fromYaml) }}
 {{- $_ = set $cfg "report_handler_timing" (default false .Values.reportHandlerTiming) }}
 {{- with .Values.policy }}
 {{- $policy := dict "min_key_bits" (int .minKeyBits) "allow_plaintext" .allowPlaintext "allow_attack_harness" .allowAttackHarness "allow_pii_columns" (default (list) .allowPiiColumns) }}
