@@ -574,6 +574,9 @@ class ActiveJob:
     def _privacy_report(self, replies: dict, result: dict) -> dict:
         from vfl.privacy.attacks import per_step_leak_auc
         from vfl.privacy.report import build_report, summary_line, write_report
+        from vfl.privacy.tradeoff import PLOT as TRADEOFF_PLOT
+        from vfl.privacy.tradeoff import tradeoff_for_report
+        from vfl.privacy.tradeoff import write_plot as write_tradeoff_plot
         attacks: dict = {}
         label_of = None
         if self.spec.kind == "train" and self.data.label is not None:
@@ -594,10 +597,15 @@ class ActiveJob:
         # every started epoch released noisy gradients, including one rolled back by a resume
         defense = self.defense.describe(max(self.epochs_started, self.spec.train.epochs)) \
             if self.defense is not None else {}
+        # binary tasks: the measured trade-off of every shipped defense, this job's marked (vfl/privacy/tradeoff.py)
+        tradeoff = tradeoff_for_report(defense or {"defense": "none"}) \
+            if self.spec.task == "binary" and self.spec.kind == "train" else []
         report = build_report(self.spec.active, "active", self.spec.job_id, self.ledger.summary(),
                               self.spec.crypto.key_bits if scheme_for(self.spec.crypto.mode).encrypted else 0,
-                              defense=defense, attacks=attacks, test_metrics=result.get("test", {}))
+                              defense=defense, attacks=attacks, test_metrics=result.get("test", {}),
+                              tradeoff=tradeoff)
         write_report(self.job_dir, report)
+        write_tradeoff_plot(tradeoff, self.job_dir / TRADEOFF_PLOT)
         return summary_line(report)
 
     def _membership_auc(self) -> float:

@@ -112,6 +112,7 @@ class PrivacySpec:
     defense: str = "auto"            # auto, or a name in vfl.privacy.defenses.DEFENSES
     noise_multiplier: float | None = None
     clip_norm: float | None = None
+    strength: float | None = None    # marvell: noise power per batch / squared distance of the class means
     delta: float | None = None
     record_gradients: bool = False   # opt-in attack harness hook at passive parties
     attacks: bool = False
@@ -279,10 +280,14 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
     privacy = PrivacySpec(defense=pr.str("defense", "auto", choices=DEFENSE_CHOICES),
                           noise_multiplier=pr.float("noise_multiplier", None, min_value=0.0),
                           clip_norm=pr.float("clip_norm", None, min_value=0.0),
+                          strength=pr.float("strength", None, min_value=0.0, max_value=1000.0),
                           delta=pr.float("delta", None, min_value=0.0, max_value=1.0),
                           record_gradients=pr.bool("record_gradients", False),
                           attacks=pr.bool("attacks", False))
     pr.reject_unknown()
+    if privacy.defense == "marvell" and task != "binary":
+        raise ConfigError(f"privacy.defense: marvell shapes its noise to two label classes, so it needs task: binary "
+                          f"(this job's task is {task})")
 
     model_job = root.str("model_job")
     if kind == "predict" and not model_job:

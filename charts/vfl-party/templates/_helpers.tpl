@@ -228,7 +228,7 @@ train: [epochs, batch_size, lr, interactive_lr, interactive_momentum, weight_dec
 early_stopping: [patience, metric, min_delta]
 crypto: [mode, key_bits, precision_bits, gradient_bits, stat_security_bits, activation_bound]
 psi: [strip, lowercase]
-privacy: [defense, noise_multiplier, clip_norm, delta, record_gradients, attacks]
+privacy: [defense, noise_multiplier, clip_norm, strength, delta, record_gradients, attacks]
 {{- end }}
 
 {{/* (list "job.spec.train" $mapping $knownKeys): fails on a key not in $knownKeys; a missing section is fine. */}}
