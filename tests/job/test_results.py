@@ -262,3 +262,13 @@ def test_early_stopping_round_trips_through_the_spec_a_peer_receives():
     from vfl.job.spec import parse_job_spec_yaml
     spec = job_spec("stop-yaml", train={"epochs": 9, "early_stopping": {"patience": 3, "min_delta": 0.01}})
     assert parse_job_spec_yaml(spec.for_peers().to_yaml()) == spec
+
+
+def test_a_plot_that_cannot_be_drawn_is_a_warning_not_a_failed_job(configs, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no fonts here")
+    monkeypatch.setattr(plots, "write_learning_curves", broken)
+    result = run_local_job(job_spec("plots-broken", crypto={"mode": "plaintext"}, train={"epochs": 1}), configs)
+    assert result["plots"] == {} and result["test"]["auc"] > 0.5
+    assert any("plots not written: RuntimeError: no fonts here" in w for w in result["warnings"])
+    assert checkpoint.model_part_path(configs["guest"].job_dir("plots-broken")).exists()

@@ -421,15 +421,23 @@ class ActiveJob:
         return {"metric": stopping.key, "kept_epoch": kept, "best_value": best, "stopped_early": stopped}
 
     def _plots(self, test_prediction: np.ndarray | None, kept_epoch: int | None) -> dict[str, str]:
-        """learning_curves.png, and roc.png for a binary task whose test split holds both classes (vfl/job/plots.py)."""
+        """learning_curves.png, and roc.png for a binary task whose test split holds both classes (vfl/job/plots.py).
+
+        A plot that cannot be drawn is a warning: the trained model and its metrics are what the job is for."""
         from vfl.job import plots
-        out = {"learning_curves": str(plots.write_learning_curves(
-            self.metrics_history, self.job_dir / plots.LEARNING_CURVES, kept_epoch))}
-        if self.spec.task == "binary" and test_prediction is not None:
-            labels = np.asarray(self.data.label[self.data.split.test])
-            if len(np.unique(labels)) == 2:
-                plots.write_roc(labels, test_prediction, self.job_dir / plots.ROC, self.table.schema.label_classes[1])
-                out["roc"] = str(self.job_dir / plots.ROC)
+        out: dict[str, str] = {}
+        try:
+            out["learning_curves"] = str(plots.write_learning_curves(
+                self.metrics_history, self.job_dir / plots.LEARNING_CURVES, kept_epoch))
+            if self.spec.task == "binary" and test_prediction is not None:
+                labels = np.asarray(self.data.label[self.data.split.test])
+                if len(np.unique(labels)) == 2:
+                    plots.write_roc(labels, test_prediction, self.job_dir / plots.ROC,
+                                    self.table.schema.label_classes[1])
+                    out["roc"] = str(self.job_dir / plots.ROC)
+        except Exception as exc:  # noqa: BLE001 - a plotting failure must not fail a trained job
+            self.warnings.append(shorten(f"plots not written: {type(exc).__name__}: {exc}"))
+            self.emit("log", f"warning: {self.warnings[-1]}", stage="evaluate")
         return out
 
     def _run_epoch(self, epoch: int) -> None:
