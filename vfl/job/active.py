@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vfl.data.atomic import atomic_write_text
+from vfl.data.atomic import atomic_write, atomic_write_text
 from vfl.data.id_shape import note_for_active, parse_shape
 from vfl.errors import ConfigError, DataError, JobFailed, PeerCallError, VflError, shorten
 from vfl.job import checkpoint
@@ -31,7 +31,8 @@ from vfl.job.party_data import align, audit_for_job, load_alignment, load_datase
 from vfl.job.peer import ActivePeer
 from vfl.job.private_random import PrivateRandom, for_node
 from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec, interactive_layout
-from vfl.job.split import batch_order
+from vfl.job.split import batch_order, effective_batch_size
+from vfl.job.stopping import Stopping
 from vfl.job.timing import Timer
 from vfl.models.custom import build_bottom, check_saved_module, load_part, resolve_factory
 from vfl.models.mlp import build_mlp, init_module
@@ -121,6 +122,7 @@ class ActiveJob:
         self.bottom_factory_path = None
         self._psi_progress_at = 0.0
         self.warnings: list[str] = []  # for the result: e.g. why PSI found few common IDs
+        self.batch_size = spec.train.max_batch_size  # training jobs size it to the table at set-up
         self.stage = "open"  # the stage of the last event: a failure names it
 
     # ------------------------------------------------------------------ helpers
@@ -196,7 +198,7 @@ class ActiveJob:
     def _open(self) -> None:
         spec = self.spec
         self.emit("log", f"opening job {spec.job_id} at {', '.join(self.links)}", stage="open")
-        dataset = self.node.dataset(spec.party(spec.active).dataset)
+        dataset = self.dataset = self.node.dataset(spec.party(spec.active).dataset)
         if spec.kind == "train" and not dataset.label:
             raise DataError(f"dataset {dataset.name!r} of active party {spec.active!r} declares no label column")
         audit_for_job(dataset, self.job_dir, self.node.config.policy.allow_pii_columns,
@@ -206,7 +208,8 @@ class ActiveJob:
             from vfl.data import Schema
             schema = Schema.from_json((self._model_dir() / checkpoint.SCHEMA).read_text())
         # a PSI-only job never reads the label, so it must not refuse one that does not fit spec.task
-        self.table = load_dataset(dataset, spec.task, schema=schema, with_label=spec.kind in ("train", "predict"))
+        self.table = load_dataset(dataset, spec.task, schema=schema, with_label=spec.kind in ("train", "predict"),
+                                  positive_class=spec.positive_class)
         classes = max(1, len(self.table.schema.label_classes or ())) if spec.task == "multiclass" else 1
         check_parameters(spec, self.node.config.policy, spec.active, int(self.table.features.shape[1]), classes)
         # This node's own bottom model, if the job names one: resolved from this node's config only, and
@@ -217,7 +220,7 @@ class ActiveJob:
         self.bottom_factory = resolve_factory(models, own.module, spec.active)
         if own.module is not None and self.table.features.shape[1] > 0:
             build_bottom(own, int(self.table.features.shape[1]), self.bottom_factory, spec.active)
-        spec_yaml = spec.to_yaml()
+        spec_yaml = spec.for_peers().to_yaml()  # the positive class stays here
         replies = self.each_link(lambda link: link.open(spec_yaml))
         self.peer_rows = {name: reply.rows for name, reply in zip(self.links, replies)}
         self.peer_shapes = {name: parse_shape(reply.id_shape, name) for name, reply in zip(self.links, replies)}
@@ -270,6 +273,7 @@ class ActiveJob:
     def _setup(self) -> None:
         spec = self.spec
         ids, own_rows = load_alignment(self.job_dir)
+        self.own_rows = own_rows
         saved = torch.load(self._model_dir() / checkpoint.MODEL_PART, weights_only=False) \
             if spec.kind == "predict" else None
         self.data, self.standardizer = align(self.table, ids, own_rows, spec,
@@ -290,6 +294,23 @@ class ActiveJob:
             load_part(self.model, saved["model"], spec.party(spec.active).bottom, spec.model_job, spec.active)
         self.emit("log", f"set up: split {self.data.split.sizes()}", stage="setup",
                   metrics={"split": self.data.split.sizes()})
+        if spec.kind == "train":
+            self._size_batches()
+
+    def _size_batches(self) -> None:
+        """The training batch for this table (vfl.job.split.effective_batch_size), and a warning when an epoch is
+        a single batch: one step per epoch rarely trains a model in the few epochs a job runs."""
+        train_rows = len(self.data.split.train)
+        self.batch_size = effective_batch_size(self.spec.train.batch_size, train_rows)
+        steps = -(-train_rows // self.batch_size)
+        chosen = "train.batch_size" if self.spec.train.batch_size is not None else "sized to the table"
+        self.emit("log", f"training batches of {self.batch_size} rows ({chosen}): {steps} steps per epoch over "
+                         f"{train_rows} training rows", stage="setup")
+        if steps == 1:
+            self.warnings.append(f"an epoch is a single batch: train.batch_size {self.batch_size} covers all "
+                                 f"{train_rows} training rows, so each epoch takes one optimizer step; leave "
+                                 "train.batch_size out (batches sized to the table) or lower it")
+            self.emit("log", f"warning: {self.warnings[-1]}", stage="setup")
 
     def _setup_links(self, restored: dict | None) -> None:
         """Fresh keys, then Setup with every passive party (restored shares on resume or prediction)."""
@@ -357,6 +378,7 @@ class ActiveJob:
         spec = self.spec
         split = self.data.split
         epochs = spec.train.epochs
+        stopping = Stopping.of(spec.train.early_stopping, spec.task) if spec.train.early_stopping else None
         completed, resumes = 0, 0
         self._end_epoch(0)
         while completed < epochs:
@@ -376,21 +398,66 @@ class ActiveJob:
             self.emit("epoch", f"epoch {completed}/{epochs}: " +
                       ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
                       stage="train", metrics=metrics)
+            if stopping is not None and stopping.should_stop(self.metrics_history):
+                break
+        result = {"job_id": spec.job_id, "task": spec.task, "batch_size": self.batch_size, "epochs_run": completed}
+        if stopping is not None:
+            result["early_stopping"] = self._keep_best_epoch(stopping, completed)
         self.stage = "evaluate"
-        test = self.evaluate(split.test, epochs) if len(split.test) else {}
+        test, test_prediction = {}, None
+        if len(split.test):
+            test_prediction = self.predict_rows(split.test, "eval", epochs)
+            test = self.task.metrics(test_prediction, np.asarray(self.data.label[split.test]))
         if spec.privacy.attacks and spec.task != "regression" and len(split.test):
             self.membership = self._membership_auc()  # needs the passive parties, so before closing
         self.emit("log", "test: " + ", ".join(f"{k}={v:.4f}" for k, v in test.items()), stage="evaluate",
                   metrics=test)
-        return {"job_id": spec.job_id, "task": spec.task, "test": test, "history": self.metrics_history,
-                "split": split.sizes(), "intersection": int(len(self.data.ids)), "resumes": resumes,
-                "model_dir": str(self._own_model_dir())}
+        if spec.task == "binary":
+            result["positive_class"] = self.table.schema.label_classes[1]
+        result.update({"test": test, "history": self.metrics_history, "split": split.sizes(),
+                       "intersection": int(len(self.data.ids)), "resumes": resumes,
+                       "model_dir": str(self._own_model_dir())})
+        result["plots"] = self._plots(test_prediction, result.get("early_stopping", {}).get("kept_epoch"))
+        return result
+
+    def _keep_best_epoch(self, stopping: Stopping, completed: int) -> dict:
+        """Go back to the best epoch at every party: each passive party is reopened at that epoch's checkpoint (the
+        resume path: its bottom model and its share of the interactive weight), and so is this party's part."""
+        kept = stopping.best_epoch(self.metrics_history)
+        best = stopping.value(next(row for row in self.metrics_history if row["epoch"] == kept))
+        stopped = completed < self.spec.train.epochs
+        why = (f"stopped after epoch {completed}: {stopping.key} did not improve for {stopping.patience} epochs"
+               if stopped else f"all {completed} epochs ran")
+        self.emit("log", f"early stopping: {why}; keeping epoch {kept} ({stopping.key}={best:.4g})", stage="train")
+        if kept != completed:
+            self._go_back_to(kept)
+        return {"metric": stopping.key, "kept_epoch": kept, "best_value": best, "stopped_early": stopped}
+
+    def _plots(self, test_prediction: np.ndarray | None, kept_epoch: int | None) -> dict[str, str]:
+        """learning_curves.png, and roc.png for a binary task whose test split holds both classes (vfl/job/plots.py).
+
+        A plot that cannot be drawn is a warning: the trained model and its metrics are what the job is for."""
+        from vfl.job import plots
+        out: dict[str, str] = {}
+        try:
+            out["learning_curves"] = str(plots.write_learning_curves(
+                self.metrics_history, self.job_dir / plots.LEARNING_CURVES, kept_epoch))
+            if self.spec.task == "binary" and test_prediction is not None:
+                labels = np.asarray(self.data.label[self.data.split.test])
+                if len(np.unique(labels)) == 2:
+                    plots.write_roc(labels, test_prediction, self.job_dir / plots.ROC,
+                                    self.table.schema.label_classes[1])
+                    out["roc"] = str(self.job_dir / plots.ROC)
+        except Exception as exc:  # noqa: BLE001 - a plotting failure must not fail a trained job
+            self.warnings.append(shorten(f"plots not written: {type(exc).__name__}: {exc}"))
+            self.emit("log", f"warning: {self.warnings[-1]}", stage="evaluate")
+        return out
 
     def _run_epoch(self, epoch: int) -> None:
         self.epochs_started += 1
         spec = self.spec
         split = self.data.split
-        batches = batch_order(self.data.ids, split.train, spec.train.batch_size, epoch, spec.train.seed)
+        batches = batch_order(self.data.ids, split.train, self.batch_size, epoch, spec.train.seed)
         losses = []
         t0 = time.time()
         for step, rows in enumerate(batches):
@@ -413,7 +480,19 @@ class ActiveJob:
 
     def _resume(self, completed: int) -> None:
         """Wait for every passive party, reopen the job at its checkpoint, restore our own, set up again."""
-        spec_yaml = self.spec.to_yaml()
+        state = self._reopen_at(completed)
+        self.metrics_history[:] = state["history"]
+        self.emit("log", f"resumed from epoch {completed} with fresh keys", stage="train")
+
+    def _go_back_to(self, epoch: int) -> None:
+        """Every party's parameters as they were after `epoch` (early stopping); the history stays whole."""
+        self._reopen_at(epoch)
+        self.emit("log", f"every party is back at epoch {epoch} (fresh keys)", stage="train")
+
+    def _reopen_at(self, completed: int) -> dict:
+        """Reopen every passive party at its checkpoint of epoch `completed`, load ours, set up the links again with
+        fresh keys; returns our checkpoint."""
+        spec_yaml = self.spec.for_peers().to_yaml()
         wait = self.node.config.timeouts.resume_wait_seconds
         deadline = time.time() + wait
         for link in self.links.values():
@@ -435,9 +514,8 @@ class ActiveJob:
         self.model.load_state_dict(state["model"])
         for opt, opt_state in zip(self.optimizers, state["optimizers"]):
             opt.load_state_dict(opt_state)
-        self.metrics_history[:] = state["history"]
         self._setup_links(restored=state["links"])
-        self.emit("log", f"resumed from epoch {completed} with fresh keys", stage="train")
+        return state
 
     def predict_rows(self, positions: np.ndarray, phase: str, epoch: int) -> np.ndarray:
         self.model.eval()
@@ -458,15 +536,16 @@ class ActiveJob:
         positions = np.arange(len(self.data.ids))
         prediction = self.predict_rows(positions, "predict", 0)
         out = self.job_dir / "predictions.csv"
-        import pandas as pd
-        frame = pd.DataFrame({"id": [str(i) for i in self.data.ids]})
-        if prediction.ndim == 2:
-            for k in range(prediction.shape[1]):
-                frame[f"p{k}"] = prediction[:, k]
-        else:
-            frame["prediction"] = prediction
-        frame.to_csv(out, index=False)
-        result = {"job_id": self.spec.job_id, "predictions": str(out), "rows": len(frame)}
+        frame = prediction_frame(self.dataset.id_column, self.table.written_ids[self.own_rows], prediction)
+        atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
+        unmatched = len(self.table) - len(frame)
+        if unmatched:
+            self.emit("log", f"{unmatched} of the {len(self.table)} rows of dataset {self.dataset.name!r} have no "
+                             "prediction: their IDs are not at every party (PSI found no match)", stage="predict")
+        result = {"job_id": self.spec.job_id, "predictions": str(out), "rows": len(frame),
+                  "id_column": self.dataset.id_column, "unmatched_rows": unmatched}
+        if self.spec.task == "binary":
+            result["positive_class"] = self.table.schema.label_classes[1]
         if self.data.label is not None and len(self.data.label):
             result["metrics"] = self.task.metrics(prediction, np.asarray(self.data.label))
         return result
@@ -516,6 +595,9 @@ class ActiveJob:
     def _privacy_report(self, replies: dict, result: dict) -> dict:
         from vfl.privacy.attacks import per_step_leak_auc
         from vfl.privacy.report import build_report, summary_line, write_report
+        from vfl.privacy.tradeoff import PLOT as TRADEOFF_PLOT
+        from vfl.privacy.tradeoff import tradeoff_for_report
+        from vfl.privacy.tradeoff import write_plot as write_tradeoff_plot
         attacks: dict = {}
         label_of = None
         if self.spec.kind == "train" and self.data.label is not None:
@@ -536,10 +618,15 @@ class ActiveJob:
         # every started epoch released noisy gradients, including one rolled back by a resume
         defense = self.defense.describe(max(self.epochs_started, self.spec.train.epochs)) \
             if self.defense is not None else {}
+        # binary tasks: the measured trade-off of every shipped defense, this job's marked (vfl/privacy/tradeoff.py)
+        tradeoff = tradeoff_for_report(defense or {"defense": "none"}) \
+            if self.spec.task == "binary" and self.spec.kind == "train" else []
         report = build_report(self.spec.active, "active", self.spec.job_id, self.ledger.summary(),
                               self.spec.crypto.key_bits if scheme_for(self.spec.crypto.mode).encrypted else 0,
-                              defense=defense, attacks=attacks, test_metrics=result.get("test", {}))
+                              defense=defense, attacks=attacks, test_metrics=result.get("test", {}),
+                              tradeoff=tradeoff)
         write_report(self.job_dir, report)
+        write_tradeoff_plot(tradeoff, self.job_dir / TRADEOFF_PLOT)
         return summary_line(report)
 
     def _membership_auc(self) -> float:
@@ -559,3 +646,17 @@ class ActiveJob:
 def lineage_metrics(result: dict) -> dict:
     """The figures of a result that belong in its lineage: metrics, not paths or timings."""
     return {k: result[k] for k in ("test", "validation", "metrics", "intersection") if k in result}
+
+
+def prediction_frame(id_column: str, written_ids: np.ndarray, prediction: np.ndarray):
+    """The predictions table: the dataset's own ID column (its name, the IDs as its file wrote them), then
+    `prediction` (binary: P(positive class); regression: the value) or p0..pK (multiclass: P(class k), the classes
+    in the schema's order). A prediction column never takes the ID column's name."""
+    import pandas as pd
+    if prediction.ndim == 2:
+        columns = {f"p{k}": prediction[:, k] for k in range(prediction.shape[1])}
+    else:
+        columns = {"prediction": prediction}
+    while id_column in columns:
+        columns = {f"{name}_": values for name, values in columns.items()}
+    return pd.DataFrame({id_column: np.asarray(written_ids, dtype=object), **columns})

@@ -174,10 +174,10 @@ class PassiveJob:
             if layout.d != bottom_spec.out or layout.m != spec.interactive_out:
                 raise ProtocolError(f"setup: layout d={layout.d}, m={layout.m} disagrees with the job spec "
                                     f"(d={bottom_spec.out}, m={spec.interactive_out})")
-            allowed_batch = max(spec.train.batch_size, EVAL_BATCH_ROWS)  # the batch cap checked at OpenJob
+            allowed_batch = max(spec.train.max_batch_size, EVAL_BATCH_ROWS)  # the batch cap checked at OpenJob
             if layout.max_batch > allowed_batch:
                 raise ProtocolError(f"setup: layout max_batch={layout.max_batch} exceeds the job spec's batches "
-                                    f"(train.batch_size {spec.train.batch_size}, evaluation {EVAL_BATCH_ROWS})")
+                                    f"(train.batch_size {spec.train.max_batch_size}, evaluation {EVAL_BATCH_ROWS})")
             with own_input_errors(self.party, "setup"):
                 saved = self._load_model_part() if spec.kind == "predict" else None
                 if saved is not None:

@@ -287,7 +287,7 @@ than when the node parses the spec. Values are checked by the node when the Job 
 the key too. tests/deploy/test_values_schema.py keeps this table equal to vfl/job/spec.py.
 */}}
 {{- define "vfl-party.jobSpecKeys" -}}
-spec: [job_id, kind, task, active, parties, model, split, train, crypto, psi, privacy, model_job]
+spec: [job_id, kind, task, active, parties, model, split, train, crypto, psi, privacy, model_job, positive_class]
 party: [dataset]
 model: [bottom, bottom_overrides, interactive, top]
 mlp: [hidden, out, activation, dropout]
@@ -295,10 +295,11 @@ override: [hidden, out, activation, dropout, module]
 interactive: [out]
 top: [hidden, activation, dropout]
 split: [validation, test, seed]
-train: [epochs, batch_size, lr, interactive_lr, interactive_momentum, weight_decay, seed, checkpoint]
+train: [epochs, batch_size, lr, interactive_lr, interactive_momentum, weight_decay, seed, checkpoint, early_stopping]
+early_stopping: [patience, metric, min_delta]
 crypto: [mode, key_bits, precision_bits, gradient_bits, stat_security_bits, activation_bound]
 psi: [strip, lowercase]
-privacy: [defense, noise_multiplier, clip_norm, delta, record_gradients, attacks]
+privacy: [defense, noise_multiplier, clip_norm, strength, delta, record_gradients, attacks]
 {{- end }}
 
 {{/* (list "job.spec.train" $mapping $knownKeys): fails on a key not in $knownKeys; a missing section is fine. */}}
@@ -332,6 +333,9 @@ privacy: [defense, noise_multiplier, clip_norm, delta, record_gradients, attacks
 {{- end }}
 {{- range $section := list "split" "train" "crypto" "psi" "privacy" }}
 {{- include "vfl-party.checkKeys" (list (printf "job.spec.%s" $section) (index $spec $section) (index $known $section)) }}
+{{- end }}
+{{- if kindIs "map" $spec.train }}
+{{- include "vfl-party.checkKeys" (list "job.spec.train.early_stopping" $spec.train.early_stopping $known.early_stopping) }}
 {{- end }}
 {{- $model := $spec.model }}
 {{- include "vfl-party.checkKeys" (list "job.spec.model" $model $known.model) }}
