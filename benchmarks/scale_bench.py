@@ -142,7 +142,7 @@ def psi_local(size: int, workdir: Path) -> dict:
         seconds = round(time.time() - t0, 1)
         nodes = {name: peak_rss_mb(proc.pid) for name, proc in fed.processes.items()}
     print(f"  psi local {size:,}: {seconds} s", file=sys.stderr, flush=True)
-    return {"seconds": seconds, "node_and_pool_peak_rss_mb": nodes}
+    return {"seconds": seconds, "node_peak_rss_mb": nodes}
 
 
 def psi_run(size: int, workdir: Path) -> dict:
