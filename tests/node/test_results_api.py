@@ -58,5 +58,6 @@ def test_fit_returns_history_plots_and_positive_class(federation):
     truth = new_a[["patient_id"]].merge(scores, on="patient_id").merge(
         a[["patient_id", "diagnosis"]], on="patient_id")
     assert len(truth) == len(scores)
-    assert truth.groupby("diagnosis")["prediction"].mean()["malignant"] > 0.5
+    means = truth.groupby("diagnosis")["prediction"].mean()   # P(malignant) is oriented: higher for malignant rows
+    assert means["malignant"] > means["benign"] + 0.2, means   # (a fixed 0.5 cut failed once: 3 epochs, random init)
 
