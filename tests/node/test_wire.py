@@ -53,6 +53,7 @@ PLAINTEXT_OK = {
     "init_masked",            # checked separately: statistically masked
     "report_json",            # checked separately: message counts, no data
     "id_shape",               # checked separately: coarse shape statistics of the IDs, no ID
+    "reason",                 # why a job ends: the stage and a category (vfl/job/active.py `_reason_for_peers`)
 }
 CIPHERTEXTS = {"u_ciphertexts": "active", "z_ciphertexts": "active", "delta_ciphertexts": "active",
                "masked_gradient": "active", "v_ciphertexts": "passive", "grad_ciphertexts": "passive"}

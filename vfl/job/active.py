@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vfl.data.atomic import atomic_write_text
+from vfl.data.atomic import atomic_write, atomic_write_text
 from vfl.data.id_shape import note_for_active, parse_shape
 from vfl.errors import ConfigError, DataError, JobFailed, PeerCallError, VflError, shorten
-from vfl.job import checkpoint
+from vfl.job import checkpoint, status
 from vfl.job.caps import check_parameters
 from vfl.job.events import EventLog
 from vfl.job.ledger import WireLedger
@@ -121,6 +121,7 @@ class ActiveJob:
         self._psi_progress_at = 0.0
         self.warnings: list[str] = []  # for the result: e.g. why PSI found few common IDs
         self.stage = "open"  # the stage of the last event: a failure names it
+        self.committed = False  # this party's own commit began (the close's second phase)
 
     # ------------------------------------------------------------------ helpers
     def emit(self, kind: str, message: str = "", **fields) -> None:
@@ -144,8 +145,9 @@ class ActiveJob:
         try:
             # inside the error handling: an unwritable jobs_dir must fail the job with an event, not end its
             # thread silently while the submitter waits
-            self.job_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.job_dir / "job.yaml", spec.to_yaml())
+            atomic_write_text(self.job_dir / "job.yaml", spec.to_yaml(), "job spec", spec.active)
+            status.write_status(self.job_dir, spec.active, job_id=spec.job_id, kind=spec.kind, role="active",
+                                active=spec.active, state=status.RUNNING, stage="open")
             self._open()
             if spec.kind == "cardinality":  # one cardinality session, and the job is done: no IDs, no rows
                 result = {"job_id": spec.job_id, "intersection": self._cardinality()}
@@ -164,9 +166,7 @@ class ActiveJob:
                 result["warnings"] = self.warnings
             result["seconds"] = round(time.time() - t0, 2)
             self.stage = "close"
-            self._close("succeeded", save=spec.kind == "train", result=result)
-            atomic_write_text(self.job_dir / "result.json", json.dumps(result, indent=1, default=str))
-            record_job_lineage(self.node, spec, self.job_dir, "active", metrics=lineage_metrics(result))
+            self._close_succeeded(result)
             self.emit("result", f"job {spec.job_id} finished in {result['seconds']} s", stage="done",
                       metrics=result, done=True)
             return result
@@ -174,10 +174,7 @@ class ActiveJob:
             message = str(exc) if isinstance(exc, VflError) else shorten(f"{type(exc).__name__}: {exc}")
             message = f"{message} (stage {self.stage})"
             log.exception("job %s failed", spec.job_id) if not isinstance(exc, VflError) else None
-            try:
-                self._close("failed", save=False, result={"error": message})
-            except Exception:  # noqa: BLE001 - the original failure is what the user needs to see
-                pass
+            self._close_unsuccessful(status.FAILED, message, self._reason_for_peers(exc))
             self.emit("error", message, stage=self.stage, failed=True, done=True)
             raise
         finally:
@@ -229,7 +226,7 @@ class ActiveJob:
         self.emit("log", "PSI: aligning rows", stage="psi")
         result = self._run_psi([str(i) for i in self.table.ids])
         ids, own_rows = np.array(result.ids, dtype=object), np.asarray(result.rows, dtype=np.int64)
-        save_alignment(self.job_dir, ids, own_rows)
+        save_alignment(self.job_dir, ids, own_rows, self.spec.active)
         self.emit("log", f"PSI: {len(ids)} common IDs (active party has {len(self.table)})", stage="psi",
                   metrics={"intersection": len(ids)})
         note = self._id_note(len(ids))
@@ -446,7 +443,7 @@ class ActiveJob:
     def _predict(self) -> dict:
         positions = np.arange(len(self.data.ids))
         prediction = self.predict_rows(positions, "predict", 0)
-        out = self.job_dir / "predictions.csv"
+        out = self.job_dir / "predictions.csv"  # staged until the job commits
         import pandas as pd
         frame = pd.DataFrame({"id": [str(i) for i in self.data.ids]})
         if prediction.ndim == 2:
@@ -454,7 +451,8 @@ class ActiveJob:
                 frame[f"p{k}"] = prediction[:, k]
         else:
             frame["prediction"] = prediction
-        frame.to_csv(out, index=False)
+        atomic_write(checkpoint.staged(self.job_dir, out), lambda tmp: frame.to_csv(tmp, index=False), "predictions",
+                     self.spec.active)
         result = {"job_id": self.spec.job_id, "predictions": str(out), "rows": len(frame)}
         if self.data.label is not None and len(self.data.label):
             result["metrics"] = self.task.metrics(prediction, np.asarray(self.data.label))
@@ -474,33 +472,96 @@ class ActiveJob:
         checkpoint.save_checkpoint(self.job_dir, epoch, {
             "model": self.model.state_dict(), "bottom_module": self.spec.party(self.spec.active).bottom.module,
             "optimizers": [o.state_dict() for o in self.optimizers], "links": self._link_state(),
-            "history": self.metrics_history})
+            "history": self.metrics_history}, self.spec.active)
+        status.write_status(self.job_dir, self.spec.active, epoch=epoch)
 
-    def _close(self, status: str, save: bool, result: dict) -> None:
+    # ------------------------------------------------------------------ close: two phases
+    def _close_succeeded(self, result: dict) -> None:
+        """Every party writes its artifacts (staged), then every party commits: none shows a model of a job that
+        failed at another party (issue 15: the passive once kept its model while the active failed its writes).
+
+        The active party decides: it records `committing` before the first commit, so a restart finishes the
+        commits (vfl/job/registry.py `recover`).
+        """
+        spec = self.spec
+        save = spec.kind == "train"
+        self.emit("log", "closing: every party writes its " + ("model part and " if save else "") +
+                  "privacy report", stage="close")
         if save:
-            own = self.spec.party(self.spec.active).bottom
-            path = checkpoint.save_torch(checkpoint.model_part_path(self.job_dir), {
-                "party": self.spec.active, "role": "active", "model": self.model.state_dict(),
-                "bottom_module": own.module, "bottom_factory": self.bottom_factory_path,
-                "links": self._link_state(), "standardizer": self.standardizer,
-                "num_classes": self.task.num_classes, "task": self.task.kind})
-            atomic_write_text(path.parent / checkpoint.SCHEMA, self.table.schema.to_json())
-        replies = {}
-        for name, link in self.links.items():
-            try:
-                replies[name] = link.close(status, save)
-            except PeerCallError as exc:
-                if status == "succeeded":
-                    raise
-                log.warning("closing job at %s failed: %s", name, exc)
+            self._save_own_part()
+        replies = dict(zip(self.links, self.each_link(lambda link: link.close("succeeded", save, "prepare"))))
         result["model_parts"] = {name: r.model_path for name, r in replies.items()}
-        result["timing"] = {self.spec.active: self.timer.summary()}
+        result["timing"] = {spec.active: self.timer.summary()}
         for name, reply in replies.items():
             result["timing"][name] = json.loads(reply.report_json or b"{}").get("timing", {})
         if save:
-            result["model_parts"][self.spec.active] = str(checkpoint.model_part_path(self.job_dir))
-        if status == "succeeded":
-            result["privacy"] = self._privacy_report(replies, result)
+            result["model_parts"][spec.active] = str(checkpoint.model_part_path(self.job_dir))
+        result["privacy"] = self._privacy_report(replies, result)
+        status.write_status(self.job_dir, spec.active, state=status.COMMITTING, stage="close")
+        # the decision is made: a commit is repeated until the party is back (it commits from its disk)
+        self.each_link(lambda link: self._until_back(link, lambda: link.close("succeeded", save, "commit"), "commit"))
+        atomic_write_text(self.job_dir / "result.json", json.dumps(result, indent=1, default=str), "job result",
+                          spec.active)
+        self.committed = True
+        checkpoint.commit_staged(self.job_dir, spec.active)
+        status.write_status(self.job_dir, spec.active, state=status.SUCCEEDED, stage="done")
+        record_job_lineage(self.node, spec, self.job_dir, "active", metrics=lineage_metrics(result))
+
+    def _until_back(self, link: ActivePeer, call, what: str):
+        """`call()`, repeated while `link`'s peer is unreachable, for up to timeouts.resume_wait_seconds."""
+        wait = self.node.config.timeouts.resume_wait_seconds
+        deadline = time.time() + wait
+        while True:
+            try:
+                return call()
+            except PeerCallError as exc:
+                if not exc.recoverable:
+                    raise
+                if time.time() > deadline:
+                    raise JobFailed(f"peer {link.peer!r} did not come back within {wait:g} s (node config "
+                                    f"timeouts.resume_wait_seconds) to {what}; its last answer: {exc.method} failed "
+                                    f"with {exc.code}: {exc.detail}") from None
+                time.sleep(1.0)
+
+    def _reason_for_peers(self, exc: BaseException) -> str:
+        """Why the job failed, as the passive parties may read it: the stage and a category, never this party's
+        own error text (it can quote this party's data, paths or configuration) nor one peer's text to another."""
+        if isinstance(exc, PeerCallError):
+            what = f"a call to {exc.peer!r} ({exc.method}) failed with {exc.code}"
+        elif isinstance(exc, JobFailed):
+            what = "a peer did not come back in time"
+        else:
+            what = f"an error at the active party ({type(exc).__name__})"
+        return f"failed at the active party's stage {self.stage}: {what}"
+
+    def _close_unsuccessful(self, outcome: str, message: str, reason: str) -> None:
+        """Close every party's side without success (failed, cancelled, suspended): staged artifacts are discarded
+        everywhere, and a party that already committed is told to take it back. Best effort: a party that cannot be
+        reached closes its side when the job's lease runs out. `message` is recorded here, `reason` sent to peers."""
+        if self.committed:  # our own commit got this far: take it back like every other party's
+            checkpoint.discard_committed(self.job_dir)
+            (self.job_dir / "result.json").unlink(missing_ok=True)
+        checkpoint.discard_staged(self.job_dir)
+        for name, link in self.links.items():
+            try:
+                link.close(outcome, reason=reason)
+            except PeerCallError as exc:
+                log.warning("job %s: closing it at %s failed: %s", self.spec.job_id, name, exc)
+        try:
+            status.write_status(self.job_dir, self.spec.active, state=outcome, reason=message)
+        except VflError as exc:  # the reason the job ends is what its submitter needs to see
+            log.warning("job %s: %s", self.spec.job_id, exc)
+
+    def _save_own_part(self) -> None:
+        own = self.spec.party(self.spec.active).bottom
+        final = checkpoint.model_part_path(self.job_dir)
+        checkpoint.save_torch(checkpoint.staged(self.job_dir, final), {
+            "party": self.spec.active, "role": "active", "model": self.model.state_dict(),
+            "bottom_module": own.module, "bottom_factory": self.bottom_factory_path,
+            "links": self._link_state(), "standardizer": self.standardizer,
+            "num_classes": self.task.num_classes, "task": self.task.kind}, "model part", self.spec.active)
+        atomic_write_text(checkpoint.staged(self.job_dir, final.parent / checkpoint.SCHEMA),
+                          self.table.schema.to_json(), "model schema", self.spec.active)
 
     def _privacy_report(self, replies: dict, result: dict) -> dict:
         from vfl.privacy.attacks import per_step_leak_auc

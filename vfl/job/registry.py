@@ -10,8 +10,9 @@ import threading
 from typing import Callable, Iterator
 
 from vfl.data.atomic import atomic_write_text
-from vfl.errors import ConfigError, NotFound, OutOfOrder, PermissionDenied, TooManyRequests, status_of
-from vfl.job import psi_once
+from vfl.errors import (ConfigError, NotFound, OutOfOrder, PermissionDenied, ProtocolError, TooManyRequests,
+                        status_of)
+from vfl.job import checkpoint, psi_once, status
 from vfl.job.caps import check_caps, check_parameters
 from vfl.job.events import Event, EventLog
 from vfl.job.limits import OpenJobLimiter
@@ -117,11 +118,9 @@ class JobRegistry:
             job.ledger.record_message("received", job.active, request)
             job.ledger.record_message("sent", job.active, reply)
             return reply
-        job = self.passive(request.job_id, caller)
         if isinstance(request, CloseJobRequest):  # its reply carries the report, which is written before it is sent
-            job.ledger.record_message("received", job.active, request)
             return self.close_passive(request, caller)
-        return job.handle(request)
+        return self.passive(request.job_id, caller).handle(request)
 
     def open_passive(self, request: OpenJob, caller: str) -> OpenJobReply:
         """Join the job the active party `caller` opens here, or resume it; every outcome goes to the log."""
@@ -172,10 +171,11 @@ class JobRegistry:
             job = PassiveJob(self.node, spec, caller, request.resume_epoch)
             reply = job.open()
             check_parameters(spec, self.node.config.policy, party, reply.feature_dim)
+            job_dir = self.node.config.job_dir(spec.job_id)
             if request.resume_epoch < 0:
-                path = accepted_spec_path(self.node.config.job_dir(spec.job_id))
-                path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(path, spec.to_yaml())
+                atomic_write_text(accepted_spec_path(job_dir), spec.to_yaml(), "accepted job spec", party)
+            status.write_status(job_dir, party, job_id=spec.job_id, kind=spec.kind, role="passive",
+                                active=caller, state=status.OPEN, stage="open")
             with self._lock:
                 self.passive_jobs[spec.job_id] = job
         finally:
@@ -249,11 +249,63 @@ class JobRegistry:
         return job
 
     def close_passive(self, request: CloseJobRequest, caller: str) -> CloseJobReply:
-        job = self.passive(request.job_id, caller)
-        reply = job.close(request)
         with self._lock:
-            self.passive_jobs.pop(request.job_id, None)
+            job = self.passive_jobs.get(request.job_id)
+        if job is None:  # e.g. this node restarted after preparing: a commit or an abort works from its disk
+            return self._close_on_disk(request, caller)
+        job = self.passive(request.job_id, caller)
+        job.ledger.record_message("received", job.active, request)
+        reply = job.close(request)
+        if job.state == JobState.CLOSED:
+            with self._lock:
+                if self.passive_jobs.get(request.job_id) is job:
+                    self.passive_jobs.pop(request.job_id)
         return reply
+
+    def _lineage_from_disk(self, job_dir) -> None:
+        """The signed lineage of a job committed from its disk, with the spec this node accepted for it."""
+        from vfl.job.lineage import record_job_lineage
+        from vfl.job.spec import load_job_spec
+        try:
+            spec = load_job_spec(accepted_spec_path(job_dir))
+        except Exception as exc:  # noqa: BLE001 - the job is committed; its lineage is what is missing
+            log.error("job %r: no lineage written: its accepted spec cannot be read: %s", job_dir.name, exc)
+            return
+        record_job_lineage(self.node, spec, job_dir, "passive")
+
+    def _close_on_disk(self, request: CloseJobRequest, caller: str) -> CloseJobReply:
+        """Commit or abort a job this node no longer holds in memory, from its status and staged artifacts."""
+        from vfl.job.passive import commit_on_disk
+        party = self.node.config.party
+        job_dir = self.node.config.job_dir(request.job_id)
+        found = status.read_status(job_dir)
+        if found is None or found.get("role") != "passive" or (request.status == "succeeded" and
+                                                                request.phase != "commit"):
+            raise NotFound(f"no open job {request.job_id!r} at {party!r}")
+        if found.get("active") != caller:
+            raise PermissionDenied(f"job {request.job_id!r} belongs to active party {found.get('active')!r}, "
+                                   f"not {caller!r}")
+        state = found.get("state")
+        model = checkpoint.model_part_path(job_dir)
+        if request.status == "succeeded":
+            if state == status.PREPARED:
+                commit_on_disk(job_dir, party)
+                log.info("job %r: closed (succeeded; committed after a restart)", request.job_id)
+                self._lineage_from_disk(job_dir)
+            elif state != status.SUCCEEDED:
+                raise OutOfOrder(f"close: job {request.job_id!r} cannot commit at {party!r}: it is {state} here"
+                                 + (f" ({found['reason']})" if found.get("reason") else ""))
+            exists = model.exists() or checkpoint.staged(job_dir, model).exists()
+            return CloseJobReply(model_path=str(model.relative_to(self.node.config.jobs_dir)) if exists else "")
+        if state == status.SUCCEEDED:  # its active party revokes a commit: another party could not commit
+            checkpoint.discard_committed(job_dir)
+        checkpoint.discard_staged(job_dir)
+        if request.status not in (status.FAILED, status.CANCELLED, status.SUSPENDED):
+            raise ProtocolError(f"close: unknown status {request.status!r}")
+        status.write_status(job_dir, party, state=request.status, reason=request.reason or None)
+        log.info("job %r: closed (%s) from its saved state%s", request.job_id, request.status,
+                 f": {' '.join(request.reason.split())}" if request.reason else "")
+        return CloseJobReply()
 
     # ------------------------------------------------------------------ lifecycle
     def recover(self) -> None:

@@ -13,6 +13,7 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from vfl.data.atomic import remove_stray_temps
 from vfl.errors import ConfigError, PermissionDenied
 from vfl.job.registry import JobRegistry
 from vfl.node.audit import NodeAudit
@@ -179,6 +180,10 @@ class Node:
     def start(self) -> None:
         self.check_jobs_dir()
         self.audit = NodeAudit(self.config)
+        removed = remove_stray_temps(self.config.jobs_dir)  # what a crash mid-write left behind
+        if removed:
+            log.info("removed %d stray temp file(s) under %s left by an interrupted write", len(removed),
+                     self.config.jobs_dir)
         if self.config.insecure:
             log.warning("INSECURE: node %s runs without TLS ('insecure: true'): no peer is authenticated and "
                         "every message travels in the clear; for tests on one machine only, never between "

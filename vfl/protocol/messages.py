@@ -109,9 +109,14 @@ class EndEpochReply:
 
 @dataclass(frozen=True)
 class CloseJobRequest:
+    """Closing is two-phase for a job that succeeded: `prepare` (write every artifact, staged), then `commit`
+    (make them visible, mark the job succeeded) once every party prepared. Any other status closes at once and
+    rolls back what was staged: failed | cancelled | suspended (a drained active node; the job resumes later)."""
     job_id: str
-    status: str = "succeeded"        # succeeded | failed
+    status: str = "succeeded"        # succeeded | failed | cancelled | suspended
     save_model: bool = False
+    phase: str = ""                  # prepare | commit (status succeeded); empty for the other statuses
+    reason: str = ""                 # why the job ends, for the passive party's log and status (not succeeded)
 
 
 @dataclass(frozen=True)

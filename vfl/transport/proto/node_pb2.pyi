@@ -173,14 +173,18 @@ class EndEpochReply(_message.Message):
     def __init__(self, checkpoint: _Optional[str] = ...) -> None: ...
 
 class CloseJobRequest(_message.Message):
-    __slots__ = ("job_id", "status", "save_model")
+    __slots__ = ("job_id", "status", "save_model", "phase", "reason")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     SAVE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     status: str
     save_model: bool
-    def __init__(self, job_id: _Optional[str] = ..., status: _Optional[str] = ..., save_model: _Optional[bool] = ...) -> None: ...
+    phase: str
+    reason: str
+    def __init__(self, job_id: _Optional[str] = ..., status: _Optional[str] = ..., save_model: _Optional[bool] = ..., phase: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CloseJobReply(_message.Message):
     __slots__ = ("model_path", "report_json")
