@@ -1,8 +1,8 @@
 """Small and read-only disks for the tests of full and unwritable jobs directories.
 
 A full disk is a tmpfs of a few MiB mounted over the directory (`mount -t tmpfs -o size=...`), which needs root
-(CAP_SYS_ADMIN); a test that cannot mount one is skipped with that reason. A read-only disk is the same tmpfs
-remounted read-only: root ignores file permissions, so a chmod would not stop a root process from writing.
+(CAP_SYS_ADMIN); a test that cannot mount one is skipped with that reason. A read-only disk is a read-only bind mount of
+it over itself: root ignores file permissions, so a chmod would not stop a root process from writing.
 """
 from __future__ import annotations
 
@@ -49,10 +49,14 @@ class SmallDisk:
                 (self.path / name).unlink()
 
     def read_only(self, on: bool = True) -> None:
-        mode = "ro" if on else "rw"
-        done = _run("mount", "-o", f"remount,{mode}", str(self.path))
-        if done.returncode:
-            raise RuntimeError(f"cannot remount {self.path} {mode}: {done.stderr.strip()}")
+        """A read-only bind mount over the disk (a plain remount fails while a file on it is open for writing);
+        files already open keep writing underneath, every new write through the path fails with EROFS."""
+        steps = [("mount", "--bind", str(self.path), str(self.path)),
+                 ("mount", "-o", "remount,bind,ro", str(self.path))] if on else [("umount", str(self.path))]
+        for step in steps:
+            done = _run(*step)
+            if done.returncode:
+                raise RuntimeError(f"{' '.join(step)}: {done.stderr.strip()}")
 
 
 @contextlib.contextmanager
@@ -68,4 +72,6 @@ def small_disk(path: Path, size_kib: int = 8192) -> Iterator[SmallDisk]:
     try:
         yield SmallDisk(path, size_kib)
     finally:
-        _run("umount", "-l", str(path))
+        for _ in range(3):  # the read-only bind, then the tmpfs
+            if _run("umount", "-l", str(path)).returncode:
+                break

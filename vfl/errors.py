@@ -117,6 +117,18 @@ class StorageError(VflError):
         return (self.__class__, (self.args[0], self.errno))
 
 
+class Unavailable(VflError):
+    """This node is shutting down (drained on SIGTERM): the caller may try again once it is back."""
+
+    status = "UNAVAILABLE"
+
+
+class Cancelled(VflError):
+    """A job was cancelled by its submitter or an operator; it stops at every party."""
+
+    status = "CANCELLED"
+
+
 class JobFailed(VflError):
     """A job cannot go on (for example a peer lost the checkpoint a resume needs)."""
 

@@ -8,26 +8,30 @@ which `vfl run` and the Python API show as progress bars.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
 
 from vfl.data.atomic import atomic_write, atomic_write_text
 from vfl.data.id_shape import note_for_active, parse_shape
-from vfl.errors import ConfigError, DataError, JobFailed, PeerCallError, VflError, shorten
+from vfl.errors import (RECOVERABLE, Cancelled, ConfigError, DataError, JobFailed, PeerCallError, Unavailable,
+                        VflError, shorten)
 from vfl.job import checkpoint, status
 from vfl.job.caps import check_parameters
 from vfl.job.events import EventLog
-from vfl.job.ledger import WireLedger
+from vfl.job.ledger import JOURNAL, WireLedger
 from vfl.job.network import PeerNetwork
 from vfl.job.lineage import record_job_lineage
-from vfl.job.party_data import align, audit_for_job, load_alignment, load_dataset, save_alignment
+from vfl.job.party_data import align, audit_for_job, has_alignment, load_alignment, load_dataset, save_alignment
 from vfl.job.peer import ActivePeer
 from vfl.job.private_random import PrivateRandom, for_node
 from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec, interactive_layout
@@ -36,11 +40,23 @@ from vfl.job.timing import Timer
 from vfl.models.custom import build_bottom, check_saved_module, load_part, resolve_factory
 from vfl.models.mlp import build_mlp, init_module
 from vfl.models.tasks import make_task
+from vfl.protocol.messages import AFTER_PSI, FRESH, RenewLease
 from vfl.protocol.schemes import scheme_for
 
 log = logging.getLogger("vfl.active")
 
+RESULT = "result.json"
+#: reconnections after a lost peer (or a restart of this node) one job may make before it fails
 MAX_RESUMES = 3
+T = TypeVar("T")
+
+
+class JobStopped(Exception):
+    """The job was asked to stop: cancelled, or suspended because this node is shutting down (SIGTERM)."""
+
+    def __init__(self, outcome: str, reason: str):
+        super().__init__(reason)
+        self.outcome, self.reason = outcome, reason
 
 
 def inherit_model_settings(spec: JobSpec, trained_spec_path: Path) -> JobSpec:
@@ -100,14 +116,18 @@ class ActiveJob:
     """The job at its active party. `network` reaches the passive parties: the node's gRPC links and PSI, or, in
     tests, runtimes in this process (tests/job/local.py)."""
 
-    def __init__(self, node, spec: JobSpec, events: EventLog, network: PeerNetwork, defense=None):
+    def __init__(self, node, spec: JobSpec, events: EventLog, network: PeerNetwork, defense=None,
+                 recovered: dict | None = None):
         self.node = node
         if spec.kind == "predict":
             spec = inherit_model_settings(spec, node.config.job_dir(spec.model_job) / "job.yaml")
         self.spec = spec
         self.events = events
         self.job_dir: Path = node.config.job_dir(spec.job_id)
-        self.ledger = WireLedger()
+        # the job's status as a restarted node found it on disk (JobRegistry.recover), None for a new job
+        self.recovered = recovered
+        # one ledger across resumes and restarts of this node (vfl/job/ledger.py)
+        self.ledger = WireLedger(self.job_dir / JOURNAL, spec.active)
         self.timer = Timer()
         self.network = network
         self.links = {p.name: ActivePeer(p.name, network.link(p.name), spec, self.ledger, self.timer,
@@ -122,6 +142,10 @@ class ActiveJob:
         self.warnings: list[str] = []  # for the result: e.g. why PSI found few common IDs
         self.stage = "open"  # the stage of the last event: a failure names it
         self.committed = False  # this party's own commit began (the close's second phase)
+        self.resumes = 1 if recovered is not None else 0  # reconnections so far (a restart of this node is one)
+        self.saved: dict | None = None  # a prediction job's saved model part
+        self._stop: JobStopped | None = None  # set by request_stop: the job stops at its next step
+        self._lease_seconds = 0.0  # the shortest lease the passive parties hold the job under
 
     # ------------------------------------------------------------------ helpers
     def emit(self, kind: str, message: str = "", **fields) -> None:
@@ -135,6 +159,42 @@ class ActiveJob:
         futures = {name: self.pool.submit(fn, link) for name, link in self.links.items()}
         return [futures[name].result() for name in self.links]
 
+    def request_stop(self, outcome: str, reason: str) -> None:
+        """Stop at the next step (or stage) and close every party's side as `outcome` (cancelled, suspended)."""
+        if self._stop is None:
+            self._stop = JobStopped(outcome, reason)
+
+    def _check_stop(self) -> None:
+        if self._stop is not None:
+            raise self._stop
+
+    @contextlib.contextmanager
+    def _renewing_leases(self) -> Iterator[None]:
+        """Renew the job's lease at every passive party every third of it, for as long as the job runs here (also
+        while it waits for one peer, the others keep it): a passive party closes a job whose active party is gone."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(max(0.5, self._lease_seconds / 3) if self._lease_seconds else 1.0):
+                if not self._lease_seconds:
+                    continue
+                for name, link in self.links.items():
+                    try:  # not through ActivePeer.call: a renewal is no step of the job's timing or ledger
+                        link.link.call(RenewLease(job_id=self.spec.job_id))
+                    except PeerCallError as exc:
+                        log.debug("job %s: renewing its lease at %s: %s", self.spec.job_id, name, exc)
+        thread = threading.Thread(target=renew, name=f"{self.spec.job_id}-lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+
+    def _note_leases(self, replies) -> None:
+        leases = [r.lease_seconds for r in replies if r.lease_seconds > 0]
+        if leases:
+            self._lease_seconds = min(leases)
+
     # ------------------------------------------------------------------ stages
     def run(self) -> dict:
         spec = self.spec
@@ -145,31 +205,25 @@ class ActiveJob:
         try:
             # inside the error handling: an unwritable jobs_dir must fail the job with an event, not end its
             # thread silently while the submitter waits
-            atomic_write_text(self.job_dir / "job.yaml", spec.to_yaml(), "job spec", spec.active)
+            if self.recovered is None:
+                atomic_write_text(self.job_dir / "job.yaml", spec.to_yaml(), "job spec", spec.active)
             status.write_status(self.job_dir, spec.active, job_id=spec.job_id, kind=spec.kind, role="active",
-                                active=spec.active, state=status.RUNNING, stage="open")
-            self._open()
-            if spec.kind == "cardinality":  # one cardinality session, and the job is done: no IDs, no rows
-                result = {"job_id": spec.job_id, "intersection": self._cardinality()}
-            else:
-                self._psi()
-                if spec.kind == "psi":
-                    ids, _ = load_alignment(self.job_dir)
-                    result = {"job_id": spec.job_id, "intersection": len(ids),
-                              "aligned_ids": str(self.job_dir / "aligned_ids.json")}
-                else:
-                    self.stage = "setup"
-                    self._setup()
-                    self.stage = spec.kind
-                    result = self._train() if spec.kind == "train" else self._predict()
-            if self.warnings:
-                result["warnings"] = self.warnings
-            result["seconds"] = round(time.time() - t0, 2)
-            self.stage = "close"
-            self._close_succeeded(result)
+                                active=spec.active, state=status.RUNNING, stage=self.stage)
+            with self._renewing_leases():
+                result = self._stages() if self.recovered is None else self._recovered_stages()
+                if self.warnings:
+                    result["warnings"] = self.warnings
+                result["seconds"] = round(time.time() - t0, 2)
+                self.stage = "close"
+                self._close_succeeded(result)
             self.emit("result", f"job {spec.job_id} finished in {result['seconds']} s", stage="done",
                       metrics=result, done=True)
             return result
+        except JobStopped as stop:
+            self._close_unsuccessful(stop.outcome, stop.reason, f"{stop.outcome} at the active party's stage "
+                                                                f"{self.stage}: {stop.reason}")
+            self.emit(stop.outcome, self._stopped_message(stop), stage=self.stage, failed=True, done=True)
+            raise (Cancelled if stop.outcome == status.CANCELLED else Unavailable)(stop.reason) from None
         except Exception as exc:
             message = str(exc) if isinstance(exc, VflError) else shorten(f"{type(exc).__name__}: {exc}")
             message = f"{message} (stage {self.stage})"
@@ -179,10 +233,167 @@ class ActiveJob:
             raise
         finally:
             self.pool.shutdown(wait=False)
+            self.ledger.close()
+
+    def run_commit(self) -> dict:
+        """A job this node was committing when it stopped: finish the commit at every party, or fail it everywhere
+        (a party that rolled back meanwhile, its lease having run out, makes every party roll back)."""
+        try:
+            self.emit("log", f"job {self.spec.job_id}: this node restarted while committing the job; finishing the "
+                             "commit at every party", stage="close")
+            self.finish_commit()
+            result = json.loads((self.job_dir / RESULT).read_text())
+            self.emit("result", f"job {self.spec.job_id} committed after a restart", stage="done", metrics=result,
+                      done=True)
+            return result
+        except Exception as exc:
+            message = f"{exc if isinstance(exc, VflError) else shorten(repr(exc))} (stage close)"
+            self._close_unsuccessful(status.FAILED, message, self._reason_for_peers(exc))
+            self.emit("error", message, stage="close", failed=True, done=True)
+            raise
+        finally:
+            self.pool.shutdown(wait=False)
+            self.ledger.close()
+
+    def _stopped_message(self, stop: JobStopped) -> str:
+        job = self.spec.job_id
+        if stop.outcome == status.CANCELLED:
+            return f"job {job} cancelled at stage {self.stage} ({stop.reason}); every party closed it as cancelled"
+        last = checkpoint.last_checkpoint(self.job_dir)
+        where = f"from its checkpoint of epoch {last}" if self.spec.kind == "train" and last >= 0 else \
+            "from its saved PSI alignment" if has_alignment(self.job_dir) else "if its PSI had finished"
+        return (f"job {job} suspended at stage {self.stage}: {stop.reason}; it resumes {where} when the node "
+                f"starts again (follow it then with: vfl attach {job})")
+
+    def _stages(self) -> dict:
+        """A new job, stage by stage."""
+        spec = self.spec
+        self._open()
+        if spec.kind == "cardinality":  # one cardinality session, and the job is done: no IDs, no rows
+            return {"job_id": spec.job_id, "intersection": self._cardinality()}
+        self._psi()
+        self._check_stop()
+        if spec.kind == "psi":
+            return self._psi_result()
+        self.stage = "setup"
+        self._setup()
+        # a set-up lost midway is done again by the resume itself
+        self._resilient(lambda: self._setup_links(restored=self.saved["links"] if self.saved else None), AFTER_PSI,
+                        again=False)
+        self._setup_done()
+        self.stage = spec.kind
+        return self._train() if spec.kind == "train" else self._predict()
+
+    def _recovered_stages(self) -> dict:
+        """A job this node was running when it stopped (crash, SIGTERM): it continues from the last state every
+        party holds, or fails with the reason (PSI runs once per job, so a job stopped before its alignment cannot)."""
+        spec = self.spec
+        before = self.recovered.get("stage") or "open"
+        self.emit("log", f"job {spec.job_id}: this node restarted during stage {before}; resuming it", stage=before)
+        self._load_own()
+        if spec.kind == "cardinality" or not has_alignment(self.job_dir):
+            raise JobFailed(f"the active node stopped during stage {before}, before the job's PSI alignment was "
+                            "saved; PSI runs once per job, so the job cannot resume: submit it again under a new "
+                            "job id")
+        if spec.kind == "psi":
+            self._reconnect(AFTER_PSI)
+            return self._psi_result()
+        self.stage = "setup"
+        self._setup()
+        own = checkpoint.last_checkpoint(self.job_dir) if spec.kind == "train" else -1
+        epoch = self._reconnect(own if own >= 0 else AFTER_PSI)
+        self._setup_done()
+        self.epochs_started = max(epoch, 0) + 1  # the epoch the stop interrupted released its gradients too
+        self.stage = spec.kind
+        if spec.kind == "predict":
+            return self._predict()
+        if epoch < 0:
+            return self._train()
+        self.emit("log", f"resumed from epoch {epoch} with fresh keys", stage="train")
+        return self._train(start=epoch)
+
+    def _psi_result(self) -> dict:
+        ids, _ = load_alignment(self.job_dir)
+        return {"job_id": self.spec.job_id, "intersection": len(ids),
+                "aligned_ids": str(self.job_dir / "aligned_ids.json")}
+
+    # ------------------------------------------------------------------ resuming after a lost peer
+    def _resilient(self, attempt: Callable[[], T], epoch: int, again: bool = True) -> T | None:
+        """`attempt()`; if a peer is lost meanwhile (killed, restarted, unreachable), wait for it, resume every party
+        at `epoch` (a checkpoint, or AFTER_PSI: set up afresh on the saved alignment) and try again (unless not
+        `again`: the resume did what the attempt was for)."""
+        while True:
+            try:
+                return attempt()
+            except PeerCallError as exc:
+                self._lost(exc, epoch)
+                if not again:
+                    return None
+
+    def _lost(self, exc: PeerCallError, epoch: int) -> int:
+        """A call failed: resume every party at `epoch` and return the epoch resumed from, or re-raise."""
+        resumable = self.spec.kind != "cardinality" and (epoch < 0 or self.spec.train.checkpoint)
+        if not exc.recoverable or self.resumes >= MAX_RESUMES or not resumable:
+            raise exc
+        self.resumes += 1
+        where = f"from epoch {epoch}" if epoch >= 0 else f"at stage {self.stage} on the saved PSI alignment"
+        self.emit("log", f"{exc}; waiting up to {self.node.config.timeouts.resume_wait_seconds:g} s for "
+                         f"{exc.peer} to resume {where}", stage=self.stage)
+        done = self._reconnect(epoch)
+        self.emit("log", f"resumed from epoch {done} with fresh keys" if done >= 0 else
+                  f"resumed at stage {self.stage} with fresh keys", stage=self.stage)
+        return done
+
+    def _reopen(self, epoch: int) -> int:
+        """Reopen the job at every passive party as a resume at `epoch`, waiting for each to come back; a party
+        without that checkpoint makes every party resume at its last one (if this party holds it too)."""
+        spec_yaml = self.spec.to_yaml()
+        what = f"resume from epoch {epoch}" if epoch >= 0 else f"resume at stage {self.stage}"
+        replies = []
+        for link in self.links.values():
+            replies.append(self._until_back(link, lambda link=link: link.open(spec_yaml, resume_epoch=epoch), what))
+        self._note_leases(replies)
+        if epoch >= 0:
+            lowest = min(r.resumable_epoch for r in replies)
+            if lowest < epoch:
+                name = [n for n, r in zip(self.links, replies) if r.resumable_epoch == lowest][0]
+                if lowest < 0 or not checkpoint.checkpoint_path(self.job_dir, lowest).exists():
+                    raise JobFailed(f"{name} has no checkpoint of epoch {epoch}; cannot resume")
+                return self._reopen(lowest)
+        return epoch
+
+    def _reconnect(self, epoch: int) -> int:
+        """Reopen every passive party at `epoch`, restore this party's state from the same point, set up again."""
+        epoch = self._reopen(epoch)
+        if self.spec.kind in ("psi", "cardinality"):
+            return epoch
+        restored = self.saved["links"] if self.saved else None
+        if self.spec.kind == "train" and epoch >= 0:
+            state = checkpoint.load_checkpoint(self.job_dir, epoch, self.spec.active)
+            self.model.load_state_dict(state["model"])
+            for opt, opt_state in zip(self.optimizers, state["optimizers"]):
+                opt.load_state_dict(opt_state)
+            self.metrics_history[:] = state["history"]
+            restored = state["links"]
+        self._setup_links(restored=restored)
+        return epoch
 
     def _open(self) -> None:
         spec = self.spec
         self.emit("log", f"opening job {spec.job_id} at {', '.join(self.links)}", stage="open")
+        self._load_own()
+        spec_yaml = spec.to_yaml()
+        # a lost reply is asked again (the passive reopens a job it has not run PSI for)
+        replies = self.each_link(lambda link: self._until_back(link, lambda: link.open(spec_yaml), "open the job"))
+        self._note_leases(replies)
+        self.peer_rows = {name: reply.rows for name, reply in zip(self.links, replies)}
+        self.peer_shapes = {name: parse_shape(reply.id_shape, name) for name, reply in zip(self.links, replies)}
+        for name, reply in zip(self.links, replies):
+            self.emit("log", f"{name}: {reply.rows} rows, {reply.feature_dim} features", stage="open")
+
+    def _load_own(self) -> None:
+        """This party's own table and bottom model, checked before any peer is contacted."""
+        spec = self.spec
         dataset = self.node.dataset(spec.party(spec.active).dataset)
         if spec.kind == "train" and not dataset.label:
             raise DataError(f"dataset {dataset.name!r} of active party {spec.active!r} declares no label column")
@@ -204,12 +415,6 @@ class ActiveJob:
         self.bottom_factory = resolve_factory(models, own.module, spec.active)
         if own.module is not None and self.table.features.shape[1] > 0:
             build_bottom(own, int(self.table.features.shape[1]), self.bottom_factory, spec.active)
-        spec_yaml = spec.to_yaml()
-        replies = self.each_link(lambda link: link.open(spec_yaml))
-        self.peer_rows = {name: reply.rows for name, reply in zip(self.links, replies)}
-        self.peer_shapes = {name: parse_shape(reply.id_shape, name) for name, reply in zip(self.links, replies)}
-        for name, reply in zip(self.links, replies):
-            self.emit("log", f"{name}: {reply.rows} rows, {reply.feature_dim} features", stage="open")
 
     def _psi_progress(self, stage: str, done: int, total: int) -> None:
         now = time.time()
@@ -219,8 +424,26 @@ class ActiveJob:
                       metrics={"psi_stage": stage, "done": done, "total": total})
 
     def _run_psi(self, ids: list[str]):
-        """The job's one PSI session with all passives, in the mode and canonicalization its spec fixes."""
-        return self.network.run_psi(self.spec, ids, self.ledger, self._psi_progress)
+        """The job's one PSI session with all passives, in the mode and canonicalization its spec fixes.
+
+        A session that fails on the way (a peer unreachable, restarted, a cut link) is tried again, as a new
+        session, until timeouts.resume_wait_seconds: a passive party refuses it if the first one had begun there
+        (PSI runs once per job, vfl/job/psi_once.py), so a retry never gives a second look at its IDs; the job
+        then fails with that reason.
+        """
+        from psi.errors import PsiError
+        wait = self.node.config.timeouts.resume_wait_seconds
+        deadline = time.time() + wait
+        while True:
+            try:
+                return self.network.run_psi(self.spec, ids, self.ledger, self._psi_progress)
+            except PsiError as exc:
+                code = getattr(exc, "code", None) or exc.grpc_code
+                if code not in RECOVERABLE or time.time() > deadline:
+                    raise
+                self.emit("log", f"PSI session failed ({exc}); trying again for up to {wait:g} s (a passive "
+                                 "party refuses a second session if the first had begun there)", stage="psi")
+                time.sleep(1.0)
 
     def _psi(self) -> None:
         self.emit("log", "PSI: aligning rows", stage="psi")
@@ -255,9 +478,10 @@ class ActiveJob:
             self.emit("log", f"warning: {self.warnings[-1]}", stage="psi")
 
     def _setup(self) -> None:
+        """This party's aligned rows, task and model part (the links are set up by `_setup_links`)."""
         spec = self.spec
         ids, own_rows = load_alignment(self.job_dir)
-        saved = torch.load(self._model_dir() / checkpoint.MODEL_PART, weights_only=False) \
+        saved = self.saved = torch.load(self._model_dir() / checkpoint.MODEL_PART, weights_only=False) \
             if spec.kind == "predict" else None
         self.data, self.standardizer = align(self.table, ids, own_rows, spec,
                                              standardizer=saved["standardizer"] if saved else None)
@@ -272,9 +496,10 @@ class ActiveJob:
         self.private = for_node(self.node.config, spec.active)
         self.model = ActiveModel(spec, self.data.feature_dim, self.task.num_outputs, self.private, self.bottom_factory)
         self.optimizers = self.model.optimizers(spec)
-        self._setup_links(restored=saved["links"] if saved else None)
         if saved:
             load_part(self.model, saved["model"], spec.party(spec.active).bottom, spec.model_job, spec.active)
+
+    def _setup_done(self) -> None:
         self.emit("log", f"set up: split {self.data.split.sizes()}", stage="setup",
                   metrics={"split": self.data.split.sizes()})
 
@@ -334,42 +559,41 @@ class ActiveJob:
                 opt.step()
         return float(loss.detach())
 
-    def _train(self) -> dict:
+    def _train(self, start: int = 0) -> dict:
         """Epoch loop with a checkpoint after every epoch at every party (and one before the first).
 
-        If a passive node fails mid-epoch (killed, restarted, unreachable), the job waits for it, rolls every
-        party back to the last completed epoch and carries on from there: nothing completed is lost.
+        If a passive node fails (killed, restarted, unreachable) mid-epoch, at an epoch's checkpoint or during the
+        test evaluation, the job waits for it, rolls every party back to the last completed epoch and carries on
+        from there: nothing completed is lost. `start` > 0: a job resumed after a restart of this node.
         """
         spec = self.spec
         split = self.data.split
         epochs = spec.train.epochs
-        completed, resumes = 0, 0
-        self._end_epoch(0)
+        completed = start
+        if start == 0:
+            self._resilient(lambda: self._end_epoch(0), AFTER_PSI)
         while completed < epochs:
+            self._check_stop()
             try:
                 self._run_epoch(completed)
+                self._end_epoch(completed + 1)
             except PeerCallError as exc:
-                if not exc.recoverable or resumes >= MAX_RESUMES or not spec.train.checkpoint:
-                    raise
-                resumes += 1
-                self.emit("log", f"{exc}; waiting up to {self.node.config.timeouts.resume_wait_seconds:g} s for "
-                                 f"{exc.peer} to resume from epoch {completed}", stage="train")
-                self._resume(completed)
+                completed = self._lost(exc, completed)
                 continue
             completed += 1
-            self._end_epoch(completed)
             metrics = self.metrics_history[-1]
             self.emit("epoch", f"epoch {completed}/{epochs}: " +
                       ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
                       stage="train", metrics=metrics)
         self.stage = "evaluate"
-        test = self.evaluate(split.test, epochs) if len(split.test) else {}
+        test = self._resilient(lambda: self.evaluate(split.test, epochs), epochs) if len(split.test) else {}
         if spec.privacy.attacks and spec.task != "regression" and len(split.test):
-            self.membership = self._membership_auc()  # needs the passive parties, so before closing
+            # needs the passive parties, so before closing
+            self.membership = self._resilient(self._membership_auc, epochs)
         self.emit("log", "test: " + ", ".join(f"{k}={v:.4f}" for k, v in test.items()), stage="evaluate",
                   metrics=test)
         return {"job_id": spec.job_id, "task": spec.task, "test": test, "history": self.metrics_history,
-                "split": split.sizes(), "intersection": int(len(self.data.ids)), "resumes": resumes,
+                "split": split.sizes(), "intersection": int(len(self.data.ids)), "resumes": self.resumes,
                 "model_dir": str(self._own_model_dir())}
 
     def _run_epoch(self, epoch: int) -> None:
@@ -380,6 +604,7 @@ class ActiveJob:
         losses = []
         t0 = time.time()
         for step, rows in enumerate(batches):
+            self._check_stop()
             losses.append(self._train_step(rows, epoch, step))
             self.emit("progress", stage="train", progress=(step + 1) / len(batches),
                       metrics={"epoch": epoch + 1, "epochs": spec.train.epochs, "step": step + 1,
@@ -397,39 +622,12 @@ class ActiveJob:
             self._checkpoint(completed)
         self.each_link(lambda link: link.end_epoch(completed, checkpoint))
 
-    def _resume(self, completed: int) -> None:
-        """Wait for every passive party, reopen the job at its checkpoint, restore our own, set up again."""
-        spec_yaml = self.spec.to_yaml()
-        wait = self.node.config.timeouts.resume_wait_seconds
-        deadline = time.time() + wait
-        for link in self.links.values():
-            while True:
-                try:
-                    reply = link.open(spec_yaml, resume_epoch=completed)
-                    break
-                except PeerCallError as exc:
-                    if not exc.recoverable:
-                        raise
-                    if time.time() > deadline:
-                        raise JobFailed(f"peer {link.peer!r} did not come back within {wait:g} s (node config "
-                                        f"timeouts.resume_wait_seconds) to resume from epoch {completed}; its "
-                                        f"last answer: {exc.method} failed with {exc.code}: {exc.detail}") from None
-                    time.sleep(1.0)
-            if reply.resumable_epoch < completed:
-                raise JobFailed(f"{link.peer} has no checkpoint of epoch {completed}; cannot resume")
-        state = checkpoint.load_checkpoint(self.job_dir, completed, self.spec.active)
-        self.model.load_state_dict(state["model"])
-        for opt, opt_state in zip(self.optimizers, state["optimizers"]):
-            opt.load_state_dict(opt_state)
-        self.metrics_history[:] = state["history"]
-        self._setup_links(restored=state["links"])
-        self.emit("log", f"resumed from epoch {completed} with fresh keys", stage="train")
-
     def predict_rows(self, positions: np.ndarray, phase: str, epoch: int) -> np.ndarray:
         self.model.eval()
         outputs = []
         with torch.no_grad():
             for i, start in enumerate(range(0, len(positions), EVAL_BATCH_ROWS)):
+                self._check_stop()
                 rows = positions[start:start + EVAL_BATCH_ROWS]
                 out, _ = self._forward(rows, phase, epoch, i)
                 outputs.append(self.task.predict(out))
@@ -442,7 +640,7 @@ class ActiveJob:
     # ------------------------------------------------------------------ prediction job
     def _predict(self) -> dict:
         positions = np.arange(len(self.data.ids))
-        prediction = self.predict_rows(positions, "predict", 0)
+        prediction = self._resilient(lambda: self.predict_rows(positions, "predict", 0), AFTER_PSI)
         out = self.job_dir / "predictions.csv"  # staged until the job commits
         import pandas as pd
         frame = pd.DataFrame({"id": [str(i) for i in self.data.ids]})
@@ -489,7 +687,9 @@ class ActiveJob:
                   "privacy report", stage="close")
         if save:
             self._save_own_part()
-        replies = dict(zip(self.links, self.each_link(lambda link: link.close("succeeded", save, "prepare"))))
+        final = spec.train.epochs if spec.kind == "train" else AFTER_PSI  # where a lost peer resumes
+        replies = self._resilient(
+            lambda: dict(zip(self.links, self.each_link(lambda link: link.close("succeeded", save, "prepare")))), final)
         result["model_parts"] = {name: r.model_path for name, r in replies.items()}
         result["timing"] = {spec.active: self.timer.summary()}
         for name, reply in replies.items():
@@ -497,15 +697,26 @@ class ActiveJob:
         if save:
             result["model_parts"][spec.active] = str(checkpoint.model_part_path(self.job_dir))
         result["privacy"] = self._privacy_report(replies, result)
+        atomic_write_text(checkpoint.staged(self.job_dir, self.job_dir / RESULT),
+                          json.dumps(result, indent=1, default=str), "job result", spec.active)
         status.write_status(self.job_dir, spec.active, state=status.COMMITTING, stage="close")
-        # the decision is made: a commit is repeated until the party is back (it commits from its disk)
+        self.finish_commit()
+
+    def finish_commit(self) -> None:
+        """The close's second phase: commit at every passive party (repeated until the party is back: it commits
+        from its disk), then here (result.json, the model part). Also what a restarted node does for a job it was
+        committing."""
+        save = self.spec.kind == "train"
+        self.stage = "close"
         self.each_link(lambda link: self._until_back(link, lambda: link.close("succeeded", save, "commit"), "commit"))
-        atomic_write_text(self.job_dir / "result.json", json.dumps(result, indent=1, default=str), "job result",
-                          spec.active)
         self.committed = True
-        checkpoint.commit_staged(self.job_dir, spec.active)
-        status.write_status(self.job_dir, spec.active, state=status.SUCCEEDED, stage="done")
-        record_job_lineage(self.node, spec, self.job_dir, "active", metrics=lineage_metrics(result))
+        checkpoint.commit_staged(self.job_dir, self.spec.active)
+        status.write_status(self.job_dir, self.spec.active, state=status.SUCCEEDED, stage="done")
+        try:
+            result = json.loads((self.job_dir / RESULT).read_text())
+        except (OSError, ValueError):
+            result = {}
+        record_job_lineage(self.node, self.spec, self.job_dir, "active", metrics=lineage_metrics(result))
 
     def _until_back(self, link: ActivePeer, call, what: str):
         """`call()`, repeated while `link`'s peer is unreachable, for up to timeouts.resume_wait_seconds."""
@@ -540,7 +751,8 @@ class ActiveJob:
         reached closes its side when the job's lease runs out. `message` is recorded here, `reason` sent to peers."""
         if self.committed:  # our own commit got this far: take it back like every other party's
             checkpoint.discard_committed(self.job_dir)
-            (self.job_dir / "result.json").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                (self.job_dir / RESULT).unlink(missing_ok=True)
         checkpoint.discard_staged(self.job_dir)
         for name, link in self.links.items():
             try:

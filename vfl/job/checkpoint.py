@@ -24,6 +24,9 @@ MODEL = "model"
 MODEL_PART = "party.pt"
 SCHEMA = "schema.json"
 STAGED = "staged"
+#: what a failed commit of each staged file is called in its error
+ARTIFACT_KINDS = {MODEL_PART: "model part", SCHEMA: "model schema", "result.json": "job result",
+                  "predictions.csv": "predictions"}
 
 
 def checkpoint_path(job_dir: Path, epoch: int) -> Path:
@@ -80,15 +83,15 @@ def commit_staged(job_dir: Path, party: str | None = None) -> None:
     root = job_dir / STAGED
     if not root.exists():
         return
-    try:
-        for source in sorted(p for p in root.rglob("*") if p.is_file()):
-            target = job_dir / source.relative_to(root)
+    for source in sorted(p for p in root.rglob("*") if p.is_file()):
+        target = job_dir / source.relative_to(root)
+        try:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
             fsync_dir(target.parent)
-        shutil.rmtree(root)
-    except OSError as exc:
-        raise storage_error(exc, root, "staged model part", party) from None
+        except OSError as exc:
+            raise storage_error(exc, target, ARTIFACT_KINDS.get(target.name, "job artifact"), party) from None
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def discard_staged(job_dir: Path) -> None:

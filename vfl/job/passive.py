@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -24,7 +25,7 @@ from vfl.data.id_shape import shape_of_ids
 from vfl.data.atomic import atomic_write_bytes, atomic_write_text, serialized
 from vfl.errors import ConfigError, DataError, OutOfOrder, ProtocolError, StorageError
 from vfl.job import checkpoint, psi_once, status
-from vfl.job.ledger import WireLedger
+from vfl.job.ledger import JOURNAL, WireLedger
 from vfl.job.lineage import record_job_lineage
 from vfl.job.party_data import (AlignedData, align, audit_for_job, load_alignment, load_dataset,
                                 save_alignment)
@@ -39,7 +40,7 @@ from vfl.protocol.layout import Layout
 from vfl.protocol.messages import (CloseJobReply, CloseJobRequest, EndEpochReply, EndEpochRequest, ForwardReply,
                                    ForwardRequest, InputGradientReply, InputGradientRequest, OpenJobReply, Reply,
                                    Request, SetupReply, SetupRequest, WeightGradientReply, WeightGradientRequest,
-                                   decode_rows)
+                                   FRESH, decode_rows)
 from vfl.protocol.schemes import scheme_for
 
 log = logging.getLogger("vfl.passive")
@@ -69,9 +70,12 @@ class PassiveJob:
         self.active = active
         self.party = node.config.party
         self.job_dir: Path = node.config.job_dir(spec.job_id)
-        self.resume_epoch = resume_epoch
+        self.resume_epoch = resume_epoch  # FRESH, AFTER_PSI, or the epoch whose checkpoint set-up restores
         self.lock = threading.RLock()
-        self.ledger = WireLedger()
+        # one ledger across every reopening of the job here, and across restarts (vfl/job/ledger.py)
+        self.ledger = WireLedger(self.job_dir / JOURNAL, self.party)
+        self.lease_seconds = node.config.timeouts.lease_seconds
+        self.renewed = time.monotonic()  # every call of its active party renews the job's lease
         self.timer = Timer()
         self.state = JobState.OPENED
         with own_input_errors(self.party, f"dataset {spec.party(self.party).dataset!r}"):
@@ -89,6 +93,7 @@ class PassiveJob:
         self.aligned = threading.Event()
         self.alignment_error: StorageError | None = None  # the PSI result could not be saved here
         self.prepared: CloseJobReply | None = None        # the reply to this job's prepare, sent again if repeated
+        self.unrecorded: dict | None = None  # how the job closed, if its status file could not say so
         self.bottom_factory = None       # this party's own bottom model factory, if the job names one
         self.bottom_factory_path = None
         self.half = None                 # the scheme's passive half, from set-up on
@@ -100,10 +105,38 @@ class PassiveJob:
         handler = handlers.get(type(request))
         if handler is None:
             raise ProtocolError(f"job {self.spec.job_id!r}: {type(request).__name__} is not a step call")
+        self.renew()
         self.ledger.record_message("received", self.active, request)
         reply = handler(request)
         self.ledger.record_message("sent", self.active, reply)
         return reply
+
+    # ---------------------------------------------------------------- lease
+    def renew(self) -> float:
+        self.renewed = time.monotonic()
+        return self.lease_seconds
+
+    def lease_expired(self, now: float) -> bool:
+        return self.state != JobState.CLOSED and now - self.renewed > self.lease_seconds
+
+    def expire(self) -> None:
+        """Its active party stopped renewing the lease: close the job here. A prepared close is rolled back (the
+        commit never came); otherwise the job stays resumable from its checkpoints, should its active party return."""
+        with self.lock:
+            if self.state == JobState.CLOSED:
+                return
+            silent = f"its active party {self.active!r} sent nothing for {self.lease_seconds:g} s (node config " \
+                     "timeouts.lease_seconds)"
+            if self.state == JobState.PREPARED:
+                self._abort(status.FAILED, f"lease expired before the commit: {silent}; the staged model part is "
+                                           "discarded")
+            else:
+                self._abort(status.INTERRUPTED, f"lease expired: {silent}; a resume reopens it")
+
+    def cancel(self, reason: str) -> None:
+        """This node's operator cancels the job here: closed as cancelled, and a resume of it is refused."""
+        with self.lock:
+            self._abort(status.CANCELLED, reason)
 
     # ---------------------------------------------------------------- open / PSI
     def open(self) -> OpenJobReply:
@@ -124,7 +157,8 @@ class PassiveJob:
         psi = self.spec.psi  # coarse shares and a length, never IDs: vfl/data/id_shape.py
         return OpenJobReply(rows=len(self.table), feature_dim=int(self.table.features.shape[1]),
                             resumable_epoch=checkpoint.last_checkpoint(self.job_dir),
-                            id_shape=shape_of_ids(self.table.ids, psi.strip, psi.lowercase).to_wire())
+                            id_shape=shape_of_ids(self.table.ids, psi.strip, psi.lowercase).to_wire(),
+                            lease_seconds=self.lease_seconds)
 
     def claim_psi(self, hello, caller: str) -> list[str]:
         """This party's IDs for the job's one PSI session; every other session is refused (vfl/job/psi_once.py).
@@ -133,7 +167,7 @@ class PassiveJob:
         up the job's PSI as well: the job must then run again under a new job id.
         """
         with self.lock:
-            if self.resume_epoch >= 0:  # a resumed job continues on its saved alignment
+            if self.resume_epoch != FRESH:  # a resumed job continues on its saved alignment
                 raise PsiOutOfOrder(psi_once.resumed_message(self.spec.job_id, self.party))
             psi_once.claim(self.job_dir, self.spec.job_id, self.party, hello, caller, self.state.value)
             psi_once.check_settings(self.spec, hello, self.party)
@@ -165,7 +199,7 @@ class PassiveJob:
                              "session and never sets up training")
         # The PSI service stores the alignment when its session ends, which can be a moment after the
         # active party's side returned; a resumed job finds it on disk.
-        if self.resume_epoch < 0 and not self.aligned.wait(timeout=60):
+        if self.resume_epoch == FRESH and not self.aligned.wait(timeout=60):
             raise OutOfOrder(f"setup: job {self.spec.job_id!r} has no PSI alignment yet (run PSI first)")
         if self.alignment_error is not None:
             raise self.alignment_error
@@ -213,7 +247,8 @@ class PassiveJob:
             self.state = JobState.READY
             log.info("job %r: set up (%s, %d aligned rows, %d features%s)", spec.job_id, spec.crypto.mode,
                      len(self.data.ids), self.data.feature_dim,
-                     f", resuming after epoch {self.resume_epoch}" if self.resume_epoch >= 0 else "")
+                     f", resuming after epoch {self.resume_epoch}" if self.resume_epoch >= 0 else
+                     ", set up again on its saved alignment" if self.resume_epoch != FRESH else "")
             return SetupReply(bottom_out=layout.d, **fields)
 
     @property
@@ -367,7 +402,7 @@ class PassiveJob:
 
     def _abort(self, outcome: str, reason: str) -> CloseJobReply:
         """Close without success: staged artifacts are discarded; the checkpoints stay (a suspended job resumes)."""
-        if outcome not in (status.FAILED, status.CANCELLED, status.SUSPENDED):
+        if outcome not in (status.FAILED, status.CANCELLED, status.SUSPENDED, status.INTERRUPTED):
             raise ProtocolError(f"close: unknown status {outcome!r}")
         checkpoint.discard_staged(self.job_dir)
         payload = {}
@@ -376,13 +411,14 @@ class PassiveJob:
             status.write_status(self.job_dir, self.party, state=outcome, reason=reason or None)
         except StorageError as exc:
             log.warning("job %r: closing (%s): %s", self.spec.job_id, outcome, exc)
+            self.unrecorded = {"state": outcome, "reason": reason}
         log.info("job %r: closed (%s, state %s)%s", self.spec.job_id, outcome, self.state.value,
                  f": {' '.join(reason.split())}" if reason else "")
         self.state = JobState.CLOSED
         return CloseJobReply(report_json=json.dumps(payload).encode())
 
     def _write_report(self) -> dict:
-        """This party's privacy report (what crossed the wire, as it saw it), and the payload its close reply carries."""
+        """This party's privacy report (what crossed the wire, as it saw it), and the payload of its close reply."""
         attack_scores = self._attack_scores()
         report = build_report(self.party, "passive", self.spec.job_id, self.ledger.summary(),
                               self.spec.crypto.key_bits if scheme_for(self.spec.crypto.mode).encrypted else 0,

@@ -58,6 +58,7 @@ class Node:
         self.metrics_port: int | None = None
         self.network = GrpcNetwork(self)
         self.jobs = JobRegistry(self)
+        self._reaper_stop = threading.Event()
 
     # -------------------------------------------------------------- identity
     def caller(self, context: grpc.ServicerContext) -> str:
@@ -212,7 +213,10 @@ class Node:
         self._server = server
         for name in HEALTH_SERVICES:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self.jobs.recover()
+        recovered = self.jobs.recover()
+        if recovered:
+            log.info("resuming %d job(s) left unfinished: %s", len(recovered), ", ".join(recovered))
+        self.jobs.run_lease_reaper(self._reaper_stop)
         log.info("node %s (%s) serving on %s", self.config.party, self.config.role, self.config.listen)
 
     def wait(self) -> None:
@@ -220,9 +224,15 @@ class Node:
         self._server.wait_for_termination()
 
     def stop(self, grace: float = 2.0) -> None:
+        """Drain, then stop serving: no new jobs, running active jobs suspend at their next step and tell their
+        peers (they resume when the node starts again), within timeouts.drain_seconds; then in-flight calls get
+        `grace` seconds."""
         for name in HEALTH_SERVICES:
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        log.info("node %s shutting down: draining its jobs (up to %g s)", self.config.party,
+                 self.config.timeouts.drain_seconds)
         self.jobs.shutdown()
+        self._reaper_stop.set()
         for server in (self._server, self._health_server):
             if server is not None:
                 server.stop(grace).wait()
