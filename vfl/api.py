@@ -43,7 +43,12 @@ from vfl.transport.proto import node_pb2_grpc as pb_grpc
 
 
 class JobError(VflError):
-    """The job failed at the active node; the message is the node's reason."""
+    """The job failed at the active node; the message is the node's reason. `code`: the gRPC status name when the
+    node could not be reached or refused the call (UNAVAILABLE while it restarts), None for a job that failed."""
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code
 
 
 # ---------------------------------------------------------------------------------------------- client
@@ -81,7 +86,7 @@ class Client:
         try:
             return call_unary("active node", name, invoke, request, reply_type, timeout=120)
         except PeerCallError as exc:
-            raise JobError(f"{self.address}: {exc.detail or exc}") from None
+            raise JobError(f"{self.address}: {exc.detail or exc}", exc.code) from None
 
     # -------------------------------------------------------------- job operations
     def jobs(self) -> list[dict[str, Any]]:
@@ -106,7 +111,7 @@ class Client:
         try:
             yield from call_stream("active node", "WatchJob", method, pb.JobWatch(job_id=job_id), pb.JobEvent)
         except PeerCallError as exc:
-            raise JobError(f"{self.address}: {exc.detail or exc}") from None
+            raise JobError(f"{self.address}: {exc.detail or exc}", exc.code) from None
 
     def attach(self, job_id: str, progress: bool = True,
                on_event: Callable[[pb.JobEvent], None] | None = None) -> dict[str, Any]:
@@ -126,7 +131,7 @@ class Client:
         try:
             yield from call_stream("active node", "SubmitJob", method, pb.JobSubmit(spec_yaml=text), pb.JobEvent)
         except PeerCallError as exc:
-            raise JobError(f"{self.address}: {exc.detail or exc}") from None
+            raise JobError(f"{self.address}: {exc.detail or exc}", exc.code) from None
 
     def run(self, spec: JobSpec | dict | str, progress: bool = True,
             on_event: Callable[[pb.JobEvent], None] | None = None) -> dict[str, Any]:
@@ -155,7 +160,7 @@ class Client:
         finally:
             if bar is not None:
                 bar.close()
-        raise JobError("the active node closed the stream before the job finished")
+        raise JobError("the active node closed the stream before the job finished", "UNAVAILABLE")
 
     # -------------------------------------------------------------- job helpers
     # Thin wrappers that build a job spec and run it. `parties` maps each party to the name of a dataset

@@ -46,7 +46,7 @@ from vfl.protocol.schemes import scheme_for
 log = logging.getLogger("vfl.active")
 
 RESULT = "result.json"
-#: reconnections after a lost peer (or a restart of this node) one job may make before it fails
+#: reconnections in a row, without a completed stage or epoch between them, after which a job fails
 MAX_RESUMES = 3
 T = TypeVar("T")
 
@@ -143,6 +143,7 @@ class ActiveJob:
         self.stage = "open"  # the stage of the last event: a failure names it
         self.committed = False  # this party's own commit began (the close's second phase)
         self.resumes = 1 if recovered is not None else 0  # reconnections so far (a restart of this node is one)
+        self._resumes_in_a_row = 0  # since the last completed stage or epoch (MAX_RESUMES)
         self.saved: dict | None = None  # a prediction job's saved model part
         self._stop: JobStopped | None = None  # set by request_stop: the job stops at its next step
         self._lease_seconds = 0.0  # the shortest lease the passive parties hold the job under
@@ -324,7 +325,9 @@ class ActiveJob:
         `again`: the resume did what the attempt was for)."""
         while True:
             try:
-                return attempt()
+                done = attempt()
+                self._resumes_in_a_row = 0
+                return done
             except PeerCallError as exc:
                 self._lost(exc, epoch)
                 if not again:
@@ -333,9 +336,10 @@ class ActiveJob:
     def _lost(self, exc: PeerCallError, epoch: int) -> int:
         """A call failed: resume every party at `epoch` and return the epoch resumed from, or re-raise."""
         resumable = self.spec.kind != "cardinality" and (epoch < 0 or self.spec.train.checkpoint)
-        if not exc.recoverable or self.resumes >= MAX_RESUMES or not resumable:
+        if not exc.recoverable or self._resumes_in_a_row >= MAX_RESUMES or not resumable:
             raise exc
         self.resumes += 1
+        self._resumes_in_a_row += 1
         where = f"from epoch {epoch}" if epoch >= 0 else f"at stage {self.stage} on the saved PSI alignment"
         self.emit("log", f"{exc}; waiting up to {self.node.config.timeouts.resume_wait_seconds:g} s for "
                          f"{exc.peer} to resume {where}", stage=self.stage)
@@ -444,6 +448,10 @@ class ActiveJob:
                 self.emit("log", f"PSI session failed ({exc}); trying again for up to {wait:g} s (a passive "
                                  "party refuses a second session if the first had begun there)", stage="psi")
                 time.sleep(1.0)
+                # a passive node that restarted meanwhile has forgotten the job: open it again (refused, naming
+                # the first session, if that session had begun there)
+                spec_yaml = self.spec.to_yaml()
+                self.each_link(lambda link: self._until_back(link, lambda: link.open(spec_yaml), "open the job"))
 
     def _psi(self) -> None:
         self.emit("log", "PSI: aligning rows", stage="psi")
@@ -581,6 +589,7 @@ class ActiveJob:
                 completed = self._lost(exc, completed)
                 continue
             completed += 1
+            self._resumes_in_a_row = 0
             metrics = self.metrics_history[-1]
             self.emit("epoch", f"epoch {completed}/{epochs}: " +
                       ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),

@@ -14,8 +14,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from vfl.data.atomic import fsync_dir, atomic_write_bytes, serialized, storage_error
 from vfl.errors import OutOfOrder
 
@@ -36,6 +34,7 @@ def checkpoint_path(job_dir: Path, epoch: int) -> Path:
 
 def save_torch(path: Path, state: dict[str, Any], kind: str = "model part", party: str | None = None) -> Path:
     """torch.save into memory, then the atomic writer: disk errors are StorageErrors naming `kind` and `party`."""
+    import torch  # here, not at import: a node that only lists or recovers its jobs starts without torch
     return atomic_write_bytes(path, serialized(lambda buffer: torch.save(state, buffer)), kind, party)
 
 
@@ -44,6 +43,7 @@ def save_checkpoint(job_dir: Path, epoch: int, state: dict[str, Any], party: str
 
 
 def load_checkpoint(job_dir: Path, epoch: int, party: str) -> dict[str, Any]:
+    import torch
     path = checkpoint_path(job_dir, epoch)
     if not path.exists():
         raise OutOfOrder(f"resume: party {party!r} has no checkpoint for epoch {epoch}")

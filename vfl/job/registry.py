@@ -144,6 +144,9 @@ class JobRegistry:
             return Event(job_id=job_id, kind="result", message=f"job {job_id} succeeded", stage="done",
                          metrics=result, done=True)
         reason = f": {info['reason']}" if info.get("reason") else ""
+        if state not in status.FINAL | {status.SUSPENDED}:
+            reason = (" on disk, but it does not run on this node: it could not be recovered after a restart (see "
+                      "the node's log)")
         kind = state if state in (status.CANCELLED, status.SUSPENDED) else "error"
         return Event(job_id=job_id, kind=kind, message=f"job {job_id} is {state} (stage {info.get('stage')}){reason}",
                      stage=info.get("stage", ""), done=True, failed=True)

@@ -209,13 +209,14 @@ class Node:
             self.health_port = self._bind(hs, self.config.health_listen, "health_listen")
             hs.start()
             self._health_server = hs
+        # before serving: a client that re-attaches finds a recovered job running, not its stale status
+        recovered = self.jobs.recover()
+        if recovered:
+            log.info("resuming %d job(s) left unfinished: %s", len(recovered), ", ".join(recovered))
         server.start()
         self._server = server
         for name in HEALTH_SERVICES:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        recovered = self.jobs.recover()
-        if recovered:
-            log.info("resuming %d job(s) left unfinished: %s", len(recovered), ", ".join(recovered))
         self.jobs.run_lease_reaper(self._reaper_stop)
         log.info("node %s (%s) serving on %s", self.config.party, self.config.role, self.config.listen)
 
