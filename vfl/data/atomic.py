@@ -42,7 +42,7 @@ def fsync_dir(directory: Path) -> None:
 
 def storage_error(exc: OSError, path: Path, kind: str, party: str | None) -> StorageError:
     """The error a failed write of `path` (a `kind` of file) becomes; the path itself goes to the log only."""
-    cause = exc.strerror or (os.strerror(exc.errno) if exc.errno else type(exc).__name__)
+    cause = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__)
     who = f"party {party!r}" if party else "this node"
     log.error("%s cannot write its %s at %s: %s", who, kind, path, cause)
     return StorageError(f"{who} cannot write its {kind}: {cause}", errno=exc.errno)
