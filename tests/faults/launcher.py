@@ -4,8 +4,9 @@ It runs the ordinary ``vfl`` CLI after patching, here only (production code has 
 active runtime, so a test can put a fault in place exactly when a job reaches a stage: with
 ``$VFL_FAULT_BARRIER_DIR`` set, a job for which ``<dir>/<job_id>.barriers`` exists stops at the start of each stage,
 writes ``<dir>/<job_id>.<stage>.reached`` and waits until ``<dir>/<job_id>.<stage>.go`` exists. Stages: open (before
-the OpenJob calls), psi (before the session), setup (before Setup), train (before the second epoch), evaluate
-(before the test evaluation), close (before the close's prepare). A barrier is a step boundary: a cancel or a drain
+the OpenJob calls), psi (before the session), psi-mid (the session's first progress report: it is under way at both
+parties), setup (before Setup), train (before the second epoch), evaluate (before the test evaluation), close (before
+the close's prepare). A barrier is a step boundary: a cancel or a drain
 stops the job there. A stage reached again (after a resume or a restart) passes: its go file exists.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 BARRIER_ENV = "VFL_FAULT_BARRIER_DIR"
-STAGES = ("open", "psi", "setup", "train", "evaluate", "close")
+STAGES = ("open", "psi", "psi-mid", "setup", "train", "evaluate", "close")
 
 
 def barrier(job, stage: str) -> None:
@@ -51,6 +52,7 @@ def install() -> None:
         setattr(cls, name, patched)
     wrap("_open", "open")
     wrap("_psi", "psi")
+    wrap("_psi_progress", "psi-mid")  # its first progress report: the session is under way at both ends
     wrap("_setup_links", "setup")
     wrap("_run_epoch", "train", lambda job, epoch: epoch == 1)
     wrap("evaluate", "evaluate", lambda job, positions, epoch: epoch == job.spec.train.epochs)
