@@ -482,7 +482,8 @@ def test_psi_bridge_uses_the_node_rule(monkeypatch):
     monkeypatch.setattr(psi_bridge, "mount_psi_service", lambda server, id_provider, **kw:
                         captured.setdefault("id_provider", id_provider))
     peers = (SimpleNamespace(name="guest", identity="guest"), SimpleNamespace(name="other", identity="other"))
-    config = SimpleNamespace(party="host", identity="host", peers=peers, admins=(), insecure=False)
+    config = SimpleNamespace(party="host", identity="host", peers=peers, admins=(), insecure=False,
+                             timeouts=SimpleNamespace(resume_wait_seconds=60.0))
     node = SimpleNamespace(config=config)
     node.identify = lambda names: Node.identify(node, names)
     job = SimpleNamespace(active="guest", claim_psi=lambda hello, caller: ["a", "b"], spec=SimpleNamespace(kind="train"))
