@@ -26,12 +26,17 @@ BACK_IMPORTS = {
     "psi-independent": ("psi/protocol/base.py", "import vfl.errors  # psi -> vfl"),
     "one-identity-rule": ("vfl/transport/tls.py", "from psi.transport.server import peer_info  # borrowed rule"),
     "runtimes-siblings": ("vfl/job/active.py", "from vfl.job.passive import PassiveJob  # the old tower"),
+    "engines-no-ray": ("vfl/he/parallel.py", "import ray  # engine -> Ray"),
 }
 MORE_BACK_IMPORTS = [
     ("vfl-layers", "vfl/models/custom.py", "import vfl.node.config  # models -> node"),
     ("vfl-layers", "vfl/job/registry.py", "import vfl.node.server  # job -> node"),
     ("engines-no-transport", "vfl/he/engine.py", "import grpc  # engine -> gRPC"),
     ("engines-no-transport", "psi/core/engine.py", "import psi.transport.codec  # PSI core -> transport"),
+    ("engines-no-transport", "vfl/compute/local.py", "import vfl.node.server  # compute -> node"),
+    ("engines-no-ray", "psi/core/engine.py", "import ray  # PSI core -> Ray"),
+    ("engines-no-ray", "vfl/job/passive.py", "from vfl.compute.ray_cluster import RayCompute  # runtime -> Ray backend"),
+    ("vfl-layers", "vfl/compute/local.py", "import vfl.protocol.layout  # compute -> protocol (siblings)"),
 ]
 
 

@@ -4,9 +4,11 @@
     fed = Federation([Party("hospital-a", df_a, label="diagnosis"), Party("lab-b", df_b)], workdir="runs/x")
     fed.psi()                       # align the rows the parties share (the active party keeps the common IDs)
     fed.cardinality()               # only how many rows they share
-    model = fed.fit(task="binary", epochs=5)
+    model = fed.fit(task="binary", train={"epochs": 5})
     model.metrics["test"]           # {'auc': ..., 'accuracy': ...}
-    model.predict({...})            # joint prediction for new rows (PSI, then forward)
+    model.history                   # a DataFrame: loss and validation metrics per epoch
+    model.plots                     # {'learning_curves': PNG path, 'roc': PNG path}
+    model.predict({...})            # joint prediction for new rows (PSI, then forward): a DataFrame
     model.evaluate({...})           # the same, plus the task's metrics on the active party's labels
     fed.close()
 
@@ -294,11 +296,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def history_frame(result: dict[str, Any]) -> pd.DataFrame:
+    """A training result's history (`result["history"]`, one dict per epoch) as a DataFrame indexed by epoch:
+    loss, seconds, rows_per_second and validation_<metric> columns."""
+    frame = pd.DataFrame(result.get("history") or [])
+    return frame.set_index("epoch") if "epoch" in frame else frame
+
+
 @dataclass
 class TrainedModel:
     federation: "Federation"
     job_id: str
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """Loss and validation metrics per epoch (index: epoch), as `fit`'s result holds them."""
+        return history_frame(self.metrics)
+
+    @property
+    def plots(self) -> dict[str, str]:
+        """PNG paths beside result.json: 'learning_curves', and 'roc' for a binary task."""
+        return dict(self.metrics.get("plots") or {})
 
     def predict(self, new_data: dict[str, pd.DataFrame | str | Path], job_id: str | None = None) -> pd.DataFrame:
         """Joint prediction for new rows: each party gives its new table; PSI aligns them, then forward."""
@@ -315,8 +334,9 @@ class Federation:
     def __init__(self, parties: list[Party], workdir: str | Path, active: str | None = None,
                  secure_transport: bool = True, workers: int = 1, node_options: dict | None = None,
                  secret_seed: int | None = None, metrics: bool = False,
-                 peer_addresses: dict[str, str] | None = None):
-        """`metrics`: each node serves Prometheus metrics on 127.0.0.1:`metrics_ports[party]`; `peer_addresses`:
+                 party_options: dict[str, dict] | None = None, peer_addresses: dict[str, str] | None = None):
+        """`metrics`: each node serves Prometheus metrics on 127.0.0.1:`metrics_ports[party]`. `party_options`: node
+        config keys for one party's node only (e.g. that party's `compute: {backend: ray, ...}`). `peer_addresses`:
         how the other nodes reach a party, instead of its loopback port (a test's fault proxy)."""
         if len({p.name for p in parties}) != len(parties):
             raise ConfigError("parties: names must be unique")
@@ -338,6 +358,11 @@ class Federation:
         self.secure = secure_transport
         self.workers = workers
         self.node_options = dict(node_options or {})
+        # party -> node config keys for that party's node only (e.g. one party's `compute: {backend: ray, ...}`)
+        self.party_options = {name: dict(options) for name, options in (party_options or {}).items()}
+        unknown = sorted(set(self.party_options) - set(self.parties))
+        if unknown:
+            raise ConfigError(f"party_options: {unknown} are not parties of this federation ({sorted(self.parties)})")
         self.secret_seed = secret_seed
         self.processes: dict[str, subprocess.Popen] = {}
         self.ports = {p.name: free_port() for p in parties}
@@ -381,6 +406,7 @@ class Federation:
                 "policy": {"min_key_bits": 1024, "allow_plaintext": True, "allow_attack_harness": True,
                            **(self.node_options.get("policy") or {})},
             }
+            config.update(self.party_options.get(name, {}))
             models = dict(self.node_options.get("models") or {})
             if name in self.bottoms:
                 models[self.bottoms[name][0]] = self.bottoms[name][1]
@@ -526,16 +552,33 @@ class Federation:
 
     def fit(self, task: str = "binary", job_id: str | None = None, progress: bool = True,
             model: dict | None = None, train: dict | None = None, crypto: dict | None = None,
-            split: dict | None = None, privacy: dict | None = None, on_event: Callable | None = None) -> TrainedModel:
+            split: dict | None = None, privacy: dict | None = None, on_event: Callable | None = None,
+            positive_class: str | None = None) -> TrainedModel:
+        """Train a model; `model`, `train`, `crypto`, `split` and `privacy` are the job spec's sections of those
+        names (e.g. train={"epochs": 30, "early_stopping": {"patience": 5}}). `positive_class`: for a binary task,
+        the label value whose probability the model predicts (default: the second in sorted order)."""
         spec = self._spec("train", job_id, task=task, model=self._with_bottoms(model), train=train, crypto=crypto,
-                          split=split, privacy=privacy)
+                          split=split, privacy=privacy, positive_class=positive_class)
         result = self.run(spec, progress=progress, on_event=on_event)
         return TrainedModel(self, spec["job_id"], result)
 
     def predict(self, model: TrainedModel | str, new_data: dict[str, Any], job_id: str | None = None) -> pd.DataFrame:
-        """Joint prediction for new rows of every party (PSI on them, then forward); one row per common ID."""
+        """Joint prediction for new rows of every party (PSI on them, then forward); one row per common ID.
+
+        The first column is the active party's ID column, under its name and with the values and dtype of the
+        table it gave; `frame.attrs["unmatched_rows"]` counts its rows without a prediction (IDs not at every
+        party), and a warning says so when there are any.
+        """
         result = self._joint(model, new_data, job_id, labelled=False)
-        return pd.read_csv(result["predictions"], dtype={"id": str})
+        party = self.parties[self.active]
+        frame = read_predictions(result["predictions"], party.id_column, new_data[self.active])
+        frame.attrs["unmatched_rows"] = result.get("unmatched_rows", 0)
+        if frame.attrs["unmatched_rows"]:
+            import warnings
+            warnings.warn(f"predict: {frame.attrs['unmatched_rows']} row(s) of {self.active}'s new table have no "
+                          "prediction: their IDs are not in every party's new table", UnmatchedRowsWarning,
+                          stacklevel=2)
+        return frame
 
     def evaluate(self, model: TrainedModel | str, new_data: dict[str, Any], job_id: str | None = None) -> dict[str, float]:
         """Joint prediction for new labelled rows, scored at the active party with the task's metrics.
@@ -603,6 +646,38 @@ def node_secret_seed(master: int, party: str) -> int:
     reveals the master or another node's (so a test's nodes keep their secrets from each other)."""
     import hashlib
     return int.from_bytes(hashlib.sha256(f"vfl-node-secret-seed:{master}:{party}".encode()).digest()[:16], "big")
+
+
+class UnmatchedRowsWarning(UserWarning):
+    """Rows of the active party's new table that got no prediction, because some party lacks their IDs."""
+
+
+def _id_texts_and_values(data: pd.DataFrame | str | Path, id_column: str) -> tuple[pd.Series, pd.Series]:
+    """The ID column of a party's table as its node reads it (text, as written to or in the file) and as the user
+    holds it (the DataFrame's own values, or pandas' reading of the file), row for row."""
+    import io
+    if isinstance(data, pd.DataFrame):
+        values = data[id_column].reset_index(drop=True)
+        written = data[[id_column]].to_csv(index=False)   # what Federation wrote for the node
+        texts = pd.read_csv(io.StringIO(written), dtype=str, keep_default_na=False)[id_column]
+        return texts, values
+    path = Path(data)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        values = pd.read_parquet(path, columns=[id_column])[id_column]
+        return values.map(lambda v: v.decode() if isinstance(v, bytes) else str(v)), values
+    sep = "\t" if path.name.lower().endswith(".tsv") else ","
+    texts = pd.read_csv(path, sep=sep, usecols=[id_column], dtype=str, keep_default_na=False)[id_column]
+    return texts, pd.read_csv(path, sep=sep, usecols=[id_column])[id_column]
+
+
+def read_predictions(path: str | Path, id_column: str, data: pd.DataFrame | str | Path) -> pd.DataFrame:
+    """A predictions CSV with its ID column turned back into the values (and dtype) of the table `data` that was
+    scored, so the frame joins that table on its ID column as it is."""
+    frame = pd.read_csv(path, dtype={id_column: str}, keep_default_na=False)
+    texts, values = _id_texts_and_values(data, id_column)
+    lookup = dict(zip(texts, values))
+    frame[id_column] = pd.Series([lookup[t] for t in frame[id_column]], dtype=values.dtype, index=frame.index)
+    return frame
 
 
 def _columns_of(path: Path) -> list[str]:

@@ -19,7 +19,7 @@ import torch
 
 from vfl.job.checkpoint import checkpoint_path
 from vfl.job.spec import JobSpec
-from vfl.job.split import Split, batch_order, split_by_id
+from vfl.job.split import Split, batch_order, effective_batch_size, split_by_id
 from vfl.models.custom import build_bottom, resolve_factory
 from vfl.models.mlp import build_mlp, init_module
 from vfl.models.tasks import make_task
@@ -146,9 +146,10 @@ def train_centralized(spec: JobSpec, ids: np.ndarray, raw_features: dict[str, np
             return task.metrics(task.predict(model(batch(rows))), label[rows])
 
     history = []
+    batch_size = effective_batch_size(t.batch_size, len(split.train))
     for epoch in range(t.epochs):
         model.train()
-        for rows in batch_order(ids, split.train, t.batch_size, epoch, t.seed):
+        for rows in batch_order(ids, split.train, batch_size, epoch, t.seed):
             loss = task.loss(model(batch(rows)), torch.from_numpy(np.asarray(label[rows])))
             for opt in optimizers:
                 opt.zero_grad()

@@ -42,6 +42,8 @@ with Federation([bank_a, bank_b], workdir=HERE / "work" / "notebook") as fed:
                     train={"epochs": EPOCHS, "batch_size": 64, "lr": 0.01, "interactive_lr": 0.05},
                     crypto={"key_bits": 2048})
     print("test metrics:", model.metrics["test"])
+    print(model.history[["loss", "validation_auc"]])   # per epoch, a DataFrame
+    print("plots:", model.plots)                        # learning curves and ROC, PNG files at bank-a
 
     # %% Customers the model never saw: bank-a's holdout has the label, so it can be scored
     print("holdout metrics:", model.evaluate({"bank-a": holdout, "bank-b": accounts}))
@@ -49,4 +51,4 @@ with Federation([bank_a, bank_b], workdir=HERE / "work" / "notebook") as fed:
     # %% New applicants (no label): one row per applicant bank-b also knows
     scores = model.predict({"bank-a": applicants, "bank-b": accounts})
     print(scores.head())
-    print(f"{len(scores)} of {len(applicants)} applicants scored")
+    print(f"{len(scores)} of {len(applicants)} applicants scored ({scores.attrs['unmatched_rows']} not at bank-b)")

@@ -52,8 +52,9 @@ run psi
 show psi "f\"{r['intersection']} customers are at both banks (bank-a keeps the list: {path(r['aligned_ids'])})\""
 run train
 show train "f\"test AUC {r['test']['auc']:.3f}, accuracy {r['test']['accuracy']:.3f} on {r['split']['test']} customers\""
+show train "f\"plots: {path(r['plots']['learning_curves'])}, {path(r['plots']['roc'])}\""
 run evaluate
 show evaluate "f\"holdout AUC {r['metrics']['auc']:.3f}, accuracy {r['metrics']['accuracy']:.3f} ({r['rows']} customers)\""
 run predict
-show predict "f\"{r['rows']} applicants scored: {path(r['predictions'])}\""
+show predict "f\"{r['rows']} applicants scored: {path(r['predictions'])} ({r['unmatched_rows']} not at bank-b)\""
 echo "results: work/results/*.json; node logs: work/bank-a.log, work/bank-b.log"

@@ -32,6 +32,8 @@ COVERED = {
     "vfl audit": ["tests/governance/test_cli_audit.py::test_vfl_audit_reports_and_exits_1_on_a_refused_column"],
     "vfl audit-log verify": ["tests/governance/test_node_governance.py::test_both_nodes_log_the_job_and_the_log_verifies"],
     "vfl lineage verify": ["tests/governance/test_node_governance.py::test_both_nodes_log_the_job_and_the_log_verifies"],
+    "vfl gc": ["tests/governance/test_retention.py::test_vfl_gc_deletes_and_writes_the_audit_log"],
+    "vfl export": ["tests/models/test_export_format.py::test_vfl_export_cli"],
     "vfl --version": ["tests/cli/test_conventions.py::test_version_matches_the_package_and_pyproject"],
     "vfl psi --serve": ["tests/psi/test_grpc.py::test_cli_mutual_tls_with_peer_identity_checks",
                         "tests/examples/test_examples.py::test_psi_only_readme_standalone_commands"],

@@ -21,7 +21,8 @@ from .materialize import container, materialize, rewrite_node_config
 
 # No schema in kubernetes-validate: validated against our own schema of the fields the chart uses (schemas/).
 CRD_SCHEMAS = {("cert-manager.io/v1", "Certificate"): "cert-manager-certificate-v1.json",
-               ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-v1-subset.json"}
+               ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-v1-subset.json",
+               ("ray.io/v1", "RayCluster"): "raycluster-v1.json"}   # its pod templates: test_ray_chart.py
 CRD_KINDS = set(CRD_SCHEMAS)
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 
@@ -31,6 +32,7 @@ def variants(tmp_path_factory=None) -> dict[str, dict]:
     return {
         "bank-a": {"values": [BANK_A]},
         "bank-a-with-job": {"values": [BANK_A], "sets": ["job.enabled=true"], "set_files": [f"job.spec={TRAIN_JOB}"]},
+        "bank-a-with-ray": {"values": [BANK_A], "sets": ["ray.enabled=true"]},
         "bank-b": {"values": [BANK_B]},
         "bank-b-with-metrics": {"values": [BANK_B], "sets": ["metrics.enabled=true", "metrics.serviceMonitor.enabled=true",
                                                              "metrics.serviceMonitor.labels.release=kube-prom"]},
@@ -474,3 +476,16 @@ def test_the_service_monitor_schema_catches_a_bad_endpoint():
     for bad in ({"port": "metrics", "scheme": "ftp"}, {"port": "metrics", "interval": "30 seconds"}):
         assert list(validator.iter_errors({**good, "spec": {**good["spec"], "endpoints": [bad]}}))
     assert list(validator.iter_errors({**good, "spec": {"endpoints": []}}))   # selector is required
+
+
+def test_retention_renders_into_node_config(helm):
+    """Values `retention` is node.yaml's `retention` (docs/governance.md); unset, nothing is deleted."""
+    from pathlib import Path
+
+    from vfl.node.config import parse_node_config
+    config = load_yaml_config(helm.template("bank-b", values=[BANK_B],
+                                            sets=["retention.checkpoints=7", "retention.aligned_ids=0"]))
+    assert parse_node_config(config, Path("/")).retention.days == {"checkpoints": 7, "aligned_ids": 0}
+    assert "retention" not in load_yaml_config(helm.template("bank-b", values=[BANK_B]))
+    with pytest.raises(HelmError):
+        helm.template("bank-b", values=[BANK_B], sets=["retention.checkpoint=7"])   # a typo fails the install

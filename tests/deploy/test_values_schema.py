@@ -172,6 +172,8 @@ def test_every_key_the_node_knows_is_accepted(helm, tmp_path):
     from vfl.job.spec import parse_job_spec, spec_to_yaml_dict
     spec = small_job_spec("j1")
     spec["model"]["bottom_overrides"] = {"bank-b": {"hidden": [4], "out": 4}}
+    spec["positive_class"] = "1"
+    spec.setdefault("train", {})["early_stopping"] = {"patience": 2}
     full = spec_to_yaml_dict(parse_job_spec(spec))
     full["model_job"] = "earlier-job"
     path = tmp_path / "full.yaml"
@@ -188,6 +190,7 @@ def test_job_spec_key_table_matches_the_node():
         return {f.name for f in fields(cls)} - set(drop)
 
     assert set(table["train"]) == names(js.TrainSpec)
+    assert set(table["early_stopping"]) == names(js.EarlyStoppingSpec)
     assert set(table["crypto"]) == names(js.CryptoSpec)
     assert set(table["split"]) == names(js.SplitSpec)
     assert set(table["psi"]) == names(js.PsiSpec)
@@ -196,7 +199,7 @@ def test_job_spec_key_table_matches_the_node():
     assert set(table["mlp"]) == names(js.MlpSpec, drop={"module"})      # model.bottom may not (vfl/job/spec.py)
     assert set(table["top"]) == names(js.MlpSpec, drop={"out", "module"})
     full = js.spec_to_yaml_dict(js.parse_job_spec(small_job_spec()))
-    assert set(table["spec"]) == set(full) | {"model_job"}
+    assert set(table["spec"]) == set(full) | {"model_job", "positive_class"}
     assert set(table["model"]) == set(full["model"])
     assert set(table["interactive"]) == set(full["model"]["interactive"])
     assert set(table["party"]) == set(next(iter(full["parties"].values())))

@@ -45,7 +45,10 @@ def test_banks_run_sh(tmp_path):
     assert set(evaluate["metrics"]) == {"auc", "accuracy"}
     predict = result(example, "predict")
     predictions = pd.read_csv(predict["predictions"], dtype=str)
+    assert list(predictions.columns) == ["customer_id", "prediction"]
     assert len(predictions) == predict["rows"] == len(ids(data / "bank-a" / "applicants.csv", "customer_id") & at_b)
+    assert predict["unmatched_rows"] == len(ids(data / "bank-a" / "applicants.csv", "customer_id")) - len(predictions)
+    assert all(Path(p).exists() for p in train["plots"].values()) and set(train["plots"]) == {"learning_curves", "roc"}
     part = torch.load(example / "work" / "bank-b" / "jobs" / "banks-train" / "model" / "party.pt", weights_only=False)
     assert part["bottom_module"] == "tabular" and part["bottom_factory"] == "bank_models.nets:tabular_bottom"
     assert "1200 customers are at both banks" in out and "applicants scored" in out

@@ -23,6 +23,7 @@ from vfl.protocol.messages import REPLY_TO, decode_floats, decode_int_matrix, de
 from vfl.transport import serde
 from vfl.transport.chunking import read_one, read_payloads
 from vfl.transport.proto import node_pb2 as pb
+from vfl.compute import LocalCompute
 
 # every message a node decodes: the Party service's requests (passive side) and replies (active side), job events
 MESSAGE_TYPES = sorted({serde.pb_type(t) for pair in REPLY_TO.items() for t in pair} | {pb.JobSubmit, pb.JobWatch},
@@ -141,7 +142,7 @@ def test_setup_layout_text_decodes_or_refuses(text):
 def test_peer_public_keys_are_checked(n_bytes, base):
     from vfl.protocol.schemes import paillier
     try:
-        paillier.peer_key(n_bytes, base, 1024, 0)
+        paillier.peer_key(n_bytes, base, 1024, LocalCompute(1))
     except VflError:
         pass
 

@@ -7,6 +7,7 @@ from phe import paillier
 
 from vfl import he
 from vfl.he import multiexp as me
+from vfl.compute import LocalCompute
 
 
 def phe_ct(public_key, c):
@@ -263,4 +264,4 @@ def test_peer_djn_refuses_trivially_unfit_bases():
     from vfl.errors import ProtocolError
     from vfl.protocol.schemes import paillier
     with pytest.raises(ProtocolError, match="setup: peer public key refused: .*1 mod n"):
-        paillier.peer_key(paillier.public_key_bytes(owner), b"\x01", 1024, 1)
+        paillier.peer_key(paillier.public_key_bytes(owner), b"\x01", 1024, LocalCompute(1))

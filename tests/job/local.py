@@ -25,11 +25,20 @@ Tamper = Callable[[str, object], object]
 
 
 class LocalNode:
-    """What the runtimes need of a node: its config, its datasets and models, and (at the active party) a network."""
+    """What the runtimes need of a node: its config, its datasets and models, its compute backend, and (at the active
+    party) a network."""
 
     def __init__(self, config, network=None):
         self.config = config
         self.network = network
+        self._compute = None
+
+    @property
+    def compute(self):
+        if self._compute is None:
+            from vfl.compute import open_compute
+            self._compute = open_compute(self.config.compute, self.config.workers, self.config.party)
+        return self._compute
 
     def dataset(self, name: str):
         return self.config.dataset(name)
@@ -41,10 +50,12 @@ class LocalNode:
 class LocalNetwork:
     """The active party's network to passive registries in this process."""
 
-    def __init__(self, active: str, passives: Mapping[str, JobRegistry], tamper: Tamper | None = None):
+    def __init__(self, active: str, passives: Mapping[str, JobRegistry], tamper: Tamper | None = None,
+                 psi_engine=None):
         self.active = active
         self.passives = dict(passives)
         self.tamper = tamper
+        self.psi_engine = psi_engine  # None: one thread of this process (tests are small)
 
     def link(self, peer: str) -> InProcessLink:
         registry = self.passives[peer]
@@ -57,7 +68,7 @@ class LocalNetwork:
         hello = make_hello(config, spec.active, names, len(ids))
         jobs = {name: self.passives[name].passive(spec.job_id, self.active) for name in names}
         id_lists = {spec.active: list(ids), **{name: job.claim_psi(hello, self.active) for name, job in jobs.items()}}
-        results = run_in_process(id_lists, spec.active, config)
+        results = run_in_process(id_lists, spec.active, config, engine=self.psi_engine)
         for name, job in jobs.items():
             result = results[name]
             if result.rows is None:
@@ -79,8 +90,10 @@ def run_local_job(spec: JobSpec, configs: Mapping[str, object], tamper: Tamper |
     passives = dict(registries or {})
     for p in spec.passives:
         passives.setdefault(p.name, JobRegistry(LocalNode(configs[p.name])))
-    network = LocalNetwork(spec.active, passives, tamper)
-    node = LocalNode(configs[spec.active], network)
+    node = LocalNode(configs[spec.active])
+    # a Ray party's PSI runs on its cluster, as on a node; the local backend's in a thread, as these tests always did
+    engine = node.compute.psi_engine() if node.compute.name != "local" else None
+    network = node.network = LocalNetwork(spec.active, passives, tamper, psi_engine=engine)
     job = ActiveJob(node, spec, EventLog(spec.job_id), network,
                     defense=defense if defense is not None else defense_for_job(spec))
     return job.run()

@@ -11,23 +11,24 @@ from vfl.protocol.layout import default_layout
 from vfl.protocol.link import InProcessLink
 from vfl.protocol.messages import SetupReply
 from vfl.protocol.schemes import paillier
+from vfl.compute import LocalCompute
 
 
 def _peer(handler) -> ActivePeer:
     spec = job_spec("j")
-    return ActivePeer("host", InProcessLink("host", handler), spec, WireLedger(), Timer(), workers=1)
+    return ActivePeer("host", InProcessLink("host", handler), spec, WireLedger(), Timer(), LocalCompute(1))
 
 
 def test_every_setup_gets_a_fresh_half_so_nothing_prefetched_under_an_old_key_is_sent():
     """A resumed job sets links up with fresh keys; [U] prefetched under the old key must not be sent."""
     layout = default_layout(1024, 4, 4, 14, 16, 40, 32.0, 16, seed=0)
-    host_key = paillier.new_key(1024, 1)
+    host_key = paillier.new_key(1024, LocalCompute(1))
     masked = np.zeros((4, 4), dtype=object)
     from vfl.protocol.messages import encode_int_matrix
     reply = SetupReply(bottom_out=4, passive_public_key=paillier.public_key_bytes(host_key),
                        passive_djn_base=paillier.djn_base_bytes(host_key), init_masked=encode_int_matrix(masked))
     peer = _peer(lambda request: reply)
-    old_key, new_key = paillier.new_key(1024, 1), paillier.new_key(1024, 1)
+    old_key, new_key = paillier.new_key(1024, LocalCompute(1)), paillier.new_key(1024, LocalCompute(1))
     peer.setup(layout, old_key, 10, 0.1, np.random.default_rng(0))
     first = peer.half
     first._prepare_weight_bases()

@@ -27,6 +27,7 @@ from vfl.transport.certs import issue_party_cert
 from vfl.transport.chunking import to_chunks
 from vfl.transport.proto import node_pb2 as pb
 from vfl.transport.proto import node_pb2_grpc as pb_grpc
+from vfl.compute import LocalCompute
 
 JOB = "robust-1"
 
@@ -58,7 +59,7 @@ def session(tmp_path_factory):
     share = proto.active_init(layout, 0.3, masked, np.random.default_rng(0))
     u = proto.product_weights(share.weights, layout)
     good_u = to_wire(proto.weight_bases(ops_a, u, layout.forward_layout()))
-    ops_p = paillier.peer_key(reply.passive_public_key, reply.passive_djn_base, 1024, 1)
+    ops_p = paillier.peer_key(reply.passive_public_key, reply.passive_djn_base, 1024, LocalCompute(1))
     yield {"fed": fed, "stub": stub, "ops": ops_a, "layout": layout, "good_u": good_u, "rows": result.size,
            "workdir": workdir, "channel": channel, "share": share, "ops_p": ops_p, "spec": spec, "ids": ids}
     channel.close()
@@ -484,7 +485,8 @@ def test_psi_bridge_uses_the_node_rule(monkeypatch):
     peers = (SimpleNamespace(name="guest", identity="guest"), SimpleNamespace(name="other", identity="other"))
     config = SimpleNamespace(party="host", identity="host", peers=peers, admins=(), insecure=False,
                              timeouts=SimpleNamespace(resume_wait_seconds=60.0))
-    node = SimpleNamespace(config=config)
+    # the PSI service runs on the node's compute backend and writes to its audit log (main's fake lacked the log)
+    node = SimpleNamespace(config=config, compute=LocalCompute(1), audit=SimpleNamespace(record=lambda *a, **k: None))
     node.identify = lambda names: Node.identify(node, names)
     job = SimpleNamespace(active="guest", claim_psi=lambda hello, caller: ["a", "b"], spec=SimpleNamespace(kind="train"))
     import threading

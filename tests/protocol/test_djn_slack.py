@@ -4,6 +4,7 @@ import pytest
 from vfl import he
 from vfl.protocol.schemes import paillier
 from vfl.protocol.layout import default_layout
+from vfl.compute import LocalCompute
 
 
 def layout(precision_bits=22, gradient_bits=24, activation_bound=32.0, max_batch=512, d=16, m=16):
@@ -25,9 +26,9 @@ def test_wide_layouts_get_a_longer_exponent():
 
 
 def test_job_runtime_sizes_the_peer_engine_from_the_layout():
-    priv = paillier.new_key(1024, 1)
+    priv = paillier.new_key(1024, LocalCompute(1))
     wide = layout(precision_bits=24, activation_bound=1024.0, max_batch=65536)
-    ops = paillier.peer_key(paillier.public_key_bytes(priv), paillier.djn_base_bytes(priv), 1024, 1,
+    ops = paillier.peer_key(paillier.public_key_bytes(priv), paillier.djn_base_bytes(priv), 1024, LocalCompute(1),
                            wide.exponent_sum_bits())
     owner_bits = (int(priv.n).bit_length() + 1) // 2
     assert ops.randomness.slack_bits == wide.exponent_sum_bits() + 56
@@ -38,7 +39,7 @@ def test_job_runtime_sizes_the_peer_engine_from_the_layout():
 
 
 def test_slack_below_the_default_is_refused():
-    priv = paillier.new_key(1024, 1)
+    priv = paillier.new_key(1024, LocalCompute(1))
     with pytest.raises(ValueError, match="at least"):
         he.PeerDjnRandomness(int(priv.n), int(priv.djn_base), slack_bits=40)
 

@@ -37,6 +37,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify.set_defaults(func=cmd_audit_log_verify)
     p.set_defaults(func=lambda args, p=p: _usage(p))
 
+    p = sub.add_parser("gc", help="apply the node's retention policy now: delete what finished jobs no longer need",
+                       description="Deletes, in every job that has ended, each kind of file (aligned_ids, "
+                                   "checkpoints, model_parts, results, logs) whose retention in node.yaml has passed; "
+                                   "each deletion goes to the audit log and the job's retention.json. Jobs that have "
+                                   "not ended are left alone. The node does the same at start and periodically; "
+                                   "run this while the node is stopped, or with --dry-run.")
+    p.add_argument("--config", required=True, help="the node config (node.yaml)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    add_json_options(p, "the deletions")
+    p.set_defaults(func=cmd_gc)
+
     p = sub.add_parser("lineage", help="a job's signed lineage at this node")
     lsub = p.add_subparsers(dest="action", metavar="ACTION")
     verify = lsub.add_parser("verify", help="check a job's lineage signature and rehash its artifacts; exit 1 naming "
@@ -101,4 +112,27 @@ def cmd_lineage_verify(args: argparse.Namespace) -> int:
     signed = "signed" if config.tls else "unsigned (insecure node)"
     print(text) if args.json else say(args, f"job {args.job} at {config.party}: lineage {signed} and intact, "
                                             f"{len(record.get('artifacts', {}))} artifacts")
+    return EXIT_OK
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from vfl.governance.audit_log import AuditLog, load_or_create_key
+    from vfl.governance.retention import sweep
+    from vfl.node.config import load_node_config
+    config = load_node_config(args.config)
+    log = None if args.dry_run else AuditLog(config.audit_log, load_or_create_key(config.audit_key))
+
+    def deleted(d) -> None:
+        log.append("retention (vfl gc)", "deleted", job_id=d.job_id, kind=d.kind, paths=list(d.paths), bytes=d.bytes)
+    done = sweep(config.jobs_dir, config.retention, dry_run=args.dry_run, on_delete=deleted)
+    text = emit_json(args, {"dry_run": args.dry_run, "deletions": [asdict(d) for d in done]})
+    if args.json:
+        print(text)
+    else:
+        verb = "would delete" if args.dry_run else "deleted"
+        for d in done:
+            say(args, f"job {d.job_id}: {verb} {d.kind} ({', '.join(d.paths)}, {d.bytes} bytes)")
+        say(args, f"{len(done)} deletion(s)" if done else "nothing to delete under the retention policy")
     return EXIT_OK

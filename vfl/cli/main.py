@@ -17,7 +17,8 @@ _COMMAND_MODULES = (
     "vfl.cli.jobs_cmd",    # jobs, attach, cancel
     "vfl.cli.psi_cmd",     # psi
     "vfl.cli.kube_cmd",    # doctor, submit
-    "vfl.cli.governance_cmd",  # audit
+    "vfl.cli.governance_cmd",  # audit, audit-log, lineage, gc
+    "vfl.cli.model_cmd",   # export
 )
 
 _EPILOG = ("exit codes: 0 success, 1 runtime failure (data, peers, a failed job or check), 2 usage error, "

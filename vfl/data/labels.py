@@ -2,7 +2,8 @@
 
 Classes are text ('0', '1', 'no', 'yes'). When every class reads as a number they sort numerically
 ('2' before '10'), otherwise as text; ties ('1' and '1.0') are broken by the text, so the order never
-depends on row order or hashing. Index k always means classes[k]; for binary tasks classes[1] is positive.
+depends on row order or hashing. Index k always means classes[k]; for binary tasks classes[1] is positive, by
+default the second in that order, or the one a job names (`positive_class`, `with_positive_class`).
 """
 from __future__ import annotations
 
@@ -67,3 +68,16 @@ def check_class_count(classes: list[str], task: str | None, where: Where) -> Non
     if task == "multiclass" and len(classes) < 2:
         raise DataError(f"{where.file}: column {where.column!r}: a multiclass task needs at least 2 label "
                         f"values, found {len(classes)}: {classes[:10]}")
+
+
+def with_positive_class(classes: list[str], positive: str | None, where: Where) -> list[str]:
+    """A binary task's two classes with `positive` second (index 1 is what the model predicts the probability of).
+
+    None keeps the sorted order. A value that is not one of the two classes is a DataError listing them.
+    """
+    if positive is None:
+        return classes
+    if positive not in classes:
+        raise DataError(f"{where.file}: column {where.column!r}: positive_class {quote(positive)} is not one of its "
+                        f"label values {classes}")
+    return [c for c in classes if c != positive] + [positive]

@@ -24,7 +24,8 @@ import pandas as pd
 from vfl.data.columns import (MISSING_MARKERS, Where, check_unique_ids, id_strings, is_missing, numeric_column,
                               one_hot, text_column)
 from vfl.data.ids import IdFormat
-from vfl.data.labels import TASKS, check_class_count, decode_labels, encode_labels, sorted_classes
+from vfl.data.labels import (TASKS, check_class_count, decode_labels, encode_labels, sorted_classes,
+                             with_positive_class)
 from vfl.data.readers import read_frame
 from vfl.data.schema import Schema
 from vfl.errors import DataError, quote
@@ -46,16 +47,23 @@ class PartyTable:
     source: Path
     schema: Schema
     unknown_categories: dict[str, int] = field(default_factory=dict)  # column -> rows encoded all-zero
+    raw_ids: np.ndarray | None = None  # the IDs as the file wrote them, when id_format rewrote them
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def written_ids(self) -> np.ndarray:
+        """The IDs as the file wrote them (text): what a user's own table holds, before id_format."""
+        return self.ids if self.raw_ids is None else self.raw_ids
 
     def take(self, indices: Sequence[int] | np.ndarray) -> "PartyTable":
         """The rows at `indices` (distinct, in range), in that order: used to align rows after PSI."""
         idx = _row_positions(indices, len(self), self.source)
         return PartyTable(ids=self.ids[idx], features=self.features[idx], feature_names=list(self.feature_names),
                           label=None if self.label is None else self.label[idx], label_name=self.label_name,
-                          source=self.source, schema=self.schema, unknown_categories=dict(self.unknown_categories))
+                          source=self.source, schema=self.schema, unknown_categories=dict(self.unknown_categories),
+                          raw_ids=None if self.raw_ids is None else self.raw_ids[idx])
 
     def label_texts(self) -> np.ndarray | None:
         """Labels as the file wrote them (class names for classification), or None without a label."""
@@ -128,7 +136,7 @@ def _categorical_block(path: Path, frame: pd.DataFrame, column: str, ids: np.nda
 
 
 def _label_column(path: Path, frame: pd.DataFrame, column: str, ids: np.ndarray, task: str | None,
-                  classes: list[str] | None) -> tuple[np.ndarray, list[str] | None]:
+                  classes: list[str] | None, positive_class: str | None) -> tuple[np.ndarray, list[str] | None]:
     where = Where(path.name, column, ids)
     if task == "regression" and classes is None:
         return numeric_column(frame[column], where, role="label"), None
@@ -136,6 +144,7 @@ def _label_column(path: Path, frame: pd.DataFrame, column: str, ids: np.ndarray,
     if classes is None:
         classes = sorted_classes(texts)
         check_class_count(classes, task, where)
+        classes = with_positive_class(classes, positive_class, where)
     return encode_labels(texts, classes, where)
 
 
@@ -203,7 +212,8 @@ def _check_feature_names(path: Path, names: list[str], id_column: str, label: st
 def load_party_table(path: str | Path, id_column: str | None = None, features: Sequence[str] | None = None,
                      label: str | None = None, categorical: Sequence[str] = (), schema: Schema | None = None,
                      task: str | None = "binary", on_unknown: str = "zero", missing: dict | None = None,
-                     id_format: IdFormat | None = None, read_label: bool = True) -> PartyTable:
+                     id_format: IdFormat | None = None, read_label: bool = True,
+                     positive_class: str | None = None) -> PartyTable:
     """Load and validate a party's table.
 
     Training: `features` defaults to every column except the id and the label; `categorical` columns are
@@ -214,10 +224,13 @@ def load_party_table(path: str | Path, id_column: str | None = None, features: S
     or None (classes without a count check). `missing` (training only): column -> 'median', 'mean' or a
     constant for its missing cells; prediction uses the schema's saved fills. `id_format` rewrites the IDs
     (vfl/data/ids.py) before they are checked for duplicates. `read_label=False` keeps the label column out of
-    both the label and the features without looking at it (PSI-only jobs, which never use it).
+    both the label and the features without looking at it (PSI-only jobs, which never use it). `positive_class`
+    (a binary task in training) puts that label value second in the classes, so the model predicts its probability.
     """
     if task is not None and task not in TASKS:
         raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
+    if positive_class is not None and task != "binary":
+        raise ValueError(f"positive_class is for binary tasks, not {task!r}")
     if on_unknown not in ON_UNKNOWN:
         raise ValueError(f"on_unknown must be one of {ON_UNKNOWN}, got {on_unknown!r}")
     path = Path(path)
@@ -236,8 +249,9 @@ def load_party_table(path: str | Path, id_column: str | None = None, features: S
         fills = dict(schema.fill)
     frame = _apply_fills(frame, fills)
     ids = id_strings(frame[id_column], Where(path.name, id_column))
+    raw_ids = None
     if id_format is not None and id_format.active:
-        ids = id_format.apply(ids, Where(path.name, id_column))
+        raw_ids, ids = ids, id_format.apply(ids, Where(path.name, id_column))
         try:
             check_unique_ids(ids, Where(path.name, id_column))
         except DataError as exc:  # two raw IDs ('7', '007') that the format makes one
@@ -253,13 +267,13 @@ def load_party_table(path: str | Path, id_column: str | None = None, features: S
     x = np.hstack(blocks) if blocks else np.zeros((len(ids), 0))
     y, classes = None, schema.label_classes if schema is not None else None
     if label is not None:
-        y, classes = _label_column(path, frame, label, ids, task, classes)
+        y, classes = _label_column(path, frame, label, ids, task, classes, positive_class)
     if schema is None:
         schema = Schema(id_column=id_column, numeric=numeric_cols, categorical=vocabularies,  # type: ignore[arg-type]
                         label=label, label_classes=classes, fill=fills)
     _check_feature_names(path, schema.feature_names, id_column, label)
     return PartyTable(ids=ids, features=x, feature_names=schema.feature_names, label=y, label_name=label,
-                      source=path, schema=schema, unknown_categories=unknown_counts)
+                      source=path, schema=schema, unknown_categories=unknown_counts, raw_ids=raw_ids)
 
 
 def check_label_declarations(party_to_label: dict[str, str | None],

@@ -137,10 +137,22 @@ def verify_lineage(job_dir: Path, cert_path: Path | None) -> dict[str, Any]:
                                f"not this node's ({certificate_sha256(cert)[:16]}…)")
         _check_signature(cert, signature.get("algorithm"), base64.b64decode(signature["value"]), canonical(record))
     now = artifacts(job_dir)
+    from vfl.governance.retention import deleted_by_retention
+    deleted = deleted_by_retention(job_dir)
+    gone = []
     for name, digest in record.get("artifacts", {}).items():
         if name not in now:
-            raise LineageError(f"{job_dir}: artifact {name} is missing")
+            by = next((deleted[p] for p in _self_and_parents(name) if p in deleted), None)
+            if by is None:
+                raise LineageError(f"{job_dir}: artifact {name} is missing")
+            gone.append(name)   # deleted by the retention policy, on record in retention.json and the audit log
+            continue
         if now[name] != digest:
             raise LineageError(f"{job_dir}: artifact {name} changed since the job wrote its lineage (SHA-256 "
                                f"{now[name][:16]}…, recorded {digest[:16]}…)")
-    return record
+    return {**record, "deleted_by_retention": gone} if gone else record
+
+
+def _self_and_parents(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]

@@ -122,11 +122,18 @@ class PaillierEngine:
       randomness: "auto" (DJN with the private key, else full), "djn" (needs the private key) or "full".
       pool_size: obfuscators a background thread keeps ready (0 = no pool). Default: 0 for DJN (it is cheap
         already), 256 for full randomness. The pool thread starts on first use or with :meth:`prefill`.
+      djn_base: with the private key, the DJN base h_s to use (a key holder that received the key from another
+        holds the same base, so every ciphertext under the key carries randomness from the one published base);
+        without it, the owner's published base for peer DJN re-randomization.
+      executor: where the chunks run (anything with ``workers`` and ``map(fn, arg_list)``, e.g. a compute
+        backend's); default: :func:`vfl.he.parallel.get_executor` with `workers` and `backend`. Tasks that need
+        the private key (decryption, DJN randomness under one's own key) carry p and q, so an executor that
+        moves arguments through shared storage must not be given an engine holding a private key.
     """
 
     def __init__(self, public_key: PublicKey, private_key: PrivateKey | None = None, *, workers: int = 1,
                  backend: str = "auto", randomness: str = "auto", pool_size: int | None = None,
-                 djn_base: int | None = None, djn_slack_bits: int | None = None):
+                 djn_base: int | None = None, djn_slack_bits: int | None = None, executor=None):
         if private_key is not None and private_key.public_key.n != public_key.n:
             raise KeyMismatchError("the private key does not belong to this public key")
         self.public_key = public_key
@@ -135,15 +142,15 @@ class PaillierEngine:
         self.nsquare = self.n * self.n
         self.key_bits = int(self.n.bit_length())
         self.half_n = self.n // 2
-        self.executor = get_executor(workers, backend)
-        self.workers = workers
+        self.executor = executor if executor is not None else get_executor(workers, backend)
+        self.workers = self.executor.workers
         if randomness == "auto":
             randomness = "djn" if private_key is not None else ("peer_djn" if djn_base else "full")
         if randomness == "djn":
             if private_key is None:
                 raise CryptoError("DJN short-exponent randomness is only safe under one's own key (it needs the "
                                   "private key); use randomness='full' under a peer's key")
-            self.randomness = DjnRandomness(int(self.n), private_key.p, private_key.q)
+            self.randomness = DjnRandomness(int(self.n), private_key.p, private_key.q, hs=djn_base)
         elif randomness == "peer_djn":
             if not djn_base:
                 raise CryptoError("peer DJN randomness needs the key owner's published DJN base")

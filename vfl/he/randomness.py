@@ -178,7 +178,7 @@ class RandomnessSource:
         if count <= 0:
             return []
         fn, arg = self.task()
-        if executor is None or executor.workers == 1:
+        if executor is None:
             return run_released(fn, arg, count)
         chunks = split(count, executor.workers)
         parts = executor.map(fn, [(arg, stop - start) for start, stop in chunks])
@@ -189,16 +189,20 @@ class DjnRandomness(RandomnessSource):
     """DJN short-exponent fixed-base randomness; needs the private key (see module docstring)."""
     kind = "djn"
 
-    def __init__(self, n: int, p: int, q: int, exponent_bits: int | None = None, window: int = 8):
+    def __init__(self, n: int, p: int, q: int, exponent_bits: int | None = None, window: int = 8,
+                 hs: int | None = None):
         n = int(n)
         if p is None or q is None or int(p) * int(q) != n:
             raise ValueError("DJN randomness is only for the key owner: it needs the factors p, q of n")
         bits = exponent_bits or (n.bit_length() + 1) // 2
         if bits < (n.bit_length() + 1) // 2:
             raise ValueError(f"DJN exponents shorter than ceil(k/2) = {(n.bit_length() + 1) // 2} bits are refused")
-        x = _uniform_unit(n)
-        h = (-x * x) % n
-        hs = int(gmpy2.powmod(h, n, mpz(n) ** 2))
+        if hs is None:  # a fresh base; a second holder of the same key is given the first one's (the published one)
+            x = _uniform_unit(n)
+            h = (-x * x) % n
+            hs = int(gmpy2.powmod(h, n, mpz(n) ** 2))
+        else:
+            check_djn_base(n, int(hs))
         self.spec = DjnSpec(n=n, hs=hs, exponent_bits=bits, window=window, p=int(p), q=int(q))
 
     @property

@@ -35,7 +35,8 @@ from vfl.job.party_data import align, audit_for_job, has_alignment, load_alignme
 from vfl.job.peer import ActivePeer
 from vfl.job.private_random import PrivateRandom, for_node
 from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec, interactive_layout
-from vfl.job.split import batch_order
+from vfl.job.split import batch_order, effective_batch_size
+from vfl.job.stopping import Stopping
 from vfl.job.timing import Timer
 from vfl.models.custom import build_bottom, check_saved_module, load_part, resolve_factory
 from vfl.models.mlp import build_mlp, init_module
@@ -131,7 +132,8 @@ class ActiveJob:
         self.timer = Timer()
         self.network = network
         self.links = {p.name: ActivePeer(p.name, network.link(p.name), spec, self.ledger, self.timer,
-                                         node.config.workers) for p in spec.passives}
+                                         node.compute) for p in spec.passives}
+        self.own_key = None  # this party's key for the job, from set-up on; closed when the job ends
         self.pool = ThreadPoolExecutor(max_workers=max(1, len(self.links)), thread_name_prefix=f"{spec.job_id}-link")
         self.metrics_history: list[dict] = []
         self.defense = defense
@@ -140,9 +142,11 @@ class ActiveJob:
         self.bottom_factory_path = None
         self._psi_progress_at = 0.0
         self.warnings: list[str] = []  # for the result: e.g. why PSI found few common IDs
+        self.batch_size = spec.train.max_batch_size  # training jobs size it to the table at set-up
         self.stage = "open"  # the stage of the last event: a failure names it
         self.committed = False  # this party's own commit began (the close's second phase)
         self.resumes = 1 if recovered is not None else 0  # reconnections so far (a restart of this node is one)
+        self.final_epoch = spec.train.epochs  # the epoch whose checkpoint every party's trained state is
         self._resumes_in_a_row = 0  # since the last completed stage or epoch (MAX_RESUMES)
         self.saved: dict | None = None  # a prediction job's saved model part
         self._stop: JobStopped | None = None  # set by request_stop: the job stops at its next step
@@ -214,6 +218,8 @@ class ActiveJob:
                 result = self._stages() if self.recovered is None else self._recovered_stages()
                 if self.warnings:
                     result["warnings"] = self.warnings
+                # where this party's heavy work ran (on Ray: its nodes and how many tasks each has run for it)
+                result["compute"] = self.node.compute.describe()
                 result["seconds"] = round(time.time() - t0, 2)
                 self.stage = "close"
                 self._close_succeeded(result)
@@ -235,6 +241,7 @@ class ActiveJob:
         finally:
             self.pool.shutdown(wait=False)
             self.ledger.close()
+            self._close_key()
 
     def run_commit(self) -> dict:
         """A job this node was committing when it stopped: finish the commit at every party, or fail it everywhere
@@ -351,7 +358,7 @@ class ActiveJob:
     def _reopen(self, epoch: int) -> int:
         """Reopen the job at every passive party as a resume at `epoch`, waiting for each to come back; a party
         without that checkpoint makes every party resume at its last one (if this party holds it too)."""
-        spec_yaml = self.spec.to_yaml()
+        spec_yaml = self.spec.for_peers().to_yaml()  # the positive class stays here
         what = f"resume from epoch {epoch}" if epoch >= 0 else f"resume at stage {self.stage}"
         replies = []
         for link in self.links.values():
@@ -366,8 +373,9 @@ class ActiveJob:
                 return self._reopen(lowest)
         return epoch
 
-    def _reconnect(self, epoch: int) -> int:
-        """Reopen every passive party at `epoch`, restore this party's state from the same point, set up again."""
+    def _reconnect(self, epoch: int, keep_history: bool = False) -> int:
+        """Reopen every passive party at `epoch`, restore this party's state from the same point, set up again.
+        `keep_history`: the metrics of later epochs stay (early stopping going back to its best epoch)."""
         epoch = self._reopen(epoch)
         if self.spec.kind in ("psi", "cardinality"):
             return epoch
@@ -377,16 +385,24 @@ class ActiveJob:
             self.model.load_state_dict(state["model"])
             for opt, opt_state in zip(self.optimizers, state["optimizers"]):
                 opt.load_state_dict(opt_state)
-            self.metrics_history[:] = state["history"]
+            if not keep_history:
+                self.metrics_history[:] = state["history"]
             restored = state["links"]
+            self.final_epoch = epoch
         self._setup_links(restored=restored)
         return epoch
+
+    def _close_key(self) -> None:
+        """End the job's key (on Ray, its key holders end with it)."""
+        key, self.own_key = self.own_key, None
+        if key is not None:
+            key.close()
 
     def _open(self) -> None:
         spec = self.spec
         self.emit("log", f"opening job {spec.job_id} at {', '.join(self.links)}", stage="open")
         self._load_own()
-        spec_yaml = spec.to_yaml()
+        spec_yaml = spec.for_peers().to_yaml()  # the positive class stays here
         # a lost reply is asked again (the passive reopens a job it has not run PSI for)
         replies = self.each_link(lambda link: self._until_back(link, lambda: link.open(spec_yaml), "open the job"))
         self._note_leases(replies)
@@ -398,7 +414,7 @@ class ActiveJob:
     def _load_own(self) -> None:
         """This party's own table and bottom model, checked before any peer is contacted."""
         spec = self.spec
-        dataset = self.node.dataset(spec.party(spec.active).dataset)
+        dataset = self.dataset = self.node.dataset(spec.party(spec.active).dataset)
         if spec.kind == "train" and not dataset.label:
             raise DataError(f"dataset {dataset.name!r} of active party {spec.active!r} declares no label column")
         audit_for_job(dataset, self.job_dir, self.node.config.policy.allow_pii_columns,
@@ -408,7 +424,8 @@ class ActiveJob:
             from vfl.data import Schema
             schema = Schema.from_json((self._model_dir() / checkpoint.SCHEMA).read_text())
         # a PSI-only job never reads the label, so it must not refuse one that does not fit spec.task
-        self.table = load_dataset(dataset, spec.task, schema=schema, with_label=spec.kind in ("train", "predict"))
+        self.table = load_dataset(dataset, spec.task, schema=schema, with_label=spec.kind in ("train", "predict"),
+                                  positive_class=spec.positive_class)
         classes = max(1, len(self.table.schema.label_classes or ())) if spec.task == "multiclass" else 1
         check_parameters(spec, self.node.config.policy, spec.active, int(self.table.features.shape[1]), classes)
         # This node's own bottom model, if the job names one: resolved from this node's config only, and
@@ -489,6 +506,7 @@ class ActiveJob:
         """This party's aligned rows, task and model part (the links are set up by `_setup_links`)."""
         spec = self.spec
         ids, own_rows = load_alignment(self.job_dir)
+        self.own_rows = own_rows
         saved = self.saved = torch.load(self._model_dir() / checkpoint.MODEL_PART, weights_only=False) \
             if spec.kind == "predict" else None
         self.data, self.standardizer = align(self.table, ids, own_rows, spec,
@@ -510,6 +528,23 @@ class ActiveJob:
     def _setup_done(self) -> None:
         self.emit("log", f"set up: split {self.data.split.sizes()}", stage="setup",
                   metrics={"split": self.data.split.sizes()})
+        if self.spec.kind == "train":
+            self._size_batches()
+
+    def _size_batches(self) -> None:
+        """The training batch for this table (vfl.job.split.effective_batch_size), and a warning when an epoch is
+        a single batch: one step per epoch rarely trains a model in the few epochs a job runs."""
+        train_rows = len(self.data.split.train)
+        self.batch_size = effective_batch_size(self.spec.train.batch_size, train_rows)
+        steps = -(-train_rows // self.batch_size)
+        chosen = "train.batch_size" if self.spec.train.batch_size is not None else "sized to the table"
+        self.emit("log", f"training batches of {self.batch_size} rows ({chosen}): {steps} steps per epoch over "
+                         f"{train_rows} training rows", stage="setup")
+        if steps == 1:
+            self.warnings.append(f"an epoch is a single batch: train.batch_size {self.batch_size} covers all "
+                                 f"{train_rows} training rows, so each epoch takes one optimizer step; leave "
+                                 "train.batch_size out (batches sized to the table) or lower it")
+            self.emit("log", f"warning: {self.warnings[-1]}", stage="setup")
 
     def _setup_links(self, restored: dict | None) -> None:
         """Fresh keys, then Setup with every passive party (restored shares on resume or prediction)."""
@@ -518,7 +553,8 @@ class ActiveJob:
         scheme = scheme_for(c.mode)
         if scheme.encrypted:
             self.emit("log", f"generating a fresh {c.key_bits}-bit {c.mode} key", stage="setup")
-        own_key = scheme.new_active_key(c.key_bits, self.node.config.workers)
+        self._close_key()  # a set-up again (resume) draws a fresh key: the old one ends here
+        own_key = self.own_key = scheme.new_active_key(c.key_bits, self.node.compute)
         rows = len(self.data.ids)
 
         def setup_link(link: ActivePeer) -> None:
@@ -577,10 +613,13 @@ class ActiveJob:
         spec = self.spec
         split = self.data.split
         epochs = spec.train.epochs
+        stopping = Stopping.of(spec.train.early_stopping, spec.task) if spec.train.early_stopping else None
         completed = start
         if start == 0:
             self._resilient(lambda: self._end_epoch(0), AFTER_PSI)
-        while completed < epochs:
+        # a job resumed after a restart may have stopped early already
+        stopped = start > 0 and stopping is not None and stopping.should_stop(self.metrics_history)
+        while completed < epochs and not stopped:
             self._check_stop()
             try:
                 self._run_epoch(completed)
@@ -594,22 +633,70 @@ class ActiveJob:
             self.emit("epoch", f"epoch {completed}/{epochs}: " +
                       ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
                       stage="train", metrics=metrics)
+            if stopping is not None and stopping.should_stop(self.metrics_history):
+                break
+        result = {"job_id": spec.job_id, "task": spec.task, "batch_size": self.batch_size, "epochs_run": completed}
+        self.final_epoch = completed  # the checkpoint of the state every party holds now (a resume goes back to it)
+        if stopping is not None:
+            result["early_stopping"] = self._keep_best_epoch(stopping, completed)
         self.stage = "evaluate"
-        test = self._resilient(lambda: self.evaluate(split.test, epochs), epochs) if len(split.test) else {}
+        test, test_prediction = {}, None
+        if len(split.test):
+            test_prediction = self._resilient(lambda: self.predict_rows(split.test, "eval", epochs), self.final_epoch)
+            test = self.task.metrics(test_prediction, np.asarray(self.data.label[split.test]))
         if spec.privacy.attacks and spec.task != "regression" and len(split.test):
             # needs the passive parties, so before closing
-            self.membership = self._resilient(self._membership_auc, epochs)
+            self.membership = self._resilient(self._membership_auc, self.final_epoch)
         self.emit("log", "test: " + ", ".join(f"{k}={v:.4f}" for k, v in test.items()), stage="evaluate",
                   metrics=test)
-        return {"job_id": spec.job_id, "task": spec.task, "test": test, "history": self.metrics_history,
-                "split": split.sizes(), "intersection": int(len(self.data.ids)), "resumes": self.resumes,
-                "model_dir": str(self._own_model_dir())}
+        if spec.task == "binary":
+            result["positive_class"] = self.table.schema.label_classes[1]
+        result.update({"test": test, "history": self.metrics_history, "split": split.sizes(),
+                       "intersection": int(len(self.data.ids)), "resumes": self.resumes,
+                       "model_dir": str(self._own_model_dir())})
+        result["plots"] = self._plots(test_prediction, result.get("early_stopping", {}).get("kept_epoch"))
+        return result
+
+    def _keep_best_epoch(self, stopping: Stopping, completed: int) -> dict:
+        """Go back to the best epoch at every party: each passive party is reopened at that epoch's checkpoint (the
+        resume path: its bottom model and its share of the interactive weight), and so is this party's part."""
+        kept = stopping.best_epoch(self.metrics_history)
+        best = stopping.value(next(row for row in self.metrics_history if row["epoch"] == kept))
+        stopped = completed < self.spec.train.epochs
+        why = (f"stopped after epoch {completed}: {stopping.key} did not improve for {stopping.patience} epochs"
+               if stopped else f"all {completed} epochs ran")
+        self.emit("log", f"early stopping: {why}; keeping epoch {kept} ({stopping.key}={best:.4g})", stage="train")
+        if kept != completed:
+            self._go_back_to(kept)
+        return {"metric": stopping.key, "kept_epoch": kept, "best_value": best, "stopped_early": stopped}
+
+    def _plots(self, test_prediction: np.ndarray | None, kept_epoch: int | None) -> dict[str, str]:
+        """learning_curves.png, and roc.png for a binary task whose test split holds both classes (vfl/job/plots.py).
+
+        A plot that cannot be drawn is a warning: the trained model and its metrics are what the job is for."""
+        from vfl.job import plots
+        out: dict[str, str] = {}
+        try:
+            # staged, like the model: visible once every party committed
+            curves, roc = self.job_dir / plots.LEARNING_CURVES, self.job_dir / plots.ROC
+            plots.write_learning_curves(self.metrics_history, checkpoint.staged(self.job_dir, curves), kept_epoch)
+            out["learning_curves"] = str(curves)
+            if self.spec.task == "binary" and test_prediction is not None:
+                labels = np.asarray(self.data.label[self.data.split.test])
+                if len(np.unique(labels)) == 2:
+                    plots.write_roc(labels, test_prediction, checkpoint.staged(self.job_dir, roc),
+                                    self.table.schema.label_classes[1])
+                    out["roc"] = str(roc)
+        except Exception as exc:  # noqa: BLE001 - a plotting failure must not fail a trained job
+            self.warnings.append(shorten(f"plots not written: {type(exc).__name__}: {exc}"))
+            self.emit("log", f"warning: {self.warnings[-1]}", stage="evaluate")
+        return out
 
     def _run_epoch(self, epoch: int) -> None:
         self.epochs_started += 1
         spec = self.spec
         split = self.data.split
-        batches = batch_order(self.data.ids, split.train, spec.train.batch_size, epoch, spec.train.seed)
+        batches = batch_order(self.data.ids, split.train, self.batch_size, epoch, spec.train.seed)
         losses = []
         t0 = time.time()
         for step, rows in enumerate(batches):
@@ -631,6 +718,12 @@ class ActiveJob:
             self._checkpoint(completed)
         self.each_link(lambda link: link.end_epoch(completed, checkpoint))
 
+    def _go_back_to(self, epoch: int) -> None:
+        """Every party's parameters as they were after `epoch` (early stopping); the history stays whole."""
+        self._resilient(lambda: self._reconnect(epoch, keep_history=True), epoch, again=False)
+        self.final_epoch = epoch
+        self.emit("log", f"every party is back at epoch {epoch} (fresh keys)", stage="train")
+
     def predict_rows(self, positions: np.ndarray, phase: str, epoch: int) -> np.ndarray:
         self.model.eval()
         outputs = []
@@ -651,16 +744,17 @@ class ActiveJob:
         positions = np.arange(len(self.data.ids))
         prediction = self._resilient(lambda: self.predict_rows(positions, "predict", 0), AFTER_PSI)
         out = self.job_dir / "predictions.csv"  # staged until the job commits
-        import pandas as pd
-        frame = pd.DataFrame({"id": [str(i) for i in self.data.ids]})
-        if prediction.ndim == 2:
-            for k in range(prediction.shape[1]):
-                frame[f"p{k}"] = prediction[:, k]
-        else:
-            frame["prediction"] = prediction
+        frame = prediction_frame(self.dataset.id_column, self.table.written_ids[self.own_rows], prediction)
         atomic_write(checkpoint.staged(self.job_dir, out), lambda tmp: frame.to_csv(tmp, index=False), "predictions",
                      self.spec.active)
-        result = {"job_id": self.spec.job_id, "predictions": str(out), "rows": len(frame)}
+        unmatched = len(self.table) - len(frame)
+        if unmatched:
+            self.emit("log", f"{unmatched} of the {len(self.table)} rows of dataset {self.dataset.name!r} have no "
+                             "prediction: their IDs are not at every party (PSI found no match)", stage="predict")
+        result = {"job_id": self.spec.job_id, "predictions": str(out), "rows": len(frame),
+                  "id_column": self.dataset.id_column, "unmatched_rows": unmatched}
+        if self.spec.task == "binary":
+            result["positive_class"] = self.table.schema.label_classes[1]
         if self.data.label is not None and len(self.data.label):
             result["metrics"] = self.task.metrics(prediction, np.asarray(self.data.label))
         return result
@@ -696,7 +790,7 @@ class ActiveJob:
                   "privacy report", stage="close")
         if save:
             self._save_own_part()
-        final = spec.train.epochs if spec.kind == "train" else AFTER_PSI  # where a lost peer resumes
+        final = self.final_epoch if spec.kind == "train" else AFTER_PSI  # where a lost peer resumes
         replies = self._resilient(
             lambda: dict(zip(self.links, self.each_link(lambda link: link.close("succeeded", save, "prepare")))), final)
         result["model_parts"] = {name: r.model_path for name, r in replies.items()}
@@ -787,6 +881,9 @@ class ActiveJob:
     def _privacy_report(self, replies: dict, result: dict) -> dict:
         from vfl.privacy.attacks import per_step_leak_auc
         from vfl.privacy.report import build_report, summary_line, write_report
+        from vfl.privacy.tradeoff import PLOT as TRADEOFF_PLOT
+        from vfl.privacy.tradeoff import tradeoff_for_report
+        from vfl.privacy.tradeoff import write_plot as write_tradeoff_plot
         attacks: dict = {}
         label_of = None
         if self.spec.kind == "train" and self.data.label is not None:
@@ -807,10 +904,15 @@ class ActiveJob:
         # every started epoch released noisy gradients, including one rolled back by a resume
         defense = self.defense.describe(max(self.epochs_started, self.spec.train.epochs)) \
             if self.defense is not None else {}
+        # binary tasks: the measured trade-off of every shipped defense, this job's marked (vfl/privacy/tradeoff.py)
+        tradeoff = tradeoff_for_report(defense or {"defense": "none"}) \
+            if self.spec.task == "binary" and self.spec.kind == "train" else []
         report = build_report(self.spec.active, "active", self.spec.job_id, self.ledger.summary(),
                               self.spec.crypto.key_bits if scheme_for(self.spec.crypto.mode).encrypted else 0,
-                              defense=defense, attacks=attacks, test_metrics=result.get("test", {}))
+                              defense=defense, attacks=attacks, test_metrics=result.get("test", {}),
+                              tradeoff=tradeoff)
         write_report(self.job_dir, report)
+        write_tradeoff_plot(tradeoff, self.job_dir / TRADEOFF_PLOT)
         return summary_line(report)
 
     def _membership_auc(self) -> float:
@@ -830,3 +932,17 @@ class ActiveJob:
 def lineage_metrics(result: dict) -> dict:
     """The figures of a result that belong in its lineage: metrics, not paths or timings."""
     return {k: result[k] for k in ("test", "validation", "metrics", "intersection") if k in result}
+
+
+def prediction_frame(id_column: str, written_ids: np.ndarray, prediction: np.ndarray):
+    """The predictions table: the dataset's own ID column (its name, the IDs as its file wrote them), then
+    `prediction` (binary: P(positive class); regression: the value) or p0..pK (multiclass: P(class k), the classes
+    in the schema's order). A prediction column never takes the ID column's name."""
+    import pandas as pd
+    if prediction.ndim == 2:
+        columns = {f"p{k}": prediction[:, k] for k in range(prediction.shape[1])}
+    else:
+        columns = {"prediction": prediction}
+    while id_column in columns:
+        columns = {f"{name}_": values for name, values in columns.items()}
+    return pd.DataFrame({id_column: np.asarray(written_ids, dtype=object), **columns})

@@ -56,8 +56,8 @@ def check_caps(spec: JobSpec, policy, party: str) -> None:
     if spec.interactive_out > policy.max_interactive_out:
         raise _refuse("model.interactive.out", spec, party, f"an interactive output of {spec.interactive_out}",
                       "max_interactive_out", policy.max_interactive_out)
-    if spec.train.batch_size > policy.max_batch_size:
-        raise _refuse("train.batch_size", spec, party, f"batches of {spec.train.batch_size} rows", "max_batch_size",
+    if spec.train.max_batch_size > policy.max_batch_size:
+        raise _refuse("train.batch_size", spec, party, f"batches of {spec.train.max_batch_size} rows", "max_batch_size",
                       policy.max_batch_size)
     if spec.kind == "train" and spec.train.epochs > policy.max_epochs:
         raise _refuse("train.epochs", spec, party, f"{spec.train.epochs} epochs", "max_epochs", policy.max_epochs)

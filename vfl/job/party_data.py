@@ -17,11 +17,12 @@ from vfl.job.split import Split, split_by_id
 from vfl.data.dataset import DatasetConfig
 
 
-def load_dataset(ds: DatasetConfig, task: str, schema=None, with_label: bool = True):
+def load_dataset(ds: DatasetConfig, task: str, schema=None, with_label: bool = True, positive_class: str | None = None):
     from vfl.data import load_party_table
     return load_party_table(ds.path, id_column=ds.id_column, features=list(ds.features) if ds.features else None,
                             label=ds.label, read_label=with_label, categorical=list(ds.categorical),
-                            schema=schema, task=task, missing=ds.missing, id_format=ds.id_format)
+                            schema=schema, task=task, missing=ds.missing, id_format=ds.id_format,
+                            positive_class=positive_class)
 
 
 def audit_for_job(ds: DatasetConfig, job_dir: Path, allowed: frozenset[str], uses_features: bool):

@@ -217,10 +217,10 @@ class PassiveJob:
             if layout.d != bottom_spec.out or layout.m != spec.interactive_out:
                 raise ProtocolError(f"setup: layout d={layout.d}, m={layout.m} disagrees with the job spec "
                                     f"(d={bottom_spec.out}, m={spec.interactive_out})")
-            allowed_batch = max(spec.train.batch_size, EVAL_BATCH_ROWS)  # the batch cap checked at OpenJob
+            allowed_batch = max(spec.train.max_batch_size, EVAL_BATCH_ROWS)  # the batch cap checked at OpenJob
             if layout.max_batch > allowed_batch:
                 raise ProtocolError(f"setup: layout max_batch={layout.max_batch} exceeds the job spec's batches "
-                                    f"(train.batch_size {spec.train.batch_size}, evaluation {EVAL_BATCH_ROWS})")
+                                    f"(train.batch_size {spec.train.max_batch_size}, evaluation {EVAL_BATCH_ROWS})")
             with own_input_errors(self.party, "setup"):
                 saved = self._load_model_part() if spec.kind == "predict" else None
                 if saved is not None:
@@ -235,7 +235,7 @@ class PassiveJob:
                                        private.seed("bottom"), for_peer=True)
             self.optimizer = torch.optim.Adam(self.bottom.parameters(), lr=spec.train.lr)
             self.half = scheme_for(spec.crypto.mode).passive_half(layout, hyper_of(spec), spec.crypto.key_bits,
-                                                                  self.node.config.workers,
+                                                                  self.node.compute,
                                                                   lambda ops: TimedOps(ops, self.timer))
             restored_share = None
             if saved is not None:
@@ -396,6 +396,7 @@ class PassiveJob:
                              "not prepared")
         commit_on_disk(self.job_dir, self.party)
         self.state = JobState.CLOSED
+        self.release_key()
         log.info("job %r: closed (succeeded)", self.spec.job_id)
         record_job_lineage(self.node, self.spec, self.job_dir, "passive")
         return CloseJobReply(model_path=self.prepared.model_path)
@@ -415,6 +416,7 @@ class PassiveJob:
         log.info("job %r: closed (%s, state %s)%s", self.spec.job_id, outcome, self.state.value,
                  f": {' '.join(reason.split())}" if reason else "")
         self.state = JobState.CLOSED
+        self.release_key()
         return CloseJobReply(report_json=json.dumps(payload).encode())
 
     def _write_report(self) -> dict:
@@ -430,6 +432,11 @@ class PassiveJob:
         if self.node.config.report_handler_timing:  # its crypto time depends on this party's data
             payload["timing"] = self.timer.summary()
         return payload
+
+    def release_key(self) -> None:
+        """End this party's key of the job (on Ray, its key holders end with it); the share stays for the model."""
+        if self.half is not None:
+            self.half.close()
 
     def _declared_defense(self) -> dict:
         """The defense the job spec declares, with its epsilon from the same accountant the active party uses.

@@ -34,9 +34,9 @@ def hyper_of(spec: JobSpec) -> Hyper:
 
 
 class ActivePeer:
-    def __init__(self, peer: str, link: PartyLink, spec: JobSpec, ledger: WireLedger, timer: Timer, workers: int):
+    def __init__(self, peer: str, link: PartyLink, spec: JobSpec, ledger: WireLedger, timer: Timer, compute):
         self.peer, self.link, self.spec = peer, link, spec
-        self.ledger, self.timer, self.workers = ledger, timer, workers
+        self.ledger, self.timer, self.compute = ledger, timer, compute
         self.scheme = scheme_for(spec.crypto.mode)
         self.half: ActiveHalf | None = None
         self.layout: Layout | None = None
@@ -73,7 +73,7 @@ class ActivePeer:
             self.half.close()
         self.layout = layout
         self.half = self.scheme.active_half(self.peer, layout, hyper_of(self.spec), own_key,
-                                            self.spec.crypto.key_bits, self.workers,
+                                            self.spec.crypto.key_bits, self.compute,
                                             lambda ops: TimedOps(ops, self.timer))
         reply = self.call(SetupRequest(job_id=self.spec.job_id, aligned_rows=aligned_rows, interactive_out=layout.m,
                                        layout=layout.to_json(), **self.half.setup_fields()))

@@ -303,6 +303,8 @@ class JobRegistry:
             with self._lock:
                 self.passive_jobs[spec.job_id] = job
                 self._prepared_on_disk.pop(spec.job_id, None)
+            if old is not None:  # a resume replaces the job: the key of its earlier set-up ends now
+                old.release_key()
         finally:
             with self._lock:
                 self._opening[caller] -= 1
@@ -562,4 +564,12 @@ class JobRegistry:
                     log.warning("job %r: %s", job.spec.job_id, exc)
 
     def shutdown(self) -> None:
+        """The node stops: drain (SIGTERM), then every passive job's key ends with it."""
         self.drain(self.node.config.timeouts.drain_seconds)
+        with self._lock:
+            jobs = list(self.passive_jobs.values())
+        for job in jobs:
+            try:
+                job.release_key()
+            except Exception:  # noqa: BLE001 - stopping anyway; the key holders end with the node's Ray connection
+                log.warning("ending the key of job %r failed while stopping", job.spec.job_id, exc_info=True)

@@ -18,6 +18,7 @@ import yaml
 from vfl.config_util import Section, check_model_name, check_name, load_yaml, quote, yaml_mapping
 from vfl.errors import ConfigError, VflError
 from vfl.he.keys import ALLOWED_KEY_BITS
+from vfl.job.split import AUTO_BATCH_MAX
 from vfl.privacy.defenses import DEFENSE_CHOICES
 from vfl.protocol.schemes import SCHEMES
 
@@ -55,16 +56,39 @@ class SplitSpec:
     seed: int = 0
 
 
+#: the validation metric early stopping watches, per task, and whether larger is better
+STOPPING_METRICS = {"binary": ("auc", "accuracy"), "multiclass": ("accuracy",), "regression": ("rmse",)}
+LOWER_IS_BETTER = ("rmse",)
+
+
+@dataclass(frozen=True)
+class EarlyStoppingSpec:
+    """Stop when the validation metric has not improved by more than `min_delta` for `patience` epochs, and keep
+    the best epoch's parameters at every party (the active party reopens each passive party at that epoch)."""
+    patience: int = 5
+    metric: str = "auto"             # auto: auc (binary), accuracy (multiclass), rmse (regression)
+    min_delta: float = 0.0
+
+    def metric_for(self, task: str) -> str:
+        return STOPPING_METRICS[task][0] if self.metric == "auto" else self.metric
+
+
 @dataclass(frozen=True)
 class TrainSpec:
     epochs: int = 5
-    batch_size: int = 512
+    batch_size: int | None = None    # None: sized to the training rows (vfl.job.split.effective_batch_size)
     lr: float = 0.01                 # bottom and top models (Adam)
     interactive_lr: float = 0.05     # the shared interactive layer (SGD with momentum; linear, so shares stay shares)
     interactive_momentum: float = 0.9
     weight_decay: float = 0.0
     seed: int = 0
     checkpoint: bool = True
+    early_stopping: EarlyStoppingSpec | None = None
+
+    @property
+    def max_batch_size(self) -> int:
+        """The largest training batch this spec can make: what the layout, the caps and a passive party check."""
+        return self.batch_size if self.batch_size is not None else AUTO_BATCH_MAX
 
 
 @dataclass(frozen=True)
@@ -88,6 +112,7 @@ class PrivacySpec:
     defense: str = "auto"            # auto, or a name in vfl.privacy.defenses.DEFENSES
     noise_multiplier: float | None = None
     clip_norm: float | None = None
+    strength: float | None = None    # marvell: noise power per batch / squared distance of the class means
     delta: float | None = None
     record_gradients: bool = False   # opt-in attack harness hook at passive parties
     attacks: bool = False
@@ -108,6 +133,9 @@ class JobSpec:
     psi: PsiSpec = PsiSpec()
     privacy: PrivacySpec = PrivacySpec()
     model_job: str | None = None     # for kind=predict: the training job whose saved parts to use
+    # binary training: the label value whose probability the model predicts. It names one of the active party's
+    # label values, so it stays there: `for_peers` leaves it out of the spec every passive party receives.
+    positive_class: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -136,6 +164,10 @@ class JobSpec:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(spec_to_yaml_dict(self), sort_keys=False)
+
+    def for_peers(self) -> "JobSpec":
+        """The spec as the passive parties receive it (OpenJob): without what only the active party may know."""
+        return dataclasses.replace(self, positive_class=None)
 
 
 def _mlp(sec: Section, default: MlpSpec, allow_out: bool = True, allow_module: bool = False) -> MlpSpec:
@@ -224,12 +256,13 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
 
     t = root.section("train")
     train = TrainSpec(epochs=t.int("epochs", 5, min_value=1, max_value=10000),
-                      batch_size=t.int("batch_size", 512, min_value=1, max_value=65536),
+                      batch_size=t.int("batch_size", None, min_value=1, max_value=65536),
                       lr=t.float("lr", 0.01, min_value=0.0, max_value=10.0),
                       interactive_lr=t.float("interactive_lr", 0.05, min_value=0.0, max_value=10.0),
                       interactive_momentum=t.float("interactive_momentum", 0.9, min_value=0.0, max_value=0.999),
                       weight_decay=t.float("weight_decay", 0.0, min_value=0.0, max_value=1.0),
-                      seed=t.int("seed", 0, min_value=0, max_value=MAX_SEED), checkpoint=t.bool("checkpoint", True))
+                      seed=t.int("seed", 0, min_value=0, max_value=MAX_SEED), checkpoint=t.bool("checkpoint", True),
+                      early_stopping=_early_stopping(t, task))
     t.reject_unknown()
 
     c = root.section("crypto")
@@ -252,20 +285,71 @@ def parse_job_spec(data: dict[str, Any]) -> JobSpec:
     privacy = PrivacySpec(defense=pr.str("defense", "auto", choices=DEFENSE_CHOICES),
                           noise_multiplier=pr.float("noise_multiplier", None, min_value=0.0),
                           clip_norm=pr.float("clip_norm", None, min_value=0.0),
+                          strength=pr.float("strength", None, min_value=0.0, max_value=1000.0),
                           delta=pr.float("delta", None, min_value=0.0, max_value=1.0),
                           record_gradients=pr.bool("record_gradients", False),
                           attacks=pr.bool("attacks", False))
     pr.reject_unknown()
+    if privacy.defense == "marvell" and task != "binary":
+        raise ConfigError(f"privacy.defense: marvell shapes its noise to two label classes, so it needs task: binary "
+                          f"(this job's task is {task})")
 
     model_job = root.str("model_job")
     if kind == "predict" and not model_job:
         raise ConfigError("model_job: required for kind: predict (the training job whose model parts to use)")
+    positive_class = _positive_class(root, kind, task)
+    if train.early_stopping is not None:
+        _check_early_stopping(split, train, privacy)
     root.reject_unknown()
     spec = JobSpec(job_id=job_id, kind=kind, task=task, active=active, parties=tuple(parties),
                    interactive_out=interactive_out, top=top, split=split, train=train, crypto=crypto,
-                   psi=psi, privacy=privacy, model_job=model_job)
+                   psi=psi, privacy=privacy, model_job=model_job, positive_class=positive_class)
     check_layout_fits(spec)
     return spec
+
+
+def _positive_class(root: Section, kind: str, task: str) -> str | None:
+    """`positive_class`: a binary training job's positive label value, as text (the label column's values are
+    compared as text, vfl/data/labels.py)."""
+    value = root.raw("positive_class")
+    if value is None:
+        return None
+    if task != "binary" or kind != "train":
+        raise ConfigError(f"positive_class: only a binary training job chooses its positive class (this is a "
+                          f"{task} {kind} job; a prediction uses the class its model was trained with)")
+    if isinstance(value, bool):  # YAML reads yes/no/true/false unquoted as booleans
+        raise ConfigError(f"positive_class: {quote(value)} reads as a boolean in YAML; quote the label value "
+                          "as it appears in the label column, e.g. positive_class: 'yes'")
+    if isinstance(value, float) or not isinstance(value, (str, int)) or not str(value).strip() or len(str(value)) > 256:
+        raise ConfigError(f"positive_class: must be one of the label column's values as text, e.g. 'defaulted' or "
+                          f"'1', got {quote(value)}")
+    return str(value)
+
+
+def _early_stopping(t: Section, task: str) -> EarlyStoppingSpec | None:
+    """`train.early_stopping`: {patience, metric, min_delta}; absent or null: train every epoch."""
+    if t.raw("early_stopping") is None:
+        return None
+    e = t.section("early_stopping")
+    default = EarlyStoppingSpec()
+    metrics = ("auto", *STOPPING_METRICS[task])
+    stopping = EarlyStoppingSpec(patience=e.int("patience", default.patience, min_value=1, max_value=10000),
+                                 metric=e.str("metric", default.metric, choices=metrics),
+                                 min_delta=e.float("min_delta", default.min_delta, min_value=0.0, max_value=1e6))
+    e.reject_unknown()
+    return stopping
+
+
+def _check_early_stopping(split: SplitSpec, train: TrainSpec, privacy: PrivacySpec) -> None:
+    if split.validation <= 0:
+        raise ConfigError("train.early_stopping: needs a validation split (split.validation > 0) to watch")
+    if not train.checkpoint:
+        raise ConfigError("train.early_stopping: needs train.checkpoint: true (every party goes back to the best "
+                          "epoch's checkpoint when training stops)")
+    if privacy.attacks or privacy.record_gradients:
+        raise ConfigError("train.early_stopping: cannot be combined with privacy.attacks or "
+                          "privacy.record_gradients (going back to the best epoch reopens the passive parties' "
+                          "jobs, which drops the gradients they recorded)")
 
 
 #: rows per evaluation / prediction batch at the active party; bounds the layout's max_batch
@@ -277,7 +361,8 @@ def interactive_layout(spec: JobSpec, party: PartySpec, seed: int = 0):
     from vfl.protocol.layout import default_layout
     c = spec.crypto
     return default_layout(c.key_bits, party.bottom.out, spec.interactive_out, c.precision_bits, c.gradient_bits,
-                          c.stat_security_bits, c.activation_bound, max(spec.train.batch_size, EVAL_BATCH_ROWS), seed)
+                          c.stat_security_bits, c.activation_bound, max(spec.train.max_batch_size, EVAL_BATCH_ROWS),
+                          seed)
 
 
 def check_layout_fits(spec: JobSpec) -> None:
@@ -336,4 +421,5 @@ def spec_to_yaml_dict(spec: JobSpec) -> dict[str, Any]:
         "split": asdict(spec.split), "train": asdict(spec.train), "crypto": asdict(spec.crypto),
         "psi": asdict(spec.psi), "privacy": asdict(spec.privacy),
         **({"model_job": spec.model_job} if spec.model_job else {}),
+        **({"positive_class": spec.positive_class} if spec.positive_class is not None else {}),
     }

@@ -7,6 +7,7 @@ IDs and the seed, in particular not on labels, so it tells passive parties nothi
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -34,6 +35,25 @@ def split_by_id(ids: Sequence[str], validation: float, test: float, seed: int) -
     is_val = (u >= test) & (u < test + validation)
     positions = np.arange(len(ids))
     return Split(train=positions[~(is_test | is_val)], validation=positions[is_val], test=positions[is_test])
+
+
+#: `train.batch_size` left out: ceil(training rows / AUTO_BATCH_STEPS) rows, within [AUTO_BATCH_MIN, AUTO_BATCH_MAX]
+AUTO_BATCH_MAX = 512
+AUTO_BATCH_MIN = 32
+AUTO_BATCH_STEPS = 16
+
+
+def effective_batch_size(batch_size: int | None, train_rows: int) -> int:
+    """The training batch: the spec's `train.batch_size` if it gives one, else one sized to the table.
+
+    The rule: ceil(train_rows / 16) rows, at least 32 and at most 512, so a table of fewer
+    than 8192 training rows still takes 16 steps per epoch instead of one or two batches of 512. Measured by
+    benchmarks/defaults_bench.py: on a 10-class table with 772 training rows, 5 epochs at batch 512 reached 0.48 test
+    accuracy (median of 5 seeds), at batch 49 (this rule) 0.95.
+    """
+    if batch_size is not None:
+        return batch_size
+    return max(AUTO_BATCH_MIN, min(AUTO_BATCH_MAX, math.ceil(train_rows / AUTO_BATCH_STEPS)))
 
 
 def batch_order(ids: Sequence[str], train_positions: np.ndarray, batch_size: int, epoch: int,

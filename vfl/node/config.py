@@ -9,8 +9,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vfl.compute.config import ComputeConfig, parse_compute
 from vfl.config_util import Section, check_address, check_import_path, check_model_name, check_name, load_yaml
 from vfl.data.dataset import DatasetConfig
+from vfl.governance.retention import KINDS, RetentionConfig
 from vfl.data.ids import parse_id_format
 from vfl.errors import ConfigError, quote
 
@@ -106,7 +108,8 @@ class NodeConfig:
     jobs_dir: Path
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     admins: tuple[str, ...] = ()
-    workers: int = 2
+    workers: int = 2                     # cores of the local compute backend (and a private Ray instance's CPUs)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)   # where the heavy work runs (vfl/compute)
     max_payload_mb: int = 256
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -121,6 +124,8 @@ class NodeConfig:
     # Send each reply's handler time to the caller (trailing metadata), so a benchmark can tell transport
     # from the peer's work. Off by default: the time depends on this party's data (see docs/protocol.md).
     report_handler_timing: bool = False
+    # how long each kind of a finished job's files is kept (vfl/governance/retention.py); empty: everything kept
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     # host:port of the Prometheus endpoint (vfl/node/metrics.py); None: no metrics endpoint
     metrics_listen: str | None = None
     # The tamper-evident audit log (vfl/governance/audit_log.py) and its key. Default: beside jobs_dir, in audit/.
@@ -164,6 +169,18 @@ def _missing_rules(data, where: str) -> dict[str, object]:
         if isinstance(rule, float) and not math.isfinite(rule):  # a NaN filler would leave the gap it fills
             raise ConfigError(f"{where}.{column}: must be a finite number, got {rule}")
     return {str(column): rule for column, rule in data.items()}
+
+
+def parse_retention(sec: Section) -> RetentionConfig:
+    """node.yaml `retention`: days per kind after a job's end (0: at the next sweep; null or absent: kept)."""
+    days = {}
+    for kind in KINDS:
+        value = sec.float(kind, None, min_value=0.0, max_value=36_500.0)
+        if value is not None:
+            days[kind] = value
+    sweep = sec.float("sweep_minutes", 60.0, min_value=1.0, max_value=10_080.0)
+    sec.reject_unknown()
+    return RetentionConfig(days=days, sweep_minutes=sweep)
 
 
 def parse_policy(pol: Section) -> PolicyConfig:
@@ -246,6 +263,8 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
                                   "a peer's certificate must not also act as an admin (give the admin its own "
                                   "certificate identity)")
     workers = root.int("workers", 2, min_value=1, max_value=64)
+    comp = root.section("compute")
+    compute = parse_compute(comp)
     max_payload = root.int("max_payload_mb", 256, min_value=1, max_value=4096)
     pol = root.section("policy")
     policy = parse_policy(pol)
@@ -268,6 +287,7 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     models_sec._used.update(models_sec.data)
     secret_seed = root.int("secret_seed", None, min_value=0, max_value=2**256 - 1)
     report_handler_timing = root.bool("report_handler_timing", False)
+    retention = parse_retention(root.section("retention"))
     metrics_listen = root.str("metrics_listen")
     if metrics_listen is not None:
         metrics_listen = check_address(metrics_listen, root.key("metrics_listen"))
@@ -279,10 +299,10 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     root.reject_unknown()
     return NodeConfig(party=party, role=role, identity=identity, listen=listen, health_listen=health, tls=tls, insecure=insecure,
                       peers=tuple(peers), data_dir=data_dir, jobs_dir=jobs_dir, datasets=datasets,
-                      admins=admins, workers=workers, max_payload_mb=max_payload, policy=policy,
+                      admins=admins, workers=workers, compute=compute, max_payload_mb=max_payload, policy=policy,
                       limits=limits, timeouts=timeouts, models=models, secret_seed=secret_seed,
                       report_handler_timing=report_handler_timing, audit_log=audit_log, audit_key=audit_key,
-                      metrics_listen=metrics_listen, source=source)
+                      metrics_listen=metrics_listen, retention=retention, source=source)
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

@@ -100,6 +100,7 @@ def add_psi_service(server, registry) -> None:
             log.warning("PSI session %s for job %r failed: %s; the job's one PSI session is used, so the job must "
                         "run again under a new job id", session_id, job_id, error)
 
-    # a session whose stream broke waits as long for its active party to reattach it as that party waits for us
-    mount_psi_service(server, id_provider, on_result=on_result, on_error=on_error,
+    # the PSI work of this node's passive jobs runs on its compute backend, like everything else heavy; a session
+    # whose stream broke waits as long for its active party to reattach it as that party waits for us
+    mount_psi_service(server, id_provider, on_result=on_result, on_error=on_error, engine=node.compute.psi_engine(),
                       resume_seconds=node.config.timeouts.resume_wait_seconds)

@@ -14,10 +14,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from vfl.data.atomic import remove_stray_temps
+from vfl.compute import Compute, open_compute
 from vfl.errors import ConfigError, PermissionDenied
 from vfl.job.registry import JobRegistry
 from vfl.node.audit import NodeAudit
 from vfl.node.config import NodeConfig, PeerConfig, load_node_config
+from vfl.node.housekeeping import RetentionSweeper
 from vfl.node.metrics import NodeMetrics
 from vfl.node.network import GrpcNetwork
 from vfl.node.psi_service import psi_counter
@@ -55,10 +57,21 @@ class Node:
         self.audit: NodeAudit | None = None     # opened at start(), after the jobs_dir check
         self.peer_certificates: dict[str, str] = {}
         self.metrics: NodeMetrics | None = None    # with metrics_listen, from start()
+        self.retention: RetentionSweeper | None = None
         self.metrics_port: int | None = None
         self.network = GrpcNetwork(self)
         self.jobs = JobRegistry(self)
         self._reaper_stop = threading.Event()
+        self._compute: Compute | None = None
+
+    @property
+    def compute(self) -> Compute:
+        """Where this node's heavy work runs (node config `compute`); connected on first use, at the latest at start."""
+        with self._lock:
+            if self._compute is None:
+                self._compute = open_compute(self.config.compute, self.config.workers, self.config.party)
+                log.info("node %s: compute backend %s", self.config.party, self._compute.describe())
+            return self._compute
 
     # -------------------------------------------------------------- identity
     def caller(self, context: grpc.ServicerContext) -> str:
@@ -185,6 +198,8 @@ class Node:
         if removed:
             log.info("removed %d stray temp file(s) under %s left by an interrupted write", len(removed),
                      self.config.jobs_dir)
+        self.retention = RetentionSweeper(self)
+        self.compute  # connect now: a node whose compute backend is unreachable must not start serving
         if self.config.insecure:
             log.warning("INSECURE: node %s runs without TLS ('insecure: true'): no peer is authenticated and "
                         "every message travels in the clear; for tests on one machine only, never between "
@@ -218,6 +233,7 @@ class Node:
         for name in HEALTH_SERVICES:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.jobs.run_lease_reaper(self._reaper_stop)
+        self.retention.start()
         log.info("node %s (%s) serving on %s", self.config.party, self.config.role, self.config.listen)
 
     def wait(self) -> None:
@@ -230,6 +246,8 @@ class Node:
         `grace` seconds."""
         for name in HEALTH_SERVICES:
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.retention is not None:
+            self.retention.stop()
         log.info("node %s shutting down: draining its jobs (up to %g s)", self.config.party,
                  self.config.timeouts.drain_seconds)
         self.jobs.shutdown()
@@ -241,5 +259,8 @@ class Node:
             for ch in self._channels.values():
                 ch.close()
             self._channels.clear()
+            compute, self._compute = self._compute, None
+        if compute is not None:
+            compute.close()
         if self.metrics is not None:
             self.metrics.stop()

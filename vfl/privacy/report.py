@@ -10,13 +10,14 @@ from vfl.data.atomic import atomic_write_text
 
 def build_report(party: str, role: str, job_id: str, messages: list[dict], key_bits: int,
                  defense: dict | None = None, attacks: dict | None = None,
-                 test_metrics: dict | None = None) -> dict[str, Any]:
+                 test_metrics: dict | None = None, tradeoff: list | None = None) -> dict[str, Any]:
     sent = sum(m["bytes"] for m in messages if m["direction"] == "sent")
     received = sum(m["bytes"] for m in messages if m["direction"] == "received")
     return {"job_id": job_id, "party": party, "role": role,
             "paillier_key_bits": key_bits, "keys": "fresh per job, held in memory only" if key_bits else "none",
             "bytes_sent": sent, "bytes_received": received, "messages": messages,
-            "defense": defense or {}, "attacks": attacks or {}, "test_metrics": test_metrics or {}}
+            "defense": defense or {}, "attacks": attacks or {}, "test_metrics": test_metrics or {},
+            **({"tradeoff": tradeoff} if tradeoff else {})}
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -25,6 +26,9 @@ def _markdown(report: dict[str, Any]) -> str:
              f"* Bytes sent: {report['bytes_sent']:,}; received: {report['bytes_received']:,}", ""]
     if report["defense"]:
         lines += ["## Defense", ""] + [f"* {k}: {v}" for k, v in report["defense"].items()] + [""]
+    if report.get("tradeoff"):
+        from vfl.privacy.tradeoff import markdown_table
+        lines += markdown_table(report["tradeoff"])
     if report["attacks"]:
         lines += ["## Measured attacks", ""] + [f"* {k}: {v}" for k, v in report["attacks"].items()] + [""]
     if report["test_metrics"]:

@@ -25,6 +25,66 @@ Truncated to leave room for suffixes and job ids.
 {{- end }}
 {{- end }}
 
+{{- define "vfl-party.rayCluster" -}}
+{{- printf "%s-ray" (include "vfl-party.fullname" .) }}
+{{- end }}
+
+{{/* The node's compute section: the RayCluster's head service (KubeRay names it <cluster>-head-svc; GCS on 6379). */}}
+{{- define "vfl-party.compute" -}}
+{{- if .Values.ray.enabled }}
+{{- $address := default (printf "%s-head-svc:6379" (include "vfl-party.rayCluster" .)) .Values.ray.address }}
+{{- $c := dict "backend" "ray" "address" $address }}
+{{- if not (kindIs "invalid" .Values.ray.parallelism) }}{{- $_ := set $c "parallelism" (int .Values.ray.parallelism) }}{{- end }}
+{{- if not (kindIs "invalid" .Values.ray.keyActors) }}{{- $_ := set $c "key_actors" (int .Values.ray.keyActors) }}{{- end }}
+{{- toYaml $c }}
+{{- else }}
+backend: local
+{{- end }}
+{{- end }}
+
+{{/* A Ray pod: the node's image and security settings; /tmp (Ray's session files) and /dev/shm (the object store)
+are emptyDirs, since the root filesystem is read-only. (dict "root" $ "container" name "image" image "resources" r
+"shm" object store bytes) */}}
+{{- define "vfl-party.rayPodTemplate" -}}
+{{- $root := .root }}
+metadata:
+  labels:
+    {{- include "vfl-party.selectorLabels" $root | nindent 4 }}
+    app.kubernetes.io/component: ray
+spec:
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  {{- with $root.Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- include "vfl-party.podSecurityContext" $root | nindent 4 }}
+  containers:
+    - name: {{ .container }}
+      image: {{ .image }}
+      imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+      workingDir: {{ include "vfl-party.workDir" $root }}
+      env:
+        {{- include "vfl-party.env" $root | nindent 8 }}
+      resources:
+        {{- toYaml .resources | nindent 8 }}
+      securityContext:
+        {{- include "vfl-party.containerSecurityContext" $root | nindent 8 }}
+      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+        - name: shm
+          mountPath: /dev/shm
+  volumes:
+    - name: tmp
+      emptyDir: {}
+    - name: shm
+      emptyDir:
+        medium: Memory
+        sizeLimit: {{ int64 .shm }}
+{{- end }}
+
 {{- define "vfl-party.identity" -}}
 {{- default .Values.party .Values.identity }}
 {{- end }}
@@ -208,6 +268,16 @@ follow the node's own checks (vfl/node/config.py); tests/deploy/test_values_sche
 {{- include "vfl-party.checkCidr" (list (printf "service.loadBalancerSourceRanges[%d]" $i) $c) }}
 {{- end }}
 {{- include "vfl-party.checkPeers" (list "networkPolicy.from" .Values.networkPolicy.from) }}
+{{- with .Values.ray }}
+{{- if and .enabled .address }}
+{{- include "vfl-party.checkAddress" (list "ray.address" .address) }}
+{{- end }}
+{{- if and .enabled (not .address) }}
+{{- if or (gt (int .workers.minReplicas) (int .workers.replicas)) (gt (int .workers.replicas) (int .workers.maxReplicas)) }}
+{{- fail (printf "ray.workers: need minReplicas <= replicas <= maxReplicas, got %d, %d, %d" (int .workers.minReplicas) (int .workers.replicas) (int .workers.maxReplicas)) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- include "vfl-party.checkPeers" (list "networkPolicy.probeFrom" .Values.networkPolicy.probeFrom) }}
 {{- end }}
 
@@ -217,7 +287,7 @@ than when the node parses the spec. Values are checked by the node when the Job 
 the key too. tests/deploy/test_values_schema.py keeps this table equal to vfl/job/spec.py.
 */}}
 {{- define "vfl-party.jobSpecKeys" -}}
-spec: [job_id, kind, task, active, parties, model, split, train, crypto, psi, privacy, model_job]
+spec: [job_id, kind, task, active, parties, model, split, train, crypto, psi, privacy, model_job, positive_class]
 party: [dataset]
 model: [bottom, bottom_overrides, interactive, top]
 mlp: [hidden, out, activation, dropout]
@@ -225,10 +295,11 @@ override: [hidden, out, activation, dropout, module]
 interactive: [out]
 top: [hidden, activation, dropout]
 split: [validation, test, seed]
-train: [epochs, batch_size, lr, interactive_lr, interactive_momentum, weight_decay, seed, checkpoint]
+train: [epochs, batch_size, lr, interactive_lr, interactive_momentum, weight_decay, seed, checkpoint, early_stopping]
+early_stopping: [patience, metric, min_delta]
 crypto: [mode, key_bits, precision_bits, gradient_bits, stat_security_bits, activation_bound]
 psi: [strip, lowercase]
-privacy: [defense, noise_multiplier, clip_norm, delta, record_gradients, attacks]
+privacy: [defense, noise_multiplier, clip_norm, strength, delta, record_gradients, attacks]
 {{- end }}
 
 {{/* (list "job.spec.train" $mapping $knownKeys): fails on a key not in $knownKeys; a missing section is fine. */}}
@@ -262,6 +333,9 @@ privacy: [defense, noise_multiplier, clip_norm, delta, record_gradients, attacks
 {{- end }}
 {{- range $section := list "split" "train" "crypto" "psi" "privacy" }}
 {{- include "vfl-party.checkKeys" (list (printf "job.spec.%s" $section) (index $spec $section) (index $known $section)) }}
+{{- end }}
+{{- if kindIs "map" $spec.train }}
+{{- include "vfl-party.checkKeys" (list "job.spec.train.early_stopping" $spec.train.early_stopping $known.early_stopping) }}
 {{- end }}
 {{- $model := $spec.model }}
 {{- include "vfl-party.checkKeys" (list "job.spec.model" $model $known.model) }}
@@ -317,6 +391,9 @@ maxOpenJobsPerPeer: max_open_jobs_per_peer
 {{- $cfg := dict "party" .Values.party "role" .Values.role "identity" (include "vfl-party.identity" .) }}
 {{- $_ := set $cfg "listen" (printf "0.0.0.0:%s" (include "vfl-party.grpcPort" .)) }}
 {{- $_ = set $cfg "health_listen" (printf "0.0.0.0:%s" (include "vfl-party.healthPort" .)) }}
+{{- with .Values.retention }}
+{{- $_ = set $cfg "retention" . }}
+{{- end }}
 {{- if .Values.metrics.enabled }}
 {{- $_ = set $cfg "metrics_listen" (printf "0.0.0.0:%s" (include "vfl-party.metricsPort" .)) }}
 {{- end }}
@@ -326,6 +403,7 @@ maxOpenJobsPerPeer: max_open_jobs_per_peer
 {{- $_ = set $cfg "jobs_dir" (printf "%s/jobs" (include "vfl-party.stateDir" .)) }}
 {{- $_ = set $cfg "admins" .Values.admins }}
 {{- $_ = set $cfg "workers" .Values.workers }}
+{{- $_ = set $cfg "compute" (include "vfl-party.compute" . | fromYaml) }}
 {{- $_ = set $cfg "report_handler_timing" (default false .Values.reportHandlerTiming) }}
 {{- with .Values.policy }}
 {{- $policy := dict "min_key_bits" (int .minKeyBits) "allow_plaintext" .allowPlaintext "allow_attack_harness" .allowAttackHarness "allow_pii_columns" (default (list) .allowPiiColumns) }}

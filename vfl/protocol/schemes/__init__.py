@@ -17,15 +17,15 @@ class Scheme:
     def encrypted(self) -> bool:
         return self.module.ActiveHalf.encrypted
 
-    def new_active_key(self, key_bits: int, workers: int):
-        """The active party's key for a whole job (None without encryption)."""
-        return self.module.new_key(key_bits, workers)
+    def new_active_key(self, key_bits: int, compute):
+        """The active party's key for a whole job (None without encryption), held by the node's compute backend."""
+        return self.module.new_key(key_bits, compute)
 
-    def active_half(self, peer, layout, hyper, own_key, key_bits, workers, wrap_ops):
-        return self.module.ActiveHalf(peer, layout, hyper, own_key, key_bits, workers, wrap_ops)
+    def active_half(self, peer, layout, hyper, own_key, key_bits, compute, wrap_ops):
+        return self.module.ActiveHalf(peer, layout, hyper, own_key, key_bits, compute, wrap_ops)
 
-    def passive_half(self, layout, hyper, key_bits, workers, wrap_ops):
-        return self.module.PassiveHalf(layout, hyper, key_bits, workers, wrap_ops)
+    def passive_half(self, layout, hyper, key_bits, compute, wrap_ops):
+        return self.module.PassiveHalf(layout, hyper, key_bits, compute, wrap_ops)
 
 
 SCHEMES: dict[str, Scheme] = {m.NAME: Scheme(m.NAME, m) for m in (paillier, plaintext)}

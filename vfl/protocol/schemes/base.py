@@ -22,6 +22,13 @@ Call = Callable[[Request], Reply]
 OpsWrapper = Callable[[object], object]
 
 
+class Compute(Protocol):
+    """Where a party's keys live and its heavy work runs: the node's compute backend (vfl.compute)."""
+
+    def private_key(self, key_bits: int): ...
+    def public_key(self, n: int, djn_base: int, djn_slack_bits: int | None = None): ...
+
+
 @dataclass(frozen=True)
 class Hyper:
     """The interactive weight's optimizer: SGD with momentum and weight decay, the same at both parties."""
@@ -41,7 +48,7 @@ class ActiveHalf(Protocol):
     def backward(self, call: Call, job_id: str, epoch: int, step: int, per_example: np.ndarray,
                  released: np.ndarray) -> None: ...
     def state(self) -> dict: ...
-    def close(self) -> None: ...
+    def close(self) -> None: ...  # not the own key: the job's, shared by its halves, is closed by the job
 
 
 class PassiveHalf(Protocol):
@@ -53,3 +60,4 @@ class PassiveHalf(Protocol):
     def forward(self, req: ForwardRequest, h: np.ndarray, train: bool) -> tuple[ForwardReply, object]: ...
     def weight_gradient(self, req: WeightGradientRequest, forward_state, rows: int) -> WeightGradientReply: ...
     def input_gradient(self, req: InputGradientRequest, rows: int) -> np.ndarray: ...
+    def close(self) -> None: ...  # ends this party's key of the job

@@ -18,16 +18,16 @@ from vfl.protocol.layout import Layout
 from vfl.protocol.messages import (ForwardReply, ForwardRequest, InputGradientRequest, SetupReply, SetupRequest,
                                    WeightGradientReply, WeightGradientRequest, decode_int_matrix,
                                    encode_int_matrix)
-from vfl.protocol.schemes.base import Call, Hyper, OpsWrapper
+from vfl.protocol.schemes.base import Call, Compute, Hyper, OpsWrapper
 
 NAME = "paillier"
 
 
 # ------------------------------------------------------------------------------------ key exchange
 
-def new_key(key_bits: int, workers: int) -> KeyedEngine:
-    """A fresh key pair with its private (decrypt) and public operations."""
-    return KeyedEngine(he.new_private_ops(key_bits, workers=workers))
+def new_key(key_bits: int, compute: Compute) -> KeyedEngine:
+    """A fresh key pair with its private (decrypt) and public operations, held by the node's compute backend."""
+    return compute.private_key(key_bits)
 
 
 def public_key_bytes(ops) -> bytes:
@@ -40,7 +40,7 @@ def djn_base_bytes(ops) -> bytes:
     return hs.to_bytes((hs.bit_length() + 7) // 8, "big")
 
 
-def peer_key(n_bytes: bytes, djn_base: bytes, key_bits: int, workers: int,
+def peer_key(n_bytes: bytes, djn_base: bytes, key_bits: int, compute: Compute,
              exponent_sum_bits: int | None = None) -> KeyedEngine:
     """The peer's public key, with its published DJN base for cheap, statistically safe re-randomization.
 
@@ -57,7 +57,7 @@ def peer_key(n_bytes: bytes, djn_base: bytes, key_bits: int, workers: int,
         raise ProtocolError("setup: peer DJN base is missing or out of range")
     try:
         slack = None if exponent_sum_bits is None else he.peer_djn_slack_bits(exponent_sum_bits)
-        return KeyedEngine(he.new_public_ops(n, workers=workers, djn_base=hs, djn_slack_bits=slack))
+        return compute.public_key(n, hs, slack)
     except (ValueError, he.CryptoError) as exc:
         raise ProtocolError(f"setup: peer public key refused: {exc}") from None
 
@@ -77,10 +77,10 @@ class ActiveHalf:
 
     encrypted = True
 
-    def __init__(self, peer: str, layout: Layout, hyper: Hyper, own_key: KeyedEngine, key_bits: int, workers: int,
-                 wrap_ops: OpsWrapper):
+    def __init__(self, peer: str, layout: Layout, hyper: Hyper, own_key: KeyedEngine, key_bits: int,
+                 compute: Compute, wrap_ops: OpsWrapper):
         self.peer, self.layout, self.hyper = peer, layout, hyper
-        self.key_bits, self.workers, self.wrap = key_bits, workers, wrap_ops
+        self.key_bits, self.compute, self.wrap = key_bits, compute, wrap_ops
         self.ops_a = wrap_ops(own_key)
         self.ops_p = None
         self.share: proto.WeightShare | None = None
@@ -94,7 +94,7 @@ class ActiveHalf:
     def on_setup(self, reply: SetupReply, init_std: float, rng: np.random.Generator, restored: dict | None) -> None:
         layout = self.layout
         self.ops_p = self.wrap(peer_key(reply.passive_public_key, reply.passive_djn_base, self.key_bits,
-                                        self.workers, layout.exponent_sum_bits()))
+                                        self.compute, layout.exponent_sum_bits()))
         if restored is not None:
             self.share = restored["share"]
         else:
@@ -154,7 +154,10 @@ class ActiveHalf:
         return {"share": self.share, "plain": None}
 
     def close(self) -> None:
+        """The own key is the job's (shared by every link's half): the job closes it, not a half."""
         self.calls.shutdown(wait=False)
+        if self.ops_p is not None:
+            self.ops_p.close()
 
 
 # ------------------------------------------------------------------------------------ passive half
@@ -166,15 +169,16 @@ class PassiveHalf:
     #: the calls that complete a training step at the passive party
     backward_calls = frozenset({"weight gradient", "input gradient"})
 
-    def __init__(self, layout: Layout, hyper: Hyper, key_bits: int, workers: int, wrap_ops: OpsWrapper):
-        self.layout, self.hyper, self.key_bits, self.workers, self.wrap = layout, hyper, key_bits, workers, wrap_ops
+    def __init__(self, layout: Layout, hyper: Hyper, key_bits: int, compute: Compute, wrap_ops: OpsWrapper):
+        self.layout, self.hyper, self.key_bits, self.compute, self.wrap = layout, hyper, key_bits, compute, wrap_ops
         self.share: proto.WeightShare | None = None
+        self.ops_a = self.ops_p = None
 
     def setup(self, req: SetupRequest, init_std: float, rng: np.random.Generator, restored_share) -> dict:
         """Take the active party's key, draw this party's key; share V0 and the masked half unless restored."""
-        self.ops_a = self.wrap(peer_key(req.active_public_key, req.active_djn_base, self.key_bits, self.workers,
+        self.ops_a = self.wrap(peer_key(req.active_public_key, req.active_djn_base, self.key_bits, self.compute,
                                         self.layout.exponent_sum_bits()))
-        self.ops_p = self.wrap(new_key(self.key_bits, self.workers))
+        self.ops_p = self.wrap(new_key(self.key_bits, self.compute))
         fields = {"passive_public_key": public_key_bytes(self.ops_p), "passive_djn_base": djn_base_bytes(self.ops_p)}
         if restored_share is not None:
             self.share = restored_share
@@ -211,3 +215,9 @@ class PassiveHalf:
         g_cts = receive(req.grad_ciphertexts, self.ops_p, self.layout.backward_layout().ciphertexts_for(rows),
                         "input gradient.grad_ciphertexts")
         return proto.passive_decode_input_gradient(self.ops_p, g_cts, rows, self.layout)
+
+    def close(self) -> None:
+        """End this party's key for the job (on Ray: its key holders end with it) and the peer's engine."""
+        for ops in (self.ops_p, self.ops_a):
+            if ops is not None:
+                ops.close()

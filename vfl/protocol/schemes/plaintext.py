@@ -17,7 +17,7 @@ from vfl.protocol.schemes.base import Call, Hyper
 NAME = "plaintext"
 
 
-def new_key(key_bits: int, workers: int) -> None:
+def new_key(key_bits: int, compute) -> None:
     return None
 
 
@@ -26,7 +26,7 @@ class ActiveHalf:
 
     encrypted = False
 
-    def __init__(self, peer: str, layout: Layout, hyper: Hyper, own_key, key_bits: int, workers: int, wrap_ops):
+    def __init__(self, peer: str, layout: Layout, hyper: Hyper, own_key, key_bits: int, compute, wrap_ops):
         self.peer, self.layout, self.hyper = peer, layout, hyper
         self.weight: torch.Tensor | None = None
         self.velocity: torch.Tensor | None = None
@@ -76,7 +76,7 @@ class PassiveHalf:
     encrypted = False
     backward_calls = frozenset({"input gradient"})
 
-    def __init__(self, layout: Layout, hyper: Hyper, key_bits: int, workers: int, wrap_ops):
+    def __init__(self, layout: Layout, hyper: Hyper, key_bits: int, compute, wrap_ops):
         self.layout = layout
         self.share = None
 
@@ -92,3 +92,6 @@ class PassiveHalf:
 
     def input_gradient(self, req: InputGradientRequest, rows: int) -> np.ndarray:
         return decode_floats(req.grad_plain, (rows, self.layout.d), "input gradient: grad_plain")
+
+    def close(self) -> None:
+        pass

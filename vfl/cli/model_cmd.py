@@ -1,0 +1,36 @@
+"""`vfl export`: this party's part of a trained model, in the documented format that loads without pickle."""
+from __future__ import annotations
+
+import argparse
+
+from vfl.cli.common import EXIT_OK, add_json_options, emit_json, say
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export this party's part of a trained model (safetensors + JSON, no pickle)",
+                       description="Writes weights.safetensors and model.json (architecture or custom-module name, "
+                                   "schema, standardizer, fixed-point layout, job id, training-input hashes) for "
+                                   "this party's part of training job JOB. The interactive weight stays a share: "
+                                   "the export holds this party's share only. Format: docs/serving.md.")
+    p.add_argument("job", help="the training job's id")
+    p.add_argument("--config", required=True, help="the node config (node.yaml)")
+    p.add_argument("--out", required=True, help="directory to write the exported part to")
+    add_json_options(p, "where the part was written and what it holds")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vfl.job.export import export_part
+    from vfl.models.format import load_part
+    from vfl.node.config import load_node_config
+    config = load_node_config(args.config)
+    out = export_part(config.job_dir(args.job), Path(args.out))
+    tensors, meta = load_part(out)   # read back: what was written loads
+    summary = {"out": str(out), "party": meta["party"], "role": meta["role"], "job_id": meta["job_id"],
+               "tensors": len(tensors), "weights_sha256": meta["weights_sha256"]}
+    text = emit_json(args, summary)
+    print(text) if args.json else say(args, f"exported {meta['role']} part of {meta['job_id']} for {meta['party']} "
+                                            f"to {out} ({len(tensors)} tensors)")
+    return EXIT_OK
