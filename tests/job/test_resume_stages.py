@@ -295,3 +295,23 @@ def test_a_restart_while_committing_finishes_the_commit(seeded):
         assert json.loads((config.job_dir("crash-commit") / "status.json").read_text())["state"] == "succeeded"
         assert checkpoint.model_part_path(config.job_dir("crash-commit")).exists()
     assert (job_dir / "result.json").exists()
+
+
+def test_a_peer_lost_after_early_stopping_resumes_at_the_kept_epoch(seeded):
+    """Early stopping took every party back to its best epoch; a peer lost in the test evaluation after that is
+    resumed at that epoch, not the last one trained, so the kept model is the one evaluated and saved."""
+    spec = dict(EXACT, train={**yaml_train(), "epochs": 5, "lr": 0.3, "interactive_lr": 0.5,
+                              "early_stopping": {"patience": 5, "metric": "accuracy"}})
+    reference = run_local_job(job_spec("stopped-ref", **spec), seeded)
+    kept = reference["early_stopping"]["kept_epoch"]
+    tamper = drop_once(lambda m: isinstance(m, ForwardRequest) and m.phase == "eval" and m.epoch == 5)
+    result = run_local_job(job_spec("stopped-lost", **spec), seeded, tamper=tamper)
+    assert tamper.dropped and result["early_stopping"]["kept_epoch"] == kept
+    assert result["test"] == pytest.approx(reference["test"], abs=TOLERANCE)
+    assert_same_model(seeded, "stopped-lost", "stopped-ref")
+    assert kept < 5, f"the settings should overfit so that an earlier epoch is kept (kept {kept})"
+
+
+def yaml_train() -> dict:
+    from tests.job.conftest import JOB
+    return dict(JOB["train"])
