@@ -175,15 +175,19 @@ class ActiveJob:
 
     @contextlib.contextmanager
     def _renewing_leases(self) -> Iterator[None]:
-        """Renew the job's lease at every passive party every third of it, for as long as the job runs here (also
-        while it waits for one peer, the others keep it): a passive party closes a job whose active party is gone."""
+        """Keep the job's lease at every passive party while the job runs here: a link that made no call for a
+        third of the lease (the job waits for another peer, runs PSI, or works locally) sends a RenewLease. A passive
+        party closes a job whose active party is gone; a busy job's calls renew the lease by themselves."""
         done = threading.Event()
 
         def renew() -> None:
-            while not done.wait(max(0.5, self._lease_seconds / 3) if self._lease_seconds else 1.0):
+            while not done.wait(1.0):
                 if not self._lease_seconds:
                     continue
                 for name, link in self.links.items():
+                    if time.monotonic() - link.last_call < self._lease_seconds / 3:
+                        continue
+                    link.last_call = time.monotonic()
                     try:  # not through ActivePeer.call: a renewal is no step of the job's timing or ledger
                         link.link.call(RenewLease(job_id=self.spec.job_id))
                     except PeerCallError as exc:

@@ -40,9 +40,11 @@ class ActivePeer:
         self.scheme = scheme_for(spec.crypto.mode)
         self.half: ActiveHalf | None = None
         self.layout: Layout | None = None
+        self.last_call = time.monotonic()
 
     # ------------------------------------------------------------------ calls
     def call(self, request: Request) -> Reply:
+        self.last_call = time.monotonic()  # every call renews the job's lease at the peer
         self.ledger.record_message("sent", self.peer, request)
         peer_seconds: list[float | None] = []
         start = time.perf_counter()
