@@ -38,13 +38,19 @@ from vfl.errors import ConfigError, VflError
 from vfl.job.spec import JobSpec, parse_job_spec
 from vfl.node.config import NodeConfig, load_node_config
 from vfl.transport import tls
-from vfl.transport.chunking import PeerCallError, call_stream
+from vfl.transport import serde
+from vfl.transport.chunking import PeerCallError, call_stream, call_unary
 from vfl.transport.proto import node_pb2 as pb
 from vfl.transport.proto import node_pb2_grpc as pb_grpc
 
 
 class JobError(VflError):
-    """The job failed at the active node; the message is the node's reason."""
+    """The job failed at the active node; the message is the node's reason. `code`: the gRPC status name when the
+    node could not be reached or refused the call (UNAVAILABLE while it restarts), None for a job that failed."""
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code
 
 
 # ---------------------------------------------------------------------------------------------- client
@@ -74,6 +80,47 @@ class Client:
         return cls(address, config.tls.cert, config.tls.key, config.tls.ca, identity=config.identity,
                    party=config.party)
 
+    def _unary(self, name: str, request, reply_type):
+        method = getattr(self.stub, name)
+
+        def invoke(chunks, timeout):
+            return method(chunks, timeout=timeout, metadata=self.metadata)
+        try:
+            return call_unary("active node", name, invoke, request, reply_type, timeout=120)
+        except PeerCallError as exc:
+            raise JobError(f"{self.address}: {exc.detail or exc}", exc.code) from None
+
+    # -------------------------------------------------------------- job operations
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job the node knows (its jobs_dir), newest first: job_id, kind, role, state, stage, created,
+        updated, finished (Unix times; finished 0 while running), reason, active."""
+        reply = self._unary("ListJobs", pb.JobQuery(), pb.JobList)
+        return [serde.job_info_from_pb(info) for info in reply.jobs]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """One job in detail: its status, its result if it succeeded, its last events if it ran since the node
+        started."""
+        return serde.job_info_from_pb(self._unary("ShowJob", pb.JobQuery(job_id=job_id), pb.JobInfo))
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a job: it stops at its next step and every party closes it as cancelled. Returns its status."""
+        return serde.job_info_from_pb(self._unary("CancelJob", pb.JobQuery(job_id=job_id), pb.JobInfo))
+
+    def watch(self, job_id: str) -> Iterator[pb.JobEvent]:
+        """A job's events from its start (or its final state, for a job of an earlier run of the node)."""
+        def method(chunks, timeout):
+            return self.stub.WatchJob(chunks, timeout=timeout, metadata=self.metadata)
+        try:
+            yield from call_stream("active node", "WatchJob", method, pb.JobWatch(job_id=job_id), pb.JobEvent)
+        except PeerCallError as exc:
+            raise JobError(f"{self.address}: {exc.detail or exc}", exc.code) from None
+
+    def attach(self, job_id: str, progress: bool = True,
+               on_event: Callable[[pb.JobEvent], None] | None = None) -> dict[str, Any]:
+        """Re-attach to a job (after Ctrl-C on `vfl run`, from another terminal, after a restart of the node):
+        show its progress to the end like `run`; returns its result, raises JobError if it failed."""
+        return self._follow(self.watch(job_id), progress, on_event)
+
     def events(self, spec: JobSpec | dict | str) -> Iterator[pb.JobEvent]:
         if isinstance(spec, JobSpec):
             text = spec.to_yaml()
@@ -86,14 +133,18 @@ class Client:
         try:
             yield from call_stream("active node", "SubmitJob", method, pb.JobSubmit(spec_yaml=text), pb.JobEvent)
         except PeerCallError as exc:
-            raise JobError(f"{self.address}: {exc.detail or exc}") from None
+            raise JobError(f"{self.address}: {exc.detail or exc}", exc.code) from None
 
     def run(self, spec: JobSpec | dict | str, progress: bool = True,
             on_event: Callable[[pb.JobEvent], None] | None = None) -> dict[str, Any]:
         """Submit a job and follow it; returns the result metrics, raises JobError on failure."""
+        return self._follow(self.events(spec), progress, on_event)
+
+    def _follow(self, events: Iterator[pb.JobEvent], progress: bool,
+                on_event: Callable[[pb.JobEvent], None] | None) -> dict[str, Any]:
         bar = None
         try:
-            for event in self.events(spec):
+            for event in events:
                 if on_event:
                     on_event(event)
                 if event.kind == "progress" and progress:
@@ -111,7 +162,7 @@ class Client:
         finally:
             if bar is not None:
                 bar.close()
-        raise JobError("the active node closed the stream before the job finished")
+        raise JobError("the active node closed the stream before the job finished", "UNAVAILABLE")
 
     # -------------------------------------------------------------- job helpers
     # Thin wrappers that build a job spec and run it. `parties` maps each party to the name of a dataset
@@ -283,9 +334,10 @@ class Federation:
     def __init__(self, parties: list[Party], workdir: str | Path, active: str | None = None,
                  secure_transport: bool = True, workers: int = 1, node_options: dict | None = None,
                  secret_seed: int | None = None, metrics: bool = False,
-                 party_options: dict[str, dict] | None = None):
+                 party_options: dict[str, dict] | None = None, peer_addresses: dict[str, str] | None = None):
         """`metrics`: each node serves Prometheus metrics on 127.0.0.1:`metrics_ports[party]`. `party_options`: node
-        config keys for one party's node only (e.g. that party's `compute: {backend: ray, ...}`)."""
+        config keys for one party's node only (e.g. that party's `compute: {backend: ray, ...}`). `peer_addresses`:
+        how the other nodes reach a party, instead of its loopback port (a test's fault proxy)."""
         if len({p.name for p in parties}) != len(parties):
             raise ConfigError("parties: names must be unique")
         labelled = [p.name for p in parties if p.label]
@@ -315,6 +367,9 @@ class Federation:
         self.processes: dict[str, subprocess.Popen] = {}
         self.ports = {p.name: free_port() for p in parties}
         self.metrics_ports = {p.name: free_port() for p in parties} if metrics else {}
+        # how the other nodes reach a party (default: its port on loopback); a test puts a fault proxy in between
+        self.peer_addresses = {name: f"127.0.0.1:{port}" for name, port in self.ports.items()}
+        self.peer_addresses.update(peer_addresses or {})
         self.configs: dict[str, Path] = {}
         self._client: Client | None = None
         self._start()
@@ -340,7 +395,7 @@ class Federation:
             config: dict[str, Any] = {
                 "party": name, "role": "active" if name == self.active else "passive",
                 "listen": f"127.0.0.1:{self.ports[name]}",
-                "peers": [{"name": other, "address": f"127.0.0.1:{self.ports[other]}", "identity": other}
+                "peers": [{"name": other, "address": self.peer_addresses[other], "identity": other}
                           for other in self.parties if other != name],
                 "data_dir": str(home / "data"), "jobs_dir": str(home / "jobs"), "workers": self.workers,
                 "datasets": {"table": self._dataset_entry(party, data_path)},
@@ -440,6 +495,12 @@ class Federation:
     def restart(self, name: str) -> None:
         """Kill a node process and start it again (used by the resume tests)."""
         self.kill(name)
+        self.start_node(name)
+
+    def start_node(self, name: str) -> None:
+        """Start a party's node again after it stopped (killed, or drained by SIGTERM), and wait until it serves."""
+        if self.processes[name].poll() is None:
+            raise VflError(f"node {name} is still running")
         log = open(self.workdir / f"{name}.log", "ab")
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "vfl.cli.main", "serve", "--config", str(self.configs[name])],

@@ -98,6 +98,37 @@ class TooManyRequests(VflError):
     status = "RESOURCE_EXHAUSTED"
 
 
+class StorageError(VflError):
+    """A party cannot write one of its job's files: a full disk, a read-only or unwritable jobs_dir.
+
+    The message names the party, the kind of file and the cause, never the full path (it may reach a peer); the
+    path is in that node's log. Not recoverable by waiting, so the job fails at once: RESOURCE_EXHAUSTED for a full
+    disk or a file-size limit, FAILED_PRECONDITION for a read-only or unwritable folder.
+    """
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        import errno as codes
+        self.errno = errno
+        self.status = "RESOURCE_EXHAUSTED" if errno in (codes.ENOSPC, codes.EDQUOT, codes.EFBIG) \
+            else "FAILED_PRECONDITION"
+
+    def __reduce__(self):
+        return (self.__class__, (self.args[0], self.errno))
+
+
+class Unavailable(VflError):
+    """This node is shutting down (drained on SIGTERM): the caller may try again once it is back."""
+
+    status = "UNAVAILABLE"
+
+
+class Cancelled(VflError):
+    """A job was cancelled by its submitter or an operator; it stops at every party."""
+
+    status = "CANCELLED"
+
+
 class JobFailed(VflError):
     """A job cannot go on (for example a peer lost the checkpoint a resume needs)."""
 

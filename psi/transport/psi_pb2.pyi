@@ -36,7 +36,7 @@ REPLY: Stage
 OKVS: Stage
 
 class Envelope(_message.Message):
-    __slots__ = ("session_id", "hello", "hello_reply", "roster", "chunk", "sealed", "count", "done", "abort", "table")
+    __slots__ = ("session_id", "hello", "hello_reply", "roster", "chunk", "sealed", "count", "done", "abort", "table", "resume")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HELLO_REPLY_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,7 @@ class Envelope(_message.Message):
     DONE_FIELD_NUMBER: _ClassVar[int]
     ABORT_FIELD_NUMBER: _ClassVar[int]
     TABLE_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     hello: Hello
     hello_reply: HelloReply
@@ -57,7 +58,16 @@ class Envelope(_message.Message):
     done: Done
     abort: Abort
     table: Table
-    def __init__(self, session_id: _Optional[str] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., hello_reply: _Optional[_Union[HelloReply, _Mapping]] = ..., roster: _Optional[_Union[Roster, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ..., sealed: _Optional[_Union[Sealed, _Mapping]] = ..., count: _Optional[_Union[Count, _Mapping]] = ..., done: _Optional[_Union[Done, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., table: _Optional[_Union[Table, _Mapping]] = ...) -> None: ...
+    resume: Resume
+    def __init__(self, session_id: _Optional[str] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., hello_reply: _Optional[_Union[HelloReply, _Mapping]] = ..., roster: _Optional[_Union[Roster, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ..., sealed: _Optional[_Union[Sealed, _Mapping]] = ..., count: _Optional[_Union[Count, _Mapping]] = ..., done: _Optional[_Union[Done, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., table: _Optional[_Union[Table, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ...) -> None: ...
+
+class Resume(_message.Message):
+    __slots__ = ("recipient", "received")
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    recipient: str
+    received: int
+    def __init__(self, recipient: _Optional[str] = ..., received: _Optional[int] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("version", "salt", "strip", "lowercase", "mode", "parties", "recipient", "size", "chunk_size", "metadata")

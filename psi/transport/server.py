@@ -34,7 +34,7 @@ from psi.protocol.messages import Hello
 from psi.protocol.session import check_hello, run_passive
 from psi.transport import psi_pb2_grpc as pb_grpc
 from psi.transport.codec import decode
-from psi.transport.links import ServerLink
+from psi.transport.links import ServerLink, Unresumable, is_resume, resume_envelope
 
 log = logging.getLogger("psi.server")
 
@@ -79,11 +79,23 @@ class _Record:
         self.error: Optional[BaseException] = None
 
 
+class _Live:
+    """A session running at this server: its link (which a resumed stream reattaches), who began it, its outcome."""
+
+    def __init__(self, link: ServerLink, names: tuple[str, ...]):
+        self.link = link
+        self.names = names
+        self.outcome: dict = {}
+
+
 class PsiServicer(pb_grpc.PsiServicer):
+    """``resume_seconds``: how long a session whose stream broke waits for its client to reattach it (0: it fails
+    at once, as before resumable sessions)."""
+
     def __init__(self, id_provider: IdProvider, *, on_result: Optional[ResultCallback] = None,
                  on_error: Optional[ErrorCallback] = None, engine: Optional[Engine] = None,
                  workers: Optional[int] = None, timeout: float = 300.0, keep: int = 256,
-                 progress: Optional[ProgressFactory] = None):
+                 progress: Optional[ProgressFactory] = None, resume_seconds: float = 0.0):
         self.id_provider = id_provider
         self.on_result = on_result
         self.on_error = on_error
@@ -95,6 +107,8 @@ class PsiServicer(pb_grpc.PsiServicer):
         self._lock = threading.Lock()
         self._started = threading.Condition(self._lock)
         self._records: "collections.OrderedDict[tuple[str, str], _Record]" = collections.OrderedDict()
+        self._live: dict[tuple[str, str], _Live] = {}
+        self.resume_seconds = resume_seconds
         self._seen: "collections.OrderedDict[tuple[str, str], None]" = collections.OrderedDict()
 
     # ------------------------------------------------------------------ results
@@ -152,6 +166,9 @@ class PsiServicer(pb_grpc.PsiServicer):
             return
         except grpc.RpcError:
             return
+        if is_resume(first):
+            yield from self._resume(first, request_iterator, context)
+            return
         try:
             hello = decode(first)
             if not isinstance(hello, Hello):
@@ -181,37 +198,72 @@ class PsiServicer(pb_grpc.PsiServicer):
             return
 
         inbox: queue.Queue = queue.Queue()
-        link = ServerLink(request_iterator, hello.parties[0], inbox)
-        context.add_callback(lambda: inbox.put((hello.parties[0], PeerError(
-            f"session {hello.session_id}: the connection to {hello.parties[0]} ended", hello.parties[0], "CANCELLED"))))
-        outcome: dict = {}
+        active = hello.parties[0]
+        link = ServerLink(request_iterator, active, inbox, resume_seconds=self.resume_seconds, alive=context.is_active)
+        context.add_callback(lambda: link.stream_ended(0, PeerError(
+            f"session {hello.session_id}: the connection to {active} ended", active, "CANCELLED")))
+        live = _Live(link, peer.names)
+        key = (hello.session_id, hello.recipient)
+        with self._lock:
+            self._live[key] = live
 
         def party() -> None:
             try:
                 progress = self.progress(hello) if self.progress else None
-                outcome["result"] = run_passive(link, inbox, hello, ids, engine=self.engine, progress=progress,
-                                                timeout=self.timeout)
+                live.outcome["result"] = run_passive(link, inbox, hello, ids, engine=self.engine, progress=progress,
+                                                     timeout=self.timeout)
             except BaseException as exc:
-                outcome["error"] = exc
+                live.outcome["error"] = exc
             finally:
-                link.close()
+                with self._lock:
+                    self._live.pop(key, None)
+                error = live.outcome.get("error")
+                if error is not None:
+                    log.info("PSI session %s failed: %s", hello.session_id, error)
+                self._finish(hello.session_id, record, live.outcome.get("result"), error)
+                link.close()  # ends the stream: its handler reports the outcome as its status
 
-        worker = threading.Thread(target=party, name=f"psi-{hello.session_id}", daemon=True)
-        worker.start()
+        threading.Thread(target=party, name=f"psi-{hello.session_id}", daemon=True).start()
+        yield from link.responses(0, 0)
+        self._report(context, live, 0, hello.recipient)
+
+    def _resume(self, first, request_iterator, context):
+        """A client reattaches a session whose stream broke (psi/transport/links.py): the same caller, the same
+        session, and this party still holds everything the client missed; else the call is refused."""
+        resume = first.resume
+        sid = first.session_id
+        with self._lock:
+            live = self._live.get((sid, resume.recipient))
+        if live is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, fit_status_detail(
+                f"session {sid[:80]}: nothing to resume at {resume.recipient[:80]}: the session ended here, or "
+                "never began"))
+            return
+        if peer_info(context).names != live.names:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"session {sid}: only the party that began it may "
+                                                             "resume it")
+            return
         try:
-            yield from link.responses()
-        finally:
-            # Also reached when gRPC closes this generator (the client went away): the RPC-done callback
-            # has told the party, which stops promptly; record the outcome either way.
-            worker.join(self.timeout + 5)
-            error = outcome.get("error")
-            if error is None and "result" not in outcome:
-                error = PeerError(f"session {hello.session_id}: the connection to {hello.parties[0]} ended",
-                                  hello.parties[0], "CANCELLED")
-            self._finish(hello.session_id, record, outcome.get("result"), error)
+            generation, received = live.link.attach(request_iterator, resume.received, alive=context.is_active)
+        except Unresumable as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"session {sid} cannot be resumed: {exc}")
+            return
+        log.info("PSI session %s resumed by %s (it had received %d envelopes, this party %d)", sid,
+                 list(live.names) or "an uncertified peer", resume.received, received)
+        context.add_callback(lambda: live.link.stream_ended(generation, PeerError(
+            f"session {sid}: the connection to {live.link.peer} ended", live.link.peer, "CANCELLED")))
+        yield resume_envelope(sid, resume.recipient, received)
+        yield from live.link.responses(resume.received, generation)
+        self._report(context, live, generation, resume.recipient)
+
+    @staticmethod
+    def _report(context, live: "_Live", generation: int, recipient: str) -> None:
+        """The session's stream ended: if it is over (not handed to a newer stream), its error is this RPC's status."""
+        if live.link.generation != generation:
+            return
+        error = live.outcome.get("error")
         if error is not None:
-            log.info("PSI session %s failed: %s", hello.session_id, error)
-            details = str(error) if isinstance(error, ProtocolError) else peer_safe_reason(error, hello.recipient)
+            details = str(error) if isinstance(error, ProtocolError) else peer_safe_reason(error, recipient)
             context.abort(_status(error), fit_status_detail(details))
 
     def _finish(self, session_id: str, record: _Record, result, error) -> None:

@@ -22,6 +22,10 @@ COVERED = {
     "vfl certs issue": ["tests/cli/test_certs.py::test_valid_dns_names_are_issued", BANKS_RUN],
     "vfl serve": [BANKS_RUN, "tests/examples/test_examples.py::test_hospitals_run_sh"],
     "vfl run": [BANKS_RUN, "tests/node/test_cardinality_job.py::test_vfl_run_with_a_cardinality_spec"],
+    "vfl jobs": ["tests/cli/test_job_commands.py::test_vfl_jobs_lists_and_shows_jobs_at_both_nodes"],
+    "vfl jobs show": ["tests/cli/test_job_commands.py::test_vfl_jobs_lists_and_shows_jobs_at_both_nodes"],
+    "vfl attach": ["tests/cli/test_job_commands.py::test_ctrl_c_on_vfl_run_says_how_to_reattach_and_vfl_attach_does"],
+    "vfl cancel": ["tests/cli/test_job_commands.py::test_vfl_cancel_stops_the_job_at_every_party"],
     "vfl doctor": ["tests/deploy/test_doctor.py::test_cli_json_and_exit_codes", BANKS_RUN],
     "vfl submit --kube": ["tests/deploy/test_submit.py::test_cli_reports_a_refusal_in_one_line"],
     "vfl demo": ["tests/examples/test_examples.py::test_vfl_demo_runs_the_hospitals_example"],
@@ -80,7 +84,8 @@ def form(words: list[str]) -> str | None:
     if rest[0].startswith("-"):
         return f"vfl {rest[0]}"
     name = f"vfl {rest[0]}"
-    if rest[0] in ("certs", "audit-log", "lineage"):
+    if rest[0] in ("certs", "audit-log", "lineage") or (rest[0] == "jobs" and len(rest) > 1
+                                                         and not rest[1].startswith("-")):
         return f"{name} {rest[1]}"
     selected = [w for w in rest[1:] if w in _SELECTORS]
     return f"{name} {selected[0]}" if selected else name

@@ -83,7 +83,9 @@ def test_failure_while_writing_leaves_old_file_and_no_temp(write_text, tmp_path,
         raise OSError("disk full")
 
     monkeypatch.setattr(writer_module, "_write_frame", explode)
-    with pytest.raises(OSError, match="disk full"):
+    # a clear one-line error for the CLI (a VflError), naming the file and the cause; it was a bare OSError
+    from vfl.errors import StorageError
+    with pytest.raises(StorageError, match=r"cannot write its aligned table .*out\.csv: disk full"):
         write_aligned(table(write_text), out)
     assert out.read_text() == "old contents"
     assert sorted(os.listdir(tmp_path)) == ["out.csv", "src.csv"]

@@ -272,8 +272,10 @@ def test_timeouts_render_into_node_config(helm):
     default = parse_node_config(load_yaml_config(helm.template("bank-b", values=[BANK_B])), Path("/"))
     assert default.timeouts == TimeoutsConfig()
     config = load_yaml_config(helm.template("bank-b", values=[BANK_B], sets=["timeouts.resumeWaitSeconds=30",
-                                                                               "timeouts.callSeconds=120"]))
-    assert parse_node_config(config, Path("/")).timeouts == TimeoutsConfig(30.0, 120.0)
+                                                                               "timeouts.callSeconds=120",
+                                                                               "timeouts.leaseSeconds=45",
+                                                                               "timeouts.drainSeconds=10"]))
+    assert parse_node_config(config, Path("/")).timeouts == TimeoutsConfig(30.0, 120.0, 45.0, 10.0)
     assert "timeouts" not in load_yaml_config(helm.template("bank-b", values=[BANK_B], sets=["timeouts=null"]))
 
 

@@ -93,8 +93,11 @@ def test_registry_refuses_out_of_order_calls_and_strangers(configs):
     layout = interactive_layout(spec, spec.party("host"))
     with pytest.raises(OutOfOrder, match="never sets up training"):
         registry.handle(SetupRequest(job_id="order-1", aligned_rows=5, layout=layout.to_json()), "guest")
+    # the same open again before PSI (its reply lost) opens the job anew; another spec under its id is refused
+    registry.handle(OpenJob(job_id="order-1", spec_yaml=spec.to_yaml()), "guest")
+    other = job_spec("order-1", kind="psi", split={"validation": 0.2, "test": 0.2, "seed": 2})
     with pytest.raises(OutOfOrder, match="already open"):
-        registry.handle(OpenJob(job_id="order-1", spec_yaml=spec.to_yaml()), "guest")
+        registry.handle(OpenJob(job_id="order-1", spec_yaml=other.to_yaml()), "guest")
 
 
 def _flip_a_bit(data: bytes, at: int) -> bytes:

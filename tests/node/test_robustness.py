@@ -483,7 +483,8 @@ def test_psi_bridge_uses_the_node_rule(monkeypatch):
     monkeypatch.setattr(psi_bridge, "mount_psi_service", lambda server, id_provider, **kw:
                         captured.setdefault("id_provider", id_provider))
     peers = (SimpleNamespace(name="guest", identity="guest"), SimpleNamespace(name="other", identity="other"))
-    config = SimpleNamespace(party="host", identity="host", peers=peers, admins=(), insecure=False)
+    config = SimpleNamespace(party="host", identity="host", peers=peers, admins=(), insecure=False,
+                             timeouts=SimpleNamespace(resume_wait_seconds=60.0))
     # the PSI service runs on the node's compute backend and writes to its audit log (main's fake lacked the log)
     node = SimpleNamespace(config=config, compute=LocalCompute(1), audit=SimpleNamespace(record=lambda *a, **k: None))
     node.identify = lambda names: Node.identify(node, names)

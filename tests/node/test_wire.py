@@ -42,6 +42,7 @@ PAYLOAD_TYPES = {  # method -> (request type, reply type)
     "WeightGradient": (pb.WeightGradientRequest, pb.WeightGradientReply),
     "InputGradient": (pb.InputGradientRequest, pb.InputGradientReply),
     "EndEpoch": (pb.EndEpochRequest, pb.EndEpochReply), "CloseJob": (pb.CloseJobRequest, pb.CloseJobReply),
+    "RenewLease": (pb.RenewLease, pb.RenewLeaseReply),
 }
 # Fields that may carry plaintext, and why it is harmless.
 PLAINTEXT_OK = {
@@ -53,6 +54,8 @@ PLAINTEXT_OK = {
     "init_masked",            # checked separately: statistically masked
     "report_json",            # checked separately: message counts, no data
     "id_shape",               # checked separately: coarse shape statistics of the IDs, no ID
+    "reason",                 # why a job ends: the stage and a category (vfl/job/active.py `_reason_for_peers`)
+    "lease_seconds",          # how long a passive party keeps a silent job open (its node config)
 }
 CIPHERTEXTS = {"u_ciphertexts": "active", "z_ciphertexts": "active", "delta_ciphertexts": "active",
                "masked_gradient": "active", "v_ciphertexts": "passive", "grad_ciphertexts": "passive"}

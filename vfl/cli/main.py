@@ -14,6 +14,7 @@ from vfl.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, 
 # Sub-command modules, in the order `vfl --help` lists them. A module missing from a checkout is skipped.
 _COMMAND_MODULES = (
     "vfl.cli.node_cmd",    # serve, run, certs, demo
+    "vfl.cli.jobs_cmd",    # jobs, attach, cancel
     "vfl.cli.psi_cmd",     # psi
     "vfl.cli.kube_cmd",    # doctor, submit
     "vfl.cli.governance_cmd",  # audit, audit-log, lineage, gc

@@ -117,8 +117,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from vfl.api import run_job
-    result = run_job(args.job, args.config, address=args.address, progress=not (args.quiet or args.json))
+    from vfl.api import Client
+    from vfl.cli.common import EXIT_INTERRUPTED
+    from vfl.cli.jobs_cmd import reattach_hint
+    from vfl.job.spec import load_job_spec
+    spec = load_job_spec(args.job)
+    client = Client.from_node_config(args.config, args.address)
+    try:
+        result = client.run(spec, progress=not (args.quiet or args.json))
+    except KeyboardInterrupt:  # the job is the node's, not this command's: it runs on
+        print(f"\ninterrupted: {reattach_hint(spec.job_id, args.config, args.address)}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    finally:
+        client.close()
     print(emit_json(args, result), flush=True)
     return 0
 

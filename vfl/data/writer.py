@@ -84,4 +84,4 @@ def write_aligned(table: PartyTable, path: str | Path, ids_only: bool = False) -
     path = Path(path)
     frame = validate_for_write(table, path, ids_only)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda tmp: _write_frame(frame, tmp, path))
+    return atomic_write(path, lambda tmp: _write_frame(frame, tmp, path), f"aligned table {path}")

@@ -8,26 +8,30 @@ which `vfl run` and the Python API show as progress bars.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
 
 from vfl.data.atomic import atomic_write, atomic_write_text
 from vfl.data.id_shape import note_for_active, parse_shape
-from vfl.errors import ConfigError, DataError, JobFailed, PeerCallError, VflError, shorten
-from vfl.job import checkpoint
+from vfl.errors import (RECOVERABLE, Cancelled, ConfigError, DataError, JobFailed, PeerCallError, Unavailable,
+                        VflError, shorten)
+from vfl.job import checkpoint, status
 from vfl.job.caps import check_parameters
 from vfl.job.events import EventLog
-from vfl.job.ledger import WireLedger
+from vfl.job.ledger import JOURNAL, WireLedger
 from vfl.job.network import PeerNetwork
 from vfl.job.lineage import record_job_lineage
-from vfl.job.party_data import align, audit_for_job, load_alignment, load_dataset, save_alignment
+from vfl.job.party_data import align, audit_for_job, has_alignment, load_alignment, load_dataset, save_alignment
 from vfl.job.peer import ActivePeer
 from vfl.job.private_random import PrivateRandom, for_node
 from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec, interactive_layout
@@ -37,11 +41,23 @@ from vfl.job.timing import Timer
 from vfl.models.custom import build_bottom, check_saved_module, load_part, resolve_factory
 from vfl.models.mlp import build_mlp, init_module
 from vfl.models.tasks import make_task
+from vfl.protocol.messages import AFTER_PSI, FRESH, RenewLease
 from vfl.protocol.schemes import scheme_for
 
 log = logging.getLogger("vfl.active")
 
+RESULT = "result.json"
+#: reconnections in a row, without a completed stage or epoch between them, after which a job fails
 MAX_RESUMES = 3
+T = TypeVar("T")
+
+
+class JobStopped(Exception):
+    """The job was asked to stop: cancelled, or suspended because this node is shutting down (SIGTERM)."""
+
+    def __init__(self, outcome: str, reason: str):
+        super().__init__(reason)
+        self.outcome, self.reason = outcome, reason
 
 
 def inherit_model_settings(spec: JobSpec, trained_spec_path: Path) -> JobSpec:
@@ -101,14 +117,18 @@ class ActiveJob:
     """The job at its active party. `network` reaches the passive parties: the node's gRPC links and PSI, or, in
     tests, runtimes in this process (tests/job/local.py)."""
 
-    def __init__(self, node, spec: JobSpec, events: EventLog, network: PeerNetwork, defense=None):
+    def __init__(self, node, spec: JobSpec, events: EventLog, network: PeerNetwork, defense=None,
+                 recovered: dict | None = None):
         self.node = node
         if spec.kind == "predict":
             spec = inherit_model_settings(spec, node.config.job_dir(spec.model_job) / "job.yaml")
         self.spec = spec
         self.events = events
         self.job_dir: Path = node.config.job_dir(spec.job_id)
-        self.ledger = WireLedger()
+        # the job's status as a restarted node found it on disk (JobRegistry.recover), None for a new job
+        self.recovered = recovered
+        # one ledger across resumes and restarts of this node (vfl/job/ledger.py)
+        self.ledger = WireLedger(self.job_dir / JOURNAL, spec.active)
         self.timer = Timer()
         self.network = network
         self.links = {p.name: ActivePeer(p.name, network.link(p.name), spec, self.ledger, self.timer,
@@ -124,6 +144,13 @@ class ActiveJob:
         self.warnings: list[str] = []  # for the result: e.g. why PSI found few common IDs
         self.batch_size = spec.train.max_batch_size  # training jobs size it to the table at set-up
         self.stage = "open"  # the stage of the last event: a failure names it
+        self.committed = False  # this party's own commit began (the close's second phase)
+        self.resumes = 1 if recovered is not None else 0  # reconnections so far (a restart of this node is one)
+        self.final_epoch = spec.train.epochs  # the epoch whose checkpoint every party's trained state is
+        self._resumes_in_a_row = 0  # since the last completed stage or epoch (MAX_RESUMES)
+        self.saved: dict | None = None  # a prediction job's saved model part
+        self._stop: JobStopped | None = None  # set by request_stop: the job stops at its next step
+        self._lease_seconds = 0.0  # the shortest lease the passive parties hold the job under
 
     # ------------------------------------------------------------------ helpers
     def emit(self, kind: str, message: str = "", **fields) -> None:
@@ -137,6 +164,46 @@ class ActiveJob:
         futures = {name: self.pool.submit(fn, link) for name, link in self.links.items()}
         return [futures[name].result() for name in self.links]
 
+    def request_stop(self, outcome: str, reason: str) -> None:
+        """Stop at the next step (or stage) and close every party's side as `outcome` (cancelled, suspended)."""
+        if self._stop is None:
+            self._stop = JobStopped(outcome, reason)
+
+    def _check_stop(self) -> None:
+        if self._stop is not None:
+            raise self._stop
+
+    @contextlib.contextmanager
+    def _renewing_leases(self) -> Iterator[None]:
+        """Keep the job's lease at every passive party while the job runs here: a link that made no call for a
+        third of the lease (the job waits for another peer, runs PSI, or works locally) sends a RenewLease. A passive
+        party closes a job whose active party is gone; a busy job's calls renew the lease by themselves."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(1.0):
+                if not self._lease_seconds:
+                    continue
+                for name, link in self.links.items():
+                    if time.monotonic() - link.last_call < self._lease_seconds / 3:
+                        continue
+                    link.last_call = time.monotonic()
+                    try:  # not through ActivePeer.call: a renewal is no step of the job's timing or ledger
+                        link.link.call(RenewLease(job_id=self.spec.job_id))
+                    except PeerCallError as exc:
+                        log.debug("job %s: renewing its lease at %s: %s", self.spec.job_id, name, exc)
+        thread = threading.Thread(target=renew, name=f"{self.spec.job_id}-lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+
+    def _note_leases(self, replies) -> None:
+        leases = [r.lease_seconds for r in replies if r.lease_seconds > 0]
+        if leases:
+            self._lease_seconds = min(leases)
+
     # ------------------------------------------------------------------ stages
     def run(self) -> dict:
         spec = self.spec
@@ -147,47 +214,187 @@ class ActiveJob:
         try:
             # inside the error handling: an unwritable jobs_dir must fail the job with an event, not end its
             # thread silently while the submitter waits
-            self.job_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.job_dir / "job.yaml", spec.to_yaml())
-            self._open()
-            if spec.kind == "cardinality":  # one cardinality session, and the job is done: no IDs, no rows
-                result = {"job_id": spec.job_id, "intersection": self._cardinality()}
-            else:
-                self._psi()
-                if spec.kind == "psi":
-                    ids, _ = load_alignment(self.job_dir)
-                    result = {"job_id": spec.job_id, "intersection": len(ids),
-                              "aligned_ids": str(self.job_dir / "aligned_ids.json")}
-                else:
-                    self.stage = "setup"
-                    self._setup()
-                    self.stage = spec.kind
-                    result = self._train() if spec.kind == "train" else self._predict()
-            if self.warnings:
-                result["warnings"] = self.warnings
-            # where this party's heavy work ran (on Ray: its nodes and how many tasks each has run for this node)
-            result["compute"] = self.node.compute.describe()
-            result["seconds"] = round(time.time() - t0, 2)
-            self.stage = "close"
-            self._close("succeeded", save=spec.kind == "train", result=result)
-            atomic_write_text(self.job_dir / "result.json", json.dumps(result, indent=1, default=str))
-            record_job_lineage(self.node, spec, self.job_dir, "active", metrics=lineage_metrics(result))
+            if self.recovered is None:
+                atomic_write_text(self.job_dir / "job.yaml", spec.to_yaml(), "job spec", spec.active)
+            status.write_status(self.job_dir, spec.active, job_id=spec.job_id, kind=spec.kind, role="active",
+                                active=spec.active, state=status.RUNNING, stage=self.stage)
+            with self._renewing_leases():
+                result = self._stages() if self.recovered is None else self._recovered_stages()
+                if self.warnings:
+                    result["warnings"] = self.warnings
+                # where this party's heavy work ran (on Ray: its nodes and how many tasks each has run for it)
+                result["compute"] = self.node.compute.describe()
+                result["seconds"] = round(time.time() - t0, 2)
+                self.stage = "close"
+                self._close_succeeded(result)
             self.emit("result", f"job {spec.job_id} finished in {result['seconds']} s", stage="done",
                       metrics=result, done=True)
             return result
+        except JobStopped as stop:
+            self._close_unsuccessful(stop.outcome, stop.reason, f"{stop.outcome} at the active party's stage "
+                                                                f"{self.stage}: {stop.reason}")
+            self.emit(stop.outcome, self._stopped_message(stop), stage=self.stage, failed=True, done=True)
+            raise (Cancelled if stop.outcome == status.CANCELLED else Unavailable)(stop.reason) from None
         except Exception as exc:
             message = str(exc) if isinstance(exc, VflError) else shorten(f"{type(exc).__name__}: {exc}")
             message = f"{message} (stage {self.stage})"
             log.exception("job %s failed", spec.job_id) if not isinstance(exc, VflError) else None
-            try:
-                self._close("failed", save=False, result={"error": message})
-            except Exception:  # noqa: BLE001 - the original failure is what the user needs to see
-                pass
+            self._close_unsuccessful(status.FAILED, message, self._reason_for_peers(exc))
             self.emit("error", message, stage=self.stage, failed=True, done=True)
             raise
         finally:
             self.pool.shutdown(wait=False)
+            self.ledger.close()
             self._close_key()
+
+    def run_commit(self) -> dict:
+        """A job this node was committing when it stopped: finish the commit at every party, or fail it everywhere
+        (a party that rolled back meanwhile, its lease having run out, makes every party roll back)."""
+        try:
+            self.emit("log", f"job {self.spec.job_id}: this node restarted while committing the job; finishing the "
+                             "commit at every party", stage="close")
+            self.finish_commit()
+            result = json.loads((self.job_dir / RESULT).read_text())
+            self.emit("result", f"job {self.spec.job_id} committed after a restart", stage="done", metrics=result,
+                      done=True)
+            return result
+        except Exception as exc:
+            message = f"{exc if isinstance(exc, VflError) else shorten(repr(exc))} (stage close)"
+            self._close_unsuccessful(status.FAILED, message, self._reason_for_peers(exc))
+            self.emit("error", message, stage="close", failed=True, done=True)
+            raise
+        finally:
+            self.pool.shutdown(wait=False)
+            self.ledger.close()
+
+    def _stopped_message(self, stop: JobStopped) -> str:
+        job = self.spec.job_id
+        if stop.outcome == status.CANCELLED:
+            return f"job {job} cancelled at stage {self.stage} ({stop.reason}); every party closed it as cancelled"
+        last = checkpoint.last_checkpoint(self.job_dir)
+        where = f"from its checkpoint of epoch {last}" if self.spec.kind == "train" and last >= 0 else \
+            "from its saved PSI alignment" if has_alignment(self.job_dir) else "if its PSI had finished"
+        return (f"job {job} suspended at stage {self.stage}: {stop.reason}; it resumes {where} when the node "
+                f"starts again (follow it then with: vfl attach {job})")
+
+    def _stages(self) -> dict:
+        """A new job, stage by stage."""
+        spec = self.spec
+        self._open()
+        if spec.kind == "cardinality":  # one cardinality session, and the job is done: no IDs, no rows
+            return {"job_id": spec.job_id, "intersection": self._cardinality()}
+        self._psi()
+        self._check_stop()
+        if spec.kind == "psi":
+            return self._psi_result()
+        self.stage = "setup"
+        self._setup()
+        # a set-up lost midway is done again by the resume itself
+        self._resilient(lambda: self._setup_links(restored=self.saved["links"] if self.saved else None), AFTER_PSI,
+                        again=False)
+        self._setup_done()
+        self.stage = spec.kind
+        return self._train() if spec.kind == "train" else self._predict()
+
+    def _recovered_stages(self) -> dict:
+        """A job this node was running when it stopped (crash, SIGTERM): it continues from the last state every
+        party holds, or fails with the reason (PSI runs once per job, so a job stopped before its alignment cannot)."""
+        spec = self.spec
+        before = self.recovered.get("stage") or "open"
+        self.emit("log", f"job {spec.job_id}: this node restarted during stage {before}; resuming it", stage=before)
+        self._load_own()
+        if spec.kind == "cardinality" or not has_alignment(self.job_dir):
+            raise JobFailed(f"the active node stopped during stage {before}, before the job's PSI alignment was "
+                            "saved; PSI runs once per job, so the job cannot resume: submit it again under a new "
+                            "job id")
+        if spec.kind == "psi":
+            self._reconnect(AFTER_PSI)
+            return self._psi_result()
+        self.stage = "setup"
+        self._setup()
+        own = checkpoint.last_checkpoint(self.job_dir) if spec.kind == "train" else -1
+        epoch = self._reconnect(own if own >= 0 else AFTER_PSI)
+        self._setup_done()
+        self.epochs_started = max(epoch, 0) + 1  # the epoch the stop interrupted released its gradients too
+        self.stage = spec.kind
+        if spec.kind == "predict":
+            return self._predict()
+        if epoch < 0:
+            return self._train()
+        self.emit("log", f"resumed from epoch {epoch} with fresh keys", stage="train")
+        return self._train(start=epoch)
+
+    def _psi_result(self) -> dict:
+        ids, _ = load_alignment(self.job_dir)
+        return {"job_id": self.spec.job_id, "intersection": len(ids),
+                "aligned_ids": str(self.job_dir / "aligned_ids.json")}
+
+    # ------------------------------------------------------------------ resuming after a lost peer
+    def _resilient(self, attempt: Callable[[], T], epoch: int, again: bool = True) -> T | None:
+        """`attempt()`; if a peer is lost meanwhile (killed, restarted, unreachable), wait for it, resume every party
+        at `epoch` (a checkpoint, or AFTER_PSI: set up afresh on the saved alignment) and try again (unless not
+        `again`: the resume did what the attempt was for)."""
+        while True:
+            try:
+                done = attempt()
+                self._resumes_in_a_row = 0
+                return done
+            except PeerCallError as exc:
+                self._lost(exc, epoch)
+                if not again:
+                    return None
+
+    def _lost(self, exc: PeerCallError, epoch: int) -> int:
+        """A call failed: resume every party at `epoch` and return the epoch resumed from, or re-raise."""
+        resumable = self.spec.kind != "cardinality" and (epoch < 0 or self.spec.train.checkpoint)
+        if not exc.recoverable or self._resumes_in_a_row >= MAX_RESUMES or not resumable:
+            raise exc
+        self.resumes += 1
+        self._resumes_in_a_row += 1
+        where = f"from epoch {epoch}" if epoch >= 0 else f"at stage {self.stage} on the saved PSI alignment"
+        self.emit("log", f"{exc}; waiting up to {self.node.config.timeouts.resume_wait_seconds:g} s for "
+                         f"{exc.peer} to resume {where}", stage=self.stage)
+        done = self._reconnect(epoch)
+        self.emit("log", f"resumed from epoch {done} with fresh keys" if done >= 0 else
+                  f"resumed at stage {self.stage} with fresh keys", stage=self.stage)
+        return done
+
+    def _reopen(self, epoch: int) -> int:
+        """Reopen the job at every passive party as a resume at `epoch`, waiting for each to come back; a party
+        without that checkpoint makes every party resume at its last one (if this party holds it too)."""
+        spec_yaml = self.spec.for_peers().to_yaml()  # the positive class stays here
+        what = f"resume from epoch {epoch}" if epoch >= 0 else f"resume at stage {self.stage}"
+        replies = []
+        for link in self.links.values():
+            replies.append(self._until_back(link, lambda link=link: link.open(spec_yaml, resume_epoch=epoch), what))
+        self._note_leases(replies)
+        if epoch >= 0:
+            lowest = min(r.resumable_epoch for r in replies)
+            if lowest < epoch:
+                name = [n for n, r in zip(self.links, replies) if r.resumable_epoch == lowest][0]
+                if lowest < 0 or not checkpoint.checkpoint_path(self.job_dir, lowest).exists():
+                    raise JobFailed(f"{name} has no checkpoint of epoch {epoch}; cannot resume")
+                return self._reopen(lowest)
+        return epoch
+
+    def _reconnect(self, epoch: int, keep_history: bool = False) -> int:
+        """Reopen every passive party at `epoch`, restore this party's state from the same point, set up again.
+        `keep_history`: the metrics of later epochs stay (early stopping going back to its best epoch)."""
+        epoch = self._reopen(epoch)
+        if self.spec.kind in ("psi", "cardinality"):
+            return epoch
+        restored = self.saved["links"] if self.saved else None
+        if self.spec.kind == "train" and epoch >= 0:
+            state = checkpoint.load_checkpoint(self.job_dir, epoch, self.spec.active)
+            self.model.load_state_dict(state["model"])
+            for opt, opt_state in zip(self.optimizers, state["optimizers"]):
+                opt.load_state_dict(opt_state)
+            if not keep_history:
+                self.metrics_history[:] = state["history"]
+            restored = state["links"]
+            self.final_epoch = epoch
+        self._setup_links(restored=restored)
+        return epoch
 
     def _close_key(self) -> None:
         """End the job's key (on Ray, its key holders end with it)."""
@@ -198,6 +405,19 @@ class ActiveJob:
     def _open(self) -> None:
         spec = self.spec
         self.emit("log", f"opening job {spec.job_id} at {', '.join(self.links)}", stage="open")
+        self._load_own()
+        spec_yaml = spec.for_peers().to_yaml()  # the positive class stays here
+        # a lost reply is asked again (the passive reopens a job it has not run PSI for)
+        replies = self.each_link(lambda link: self._until_back(link, lambda: link.open(spec_yaml), "open the job"))
+        self._note_leases(replies)
+        self.peer_rows = {name: reply.rows for name, reply in zip(self.links, replies)}
+        self.peer_shapes = {name: parse_shape(reply.id_shape, name) for name, reply in zip(self.links, replies)}
+        for name, reply in zip(self.links, replies):
+            self.emit("log", f"{name}: {reply.rows} rows, {reply.feature_dim} features", stage="open")
+
+    def _load_own(self) -> None:
+        """This party's own table and bottom model, checked before any peer is contacted."""
+        spec = self.spec
         dataset = self.dataset = self.node.dataset(spec.party(spec.active).dataset)
         if spec.kind == "train" and not dataset.label:
             raise DataError(f"dataset {dataset.name!r} of active party {spec.active!r} declares no label column")
@@ -220,12 +440,6 @@ class ActiveJob:
         self.bottom_factory = resolve_factory(models, own.module, spec.active)
         if own.module is not None and self.table.features.shape[1] > 0:
             build_bottom(own, int(self.table.features.shape[1]), self.bottom_factory, spec.active)
-        spec_yaml = spec.for_peers().to_yaml()  # the positive class stays here
-        replies = self.each_link(lambda link: link.open(spec_yaml))
-        self.peer_rows = {name: reply.rows for name, reply in zip(self.links, replies)}
-        self.peer_shapes = {name: parse_shape(reply.id_shape, name) for name, reply in zip(self.links, replies)}
-        for name, reply in zip(self.links, replies):
-            self.emit("log", f"{name}: {reply.rows} rows, {reply.feature_dim} features", stage="open")
 
     def _psi_progress(self, stage: str, done: int, total: int) -> None:
         now = time.time()
@@ -235,14 +449,36 @@ class ActiveJob:
                       metrics={"psi_stage": stage, "done": done, "total": total})
 
     def _run_psi(self, ids: list[str]):
-        """The job's one PSI session with all passives, in the mode and canonicalization its spec fixes."""
-        return self.network.run_psi(self.spec, ids, self.ledger, self._psi_progress)
+        """The job's one PSI session with all passives, in the mode and canonicalization its spec fixes.
+
+        A session that fails on the way (a peer unreachable, restarted, a cut link) is tried again, as a new
+        session, until timeouts.resume_wait_seconds: a passive party refuses it if the first one had begun there
+        (PSI runs once per job, vfl/job/psi_once.py), so a retry never gives a second look at its IDs; the job
+        then fails with that reason.
+        """
+        from psi.errors import PsiError
+        wait = self.node.config.timeouts.resume_wait_seconds
+        deadline = time.time() + wait
+        while True:
+            try:
+                return self.network.run_psi(self.spec, ids, self.ledger, self._psi_progress)
+            except PsiError as exc:
+                code = getattr(exc, "code", None) or exc.grpc_code
+                if code not in RECOVERABLE or time.time() > deadline:
+                    raise
+                self.emit("log", f"PSI session failed ({exc}); trying again for up to {wait:g} s (a passive "
+                                 "party refuses a second session if the first had begun there)", stage="psi")
+                time.sleep(1.0)
+                # a passive node that restarted meanwhile has forgotten the job: open it again (refused, naming
+                # the first session, if that session had begun there)
+                spec_yaml = self.spec.to_yaml()
+                self.each_link(lambda link: self._until_back(link, lambda: link.open(spec_yaml), "open the job"))
 
     def _psi(self) -> None:
         self.emit("log", "PSI: aligning rows", stage="psi")
         result = self._run_psi([str(i) for i in self.table.ids])
         ids, own_rows = np.array(result.ids, dtype=object), np.asarray(result.rows, dtype=np.int64)
-        save_alignment(self.job_dir, ids, own_rows)
+        save_alignment(self.job_dir, ids, own_rows, self.spec.active)
         self.emit("log", f"PSI: {len(ids)} common IDs (active party has {len(self.table)})", stage="psi",
                   metrics={"intersection": len(ids)})
         note = self._id_note(len(ids))
@@ -271,10 +507,11 @@ class ActiveJob:
             self.emit("log", f"warning: {self.warnings[-1]}", stage="psi")
 
     def _setup(self) -> None:
+        """This party's aligned rows, task and model part (the links are set up by `_setup_links`)."""
         spec = self.spec
         ids, own_rows = load_alignment(self.job_dir)
         self.own_rows = own_rows
-        saved = torch.load(self._model_dir() / checkpoint.MODEL_PART, weights_only=False) \
+        saved = self.saved = torch.load(self._model_dir() / checkpoint.MODEL_PART, weights_only=False) \
             if spec.kind == "predict" else None
         self.data, self.standardizer = align(self.table, ids, own_rows, spec,
                                              standardizer=saved["standardizer"] if saved else None)
@@ -289,12 +526,13 @@ class ActiveJob:
         self.private = for_node(self.node.config, spec.active)
         self.model = ActiveModel(spec, self.data.feature_dim, self.task.num_outputs, self.private, self.bottom_factory)
         self.optimizers = self.model.optimizers(spec)
-        self._setup_links(restored=saved["links"] if saved else None)
         if saved:
             load_part(self.model, saved["model"], spec.party(spec.active).bottom, spec.model_job, spec.active)
+
+    def _setup_done(self) -> None:
         self.emit("log", f"set up: split {self.data.split.sizes()}", stage="setup",
                   metrics={"split": self.data.split.sizes()})
-        if spec.kind == "train":
+        if self.spec.kind == "train":
             self._size_batches()
 
     def _size_batches(self) -> None:
@@ -369,31 +607,32 @@ class ActiveJob:
                 opt.step()
         return float(loss.detach())
 
-    def _train(self) -> dict:
+    def _train(self, start: int = 0) -> dict:
         """Epoch loop with a checkpoint after every epoch at every party (and one before the first).
 
-        If a passive node fails mid-epoch (killed, restarted, unreachable), the job waits for it, rolls every
-        party back to the last completed epoch and carries on from there: nothing completed is lost.
+        If a passive node fails (killed, restarted, unreachable) mid-epoch, at an epoch's checkpoint or during the
+        test evaluation, the job waits for it, rolls every party back to the last completed epoch and carries on
+        from there: nothing completed is lost. `start` > 0: a job resumed after a restart of this node.
         """
         spec = self.spec
         split = self.data.split
         epochs = spec.train.epochs
         stopping = Stopping.of(spec.train.early_stopping, spec.task) if spec.train.early_stopping else None
-        completed, resumes = 0, 0
-        self._end_epoch(0)
-        while completed < epochs:
+        completed = start
+        if start == 0:
+            self._resilient(lambda: self._end_epoch(0), AFTER_PSI)
+        # a job resumed after a restart may have stopped early already
+        stopped = start > 0 and stopping is not None and stopping.should_stop(self.metrics_history)
+        while completed < epochs and not stopped:
+            self._check_stop()
             try:
                 self._run_epoch(completed)
+                self._end_epoch(completed + 1)
             except PeerCallError as exc:
-                if not exc.recoverable or resumes >= MAX_RESUMES or not spec.train.checkpoint:
-                    raise
-                resumes += 1
-                self.emit("log", f"{exc}; waiting up to {self.node.config.timeouts.resume_wait_seconds:g} s for "
-                                 f"{exc.peer} to resume from epoch {completed}", stage="train")
-                self._resume(completed)
+                completed = self._lost(exc, completed)
                 continue
             completed += 1
-            self._end_epoch(completed)
+            self._resumes_in_a_row = 0
             metrics = self.metrics_history[-1]
             self.emit("epoch", f"epoch {completed}/{epochs}: " +
                       ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
@@ -401,21 +640,23 @@ class ActiveJob:
             if stopping is not None and stopping.should_stop(self.metrics_history):
                 break
         result = {"job_id": spec.job_id, "task": spec.task, "batch_size": self.batch_size, "epochs_run": completed}
+        self.final_epoch = completed  # the checkpoint of the state every party holds now (a resume goes back to it)
         if stopping is not None:
             result["early_stopping"] = self._keep_best_epoch(stopping, completed)
         self.stage = "evaluate"
         test, test_prediction = {}, None
         if len(split.test):
-            test_prediction = self.predict_rows(split.test, "eval", epochs)
+            test_prediction = self._resilient(lambda: self.predict_rows(split.test, "eval", epochs), self.final_epoch)
             test = self.task.metrics(test_prediction, np.asarray(self.data.label[split.test]))
         if spec.privacy.attacks and spec.task != "regression" and len(split.test):
-            self.membership = self._membership_auc()  # needs the passive parties, so before closing
+            # needs the passive parties, so before closing
+            self.membership = self._resilient(self._membership_auc, self.final_epoch)
         self.emit("log", "test: " + ", ".join(f"{k}={v:.4f}" for k, v in test.items()), stage="evaluate",
                   metrics=test)
         if spec.task == "binary":
             result["positive_class"] = self.table.schema.label_classes[1]
         result.update({"test": test, "history": self.metrics_history, "split": split.sizes(),
-                       "intersection": int(len(self.data.ids)), "resumes": resumes,
+                       "intersection": int(len(self.data.ids)), "resumes": self.resumes,
                        "model_dir": str(self._own_model_dir())})
         result["plots"] = self._plots(test_prediction, result.get("early_stopping", {}).get("kept_epoch"))
         return result
@@ -440,14 +681,16 @@ class ActiveJob:
         from vfl.job import plots
         out: dict[str, str] = {}
         try:
-            out["learning_curves"] = str(plots.write_learning_curves(
-                self.metrics_history, self.job_dir / plots.LEARNING_CURVES, kept_epoch))
+            # staged, like the model: visible once every party committed
+            curves, roc = self.job_dir / plots.LEARNING_CURVES, self.job_dir / plots.ROC
+            plots.write_learning_curves(self.metrics_history, checkpoint.staged(self.job_dir, curves), kept_epoch)
+            out["learning_curves"] = str(curves)
             if self.spec.task == "binary" and test_prediction is not None:
                 labels = np.asarray(self.data.label[self.data.split.test])
                 if len(np.unique(labels)) == 2:
-                    plots.write_roc(labels, test_prediction, self.job_dir / plots.ROC,
+                    plots.write_roc(labels, test_prediction, checkpoint.staged(self.job_dir, roc),
                                     self.table.schema.label_classes[1])
-                    out["roc"] = str(self.job_dir / plots.ROC)
+                    out["roc"] = str(roc)
         except Exception as exc:  # noqa: BLE001 - a plotting failure must not fail a trained job
             self.warnings.append(shorten(f"plots not written: {type(exc).__name__}: {exc}"))
             self.emit("log", f"warning: {self.warnings[-1]}", stage="evaluate")
@@ -461,6 +704,7 @@ class ActiveJob:
         losses = []
         t0 = time.time()
         for step, rows in enumerate(batches):
+            self._check_stop()
             losses.append(self._train_step(rows, epoch, step))
             self.emit("progress", stage="train", progress=(step + 1) / len(batches),
                       metrics={"epoch": epoch + 1, "epochs": spec.train.epochs, "step": step + 1,
@@ -478,50 +722,18 @@ class ActiveJob:
             self._checkpoint(completed)
         self.each_link(lambda link: link.end_epoch(completed, checkpoint))
 
-    def _resume(self, completed: int) -> None:
-        """Wait for every passive party, reopen the job at its checkpoint, restore our own, set up again."""
-        state = self._reopen_at(completed)
-        self.metrics_history[:] = state["history"]
-        self.emit("log", f"resumed from epoch {completed} with fresh keys", stage="train")
-
     def _go_back_to(self, epoch: int) -> None:
         """Every party's parameters as they were after `epoch` (early stopping); the history stays whole."""
-        self._reopen_at(epoch)
+        self._resilient(lambda: self._reconnect(epoch, keep_history=True), epoch, again=False)
+        self.final_epoch = epoch
         self.emit("log", f"every party is back at epoch {epoch} (fresh keys)", stage="train")
-
-    def _reopen_at(self, completed: int) -> dict:
-        """Reopen every passive party at its checkpoint of epoch `completed`, load ours, set up the links again with
-        fresh keys; returns our checkpoint."""
-        spec_yaml = self.spec.for_peers().to_yaml()
-        wait = self.node.config.timeouts.resume_wait_seconds
-        deadline = time.time() + wait
-        for link in self.links.values():
-            while True:
-                try:
-                    reply = link.open(spec_yaml, resume_epoch=completed)
-                    break
-                except PeerCallError as exc:
-                    if not exc.recoverable:
-                        raise
-                    if time.time() > deadline:
-                        raise JobFailed(f"peer {link.peer!r} did not come back within {wait:g} s (node config "
-                                        f"timeouts.resume_wait_seconds) to resume from epoch {completed}; its "
-                                        f"last answer: {exc.method} failed with {exc.code}: {exc.detail}") from None
-                    time.sleep(1.0)
-            if reply.resumable_epoch < completed:
-                raise JobFailed(f"{link.peer} has no checkpoint of epoch {completed}; cannot resume")
-        state = checkpoint.load_checkpoint(self.job_dir, completed, self.spec.active)
-        self.model.load_state_dict(state["model"])
-        for opt, opt_state in zip(self.optimizers, state["optimizers"]):
-            opt.load_state_dict(opt_state)
-        self._setup_links(restored=state["links"])
-        return state
 
     def predict_rows(self, positions: np.ndarray, phase: str, epoch: int) -> np.ndarray:
         self.model.eval()
         outputs = []
         with torch.no_grad():
             for i, start in enumerate(range(0, len(positions), EVAL_BATCH_ROWS)):
+                self._check_stop()
                 rows = positions[start:start + EVAL_BATCH_ROWS]
                 out, _ = self._forward(rows, phase, epoch, i)
                 outputs.append(self.task.predict(out))
@@ -534,10 +746,11 @@ class ActiveJob:
     # ------------------------------------------------------------------ prediction job
     def _predict(self) -> dict:
         positions = np.arange(len(self.data.ids))
-        prediction = self.predict_rows(positions, "predict", 0)
-        out = self.job_dir / "predictions.csv"
+        prediction = self._resilient(lambda: self.predict_rows(positions, "predict", 0), AFTER_PSI)
+        out = self.job_dir / "predictions.csv"  # staged until the job commits
         frame = prediction_frame(self.dataset.id_column, self.table.written_ids[self.own_rows], prediction)
-        atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
+        atomic_write(checkpoint.staged(self.job_dir, out), lambda tmp: frame.to_csv(tmp, index=False), "predictions",
+                     self.spec.active)
         unmatched = len(self.table) - len(frame)
         if unmatched:
             self.emit("log", f"{unmatched} of the {len(self.table)} rows of dataset {self.dataset.name!r} have no "
@@ -564,33 +777,110 @@ class ActiveJob:
         checkpoint.save_checkpoint(self.job_dir, epoch, {
             "model": self.model.state_dict(), "bottom_module": self.spec.party(self.spec.active).bottom.module,
             "optimizers": [o.state_dict() for o in self.optimizers], "links": self._link_state(),
-            "history": self.metrics_history})
+            "history": self.metrics_history}, self.spec.active)
+        status.write_status(self.job_dir, self.spec.active, epoch=epoch)
 
-    def _close(self, status: str, save: bool, result: dict) -> None:
+    # ------------------------------------------------------------------ close: two phases
+    def _close_succeeded(self, result: dict) -> None:
+        """Every party writes its artifacts (staged), then every party commits: none shows a model of a job that
+        failed at another party (issue 15: the passive once kept its model while the active failed its writes).
+
+        The active party decides: it records `committing` before the first commit, so a restart finishes the
+        commits (vfl/job/registry.py `recover`).
+        """
+        spec = self.spec
+        save = spec.kind == "train"
+        self.emit("log", "closing: every party writes its " + ("model part and " if save else "") +
+                  "privacy report", stage="close")
         if save:
-            own = self.spec.party(self.spec.active).bottom
-            path = checkpoint.save_torch(checkpoint.model_part_path(self.job_dir), {
-                "party": self.spec.active, "role": "active", "model": self.model.state_dict(),
-                "bottom_module": own.module, "bottom_factory": self.bottom_factory_path,
-                "links": self._link_state(), "standardizer": self.standardizer,
-                "num_classes": self.task.num_classes, "task": self.task.kind})
-            atomic_write_text(path.parent / checkpoint.SCHEMA, self.table.schema.to_json())
-        replies = {}
-        for name, link in self.links.items():
-            try:
-                replies[name] = link.close(status, save)
-            except PeerCallError as exc:
-                if status == "succeeded":
-                    raise
-                log.warning("closing job at %s failed: %s", name, exc)
+            self._save_own_part()
+        final = self.final_epoch if spec.kind == "train" else AFTER_PSI  # where a lost peer resumes
+        replies = self._resilient(
+            lambda: dict(zip(self.links, self.each_link(lambda link: link.close("succeeded", save, "prepare")))), final)
         result["model_parts"] = {name: r.model_path for name, r in replies.items()}
-        result["timing"] = {self.spec.active: self.timer.summary()}
+        result["timing"] = {spec.active: self.timer.summary()}
         for name, reply in replies.items():
             result["timing"][name] = json.loads(reply.report_json or b"{}").get("timing", {})
         if save:
-            result["model_parts"][self.spec.active] = str(checkpoint.model_part_path(self.job_dir))
-        if status == "succeeded":
-            result["privacy"] = self._privacy_report(replies, result)
+            result["model_parts"][spec.active] = str(checkpoint.model_part_path(self.job_dir))
+        result["privacy"] = self._privacy_report(replies, result)
+        atomic_write_text(checkpoint.staged(self.job_dir, self.job_dir / RESULT),
+                          json.dumps(result, indent=1, default=str), "job result", spec.active)
+        status.write_status(self.job_dir, spec.active, state=status.COMMITTING, stage="close")
+        self.finish_commit()
+
+    def finish_commit(self) -> None:
+        """The close's second phase: commit at every passive party (repeated until the party is back: it commits
+        from its disk), then here (result.json, the model part). Also what a restarted node does for a job it was
+        committing."""
+        save = self.spec.kind == "train"
+        self.stage = "close"
+        self.each_link(lambda link: self._until_back(link, lambda: link.close("succeeded", save, "commit"), "commit"))
+        self.committed = True
+        checkpoint.commit_staged(self.job_dir, self.spec.active)
+        status.write_status(self.job_dir, self.spec.active, state=status.SUCCEEDED, stage="done")
+        try:
+            result = json.loads((self.job_dir / RESULT).read_text())
+        except (OSError, ValueError):
+            result = {}
+        record_job_lineage(self.node, self.spec, self.job_dir, "active", metrics=lineage_metrics(result))
+
+    def _until_back(self, link: ActivePeer, call, what: str):
+        """`call()`, repeated while `link`'s peer is unreachable, for up to timeouts.resume_wait_seconds."""
+        wait = self.node.config.timeouts.resume_wait_seconds
+        deadline = time.time() + wait
+        while True:
+            try:
+                return call()
+            except PeerCallError as exc:
+                if not exc.recoverable:
+                    raise
+                if time.time() > deadline:
+                    raise JobFailed(f"peer {link.peer!r} did not come back within {wait:g} s (node config "
+                                    f"timeouts.resume_wait_seconds) to {what}; its last answer: {exc.method} failed "
+                                    f"with {exc.code}: {exc.detail}") from None
+                time.sleep(1.0)
+
+    def _reason_for_peers(self, exc: BaseException) -> str:
+        """Why the job failed, as the passive parties may read it: the stage and a category, never this party's
+        own error text (it can quote this party's data, paths or configuration) nor one peer's text to another."""
+        if isinstance(exc, PeerCallError):
+            what = f"a call to {exc.peer!r} ({exc.method}) failed with {exc.code}"
+        elif isinstance(exc, JobFailed):
+            what = "a peer did not come back in time"
+        else:
+            what = f"an error at the active party ({type(exc).__name__})"
+        return f"failed at the active party's stage {self.stage}: {what}"
+
+    def _close_unsuccessful(self, outcome: str, message: str, reason: str) -> None:
+        """Close every party's side without success (failed, cancelled, suspended): staged artifacts are discarded
+        everywhere, and a party that already committed is told to take it back. Best effort: a party that cannot be
+        reached closes its side when the job's lease runs out. `message` is recorded here, `reason` sent to peers."""
+        if self.committed:  # our own commit got this far: take it back like every other party's
+            checkpoint.discard_committed(self.job_dir)
+            with contextlib.suppress(OSError):
+                (self.job_dir / RESULT).unlink(missing_ok=True)
+        checkpoint.discard_staged(self.job_dir)
+        for name, link in self.links.items():
+            try:
+                link.close(outcome, reason=reason)
+            except PeerCallError as exc:
+                log.warning("job %s: closing it at %s failed: %s", self.spec.job_id, name, exc)
+        try:
+            status.write_status(self.job_dir, self.spec.active, state=outcome, reason=message)
+        except VflError as exc:  # the reason the job ends is what its submitter needs to see
+            log.warning("job %s: %s", self.spec.job_id, exc)
+
+    def _save_own_part(self) -> None:
+        own = self.spec.party(self.spec.active).bottom
+        final = checkpoint.model_part_path(self.job_dir)
+        checkpoint.save_torch(checkpoint.staged(self.job_dir, final), {
+            "party": self.spec.active, "role": "active", "model": self.model.state_dict(),
+            "bottom_module": own.module, "bottom_factory": self.bottom_factory_path,
+            "links": self._link_state(), "standardizer": self.standardizer,
+            "num_classes": self.task.num_classes, "task": self.task.kind}, "model part", self.spec.active)
+        atomic_write_text(checkpoint.staged(self.job_dir, final.parent / checkpoint.SCHEMA),
+                          self.table.schema.to_json(), "model schema", self.spec.active)
 
     def _privacy_report(self, replies: dict, result: dict) -> dict:
         from vfl.privacy.attacks import per_step_leak_auc

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 @dataclass
 class Event:
     job_id: str
-    kind: str                 # log | progress | epoch | result | error
+    kind: str                 # log | progress | epoch | result | error | cancelled | suspended
     message: str = ""
     stage: str = ""
     progress: float = 0.0
@@ -50,6 +50,11 @@ class EventLog:
     def last(self) -> Event | None:
         with self._cond:
             return self._events[-1] if self._events else None
+
+    def tail(self, count: int) -> list[Event]:
+        """The last `count` events that are not progress updates."""
+        with self._cond:
+            return [e for e in self._events if e.kind != "progress"][-count:]
 
     def follow(self, cancelled: Callable[[], bool] = lambda: False, poll: float = 0.5) -> Iterator[Event]:
         index = 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vfl.data.atomic import atomic_write_bytes, atomic_write_text, serialized
 from vfl.errors import DataError
 from vfl.job.spec import JobSpec
 from vfl.job.split import Split, split_by_id
@@ -33,8 +34,7 @@ def audit_for_job(ds: DatasetConfig, job_dir: Path, allowed: frozenset[str], use
     from vfl.data.atomic import atomic_write_text
     from vfl.governance.audit import audit_dataset
     report = audit_dataset(ds)
-    job_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(job_dir / "audit.json", report.to_json())
+    atomic_write_text(job_dir / "audit.json", report.to_json(), "data audit")
     refused = report.pii_features(allowed) if uses_features else []
     if refused:
         raise DataError(f"dataset {ds.name!r}: the data audit refuses feature column(s) that look like personal "
@@ -56,10 +56,12 @@ class AlignedData:
         return self.features.shape[1]
 
 
-def save_alignment(job_dir: Path, ids: np.ndarray, own_rows: np.ndarray) -> None:
-    job_dir.mkdir(parents=True, exist_ok=True)
-    np.save(job_dir / "aligned_rows.npy", np.asarray(own_rows, dtype=np.int64))
-    (job_dir / "aligned_ids.json").write_text(json.dumps([str(i) for i in ids]))
+def save_alignment(job_dir: Path, ids: np.ndarray, own_rows: np.ndarray, party: str | None = None) -> None:
+    """The PSI result, written atomically (a resume trusts whatever it finds here); the IDs last, so a job whose
+    alignment write failed halfway has none (`has_alignment`)."""
+    rows = serialized(lambda buffer: np.save(buffer, np.asarray(own_rows, dtype=np.int64)))
+    atomic_write_bytes(job_dir / "aligned_rows.npy", rows, "PSI alignment", party)
+    atomic_write_text(job_dir / "aligned_ids.json", json.dumps([str(i) for i in ids]), "PSI alignment", party)
 
 
 def has_alignment(job_dir: Path) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -21,10 +22,10 @@ import torch
 from psi.error_ids import logged_error_id
 from psi.errors import OutOfOrder as PsiOutOfOrder
 from vfl.data.id_shape import shape_of_ids
-from vfl.errors import ConfigError, DataError, OutOfOrder, ProtocolError
-from vfl.job import checkpoint, psi_once
-from vfl.data.atomic import atomic_write_text
-from vfl.job.ledger import WireLedger
+from vfl.data.atomic import atomic_write_bytes, atomic_write_text, serialized
+from vfl.errors import ConfigError, DataError, OutOfOrder, ProtocolError, StorageError
+from vfl.job import checkpoint, psi_once, status
+from vfl.job.ledger import JOURNAL, WireLedger
 from vfl.job.lineage import record_job_lineage
 from vfl.job.party_data import (AlignedData, align, audit_for_job, load_alignment, load_dataset,
                                 save_alignment)
@@ -39,7 +40,7 @@ from vfl.protocol.layout import Layout
 from vfl.protocol.messages import (CloseJobReply, CloseJobRequest, EndEpochReply, EndEpochRequest, ForwardReply,
                                    ForwardRequest, InputGradientReply, InputGradientRequest, OpenJobReply, Reply,
                                    Request, SetupReply, SetupRequest, WeightGradientReply, WeightGradientRequest,
-                                   decode_rows)
+                                   FRESH, decode_rows)
 from vfl.protocol.schemes import scheme_for
 
 log = logging.getLogger("vfl.passive")
@@ -69,9 +70,12 @@ class PassiveJob:
         self.active = active
         self.party = node.config.party
         self.job_dir: Path = node.config.job_dir(spec.job_id)
-        self.resume_epoch = resume_epoch
+        self.resume_epoch = resume_epoch  # FRESH, AFTER_PSI, or the epoch whose checkpoint set-up restores
         self.lock = threading.RLock()
-        self.ledger = WireLedger()
+        # one ledger across every reopening of the job here, and across restarts (vfl/job/ledger.py)
+        self.ledger = WireLedger(self.job_dir / JOURNAL, self.party)
+        self.lease_seconds = node.config.timeouts.lease_seconds
+        self.renewed = time.monotonic()  # every call of its active party renews the job's lease
         self.timer = Timer()
         self.state = JobState.OPENED
         with own_input_errors(self.party, f"dataset {spec.party(self.party).dataset!r}"):
@@ -87,6 +91,9 @@ class PassiveJob:
         self.last_step: tuple[int, int] = (-1, -1)
         self.recorded: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.aligned = threading.Event()
+        self.alignment_error: StorageError | None = None  # the PSI result could not be saved here
+        self.prepared: CloseJobReply | None = None        # the reply to this job's prepare, sent again if repeated
+        self.unrecorded: dict | None = None  # how the job closed, if its status file could not say so
         self.bottom_factory = None       # this party's own bottom model factory, if the job names one
         self.bottom_factory_path = None
         self.half = None                 # the scheme's passive half, from set-up on
@@ -98,10 +105,38 @@ class PassiveJob:
         handler = handlers.get(type(request))
         if handler is None:
             raise ProtocolError(f"job {self.spec.job_id!r}: {type(request).__name__} is not a step call")
+        self.renew()
         self.ledger.record_message("received", self.active, request)
         reply = handler(request)
         self.ledger.record_message("sent", self.active, reply)
         return reply
+
+    # ---------------------------------------------------------------- lease
+    def renew(self) -> float:
+        self.renewed = time.monotonic()
+        return self.lease_seconds
+
+    def lease_expired(self, now: float) -> bool:
+        return self.state != JobState.CLOSED and now - self.renewed > self.lease_seconds
+
+    def expire(self) -> None:
+        """Its active party stopped renewing the lease: close the job here. A prepared close is rolled back (the
+        commit never came); otherwise the job stays resumable from its checkpoints, should its active party return."""
+        with self.lock:
+            if self.state == JobState.CLOSED:
+                return
+            silent = f"its active party {self.active!r} sent nothing for {self.lease_seconds:g} s (node config " \
+                     "timeouts.lease_seconds)"
+            if self.state == JobState.PREPARED:
+                self._abort(status.FAILED, f"lease expired before the commit: {silent}; the staged model part is "
+                                           "discarded")
+            else:
+                self._abort(status.INTERRUPTED, f"lease expired: {silent}; a resume reopens it")
+
+    def cancel(self, reason: str) -> None:
+        """This node's operator cancels the job here: closed as cancelled, and a resume of it is refused."""
+        with self.lock:
+            self._abort(status.CANCELLED, reason)
 
     # ---------------------------------------------------------------- open / PSI
     def open(self) -> OpenJobReply:
@@ -122,7 +157,8 @@ class PassiveJob:
         psi = self.spec.psi  # coarse shares and a length, never IDs: vfl/data/id_shape.py
         return OpenJobReply(rows=len(self.table), feature_dim=int(self.table.features.shape[1]),
                             resumable_epoch=checkpoint.last_checkpoint(self.job_dir),
-                            id_shape=shape_of_ids(self.table.ids, psi.strip, psi.lowercase).to_wire())
+                            id_shape=shape_of_ids(self.table.ids, psi.strip, psi.lowercase).to_wire(),
+                            lease_seconds=self.lease_seconds)
 
     def claim_psi(self, hello, caller: str) -> list[str]:
         """This party's IDs for the job's one PSI session; every other session is refused (vfl/job/psi_once.py).
@@ -131,7 +167,7 @@ class PassiveJob:
         up the job's PSI as well: the job must then run again under a new job id.
         """
         with self.lock:
-            if self.resume_epoch >= 0:  # a resumed job continues on its saved alignment
+            if self.resume_epoch != FRESH:  # a resumed job continues on its saved alignment
                 raise PsiOutOfOrder(psi_once.resumed_message(self.spec.job_id, self.party))
             psi_once.claim(self.job_dir, self.spec.job_id, self.party, hello, caller, self.state.value)
             psi_once.check_settings(self.spec, hello, self.party)
@@ -139,7 +175,12 @@ class PassiveJob:
 
     def on_psi_result(self, common_ids, own_rows) -> None:
         with self.lock:
-            save_alignment(self.job_dir, np.asarray(common_ids, dtype=object), np.asarray(own_rows))
+            try:
+                save_alignment(self.job_dir, np.asarray(common_ids, dtype=object), np.asarray(own_rows), self.party)
+            except StorageError as exc:  # set-up reports it at once, instead of waiting for an alignment
+                self.alignment_error = exc
+                self.aligned.set()
+                return
             self.state = JobState.ALIGNED
         self.aligned.set()
         log.info("job %r: PSI aligned %d common IDs of this party's %d", self.spec.job_id, len(own_rows),
@@ -158,8 +199,10 @@ class PassiveJob:
                              "session and never sets up training")
         # The PSI service stores the alignment when its session ends, which can be a moment after the
         # active party's side returned; a resumed job finds it on disk.
-        if self.resume_epoch < 0 and not self.aligned.wait(timeout=60):
+        if self.resume_epoch == FRESH and not self.aligned.wait(timeout=60):
             raise OutOfOrder(f"setup: job {self.spec.job_id!r} has no PSI alignment yet (run PSI first)")
+        if self.alignment_error is not None:
+            raise self.alignment_error
         with self.lock:
             if self.state not in (JobState.OPENED, JobState.ALIGNED):  # a replay would re-key and re-share mid-job
                 raise OutOfOrder(f"setup: job {self.spec.job_id!r} is already set up (state {self.state})")
@@ -204,7 +247,8 @@ class PassiveJob:
             self.state = JobState.READY
             log.info("job %r: set up (%s, %d aligned rows, %d features%s)", spec.job_id, spec.crypto.mode,
                      len(self.data.ids), self.data.feature_dim,
-                     f", resuming after epoch {self.resume_epoch}" if self.resume_epoch >= 0 else "")
+                     f", resuming after epoch {self.resume_epoch}" if self.resume_epoch >= 0 else
+                     ", set up again on its saved alignment" if self.resume_epoch != FRESH else "")
             return SetupReply(bottom_out=layout.d, **fields)
 
     @property
@@ -295,10 +339,12 @@ class PassiveJob:
             return EndEpochReply(checkpoint=path)
 
     def _checkpoint(self, epoch: int) -> Path:
-        return checkpoint.save_checkpoint(self.job_dir, epoch, {
+        path = checkpoint.save_checkpoint(self.job_dir, epoch, {
             "bottom": self.bottom.state_dict(), "optimizer": self.optimizer.state_dict(),
             "bottom_module": self.spec.party(self.party).bottom.module, "share": self.share,
-            "last_step": self.last_step})
+            "last_step": self.last_step}, self.party)
+        status.write_status(self.job_dir, self.party, epoch=epoch, stage="train")
+        return path
 
     def _peer_visible(self, path: Path) -> str:
         """A file of this job as the active party may see it: relative to this node's jobs directory, so its
@@ -314,27 +360,78 @@ class PassiveJob:
         return state["share"]
 
     def close(self, req: CloseJobRequest) -> CloseJobReply:
+        """Two-phase for a job that succeeded (prepare, then commit); any other status closes and rolls back."""
         with self.lock:
-            model_path = ""
-            if req.save_model and self.data is not None and self.spec.kind == "train":
-                model_path = self._peer_visible(self._save_model_part())
-            attack_scores = self._attack_scores()
-            report = build_report(self.party, "passive", self.spec.job_id, self.ledger.summary(),
-                                  self.spec.crypto.key_bits if scheme_for(self.spec.crypto.mode).encrypted else 0,
-                                  defense=self._declared_defense(),
-                                  attacks={"label_inference": "scores sent to the active party for evaluation"}
-                                  if attack_scores else None)
-            write_report(self.job_dir, report)
-            payload = {"report": report, "attack_scores": attack_scores}
-            if self.node.config.report_handler_timing:  # its crypto time depends on this party's data
-                payload["timing"] = self.timer.summary()
-            log.info("job %r: closed (%s, state %s)%s", self.spec.job_id, req.status or "no status",
-                     self.state.value, f", model part saved at {model_path}" if model_path else "")
-            self.state = JobState.CLOSED
+            if req.status == "succeeded" and req.phase == "prepare":
+                return self._prepare(req)
+            if req.status == "succeeded" and req.phase == "commit":
+                return self._commit()
             if req.status == "succeeded":
-                record_job_lineage(self.node, self.spec, self.job_dir, "passive")
-            self.release_key()
-            return CloseJobReply(model_path=model_path, report_json=json.dumps(payload).encode())
+                raise ProtocolError(f"close: job {self.spec.job_id!r}: a job that succeeded closes in two phases "
+                                    f"(prepare, commit), not {req.phase or 'at once'!r}")
+            return self._abort(req.status, req.reason)
+
+    def _prepare(self, req: CloseJobRequest) -> CloseJobReply:
+        """Write every artifact of this party (staged: visible only at commit) and its privacy report."""
+        if self.prepared is not None:  # the active party did not get our reply: the same again
+            return self.prepared
+        if self.state == JobState.CLOSED:
+            raise OutOfOrder(f"close: job {self.spec.job_id!r} is already closed at {self.party!r}")
+        model_path = ""
+        if req.save_model and self.data is not None and self.spec.kind == "train":
+            model_path = self._peer_visible(self._save_model_part())
+        payload = self._write_report()
+        status.write_status(self.job_dir, self.party, state=status.PREPARED, stage="close")
+        self.state = JobState.PREPARED
+        log.info("job %r: close prepared%s", self.spec.job_id,
+                 f", model part staged for {model_path}" if model_path else "")
+        self.prepared = CloseJobReply(model_path=model_path, report_json=json.dumps(payload).encode())
+        return self.prepared
+
+    def _commit(self) -> CloseJobReply:
+        if self.state == JobState.CLOSED and (status.read_status(self.job_dir) or {}).get("state") == status.SUCCEEDED:
+            return CloseJobReply(model_path=self.prepared.model_path if self.prepared else "")
+        if self.state != JobState.PREPARED:
+            raise OutOfOrder(f"close: job {self.spec.job_id!r} cannot commit at {self.party!r}: it is {self.state}, "
+                             "not prepared")
+        commit_on_disk(self.job_dir, self.party)
+        self.state = JobState.CLOSED
+        self.release_key()
+        log.info("job %r: closed (succeeded)", self.spec.job_id)
+        record_job_lineage(self.node, self.spec, self.job_dir, "passive")
+        return CloseJobReply(model_path=self.prepared.model_path)
+
+    def _abort(self, outcome: str, reason: str) -> CloseJobReply:
+        """Close without success: staged artifacts are discarded; the checkpoints stay (a suspended job resumes)."""
+        if outcome not in (status.FAILED, status.CANCELLED, status.SUSPENDED, status.INTERRUPTED):
+            raise ProtocolError(f"close: unknown status {outcome!r}")
+        checkpoint.discard_staged(self.job_dir)
+        payload = {}
+        try:  # on a full or read-only disk the job still closes; its log says what could not be recorded
+            payload = self._write_report() if self.state != JobState.CLOSED else {}
+            status.write_status(self.job_dir, self.party, state=outcome, reason=reason or None)
+        except StorageError as exc:
+            log.warning("job %r: closing (%s): %s", self.spec.job_id, outcome, exc)
+            self.unrecorded = {"state": outcome, "reason": reason}
+        log.info("job %r: closed (%s, state %s)%s", self.spec.job_id, outcome, self.state.value,
+                 f": {' '.join(reason.split())}" if reason else "")
+        self.state = JobState.CLOSED
+        self.release_key()
+        return CloseJobReply(report_json=json.dumps(payload).encode())
+
+    def _write_report(self) -> dict:
+        """This party's privacy report (what crossed the wire, as it saw it), and the payload of its close reply."""
+        attack_scores = self._attack_scores()
+        report = build_report(self.party, "passive", self.spec.job_id, self.ledger.summary(),
+                              self.spec.crypto.key_bits if scheme_for(self.spec.crypto.mode).encrypted else 0,
+                              defense=self._declared_defense(),
+                              attacks={"label_inference": "scores sent to the active party for evaluation"}
+                              if attack_scores else None)
+        write_report(self.job_dir, report)
+        payload = {"report": report, "attack_scores": attack_scores}
+        if self.node.config.report_handler_timing:  # its crypto time depends on this party's data
+            payload["timing"] = self.timer.summary()
+        return payload
 
     def release_key(self) -> None:
         """End this party's key of the job (on Ray, its key holders end with it); the share stays for the model."""
@@ -361,19 +458,24 @@ class PassiveJob:
         ids = np.concatenate([r[0] for r in self.recorded]).astype(str)
         steps = np.concatenate([r[1] for r in self.recorded])
         grads = np.concatenate([r[2] for r in self.recorded])
-        np.savez_compressed(self.job_dir / "recorded_gradients.npz", ids=ids, steps=steps, gradients=grads)
+        data = serialized(lambda buffer: np.savez_compressed(buffer, ids=ids, steps=steps, gradients=grads))
+        atomic_write_bytes(self.job_dir / "recorded_gradients.npz", data, "recorded gradients", self.party)
         if not self.spec.privacy.attacks:
             return None
         return {"ids": ids.tolist(), "steps": steps.tolist(), "norm": norm_scores(grads).tolist(),
                 "direction": direction_scores(grads, steps).tolist()}
 
     def _save_model_part(self) -> Path:
-        path = checkpoint.save_torch(checkpoint.model_part_path(self.job_dir), {
+        """Staged until the commit; returns the path it will have then."""
+        final = checkpoint.model_part_path(self.job_dir)
+        checkpoint.save_torch(checkpoint.staged(self.job_dir, final), {
             "party": self.party, "role": "passive", "bottom": self.bottom.state_dict(),
             "bottom_module": self.spec.party(self.party).bottom.module, "bottom_factory": self.bottom_factory_path,
-            "share": self.share, "standardizer": self.standardizer, "feature_names": self.data.feature_names})
-        atomic_write_text(path.parent / checkpoint.SCHEMA, self.table.schema.to_json())
-        return path
+            "share": self.share, "standardizer": self.standardizer, "feature_names": self.data.feature_names},
+            "model part", self.party)
+        atomic_write_text(checkpoint.staged(self.job_dir, final.parent / checkpoint.SCHEMA),
+                          self.table.schema.to_json(), "model schema", self.party)
+        return final
 
     def _model_dir(self) -> Path:
         return checkpoint.model_dir(self.node.config.job_dir(self.spec.model_job))
@@ -390,3 +492,9 @@ class PassiveJob:
         if not path.exists():
             raise DataError(f"model job {self.spec.model_job!r}: no saved model part at {path}")
         return torch.load(path, weights_only=False)
+
+
+def commit_on_disk(job_dir: Path, party: str) -> None:
+    """Make a prepared close final: staged artifacts into place, then the status (the commit's record)."""
+    checkpoint.commit_staged(job_dir, party)
+    status.write_status(job_dir, party, state=status.SUCCEEDED, stage="done")

@@ -40,9 +40,11 @@ class ActivePeer:
         self.scheme = scheme_for(spec.crypto.mode)
         self.half: ActiveHalf | None = None
         self.layout: Layout | None = None
+        self.last_call = time.monotonic()
 
     # ------------------------------------------------------------------ calls
     def call(self, request: Request) -> Reply:
+        self.last_call = time.monotonic()  # every call renews the job's lease at the peer
         self.ledger.record_message("sent", self.peer, request)
         peer_seconds: list[float | None] = []
         start = time.perf_counter()
@@ -84,9 +86,11 @@ class ActivePeer:
     def end_epoch(self, epoch: int, checkpoint: bool) -> str:
         return self.call(EndEpochRequest(job_id=self.spec.job_id, epoch=epoch, checkpoint=checkpoint)).checkpoint
 
-    def close(self, status: str, save_model: bool) -> CloseJobReply:
+    def close(self, status: str, save_model: bool = False, phase: str = "", reason: str = "") -> CloseJobReply:
+        """One close call (vfl.protocol.messages.CloseJobRequest); this link's half is released either way."""
         try:
-            return self.call(CloseJobRequest(job_id=self.spec.job_id, status=status, save_model=save_model))
+            return self.call(CloseJobRequest(job_id=self.spec.job_id, status=status, save_model=save_model,
+                                             phase=phase, reason=reason))
         finally:
             if self.half is not None:
                 self.half.close()

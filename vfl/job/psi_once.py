@@ -21,6 +21,7 @@ from pathlib import Path
 from psi.errors import OutOfOrder as PsiOutOfOrder
 from psi.errors import PermissionDenied as PsiPermissionDenied
 from psi.protocol.messages import Hello, Mode
+from vfl.data.atomic import atomic_create
 from vfl.job.spec import JobSpec
 
 CLAIM_FILE = "psi-session.json"
@@ -38,7 +39,7 @@ def read_claim(job_dir: Path) -> dict | None:
         return None
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError):  # being written by the claiming thread right now: claimed all the same
+    except (OSError, ValueError):  # unreadable: claimed all the same
         return {}
 
 
@@ -58,17 +59,14 @@ def once_per_job_message(job_id: str, party: str, claim: dict | None, state: str
 def claim(job_dir: Path, job_id: str, party: str, hello: Hello, caller: str, state: str) -> None:
     """Claim the job's one PSI session for `hello`, or refuse it (FAILED_PRECONDITION) if a session already did.
 
-    Creating the file exclusively makes the claim atomic across concurrent hellos and keeps it across restarts.
+    Creating the file exclusively (and whole: vfl.data.atomic.atomic_create) makes the claim atomic across
+    concurrent hellos and keeps it across restarts. A claim that cannot be written is a StorageError: no session.
     """
-    job_dir.mkdir(parents=True, exist_ok=True)
     record = {"session_id": hello.session_id, "mode": Mode(hello.mode).value, "strip": hello.strip,
               "lowercase": hello.lowercase, "parties": list(hello.parties), "caller": caller,
               "claimed_at": time.time()}
-    try:
-        with claim_path(job_dir).open("x") as f:
-            json.dump(record, f)
-    except FileExistsError:
-        raise PsiOutOfOrder(once_per_job_message(job_id, party, read_claim(job_dir), state)) from None
+    if not atomic_create(claim_path(job_dir), json.dumps(record).encode(), "PSI session claim", party):
+        raise PsiOutOfOrder(once_per_job_message(job_id, party, read_claim(job_dir), state))
 
 
 def resumed_message(job_id: str, party: str) -> str:

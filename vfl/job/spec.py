@@ -187,11 +187,16 @@ def _mlp(sec: Section, default: MlpSpec, allow_out: bool = True, allow_module: b
     return MlpSpec(hidden=tuple(hidden), out=out, activation=act, dropout=dropout, module=module)
 
 
+def check_job_id(job_id: str) -> str:
+    """A job id as specs, `vfl jobs show` and `vfl cancel` accept it (it names a folder under jobs_dir)."""
+    if not isinstance(job_id, str) or not _JOB_ID.match(job_id) or job_id in (".", ".."):
+        raise ConfigError(f"job_id: {quote(job_id)} must be 1-63 letters, digits, '_', '.' or '-'")
+    return job_id
+
+
 def parse_job_spec(data: dict[str, Any]) -> JobSpec:
     root = Section(data, "")
-    job_id = root.str("job_id") or f"job-{uuid.uuid4().hex[:12]}"
-    if not _JOB_ID.match(job_id):
-        raise ConfigError(f"job_id: {quote(job_id)} must be 1-63 letters, digits, '_', '.' or '-'")
+    job_id = check_job_id(root.str("job_id") or f"job-{uuid.uuid4().hex[:12]}")
     kind = root.str("kind", "train", choices=KINDS)
     task = root.str("task", "binary", choices=TASKS)
     active = check_name(root.str("active", required=True), "active")

@@ -77,6 +77,12 @@ DEFAULT_RESUME_WAIT_SECONDS = 60.0
 #: noticed by keepalive within about 30 s (psi.transport.keepalive); this deadline is for a peer that still answers
 #: pings but whose handler never returns. The largest step the default policy caps allow takes well under it.
 DEFAULT_CALL_SECONDS = 600.0
+#: default of timeouts.lease_seconds: a passive job closes when its active party has sent nothing for this long (its
+#: active node renews every job's lease every third of it, also while it waits for another peer)
+DEFAULT_LEASE_SECONDS = 90.0
+#: default of timeouts.drain_seconds: on SIGTERM, how long a node gives its jobs to suspend (stop at the next step,
+#: tell their peers) before it stops serving; under Kubernetes' default 30 s grace period
+DEFAULT_DRAIN_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,8 @@ class TimeoutsConfig:
     """How long this node waits for its peers; set by its operator, never by a job spec."""
     resume_wait_seconds: float = DEFAULT_RESUME_WAIT_SECONDS
     call_seconds: float = DEFAULT_CALL_SECONDS
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
 
 
 @dataclass(frozen=True)
@@ -269,7 +277,9 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     timeouts = TimeoutsConfig(
         resume_wait_seconds=tim.float("resume_wait_seconds", DEFAULT_RESUME_WAIT_SECONDS, min_value=0.0,
                                       max_value=86_400.0),
-        call_seconds=tim.float("call_seconds", DEFAULT_CALL_SECONDS, min_value=1.0, max_value=86_400.0))
+        call_seconds=tim.float("call_seconds", DEFAULT_CALL_SECONDS, min_value=1.0, max_value=86_400.0),
+        lease_seconds=tim.float("lease_seconds", DEFAULT_LEASE_SECONDS, min_value=3.0, max_value=86_400.0),
+        drain_seconds=tim.float("drain_seconds", DEFAULT_DRAIN_SECONDS, min_value=0.0, max_value=3600.0))
     tim.reject_unknown()
     models_sec = root.section("models")
     models = {check_model_name(str(name), models_sec.key(str(name))):

@@ -17,10 +17,16 @@ class RetentionSweeper:
         self._thread: threading.Thread | None = None
 
     def in_use(self, job_id: str) -> bool:
+        """A job the node holds open, or one that is not over by its status (suspended, interrupted, prepared, ...:
+        it may resume, and needs its checkpoints)."""
+        from vfl.job import status
         jobs = self.node.jobs
         with jobs._lock:
             events = jobs.active_events.get(job_id)
-            return (events is not None and not events.finished) or job_id in jobs.passive_jobs
+            if (events is not None and not events.finished) or job_id in jobs.passive_jobs:
+                return True
+        found = status.read_status(self.node.config.job_dir(job_id))
+        return found is not None and found.get("state") not in status.FINAL
 
     def deleted(self, deletion: Deletion) -> None:
         log.info("retention: job %s: deleted its %s (%s, %d bytes)", deletion.job_id, deletion.kind,

@@ -246,8 +246,9 @@ class _JobCollector:
                 timers = dict(getattr(registry, "active_timers", {}))
             for job_id, events in active.items():
                 last = events.last()
-                failed = last is not None and last.kind == "error"
-                state = "running" if not events.finished else ("failed" if failed else "succeeded")
+                # a finished job's last event says how it ended (result, error, cancelled, suspended)
+                state = "running" if not events.finished else \
+                    {"result": "succeeded", "cancelled": "cancelled", "suspended": "suspended"}.get(last.kind, "failed")
                 counts[("active", state)] = counts.get(("active", state), 0) + 1
             for job in passive.values():
                 state = getattr(getattr(job, "state", None), "value", "open")

@@ -26,5 +26,7 @@ class GrpcNetwork:
         config = psi_config(spec, compute.parallelism, f"{spec.job_id}.psi.{uuid.uuid4().hex[:8]}")
         # every PSI envelope is counted in the job's ledger, for the privacy report
         channels = {p.name: counted_channel(self.node.channel(p.name), ledger, p.name) for p in spec.passives}
+        # a stream that breaks mid-session is reattached while the node would wait for a lost peer anyway
         return run_session(channels, list(ids), config, me=spec.active, progress=progress,
-                           call_metadata=self.node.call_metadata(), engine=compute.psi_engine())
+                           call_metadata=self.node.call_metadata(), engine=compute.psi_engine(),
+                           resume_seconds=self.node.config.timeouts.resume_wait_seconds)

@@ -10,10 +10,21 @@ from psi.errors import PermissionDenied as PsiPermissionDenied
 from psi.errors import PsiError
 from psi.protocol.messages import Mode
 from psi.transport.server import add_psi_service as mount_psi_service
-from vfl.errors import PermissionDenied
+from vfl.errors import PermissionDenied, StorageError
 from vfl.transport.psi_wire import PsiServerCounter
 
 log = logging.getLogger("vfl.psi")
+
+
+class ClaimNotWritten(PsiError):
+    """The job's PSI claim could not be written here (a full or read-only jobs_dir): no session, a clear reason."""
+
+    def __init__(self, message: str, code: str = "FAILED_PRECONDITION"):
+        super().__init__(message, code)
+        self.grpc_code = code
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def psi_counter(registry) -> PsiServerCounter:
@@ -50,7 +61,10 @@ def add_psi_service(server, registry) -> None:
             if job is None:
                 raise PsiPermissionDenied(f"no open job {job_id!r} at {node.config.party!r} for PSI")
             caller = caller_of(job_id, job, peer)
-            ids = job.claim_psi(hello, caller)
+            try:
+                ids = job.claim_psi(hello, caller)
+            except StorageError as exc:
+                raise ClaimNotWritten(str(exc), exc.status) from None
         except PsiError as exc:
             log.warning("PSI session %s for job %r from %s refused: %s: %s", hello.session_id, job_id,
                         list(peer.names) or "an uncertified peer", exc.grpc_code, " ".join(str(exc).split()))
@@ -86,5 +100,7 @@ def add_psi_service(server, registry) -> None:
             log.warning("PSI session %s for job %r failed: %s; the job's one PSI session is used, so the job must "
                         "run again under a new job id", session_id, job_id, error)
 
-    # the PSI work of this node's passive jobs runs on its compute backend, like everything else heavy
-    mount_psi_service(server, id_provider, on_result=on_result, on_error=on_error, engine=node.compute.psi_engine())
+    # the PSI work of this node's passive jobs runs on its compute backend, like everything else heavy; a session
+    # whose stream broke waits as long for its active party to reattach it as that party waits for us
+    mount_psi_service(server, id_provider, on_result=on_result, on_error=on_error, engine=node.compute.psi_engine(),
+                      resume_seconds=node.config.timeouts.resume_wait_seconds)

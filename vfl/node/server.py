@@ -13,6 +13,7 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from vfl.data.atomic import remove_stray_temps
 from vfl.compute import Compute, open_compute
 from vfl.errors import ConfigError, PermissionDenied
 from vfl.job.registry import JobRegistry
@@ -60,6 +61,7 @@ class Node:
         self.metrics_port: int | None = None
         self.network = GrpcNetwork(self)
         self.jobs = JobRegistry(self)
+        self._reaper_stop = threading.Event()
         self._compute: Compute | None = None
 
     @property
@@ -192,6 +194,10 @@ class Node:
     def start(self) -> None:
         self.check_jobs_dir()
         self.audit = NodeAudit(self.config)
+        removed = remove_stray_temps(self.config.jobs_dir)  # what a crash mid-write left behind
+        if removed:
+            log.info("removed %d stray temp file(s) under %s left by an interrupted write", len(removed),
+                     self.config.jobs_dir)
         self.retention = RetentionSweeper(self)
         self.compute  # connect now: a node whose compute backend is unreachable must not start serving
         if self.config.insecure:
@@ -218,11 +224,15 @@ class Node:
             self.health_port = self._bind(hs, self.config.health_listen, "health_listen")
             hs.start()
             self._health_server = hs
+        # before serving: a client that re-attaches finds a recovered job running, not its stale status
+        recovered = self.jobs.recover()
+        if recovered:
+            log.info("resuming %d job(s) left unfinished: %s", len(recovered), ", ".join(recovered))
         server.start()
         self._server = server
         for name in HEALTH_SERVICES:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self.jobs.recover()
+        self.jobs.run_lease_reaper(self._reaper_stop)
         self.retention.start()
         log.info("node %s (%s) serving on %s", self.config.party, self.config.role, self.config.listen)
 
@@ -231,11 +241,17 @@ class Node:
         self._server.wait_for_termination()
 
     def stop(self, grace: float = 2.0) -> None:
+        """Drain, then stop serving: no new jobs, running active jobs suspend at their next step and tell their
+        peers (they resume when the node starts again), within timeouts.drain_seconds; then in-flight calls get
+        `grace` seconds."""
         for name in HEALTH_SERVICES:
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.retention is not None:
             self.retention.stop()
+        log.info("node %s shutting down: draining its jobs (up to %g s)", self.config.party,
+                 self.config.timeouts.drain_seconds)
         self.jobs.shutdown()
+        self._reaper_stop.set()
         for server in (self._server, self._health_server):
             if server is not None:
                 server.stop(grace).wait()

@@ -19,10 +19,16 @@ AUDITED = {OpenJob: "job opened", CloseJobRequest: "job closed"}
 
 
 class ControlService(pb_grpc.ControlServicer):
+    """Clients (`vfl run`, `vfl jobs`, `vfl attach`, `vfl cancel`, the Python API) at this node: admins only."""
+
     def __init__(self, node):
         self.node = node
-        self.SubmitJob = stream_handler(pb.JobSubmit, self._submit, party=node.config.party)
-        self.WatchJob = stream_handler(pb.JobWatch, self._watch, party=node.config.party)
+        party = node.config.party
+        self.SubmitJob = stream_handler(pb.JobSubmit, self._submit, party=party)
+        self.WatchJob = stream_handler(pb.JobWatch, self._watch, party=party)
+        self.ListJobs = _unary_handler(pb.JobQuery, self._list, party=party)
+        self.ShowJob = _unary_handler(pb.JobQuery, self._show, party=party)
+        self.CancelJob = _unary_handler(pb.JobQuery, self._cancel, party=party)
 
     def _submit(self, request: pb.JobSubmit, context: grpc.ServicerContext):
         who = self.node.require_admin(context)
@@ -40,6 +46,19 @@ class ControlService(pb_grpc.ControlServicer):
         self.node.audit.record(who, "job watched", job_id=request.job_id)
         events = self.node.jobs.watch(request.job_id, cancelled=lambda: not context.is_active())
         return (serde.event_to_pb(event) for event in events)
+
+    def _list(self, request: pb.JobQuery, context: grpc.ServicerContext) -> pb.JobList:
+        self.node.require_admin(context)
+        return pb.JobList(jobs=[serde.job_info_to_pb(info) for info in self.node.jobs.list_jobs()])
+
+    def _show(self, request: pb.JobQuery, context: grpc.ServicerContext) -> pb.JobInfo:
+        self.node.require_admin(context)
+        return serde.job_info_to_pb(self.node.jobs.show_job(request.job_id))
+
+    def _cancel(self, request: pb.JobQuery, context: grpc.ServicerContext) -> pb.JobInfo:
+        who = self.node.require_admin(context)
+        by = f"{self.node.config.party}'s operator" if who == "self" else who
+        return serde.job_info_to_pb(self.node.jobs.cancel(request.job_id, by=by))
 
 
 class PartyService(pb_grpc.PartyServicer):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from vfl.privacy.accounting import label_dp_epsilon
 
 # Defaults chosen with benchmarks/privacy_bench.py on default_credit (see docs/privacy.md).
 DEFAULT_NOISE_MULTIPLIER = 2.0
@@ -91,7 +90,7 @@ class DpDefense(Defense):
         clip = self.clip_norm if self.clip_norm is not None else \
             [round(self._clip_by_epoch[e], 6) for e in sorted(self._clip_by_epoch)]
         return {"defense": self.name, "noise_multiplier": self.noise_multiplier, "clip_norm": clip,
-                "delta": self.delta, "epsilon": label_dp_epsilon(self.noise_multiplier, epochs, self.delta),
+                "delta": self.delta, "epsilon": _epsilon(self.noise_multiplier, epochs, self.delta),
                 "accountant": "dp_accounting.rdp.RdpAccountant",
                 "guarantee": "label-DP per released per-example gradient (see docs/privacy.md)"}
 
@@ -210,3 +209,10 @@ def defense_for_job(spec) -> Defense:
                         else DEFAULT_NOISE_MULTIPLIER, clip_norm=p.clip_norm,
                         delta=p.delta if p.delta is not None else DEFAULT_DELTA,
                         strength=p.strength if p.strength is not None else DEFAULT_MARVELL_STRENGTH)
+
+
+def _epsilon(noise_multiplier: float, epochs: int, delta: float) -> float:
+    # imported on first use: dp_accounting (with scipy) takes seconds to import, and every node start and job
+    # spec parse would pay them (vfl.job.spec reads DEFENSES)
+    from vfl.privacy.accounting import label_dp_epsilon
+    return label_dp_epsilon(noise_multiplier, epochs, delta)

@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vfl.data.atomic import atomic_write_text
+
 
 def build_report(party: str, role: str, job_id: str, messages: list[dict], key_bits: int,
                  defense: dict | None = None, attacks: dict | None = None,
@@ -39,10 +41,10 @@ def _markdown(report: dict[str, Any]) -> str:
 
 
 def write_report(job_dir: Path, report: dict[str, Any]) -> Path:
-    job_dir.mkdir(parents=True, exist_ok=True)
-    path = job_dir / "privacy_report.json"
-    path.write_text(json.dumps(report, indent=1, default=str))
-    (job_dir / "privacy_report.md").write_text(_markdown(report))
+    """Both forms, each written atomically (a full disk once left 0-byte reports)."""
+    path = atomic_write_text(job_dir / "privacy_report.json", json.dumps(report, indent=1, default=str),
+                             "privacy report", report.get("party"))
+    atomic_write_text(job_dir / "privacy_report.md", _markdown(report), "privacy report", report.get("party"))
     return path
 
 

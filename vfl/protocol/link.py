@@ -48,8 +48,8 @@ class InProcessLink:
 
     def call(self, request: Request, on_handler_seconds: HandlerSeconds | None = None) -> Reply:
         method = METHOD[type(request)]
-        try:
-            reply = self.handler(self.tamper(request))
+        try:  # a tamper that raises on the reply plays a reply lost on its way back
+            reply = self.tamper(self.handler(self.tamper(request)))
         except Exception as exc:  # noqa: BLE001 - reported as the gRPC link would: a status, not a traceback
             status = status_of(exc)
             detail = str(exc) if status != INTERNAL else "internal error (see the peer's log)"
@@ -58,4 +58,4 @@ class InProcessLink:
             raise PeerCallError(self.peer, method, status, detail) from None
         if on_handler_seconds is not None:
             on_handler_seconds(None)
-        return check_reply(request, self.tamper(reply))
+        return check_reply(request, reply)

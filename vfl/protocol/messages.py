@@ -18,11 +18,17 @@ import numpy as np
 from vfl.errors import ProtocolError, shorten
 
 
+#: OpenJob.resume_epoch of a new job
+FRESH = -1
+#: OpenJob.resume_epoch of a job resumed on its saved PSI alignment before any checkpoint: set up afresh
+AFTER_PSI = -2
+
+
 @dataclass(frozen=True)
 class OpenJob:
     job_id: str
     spec_yaml: str = ""           # the whole job spec; the passive resolves its own dataset by name
-    resume_epoch: int = -1        # -1: a fresh start; e >= 0: resume after completed epoch e
+    resume_epoch: int = FRESH     # FRESH; AFTER_PSI; e >= 0: resume after completed epoch e (its checkpoint)
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,18 @@ class OpenJobReply:
     feature_dim: int = 0
     resumable_epoch: int = -1     # the last epoch this party holds a checkpoint of
     id_shape: str = ""            # JSON: coarse shape statistics of this party's IDs, never IDs (vfl/data/id_shape.py)
+    lease_seconds: float = 0.0    # the job closes here if its active party sends nothing (not even RenewLease) this long
+
+
+@dataclass(frozen=True)
+class RenewLease:
+    """The active party is still behind the job: the passive party's lease on it starts again."""
+    job_id: str
+
+
+@dataclass(frozen=True)
+class RenewLeaseReply:
+    lease_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -109,9 +127,14 @@ class EndEpochReply:
 
 @dataclass(frozen=True)
 class CloseJobRequest:
+    """Closing is two-phase for a job that succeeded: `prepare` (write every artifact, staged), then `commit`
+    (make them visible, mark the job succeeded) once every party prepared. Any other status closes at once and
+    rolls back what was staged: failed | cancelled | suspended (a drained active node; the job resumes later)."""
     job_id: str
-    status: str = "succeeded"        # succeeded | failed
+    status: str = "succeeded"        # succeeded | failed | cancelled | suspended
     save_model: bool = False
+    phase: str = ""                  # prepare | commit (status succeeded); empty for the other statuses
+    reason: str = ""                 # why the job ends, for the passive party's log and status (not succeeded)
 
 
 @dataclass(frozen=True)
@@ -121,18 +144,19 @@ class CloseJobReply:
 
 
 Request = Union[OpenJob, SetupRequest, ForwardRequest, WeightGradientRequest, InputGradientRequest,
-                EndEpochRequest, CloseJobRequest]
+                EndEpochRequest, CloseJobRequest, RenewLease]
 Reply = Union[OpenJobReply, SetupReply, ForwardReply, WeightGradientReply, InputGradientReply, EndEpochReply,
-              CloseJobReply]
+              CloseJobReply, RenewLeaseReply]
 
 REPLY_TO: dict[type, type] = {
     OpenJob: OpenJobReply, SetupRequest: SetupReply, ForwardRequest: ForwardReply,
     WeightGradientRequest: WeightGradientReply, InputGradientRequest: InputGradientReply,
-    EndEpochRequest: EndEpochReply, CloseJobRequest: CloseJobReply,
+    EndEpochRequest: EndEpochReply, CloseJobRequest: CloseJobReply, RenewLease: RenewLeaseReply,
 }
 METHOD: dict[type, str] = {
     OpenJob: "OpenJob", SetupRequest: "Setup", ForwardRequest: "Forward", WeightGradientRequest: "WeightGradient",
     InputGradientRequest: "InputGradient", EndEpochRequest: "EndEpoch", CloseJobRequest: "CloseJob",
+    RenewLease: "RenewLease",
 }
 MESSAGE_TYPES: dict[str, type] = {cls.__name__: cls for cls in (*REPLY_TO, *REPLY_TO.values())}
 

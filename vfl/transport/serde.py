@@ -31,3 +31,21 @@ def event_to_pb(event) -> pb.JobEvent:
     return pb.JobEvent(job_id=event.job_id, kind=event.kind, message=event.message, stage=event.stage,
                        progress=event.progress, metrics_json=json.dumps(event.metrics, default=str),
                        done=event.done, failed=event.failed)
+
+
+JOB_INFO_FIELDS = ("job_id", "kind", "role", "state", "stage", "reason", "active")
+JOB_INFO_TIMES = ("created", "updated", "finished")
+
+
+def job_info_to_pb(info: dict) -> pb.JobInfo:
+    """A job's status (vfl/job/status.py) as JobInfo; everything else it holds goes to detail_json."""
+    detail = {k: v for k, v in info.items() if k not in JOB_INFO_FIELDS + JOB_INFO_TIMES}
+    return pb.JobInfo(**{k: str(info.get(k) or "") for k in JOB_INFO_FIELDS},
+                      **{k: float(info.get(k) or 0.0) for k in JOB_INFO_TIMES},
+                      detail_json=json.dumps(detail, default=str))
+
+
+def job_info_from_pb(message: pb.JobInfo) -> dict:
+    info = {k: getattr(message, k) for k in JOB_INFO_FIELDS + JOB_INFO_TIMES}
+    info.update(json.loads(message.detail_json or "{}"))
+    return info

@@ -422,6 +422,8 @@ maxOpenJobsPerPeer: max_open_jobs_per_peer
 {{- $timeouts := dict }}
 {{- if not (kindIs "invalid" .resumeWaitSeconds) }}{{- $_ := set $timeouts "resume_wait_seconds" (float64 .resumeWaitSeconds) }}{{- end }}
 {{- if not (kindIs "invalid" .callSeconds) }}{{- $_ := set $timeouts "call_seconds" (float64 .callSeconds) }}{{- end }}
+{{- if not (kindIs "invalid" .leaseSeconds) }}{{- $_ := set $timeouts "lease_seconds" (float64 .leaseSeconds) }}{{- end }}
+{{- if not (kindIs "invalid" .drainSeconds) }}{{- $_ := set $timeouts "drain_seconds" (float64 .drainSeconds) }}{{- end }}
 {{- if $timeouts }}{{- $_ = set $cfg "timeouts" $timeouts }}{{- end }}
 {{- end }}
 {{- $_ = set $cfg "datasets" .Values.datasets }}

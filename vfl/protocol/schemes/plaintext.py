@@ -38,6 +38,8 @@ class ActiveHalf:
     def on_setup(self, reply: SetupReply, init_std: float, rng: np.random.Generator, restored: dict | None) -> None:
         if restored is not None and restored.get("plain") is not None:
             w = restored["plain"]
+            velocity = restored.get("velocity")  # a resume continues SGD's momentum, as the Paillier shares do
+            self.velocity = velocity.clone() if velocity is not None else None
         else:
             w = torch.from_numpy(rng.normal(0.0, init_std, size=(self.layout.d, self.layout.m)))
         self.weight = w.clone().float()
@@ -63,7 +65,8 @@ class ActiveHalf:
         self.weight = self.weight - h.lr * self.velocity - h.lr * h.weight_decay * self.weight
 
     def state(self) -> dict:
-        return {"share": None, "plain": self.weight.clone()}
+        return {"share": None, "plain": self.weight.clone(),
+                "velocity": self.velocity.clone() if self.velocity is not None else None}
 
     def close(self) -> None:
         pass

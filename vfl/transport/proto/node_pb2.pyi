@@ -1,6 +1,8 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -23,6 +25,44 @@ class JobWatch(_message.Message):
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class JobQuery(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class JobInfo(_message.Message):
+    __slots__ = ("job_id", "kind", "role", "state", "stage", "created", "updated", "finished", "reason", "active", "detail_json")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_JSON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    kind: str
+    role: str
+    state: str
+    stage: str
+    created: float
+    updated: float
+    finished: float
+    reason: str
+    active: str
+    detail_json: str
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., role: _Optional[str] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., created: _Optional[float] = ..., updated: _Optional[float] = ..., finished: _Optional[float] = ..., reason: _Optional[str] = ..., active: _Optional[str] = ..., detail_json: _Optional[str] = ...) -> None: ...
+
+class JobList(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobInfo]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("job_id", "kind", "message", "progress", "stage", "metrics_json", "done", "failed")
@@ -55,16 +95,30 @@ class OpenJob(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., spec_yaml: _Optional[str] = ..., resume_epoch: _Optional[int] = ...) -> None: ...
 
 class OpenJobReply(_message.Message):
-    __slots__ = ("rows", "feature_dim", "resumable_epoch", "id_shape")
+    __slots__ = ("rows", "feature_dim", "resumable_epoch", "id_shape", "lease_seconds")
     ROWS_FIELD_NUMBER: _ClassVar[int]
     FEATURE_DIM_FIELD_NUMBER: _ClassVar[int]
     RESUMABLE_EPOCH_FIELD_NUMBER: _ClassVar[int]
     ID_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     rows: int
     feature_dim: int
     resumable_epoch: int
     id_shape: str
-    def __init__(self, rows: _Optional[int] = ..., feature_dim: _Optional[int] = ..., resumable_epoch: _Optional[int] = ..., id_shape: _Optional[str] = ...) -> None: ...
+    lease_seconds: float
+    def __init__(self, rows: _Optional[int] = ..., feature_dim: _Optional[int] = ..., resumable_epoch: _Optional[int] = ..., id_shape: _Optional[str] = ..., lease_seconds: _Optional[float] = ...) -> None: ...
+
+class RenewLease(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class RenewLeaseReply(_message.Message):
+    __slots__ = ("lease_seconds",)
+    LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    lease_seconds: float
+    def __init__(self, lease_seconds: _Optional[float] = ...) -> None: ...
 
 class SetupRequest(_message.Message):
     __slots__ = ("job_id", "active_public_key", "aligned_rows", "interactive_out", "layout", "active_djn_base")
@@ -173,14 +227,18 @@ class EndEpochReply(_message.Message):
     def __init__(self, checkpoint: _Optional[str] = ...) -> None: ...
 
 class CloseJobRequest(_message.Message):
-    __slots__ = ("job_id", "status", "save_model")
+    __slots__ = ("job_id", "status", "save_model", "phase", "reason")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     SAVE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     status: str
     save_model: bool
-    def __init__(self, job_id: _Optional[str] = ..., status: _Optional[str] = ..., save_model: _Optional[bool] = ...) -> None: ...
+    phase: str
+    reason: str
+    def __init__(self, job_id: _Optional[str] = ..., status: _Optional[str] = ..., save_model: _Optional[bool] = ..., phase: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CloseJobReply(_message.Message):
     __slots__ = ("model_path", "report_json")

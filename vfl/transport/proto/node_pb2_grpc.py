@@ -45,6 +45,21 @@ class ControlStub:
                 request_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
                 response_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
                 _registered_method=True)
+        self.ListJobs = channel.stream_stream(
+                '/vfl.node.Control/ListJobs',
+                request_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+                response_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+                _registered_method=True)
+        self.ShowJob = channel.stream_stream(
+                '/vfl.node.Control/ShowJob',
+                request_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+                response_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+                _registered_method=True)
+        self.CancelJob = channel.stream_stream(
+                '/vfl.node.Control/CancelJob',
+                request_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+                response_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -65,6 +80,27 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJobs(self, request_iterator, context):
+        """JobQuery -> JobList
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowJob(self, request_iterator, context):
+        """JobQuery -> JobInfo
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request_iterator, context):
+        """JobQuery -> JobInfo (once the job stopped)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +111,21 @@ def add_ControlServicer_to_server(servicer, server):
             ),
             'WatchJob': grpc.stream_stream_rpc_method_handler(
                     servicer.WatchJob,
+                    request_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+                    response_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+            ),
+            'ListJobs': grpc.stream_stream_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+                    response_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+            ),
+            'ShowJob': grpc.stream_stream_rpc_method_handler(
+                    servicer.ShowJob,
+                    request_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+                    response_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+            ),
+            'CancelJob': grpc.stream_stream_rpc_method_handler(
+                    servicer.CancelJob,
                     request_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
                     response_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
             ),
@@ -144,6 +195,87 @@ class Control:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ListJobs(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/vfl.node.Control/ListJobs',
+            vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+            vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowJob(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/vfl.node.Control/ShowJob',
+            vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+            vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/vfl.node.Control/CancelJob',
+            vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+            vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class PartyStub:
     """---------------------------------------------------------------- Party: active node -> passive node
@@ -187,6 +319,11 @@ class PartyStub:
                 _registered_method=True)
         self.CloseJob = channel.stream_stream(
                 '/vfl.node.Party/CloseJob',
+                request_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+                response_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+                _registered_method=True)
+        self.RenewLease = channel.stream_stream(
+                '/vfl.node.Party/RenewLease',
                 request_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
                 response_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
                 _registered_method=True)
@@ -245,6 +382,13 @@ class PartyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenewLease(self, request_iterator, context):
+        """RenewLease -> RenewLeaseReply
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartyServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -280,6 +424,11 @@ def add_PartyServicer_to_server(servicer, server):
             ),
             'CloseJob': grpc.stream_stream_rpc_method_handler(
                     servicer.CloseJob,
+                    request_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+                    response_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+            ),
+            'RenewLease': grpc.stream_stream_rpc_method_handler(
+                    servicer.RenewLease,
                     request_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
                     response_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
             ),
@@ -472,6 +621,33 @@ class Party:
             request_iterator,
             target,
             '/vfl.node.Party/CloseJob',
+            vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+            vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewLease(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/vfl.node.Party/RenewLease',
             vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
             vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
             options,
