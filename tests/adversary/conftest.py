@@ -3,7 +3,7 @@
 Each node is a separate `vfl serve` process with mutual TLS, started by `vfl.api.Federation` through the
 test-only key spy (tests/node/keyspy_launcher.py: records each party's Paillier private key and its inputs to
 each homomorphic step) with the opt-in wire recorder on. The job is a default-spec training job except for
-sizes that keep it quick: 1024-bit keys, d = m = 8, one epoch, the default privacy defense (DP).
+sizes that keep it quick: 1024-bit keys, d = m = 8, one epoch, the default privacy defense (marvell).
 
 Three runs of the same spec: `seeded` gives every node its own node-local secret seed (as the paired
 benchmarks and reproducible tests do), `os` and `os-replay` give none (production). The adversaries face the

@@ -41,7 +41,7 @@ def test_a_replayed_spec_draws_fresh_secrets(runs):
     assert not same, f"identical in two runs of one spec: {same}"
 
 
-def test_dp_noise_is_fresh_for_every_job():
+def test_defense_noise_is_fresh_for_every_job():
     """Two defenses built from one spec add different noise to the same gradients (the noise is A's secret)."""
     from vfl.job.spec import parse_job_spec
     from vfl.privacy.defenses import defense_for_job
@@ -50,4 +50,4 @@ def test_dp_noise_is_fresh_for_every_job():
     labels = np.arange(64) % 2
     one, two = (defense_for_job(spec).apply(grads, labels, step=(0, 0)) for _ in range(2))
     assert _differs(one, grads), "the default defense added no noise"
-    assert _differs(one, two), "two jobs of one spec drew the same DP noise"
+    assert _differs(one, two), "two jobs of one spec drew the same noise"

@@ -2,7 +2,8 @@
 
 An imbalanced binary task (default_credit rows with 10% positives), encrypted, one epoch, attack harness
 on. Undefended, the norm attack must find the labels (leak AUC >= 0.9): that shows the harness can catch a
-leak. With the default defense (DP), both attacks must drop well below that.
+leak. With the default defense (marvell) and with DP, both attacks must drop well below that; DP's ε is the
+accountant's.
 """
 from __future__ import annotations
 
@@ -39,9 +40,10 @@ def runs(tmp_path_factory):
             undefended = fed.fit(task="binary", job_id="undefended", progress=False,
                                  privacy={"defense": "none", "attacks": True}, **JOB)
             defended = fed.fit(task="binary", job_id="defended", progress=False, privacy={"attacks": True}, **JOB)
+            dp = fed.fit(task="binary", job_id="dp", progress=False, privacy={"defense": "dp", "attacks": True}, **JOB)
     finally:
         mp.undo()
-    return {"undefended": undefended.metrics, "defended": defended.metrics, "work": work}
+    return {"undefended": undefended.metrics, "defended": defended.metrics, "dp": dp.metrics, "work": work}
 
 
 def test_norm_attack_catches_the_undefended_leak(runs):
@@ -49,17 +51,27 @@ def test_norm_attack_catches_the_undefended_leak(runs):
     assert runs["undefended"]["privacy"]["host.direction_leak_auc"] >= 0.9
 
 
-def test_default_defense_pushes_leakage_down(runs):
-    privacy = runs["defended"]["privacy"]
-    assert privacy["defense"] == "dp"
+@pytest.mark.parametrize("run, defense", [("defended", "marvell"), ("dp", "dp")])
+def test_defenses_push_leakage_down(runs, run, defense):
+    privacy = runs[run]["privacy"]
+    assert privacy["defense"] == defense   # "defended" ran privacy.defense: auto, the default
     assert privacy["host.norm_leak_auc"] <= 0.7
     assert privacy["host.direction_leak_auc"] <= 0.7
+
+
+def test_the_default_defense_reports_that_it_has_no_epsilon(runs):
+    for party in ("guest", "host"):
+        path = runs["work"] / "fed" / party / "jobs" / "defended" / "privacy_report.json"
+        defense = json.loads(path.read_text())["defense"]
+        assert defense["defense"] == "marvell" and "epsilon" not in defense
+        assert "no epsilon" in defense["guarantee"]
+    assert "epsilon" not in runs["defended"]["privacy"]
 
 
 def test_reported_epsilon_is_the_accountants(runs):
     import dp_accounting
     from dp_accounting import rdp
-    report = json.loads((runs["work"] / "fed" / "guest" / "jobs" / "defended" / "privacy_report.json").read_text())
+    report = json.loads((runs["work"] / "fed" / "guest" / "jobs" / "dp" / "privacy_report.json").read_text())
     defense = report["defense"]
     accountant = rdp.RdpAccountant()
     # one release per example per epoch, replace-one sensitivity 2C against noise std sigma*C
@@ -67,9 +79,9 @@ def test_reported_epsilon_is_the_accountants(runs):
                                               JOB["train"]["epochs"])
     accountant.compose(event)
     assert defense["epsilon"] == pytest.approx(accountant.get_epsilon(defense["delta"]), rel=1e-9)
-    assert runs["defended"]["privacy"]["epsilon"] == pytest.approx(defense["epsilon"], abs=1e-3)
+    assert runs["dp"]["privacy"]["epsilon"] == pytest.approx(defense["epsilon"], abs=1e-3)
     # the passive party's own report states the same defense and budget
-    passive = json.loads((runs["work"] / "fed" / "host" / "jobs" / "defended" / "privacy_report.json").read_text())
+    passive = json.loads((runs["work"] / "fed" / "host" / "jobs" / "dp" / "privacy_report.json").read_text())
     assert passive["defense"]["defense"] == "dp"
     assert passive["defense"]["epsilon"] == pytest.approx(defense["epsilon"], rel=1e-9)
 

@@ -144,13 +144,15 @@ def test_passive_killed_mid_training_resumes_with_nothing_lost(federation):
 
 
 def test_rolled_back_epoch_counts_in_the_privacy_budget(federation):
-    """With the default defense (DP), the epoch rolled back by a resume released its noisy gradients too."""
+    """With the DP defense, the epoch rolled back by a resume released its noisy gradients too."""
     from vfl.privacy.accounting import label_dp_epsilon
-    model, events = fit_killing_host(federation, copy.deepcopy(RESUME_JOB), "resume-dp")
+    job = copy.deepcopy(RESUME_JOB)
+    job["privacy"] = {"defense": "dp"}
+    model, events = fit_killing_host(federation, job, "resume-dp")
     assert model.metrics["resumes"] == 1
     assert [h["epoch"] for h in model.metrics["history"]] == [1, 2, 3, 4]
     assert model.metrics["test"]["auc"] > 0.9
     privacy = model.metrics["privacy"]
-    assert privacy["defense"] == "dp"  # the default for a binary task
+    assert privacy["defense"] == "dp"
     expected = label_dp_epsilon(2.0, 4 + model.metrics["resumes"], privacy["delta"])
     assert privacy["epsilon"] == pytest.approx(expected, abs=1e-3)

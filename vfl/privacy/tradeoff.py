@@ -66,10 +66,14 @@ def write_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
     from matplotlib.figure import Figure
 
     from vfl.data.atomic import atomic_write
-    panels = list(dict.fromkeys((r["table"], r["epochs"]) for r in rows))
-    figure = Figure(figsize=(5.5 * len(panels), 4.5))
+    panels = sorted(dict.fromkeys((r["table"], r["epochs"]) for r in rows), key=lambda p: (p[1], p[0]))
+    columns = min(2, len(panels))
+    lines = -(-len(panels) // columns)
+    figure = Figure(figsize=(6.5 * columns, 4.8 * lines))
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    axes = figure.subplots(lines, columns, squeeze=False).ravel()
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
     colors = {"none": "black", "dp": "tab:blue", "max_norm": "tab:orange", "marvell": "tab:green"}
     for ax, (table, epochs) in zip(axes, panels):
         for r in (r for r in rows if (r["table"], r["epochs"]) == (table, epochs)):
@@ -78,7 +82,10 @@ def write_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
             text = r["setting"] + (f", ε={r['epsilon']:.1f}" if r["epsilon"] else "")
             ax.annotate(text, (r["median_drop"], r["worst_leak"]), fontsize=6, xytext=(3, 3),
                         textcoords="offset points")
-        ax.set(xlabel="test AUC drop (median, paired seeds)", ylabel="worst leak AUC", title=f"{table}, {epochs} epochs")
+        ax.axhline(0.60, color="grey", linestyle=":", linewidth=0.8)
+        ax.axvline(0.01, color="grey", linestyle=":", linewidth=0.8)
+        ax.set(xlabel="test AUC drop against undefended (median, paired seeds)", ylabel="worst leak AUC (any seed)",
+               title=f"{table}, {epochs} epochs")
         ax.grid(alpha=0.3)
     figure.tight_layout()
     return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
