@@ -169,3 +169,56 @@ def test_the_passive_party_refuses_what_its_part_and_policy_do_not_allow(served)
     for ids in (b"not json", json.dumps([1, 2]).encode(), json.dumps(["a"] * 257).encode(), b"[]"):
         with pytest.raises(ProtocolError):
             passive.score_rows(ScoreRows(session=reply.session, ids=ids))
+
+
+class _Audit:
+    def __init__(self):
+        self.entries: list[tuple] = []
+
+    def record(self, actor, action, **details):
+        self.entries.append((actor, action, details))
+
+
+class _PassiveNode:
+    """What NodeServing needs of a passive node, in this process."""
+
+    def __init__(self, config):
+        self.config, self.audit = config, _Audit()
+
+    def models(self):
+        return {}
+
+    def dataset(self, name):
+        return self.config.dataset(name)
+
+
+def test_a_passive_node_serves_a_registered_job_and_only_to_its_active_party(served):
+    """serving.models.NAME.job: an old-style job directory is exported when first loaded; only the party the model
+    was trained with may open a session, and every session and call is audited."""
+    import dataclasses
+
+    from vfl.node.config import ServedModelConfig, ServingConfig
+    from vfl.node.serving import NodeServing
+    config = served["configs"]["host"]
+    config = dataclasses.replace(config, serving=ServingConfig(
+        models={"credit": ServedModelConfig(name="credit", job="srv-1", table="table")}))
+    node = _PassiveNode(config)
+    serving = NodeServing(node)
+    scorer = serving.scorer("credit")
+    assert isinstance(scorer, PassiveScorer) and scorer.part.job_id == "srv-1"
+    active, _ = scorers(served)
+    active.open()
+    request = active._sessions["host"][1].open_request("srv-1")
+    with pytest.raises(NotFound, match="serves no model of training job 'srv-1' for 'intruder'"):
+        serving.handle(request, "intruder")
+    with pytest.raises(NotFound, match="training job 'other'"):
+        serving.handle(OpenScoring(**{**request.__dict__, "model_id": "other"}), "guest")
+    reply = serving.handle(request, "guest")
+    rows = serving.handle(ScoreRows(session=reply.session, ids=encode_ids(guest_ids(served)[:3])), "guest")
+    assert len(rows.status) == 3
+    with pytest.raises(NotFound, match="no scoring session"):   # a session belongs to the party that opened it
+        serving.handle(ScoreRows(session=reply.session, ids=encode_ids(["x"])), "intruder")
+    actions = [(actor, action) for actor, action, _ in node.audit.entries]
+    assert ("intruder", "scoring session refused") in actions and ("guest", "scoring session opened") in actions
+    assert ("guest", "score") in actions and ("intruder", "score refused") in actions
+    assert next(d for a, act, d in node.audit.entries if act == "score")["ids"] == 3

@@ -191,6 +191,7 @@ class NodeServing:
     def _score_rows(self, request: ScoreRows, caller: str):
         scorer, opener = self._sessions.get(request.session, (None, None))
         if scorer is None or opener != caller:
+            self.node.audit.record(caller, "score refused", status="NOT_FOUND", reason="unknown scoring session")
             raise NotFound(f"no scoring session {request.session[:40]!r} of {caller!r} here (the node restarted, or "
                            "a newer session replaced it): open a new one")
         try:
