@@ -17,3 +17,22 @@ def descendants(pid: int) -> list[int]:
             out += children
             stack += children
     return out
+
+
+class NodesThrough:
+    """Stands in for `subprocess` inside vfl.api, so that `python -m vfl.cli.main ...` (a Federation's node) runs
+    through ``launcher`` instead: a script that wraps the node (a wire tap, a fault injector, a key spy)."""
+
+    def __init__(self, launcher):
+        self.launcher = str(launcher)
+
+    def __getattr__(self, name):
+        import subprocess
+        return getattr(subprocess, name)
+
+    def Popen(self, args, **kwargs):
+        import subprocess
+        args = list(args)
+        if args[1:3] == ["-m", "vfl.cli.main"]:
+            args[1:3] = [self.launcher]
+        return subprocess.Popen(args, **kwargs)
