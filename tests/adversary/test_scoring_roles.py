@@ -31,7 +31,9 @@ import yaml
 
 from tests.node.conftest import SMALL_JOB, breast_parties
 from tests.node.keyspy_launcher import digest
-from tests.node.test_wire import _NodesThroughKeyspy, bare_products, exponent_records, private_engines
+from tests.node.test_wire import LAUNCHER as KEYSPY
+from tests.node.test_wire import bare_products, exponent_records, private_engines
+from tests.procs import NodesThrough
 from vfl.protocol.layout import Layout
 from vfl.transport.chunking import parse, read_payloads
 from vfl.transport.proto import node_pb2 as pb
@@ -66,7 +68,7 @@ def scoring_run(tmp_path_factory):
         mp.setenv("VFL_WIRE_RECORD_DIR", str(record_dir))
         mp.setenv("VFL_KEYSPY_DIR", str(spy_dir))
         mp.setenv("VFL_KEYSPY_MUTATION", "")
-        mp.setattr(vfl.api, "subprocess", _NodesThroughKeyspy())
+        mp.setattr(vfl.api, "subprocess", NodesThrough(KEYSPY))
         with Federation(parties, workdir=workdir / "fed", secret_seed=7) as fed:
             fed.fit(task="binary", job_id=MODEL_JOB, progress=False, **job)
             for party in ("guest", "host"):
