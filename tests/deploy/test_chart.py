@@ -533,3 +533,21 @@ def test_bad_serving_values_are_refused_at_install(helm, sets, message):
     with pytest.raises(HelmError) as refused:
         helm.template("bank-a", values=[BANK_A], sets=sets)
     assert message in refused.value.stderr, refused.value.stderr
+
+
+def test_roles_render_into_node_config(helm):
+    """Values `roles` is node.yaml's `roles` (docs/governance.md); `admins` still means role train; unset, no client
+    identity but the node's own has a role."""
+    from pathlib import Path
+
+    from vfl.node.config import parse_node_config
+    config = load_yaml_config(helm.template("bank-a", values=[BANK_A],
+                                            sets=["roles.risk-audit=read", "roles.scorer=predict", "admins={ops}"]))
+    assert parse_node_config(config, Path("/")).roles == {"ops": "train", "risk-audit": "read", "scorer": "predict",
+                                                          # the example's own
+                                                          "ops-bank-a": "train", "risk-audit-bank-a": "read"}
+    plain = load_yaml_config(helm.template("bank-b", values=[BANK_B]))
+    assert "roles" not in plain and parse_node_config(plain, Path("/")).roles == {}
+    with pytest.raises(HelmError) as info:
+        helm.template("bank-b", values=[BANK_B], sets=["roles.auditor=admin"])   # not a role: the schema refuses
+    assert "'/roles/auditor'" in info.value.stderr

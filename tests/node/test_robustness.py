@@ -179,14 +179,14 @@ def _identify(names: list[str], admins: tuple[str, ...] = ()) -> str:
 
     from vfl.node.server import Node
     peers = (SimpleNamespace(name="guest", identity="guest"), SimpleNamespace(name="other", identity="other.example"))
-    config = SimpleNamespace(party="host", identity="host", peers=peers, admins=admins)
+    config = SimpleNamespace(party="host", identity="host", peers=peers, roles={admin: "train" for admin in admins})
     return Node.identify(SimpleNamespace(config=config), names)
 
 
-def test_admin_entry_equal_to_own_identity_is_self_and_mixed_certificates_are_refused():
+def test_user_entry_equal_to_own_identity_is_self_and_mixed_certificates_are_refused():
     from vfl.errors import PermissionDenied
     assert _identify(["host"], admins=("host", "ops")) == "self"
-    assert _identify(["ops"], admins=("host", "ops")) == "admin:ops"
+    assert _identify(["ops"], admins=("host", "ops")) == "user:ops"
     assert _identify(["other.example"]) == "other"
     for names, admins in [(["guest", "other.example"], ()),        # two peers
                           (["guest", "host"], ("host",)),           # a peer and self (= admin)
@@ -483,7 +483,7 @@ def test_psi_bridge_uses_the_node_rule(monkeypatch):
     monkeypatch.setattr(psi_bridge, "mount_psi_service", lambda server, id_provider, **kw:
                         captured.setdefault("id_provider", id_provider))
     peers = (SimpleNamespace(name="guest", identity="guest"), SimpleNamespace(name="other", identity="other"))
-    config = SimpleNamespace(party="host", identity="host", peers=peers, admins=(), insecure=False,
+    config = SimpleNamespace(party="host", identity="host", peers=peers, roles={}, insecure=False,
                              timeouts=SimpleNamespace(resume_wait_seconds=60.0))
     # the PSI service runs on the node's compute backend and writes to its audit log (main's fake lacked the log)
     node = SimpleNamespace(config=config, compute=LocalCompute(1), audit=SimpleNamespace(record=lambda *a, **k: None))

@@ -2,7 +2,8 @@
 `vfl export`, registered in each node's config, and served after a restart with its job directories moved away.
 
 Covered: the Score RPC equals the batch predict job for the same IDs; `vfl score`; an unknown ID; a caller that may
-not score (a peer's certificate at the active node, a Score at the passive node); per-caller rate limits; every
+not score (a peer's certificate at the active node, a client with role read, a Score at the passive node) and one that
+may (role predict); per-caller rate limits; every
 request in both parties' audit logs; a changed exported file refused while the node serves its other models; the
 serving port; a passive node that restarts (its session is opened again).
 """
@@ -59,10 +60,13 @@ def served(tmp_path_factory):
         data[-9] ^= 0x01
         (tampered / WEIGHTS).write_bytes(bytes(data))
         ops = issue_party_cert(workdir / "ca", "ops", workdir / "ops-tls")   # an admin with a small rate limit
+        scorer = issue_party_cert(workdir / "ca", "scorer", workdir / "scorer-tls")   # role predict: may score
+        viewer = issue_party_cert(workdir / "ca", "viewer", workdir / "viewer-tls")   # role read: may not
         serving_port = free_port()
 
         def guest(config):
             config["admins"] = ["ops"]
+            config["roles"] = {"scorer": "predict", "viewer": "read"}
             config["serving"] = {"listen": f"127.0.0.1:{serving_port}",
                                  "models": {"credit": {"path": str(exports["guest"]), "table": "table"},
                                             "tampered": {"path": str(tampered), "table": "table"}},
@@ -76,7 +80,8 @@ def served(tmp_path_factory):
             job_dir = workdir / party / "jobs" / MODEL_JOB
             job_dir.rename(job_dir.with_name(MODEL_JOB + ".moved"))
             fed.restart(party)
-        yield {"fed": fed, "predicted": predicted, "ops": ops, "serving_port": serving_port,
+        yield {"fed": fed, "predicted": predicted, "ops": ops, "scorer": scorer, "viewer": viewer,
+               "serving_port": serving_port,
                "guest_ids": [str(i) for i in parties[0].data["id"]],
                "host_ids": set(str(i) for i in parties[1].data["id"])}
 
@@ -144,6 +149,18 @@ def test_a_caller_that_may_not_score_is_refused_and_audited(served):
     assert refused.value.code == "PERMISSION_DENIED"
     assert any(e["action"] == "score refused" and e["details"]["status"] == "PERMISSION_DENIED"
                for e in _audit(served, "guest"))
+    viewer = _client(served, certs=served["viewer"])   # role read: may watch jobs, not score
+    try:
+        with pytest.raises(ScoreError, match="needs role 'predict'") as refused:
+            viewer.score("credit", served["guest_ids"][:1])
+    finally:
+        viewer.close()
+    assert refused.value.code == "PERMISSION_DENIED"
+    scorer = _client(served, certs=served["scorer"])   # role predict
+    try:
+        assert scorer.score("credit", served["guest_ids"][:1])["results"][0]["status"] in ("ok", "unknown_id")
+    finally:
+        scorer.close()
     from vfl.api import Client
     at_passive = Client.from_node_config(fed.configs["host"])   # the passive node's own identity, at that node
     try:

@@ -200,7 +200,7 @@ def test_every_refused_identity_is_logged(caplog):
 
     from vfl.errors import PermissionDenied
     from vfl.node.server import Node
-    config = SimpleNamespace(party="host", identity="host", admins=(),
+    config = SimpleNamespace(party="host", identity="host", roles={},
                              peers=(SimpleNamespace(name="guest", identity="guest"),))
     node = SimpleNamespace(config=config)
     with caplog.at_level(logging.WARNING, logger="vfl.node"):
@@ -208,8 +208,8 @@ def test_every_refused_identity_is_logged(caplog):
             with pytest.raises(PermissionDenied):
                 Node.identify(node, names)
     logged = [r.getMessage() for r in caplog.records]
-    assert "refused a caller: certificate identities ['mallory'] match no configured peer or admin" in logged
-    assert "refused a caller: certificate identities [] match no configured peer or admin" in logged
+    assert "refused a caller: certificate identities ['mallory'] match no configured peer or role" in logged
+    assert "refused a caller: certificate identities [] match no configured peer or role" in logged
 
 
 # ------------------------------------------------------------------------------------------ chains

@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "its status and scores. Exit code 1 if any ID was not scored. docs/serving.md.")
     p.add_argument("ids", nargs="+", metavar="ID", help="the IDs to score, as the active party's table writes them")
     p.add_argument("--model", required=True, help="the name the node serves the model under")
-    p.add_argument("--config", required=True, help="a node config whose TLS files identify you (an admin's or "
-                                                   "the node's own)")
+    p.add_argument("--config", required=True, help="a node config whose TLS files identify you (the node's own, "
+                                                   "or a client's with role predict or train)")
     p.add_argument("--address", help="the node's address host:port (default: from the config's listen)")
     add_json_options(p, "the scores")
     p.set_defaults(func=cmd_score)

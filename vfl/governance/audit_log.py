@@ -1,7 +1,7 @@
 """A node's tamper-evident audit log: append-only JSON lines, each chained to the one before by a keyed MAC.
 
 Entry i holds ``seq = i``, the time, who did it (a certificate identity, a configured peer name, 'self' or
-'admin:<identity>'), what and its details, ``prev`` (entry i-1's MAC) and
+'user:<identity>' for a client with a role), what and its details, ``prev`` (entry i-1's MAC) and
 
     mac_i = HMAC-SHA256(key, canonical JSON of entry i without its mac)
 

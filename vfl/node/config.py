@@ -13,6 +13,7 @@ from vfl.compute.config import ComputeConfig, parse_compute
 from vfl.config_util import Section, check_address, check_import_path, check_model_name, check_name, load_yaml
 from vfl.data.dataset import DatasetConfig
 from vfl.governance.retention import KINDS, RetentionConfig
+from vfl.governance.roles import ROLES as CLIENT_ROLES
 from vfl.data.ids import parse_id_format
 from vfl.errors import ConfigError, quote
 
@@ -142,6 +143,9 @@ class NodeConfig:
     jobs_dir: Path
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     admins: tuple[str, ...] = ()
+    # Client certificate identity -> role (vfl/governance/roles.py: read, predict, train), with every `admins`
+    # entry folded in as `train`. This node's own identity has every right; any other identity has none.
+    roles: dict[str, str] = field(default_factory=dict)
     workers: int = 2                     # cores of the local compute backend (and a private Ray instance's CPUs)
     compute: ComputeConfig = field(default_factory=ComputeConfig)   # where the heavy work runs (vfl/compute)
     max_payload_mb: int = 256
@@ -216,6 +220,45 @@ def parse_retention(sec: Section) -> RetentionConfig:
     sweep = sec.float("sweep_minutes", 60.0, min_value=1.0, max_value=10_080.0)
     sec.reject_unknown()
     return RetentionConfig(days=days, sweep_minutes=sweep)
+
+
+def _check_client_identity(identity: str, where: str, peers: list[PeerConfig]) -> None:
+    if "*" in identity:
+        raise ConfigError(f"{where}: {identity!r}: wildcard identities are not allowed; list each identity")
+    for peer in peers:
+        if identity == peer.identity:
+            raise ConfigError(f"{where}: {identity!r} is the identity of peer {peer.name!r}; a peer's certificate "
+                              "must not also act as a client of this node (give the client its own certificate "
+                              "identity)")
+
+
+def parse_roles(root: Section, admins: tuple[str, ...], peers: list[PeerConfig], own: str) -> dict[str, str]:
+    """node.yaml `roles: {identity: read | predict | train}` with `admins` folded in as `train`.
+
+    Refused: a peer's identity (a peer is never a client), a wildcard, an identity that `admins` and `roles`
+    give different roles, and a lesser role for this node's own identity (it always has every right)."""
+    roles: dict[str, str] = {}
+    for i, admin in enumerate(admins):
+        _check_client_identity(admin, f"{root.key('admins')}[{i}]", peers)
+        roles[admin] = "train"
+    sec = root.section("roles")
+    for identity, role in sec.data.items():
+        where = sec.key(str(identity))
+        if not isinstance(identity, str) or not identity:
+            raise ConfigError(f"{where}: a role is given to a certificate identity, got {quote(identity)}")
+        if role not in CLIENT_ROLES:
+            raise ConfigError(f"{where}: must be one of {list(CLIENT_ROLES)}, got {quote(role)}")
+        _check_client_identity(identity, where, peers)
+        if identity in admins and role != "train":
+            raise ConfigError(f"{where}: {identity!r} is also listed in admins, which means role 'train'; "
+                              "list it in one place")
+        if identity == own and role != "train":
+            raise ConfigError(f"{where}: {identity!r} is this node's own identity, which has every right; "
+                              f"role {role!r} would not restrict it (remove the entry)")
+        roles[identity] = role
+    sec._used.update(sec.data)
+    roles.pop(own, None)  # this node itself: every right, and identified as 'self'
+    return roles
 
 
 def parse_policy(pol: Section) -> PolicyConfig:
@@ -331,12 +374,7 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
         sec.reject_unknown()
     ds_sec._used.update(ds_sec.data)
     admins = tuple(root.str_list("admins"))
-    for i, admin in enumerate(admins):
-        for peer in peers:
-            if admin == peer.identity:
-                raise ConfigError(f"{root.key('admins')}[{i}]: {admin!r} is the identity of peer {peer.name!r}; "
-                                  "a peer's certificate must not also act as an admin (give the admin its own "
-                                  "certificate identity)")
+    roles = parse_roles(root, admins, peers, identity)
     workers = root.int("workers", 2, min_value=1, max_value=64)
     comp = root.section("compute")
     compute = parse_compute(comp)
@@ -379,7 +417,8 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     root.reject_unknown()
     return NodeConfig(party=party, role=role, identity=identity, listen=listen, health_listen=health, tls=tls, insecure=insecure,
                       peers=tuple(peers), data_dir=data_dir, jobs_dir=jobs_dir, datasets=datasets,
-                      admins=admins, workers=workers, compute=compute, max_payload_mb=max_payload, policy=policy,
+                      admins=admins, roles=roles, workers=workers, compute=compute, max_payload_mb=max_payload,
+                      policy=policy,
                       limits=limits, timeouts=timeouts, models=models, secret_seed=secret_seed,
                       report_handler_timing=report_handler_timing, audit_log=audit_log, audit_key=audit_key,
                       metrics_listen=metrics_listen, retention=retention, serving=serving, source=source)

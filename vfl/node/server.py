@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from vfl.data.atomic import remove_stray_temps
 from vfl.compute import Compute, open_compute
 from vfl.errors import ConfigError, PermissionDenied
+from vfl.governance import roles
 from vfl.job.registry import JobRegistry
 from vfl.node.audit import NodeAudit
 from vfl.node.config import NodeConfig, PeerConfig, load_node_config
@@ -34,6 +35,8 @@ log = logging.getLogger("vfl.node")
 HEALTH_SERVICES = ("", "vfl.Node")
 # In insecure (test-only) mode there is no certificate, so a caller names itself in this header.
 INSECURE_PARTY_HEADER = "x-vfl-insecure-party"
+#: how the node names a caller whose certificate identity has a role (node config `roles` or `admins`)
+USER = "user:"
 
 
 class Node:
@@ -79,7 +82,7 @@ class Node:
 
     # -------------------------------------------------------------- identity
     def caller(self, context: grpc.ServicerContext) -> str:
-        """The configured peer name (or 'self' / an admin identity) of the caller; refuses strangers.
+        """The configured peer name (or 'self' / 'user:<identity>') of the caller; refuses strangers.
 
         Both outcomes go to the audit log: the first call of each identity, and each refused caller."""
         try:
@@ -115,35 +118,53 @@ class Node:
         return f"certificate {tls.peer_names(context)}"
 
     def identify(self, names: list[str]) -> str:
-        """The configured peer name, 'self' or 'admin:<identity>' that certificate identities ``names`` stand for.
+        """The configured peer name, 'self' or 'user:<identity>' that certificate identities ``names`` stand for.
 
+        A 'user' is a client identity the node config gives a role (`roles`, or `admins`, which means role train).
         Refuses a certificate that matches nothing, or that matches several configured identities (two peers,
-        or a peer and this node or an admin). An admin entry equal to this node's own identity is this node.
+        or a peer and this node or a user). A user entry equal to this node's own identity is this node.
         """
         matches = [peer.name for peer in self.config.peers if peer.identity in names]
         if self.config.identity in names:
             matches.append("self")
-        matches += [f"admin:{admin}" for admin in self.config.admins
-                    if admin in names and admin != self.config.identity]
+        matches += [f"{USER}{identity}" for identity in self.config.roles
+                    if identity in names and identity != self.config.identity]
         if len(matches) == 1:
             return matches[0]
-        if matches:  # one certificate must not speak for two parties (or for a party and an admin)
-            # which ones (peers, admins) is this node's configuration: its log says, the caller does not learn it
+        if matches:  # one certificate must not speak for two parties (or for a party and a user)
+            # which ones (peers, users) is this node's configuration: its log says, the caller does not learn it
             log.warning("refused a caller: certificate identities %s match several configured identities %s",
                         names, matches)
             raise PermissionDenied(f"certificate identities {names} match several configured identities of "
                                    f"{self.config.party!r}; each party needs its own certificate")
-        log.warning("refused a caller: certificate identities %s match no configured peer or admin", names)
-        raise PermissionDenied(f"certificate identities {names} match no configured peer or admin of "
+        log.warning("refused a caller: certificate identities %s match no configured peer or role", names)
+        raise PermissionDenied(f"certificate identities {names} match no configured peer or role of "
                                f"{self.config.party!r}")
 
-    def require_admin(self, context: grpc.ServicerContext) -> str:
-        who = self.caller(context)
-        if who == "self" or who.startswith("admin:") or self.config.insecure:
+    def role_of(self, who: str) -> str | None:
+        """The role of an identified caller: this node itself has every right (as has every caller of an insecure
+        test node, who names itself), a user its configured role, a peer none."""
+        if who == "self" or self.config.insecure:
+            return roles.ROLES[-1]
+        if who.startswith(USER):
+            return self.config.roles.get(who[len(USER):])
+        return None
+
+    def require_role(self, context: grpc.ServicerContext, action: str) -> str:
+        """The caller (see `caller`) if its role may take `action` (vfl/governance/roles.py: submit, submit:<kind>,
+        list, show, watch, cancel, score); otherwise PERMISSION_DENIED naming the role it needs, on record in the
+        audit log."""
+        return self.authorize(self.caller(context), action)
+
+    def authorize(self, who: str, action: str) -> str:
+        """`require_role` for a caller already identified."""
+        role = self.role_of(who)
+        if roles.allows(role, action):
             return who
-        log.warning("refused %r: a peer may not submit or watch jobs here", who)
-        raise PermissionDenied(f"{who!r} may not submit jobs to {self.config.party!r} "
-                               "(only this node's own identity and configured admins may)")
+        message = roles.refusal(who, role, action, self.config.party)
+        log.warning("refused: %s", message)
+        self.audit.record(who, "action refused", asked=action, role=role, needs=roles.required_role(action))
+        raise PermissionDenied(message)
 
     def dataset(self, name: str):
         """A dataset entry, re-read from the config file so new datasets need no restart."""

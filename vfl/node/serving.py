@@ -39,8 +39,8 @@ WARM_UP_SECONDS = 60.0
 
 
 def limit_key(who: str) -> str:
-    """The name a caller has in serving.rate_limits: an admin's identity, a peer's name, or self."""
-    return who.split(":", 1)[1] if who.startswith("admin:") else who
+    """The name a caller has in serving.rate_limits: a client's certificate identity, a peer's name, or self."""
+    return who.split(":", 1)[1] if who.startswith("user:") else who
 
 
 class NodeServing:

@@ -244,6 +244,22 @@ follow the node's own checks (vfl/node/config.py); tests/deploy/test_values_sche
 {{- end }}
 {{- end }}
 {{- end }}
+{{- range $identity, $role := .Values.roles }}
+{{- if contains "*" $identity }}
+{{- fail (printf "roles: %q: wildcard identities are not allowed; list each identity (e.g. ops-bank-a: train)" $identity) }}
+{{- end }}
+{{- range $j, $p := $.Values.peers }}
+{{- if eq (toString $identity) (toString (default $p.name $p.identity)) }}
+{{- fail (printf "roles.%s: %q is the identity of peers[%d] (%s); a peer's certificate must not also act as a client of this node: give the client its own certificate identity" $identity $identity $j $p.name) }}
+{{- end }}
+{{- end }}
+{{- if and (has $identity (default (list) $.Values.admins)) (ne (toString $role) "train") }}
+{{- fail (printf "roles.%s: %q is also listed in admins, which means role train; list it in one place" $identity $identity) }}
+{{- end }}
+{{- if and (eq (toString $identity) (include "vfl-party.identity" $)) (ne (toString $role) "train") }}
+{{- fail (printf "roles.%s: %q is this node's own identity, which has every right; role %s would not restrict it (remove the entry)" $identity $identity $role) }}
+{{- end }}
+{{- end }}
 {{- range $name, $ds := .Values.datasets }}
 {{- if not (regexMatch (include "vfl-party.dataPathPattern" $) (toString $ds.path)) }}
 {{- fail (printf "datasets.%s.path: %q must be a path relative to the data directory %s/data, without '..' or '.' parts (e.g. customers.csv or 2024/customers.csv)" $name (toString $ds.path) (include "vfl-party.stateDir" $)) }}
@@ -418,6 +434,9 @@ maxOpenJobsPerPeer: max_open_jobs_per_peer
 {{- $_ = set $cfg "data_dir" (printf "%s/data" (include "vfl-party.stateDir" .)) }}
 {{- $_ = set $cfg "jobs_dir" (printf "%s/jobs" (include "vfl-party.stateDir" .)) }}
 {{- $_ = set $cfg "admins" .Values.admins }}
+{{- with .Values.roles }}
+{{- $_ = set $cfg "roles" . }}
+{{- end }}
 {{- $_ = set $cfg "workers" .Values.workers }}
 {{- $_ = set $cfg "compute" (include "vfl-party.compute" . | fromYaml) }}
 {{- $_ = set $cfg "report_handler_timing" (default false .Values.reportHandlerTiming) }}
