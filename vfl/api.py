@@ -53,6 +53,10 @@ class JobError(VflError):
         self.code = code
 
 
+class ScoreError(JobError):
+    """The active node refused a Score request (unknown model, not allowed, rate limit, a peer unreachable)."""
+
+
 # ---------------------------------------------------------------------------------------------- client
 
 class Client:
@@ -65,6 +69,7 @@ class Client:
         self.party = party or insecure_party  # the active node's party name, the default `active` of helpers
         self.channel = tls.open_channel(address, creds, identity)
         self.stub = pb_grpc.ControlStub(self.channel)
+        self.scoring = pb_grpc.ScoringStub(self.channel)
         self.metadata = (("x-vfl-insecure-party", insecure_party),) if insecure_party else ()
 
     @classmethod
@@ -89,6 +94,23 @@ class Client:
             return call_unary("active node", name, invoke, request, reply_type, timeout=120)
         except PeerCallError as exc:
             raise JobError(f"{self.address}: {exc.detail or exc}", exc.code) from None
+
+    # -------------------------------------------------------------- online scoring
+    def score(self, model: str, ids: list[str] | str, timeout: float = 60.0) -> dict[str, Any]:
+        """Score IDs with a model the active node serves (node config serving.models): {"model", "outputs",
+        "results": [{"id", "status", "scores", "detail"}, ...]} in request order. `status` is ok, unknown_id (a
+        party holds no row for it), unavailable (a party did not score it) or invalid_id; `scores` has one value
+        per output (binary: P(positive class))."""
+        ids = [ids] if isinstance(ids, str) else [str(i) for i in ids]
+
+        def invoke(chunks, timeout):
+            return self.scoring.Score(chunks, timeout=timeout, metadata=self.metadata)
+        try:
+            reply = call_unary("active node", "Score", invoke, pb.ScoreRequest(model=model, ids=ids), pb.ScoreReply,
+                               timeout=timeout)
+        except PeerCallError as exc:
+            raise ScoreError(f"{self.address}: {exc.detail or exc}", exc.code) from None
+        return serde.score_reply_from_pb(reply)
 
     # -------------------------------------------------------------- job operations
     def jobs(self) -> list[dict[str, Any]]:

@@ -57,4 +57,15 @@ run evaluate
 show evaluate "f\"holdout AUC {r['metrics']['auc']:.3f}, accuracy {r['metrics']['accuracy']:.3f} ({r['rows']} customers)\""
 run predict
 show predict "f\"{r['rows']} applicants scored: {path(r['predictions'])} ({r['unmatched_rows']} not at bank-b)\""
+
+echo "== serve: each bank exports its part of the model; bank-a scores single applicants online"
+vfl export banks-train --config bank-a/node.yaml --out work/models/bank-a > /dev/null
+vfl export banks-train --config bank-b/node.yaml --out work/models/bank-b > /dev/null
+# the node configs register these directories as model `credit` (serving.models); the nodes load them on first use
+APPLICANTS=$("$PYTHON" -c "import csv; r = csv.DictReader(open('data/bank-a/applicants.csv')); print(' '.join(next(r)['customer_id'] for _ in range(3)))")
+# exit code 1 if an applicant could not be scored (e.g. bank-b holds no account of theirs): shown, not fatal here
+vfl score --model credit --config bank-a/node.yaml $APPLICANTS --json --json-file work/results/score.json > /dev/null || true
+show score "'; '.join(f\"{x['id']}: \" + (f\"P(default) {x['scores'][0]:.3f}\" if x['status'] == 'ok' else x['status']) for x in r['results'])"
+echo "  the same from Python (score.py):"
+"$PYTHON" score.py
 echo "results: work/results/*.json; node logs: work/bank-a.log, work/bank-b.log"

@@ -25,6 +25,9 @@ CRD_SCHEMAS = {("cert-manager.io/v1", "Certificate"): "cert-manager-certificate-
                ("ray.io/v1", "RayCluster"): "raycluster-v1.json"}   # its pod templates: test_ray_chart.py
 CRD_KINDS = set(CRD_SCHEMAS)
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+SERVING_SETS = ["serving.enabled=true", "serving.models.credit.path=models/credit",
+                "serving.models.credit.table=applicants", "serving.callers.ops-bank-a.idsPerSecond=20",
+                "serving.from[0].ipBlock.cidr=10.20.0.0/16", "serving.maxIds=64"]
 
 
 def variants(tmp_path_factory=None) -> dict[str, dict]:
@@ -34,6 +37,7 @@ def variants(tmp_path_factory=None) -> dict[str, dict]:
         "bank-a-with-job": {"values": [BANK_A], "sets": ["job.enabled=true"], "set_files": [f"job.spec={TRAIN_JOB}"]},
         "bank-a-with-ray": {"values": [BANK_A], "sets": ["ray.enabled=true"]},
         "bank-b": {"values": [BANK_B]},
+        "bank-a-with-serving": {"values": [BANK_A], "sets": SERVING_SETS},
         "bank-b-with-metrics": {"values": [BANK_B], "sets": ["metrics.enabled=true", "metrics.serviceMonitor.enabled=true",
                                                              "metrics.serviceMonitor.labels.release=kube-prom"]},
         "bank-b-with-models": {"values": [BANK_B], "sets": ["models.ln=bank_models.nets:layernorm_bottom",
@@ -489,6 +493,46 @@ def test_retention_renders_into_node_config(helm):
     assert "retention" not in load_yaml_config(helm.template("bank-b", values=[BANK_B]))
     with pytest.raises(HelmError):
         helm.template("bank-b", values=[BANK_B], sets=["retention.checkpoint=7"])   # a typo fails the install
+
+
+def test_serving_port_and_values_render_into_node_config(rendered, helm):
+    """serving.*: node.yaml's `serving` (models on the volume, limits per caller), the serving port in the container,
+    the Service and the NetworkPolicy; off by default."""
+    from pathlib import Path
+
+    from vfl.node.config import DEFAULT_SCORE_RATE, RateLimit, parse_node_config
+    docs = rendered["bank-a-with-serving"]
+    config = load_yaml_config(docs)
+    serving = parse_node_config(config, Path("/")).serving
+    assert serving.listen == "0.0.0.0:50053" and serving.max_ids == 64 and serving.micro_batch
+    credit = serving.models["credit"]
+    assert credit.path == Path("/var/lib/vfl/models/credit") and credit.table == "applicants" and credit.job is None
+    assert serving.rate_limit == DEFAULT_SCORE_RATE and serving.rate_limits == {"ops-bank-a": RateLimit(20.0, 20.0)}
+    node = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "serving", "containerPort": 50053, "protocol": "TCP"} in node["ports"]
+    assert {"name": "serving", "port": 50053, "targetPort": "serving", "protocol": "TCP"} in \
+        one(docs, "Service")["spec"]["ports"]
+    [rule] = [r for r in one(docs, "NetworkPolicy")["spec"]["ingress"] if r["ports"] == [{"port": "serving",
+                                                                                           "protocol": "TCP"}]]
+    assert rule["from"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
+    for name in ("bank-a", "bank-b"):
+        assert "serving" not in load_yaml_config(rendered[name])
+        assert all(p["name"] != "serving" for p in one(rendered[name], "Service")["spec"]["ports"])
+    # registered without its own port: the models are served through the main port only
+    models_only = load_yaml_config(helm.template("bank-a", values=[BANK_A], sets=SERVING_SETS[1:3]))
+    assert "listen" not in models_only["serving"] and models_only["serving"]["models"]["credit"]["table"] == "applicants"
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["serving.models.credit.path=../credit"], "serving.models.credit.path"),
+    (["serving.models.credit.path=models/c", "serving.models.credit.table=nope"], "not one of this release's datasets"),
+    (["serving.models.credit.table=applicants"], "give exactly one of path"),
+    (["serving.missingIds=hide"], "missingIds"),
+])
+def test_bad_serving_values_are_refused_at_install(helm, sets, message):
+    with pytest.raises(HelmError) as refused:
+        helm.template("bank-a", values=[BANK_A], sets=sets)
+    assert message in refused.value.stderr, refused.value.stderr
 
 
 def test_roles_render_into_node_config(helm):

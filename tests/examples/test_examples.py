@@ -52,6 +52,20 @@ def test_banks_run_sh(tmp_path):
     part = torch.load(example / "work" / "bank-b" / "jobs" / "banks-train" / "model" / "party.pt", weights_only=False)
     assert part["bottom_module"] == "tabular" and part["bottom_factory"] == "bank_models.nets:tabular_bottom"
     assert "1200 customers are at both banks" in out and "applicants scored" in out
+    # online scoring: the first three applicants, from the CLI (vfl score) and from Python (score.py), equal to the
+    # batch predict job for those bank-b holds; the others get a status instead
+    first = pd.read_csv(data / "bank-a" / "applicants.csv", dtype=str)["customer_id"].head(3).tolist()
+    batch = dict(zip(predictions["customer_id"], predictions["prediction"].astype(float)))
+    cli = result(example, "score")["results"]
+    python = json.loads((example / "work" / "results" / "score-python.json").read_text())
+    for scored in (cli, python):
+        assert [r["id"] for r in scored] == first
+        for r in scored:
+            if r["id"] in batch:
+                assert r["status"] == "ok" and abs(r["scores"][0] - batch[r["id"]]) < 1e-5, r
+            else:
+                assert r["status"] == "unknown_id" and "bank-b" in r["detail"], r
+    assert "the same from Python" in out and "applicant " in out
     assert_nodes_stopped(example)
 
 

@@ -89,3 +89,33 @@ def test_a_node_does_not_extend_a_broken_log(written):
     path.write_text("".join(lines(path)[:2] + lines(path)[3:]))
     with pytest.raises(AuditLogError, match="out of place"):
         AuditLog(path, key)
+
+
+def test_concurrent_appends_share_disk_syncs_and_each_returns_durable(tmp_path, monkeypatch):
+    """Group commit: 16 threads appending at once (a node logging every scoring request) need far fewer fsyncs than
+    entries (one per entry before), the chain and the head verify, and no append returns before its entry is synced."""
+    import os
+    import threading
+    key = load_or_create_key(tmp_path / "audit.key")
+    log = AuditLog(tmp_path / "audit.jsonl", key)
+    real_fsync, syncs, late = os.fsync, [], []
+
+    def slow_fsync(fd):
+        real_fsync(fd)
+        syncs.append(fd)
+        threading.Event().wait(0.005)   # a disk's sync time, during which other threads append
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    head = head_path(tmp_path / "audit.jsonl")
+
+    def writer(k):
+        for i in range(10):
+            entry = log.append(f"caller-{k}", "score", ids=1)
+            if json.loads(head.read_text())["seq"] < entry["seq"]:   # returned before the head records it
+                late.append(entry["seq"])
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert verify(tmp_path / "audit.jsonl", key).entries == 160 and not late
+    assert len(syncs) < 80, f"{len(syncs)} fsyncs for 160 entries"

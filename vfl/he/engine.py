@@ -224,6 +224,15 @@ class PaillierEngine:
             return True
         return self.pool.wait_until(self.pool.capacity if count is None else count, timeout)
 
+    def keep_ready(self, count: int) -> None:
+        """Keep `count` obfuscators precomputed by a background thread from now on (a long-lived session under
+        this key, e.g. online scoring, then pays for none of them on its request path)."""
+        if self.pool is None and count > 0:
+            self.pool = RandomnessPool(self.randomness, count)
+            weakref.finalize(self, self.pool.close)
+        if self.pool is not None:
+            self.pool.start()
+
     # --- encryption / decryption
     def encrypt_ints(self, plaintexts: Sequence[int]) -> list:
         """Enc(m) = (1 + n m) rho mod n^2 for integers m (reduced mod n; negatives allowed)."""

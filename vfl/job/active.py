@@ -33,13 +33,13 @@ from vfl.job.network import PeerNetwork
 from vfl.job.lineage import record_job_lineage
 from vfl.job.party_data import align, audit_for_job, has_alignment, load_alignment, load_dataset, save_alignment
 from vfl.job.peer import ActivePeer
-from vfl.job.private_random import PrivateRandom, for_node
+from vfl.job.private_random import for_node
 from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec, interactive_layout
 from vfl.job.split import batch_order, effective_batch_size
 from vfl.job.stopping import Stopping
 from vfl.job.timing import Timer
 from vfl.models.custom import build_bottom, check_saved_module, load_part, resolve_factory
-from vfl.models.mlp import build_mlp, init_module
+from vfl.models.active_model import ActiveModel
 from vfl.models.tasks import make_task
 from vfl.protocol.messages import AFTER_PSI, RenewLease
 from vfl.protocol.schemes import scheme_for
@@ -73,44 +73,6 @@ def inherit_model_settings(spec: JobSpec, trained_spec_path: Path) -> JobSpec:
     parties = tuple(dataclasses.replace(p, bottom=trained.party(p.name).bottom) for p in spec.parties)
     return dataclasses.replace(spec, task=trained.task, parties=parties, interactive_out=trained.interactive_out,
                                top=trained.top, crypto=trained.crypto, train=trained.train, split=trained.split)
-
-
-class ActiveModel(torch.nn.Module):
-    """The active party's plaintext part: its own bottom model and interactive weight, bias and top model."""
-
-    def __init__(self, spec: JobSpec, feature_dim: int, num_outputs: int, private: PrivateRandom,
-                 bottom_factory=None):
-        super().__init__()
-        own = spec.party(spec.active).bottom
-        self.has_bottom = feature_dim > 0
-        # every initial weight is this party's secret: drawn from its own node, never from the spec's seed
-        private.seed_torch("torch")
-        if self.has_bottom:
-            self.bottom = build_bottom(own, feature_dim, bottom_factory, spec.active, private.seed("bottom"))
-            own_weight = torch.randn(own.out, spec.interactive_out,
-                                     generator=torch.Generator().manual_seed(private.seed("own-weight")))
-            self.own_weight = torch.nn.Parameter(own_weight * spec.interactive_init_std)
-        self.bias = torch.nn.Parameter(torch.zeros(spec.interactive_out))
-        top = spec.top
-        self.top = torch.nn.Sequential(torch.nn.ReLU(), build_mlp(spec.interactive_out, top.hidden, num_outputs,
-                                                                  top.activation, top.dropout, False))
-        init_module(self.top, private.seed("top"))
-        self.bound = spec.crypto.activation_bound
-
-    def own_z(self, x: torch.Tensor) -> torch.Tensor | None:
-        if not self.has_bottom:
-            return None
-        return self.bottom(x).clamp(-self.bound, self.bound) @ self.own_weight
-
-    def head(self, z: torch.Tensor) -> torch.Tensor:
-        return self.top(z + self.bias)
-
-    def optimizers(self, spec: JobSpec) -> list[torch.optim.Optimizer]:
-        t = spec.train
-        adam = list(self.top.parameters()) + (list(self.bottom.parameters()) if self.has_bottom else [])
-        sgd = [self.bias] + ([self.own_weight] if self.has_bottom else [])
-        return [torch.optim.Adam(adam, lr=t.lr),
-                torch.optim.SGD(sgd, lr=t.interactive_lr, momentum=t.interactive_momentum)]
 
 
 class ActiveJob:
@@ -524,7 +486,8 @@ class ActiveJob:
         if saved is not None:
             check_saved_module(saved, spec.party(spec.active).bottom.module, spec.model_job, spec.active)
         self.private = for_node(self.node.config, spec.active)
-        self.model = ActiveModel(spec, self.data.feature_dim, self.task.num_outputs, self.private, self.bottom_factory)
+        self.model = ActiveModel.for_spec(spec, self.data.feature_dim, self.task.num_outputs, self.private,
+                                          self.bottom_factory)
         self.optimizers = self.model.optimizers(spec)
         if saved:
             load_part(self.model, saved["model"], spec.party(spec.active).bottom, spec.model_job, spec.active)

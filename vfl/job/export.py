@@ -60,7 +60,10 @@ def export_part(job_dir: Path, out: Path) -> Path:
                              "bottom_module": part.get("bottom_module"), "interactive_out": spec.interactive_out,
                              "top": asdict(spec.top) if role == "active" else None,
                              "num_classes": part.get("num_classes")},
-            "training_inputs": _training_inputs(job_dir)}
+            "training_inputs": _training_inputs(job_dir),
+            # how IDs were compared in training (PSI's canonicalization): serving compares them the same way
+            "ids": {"strip": spec.psi.strip, "lowercase": spec.psi.lowercase},
+            "crypto": {"mode": spec.crypto.mode, "key_bits": spec.crypto.key_bits}}
     if role == "active":
         tensors = {**prefixed("model", part["model"]), **_standardizer(part)}
         shares, layouts = {}, {}
@@ -69,13 +72,14 @@ def export_part(job_dir: Path, out: Path) -> Path:
             shares[peer] = None if share is None else share_to_json(share.weights)
             if state.get("plain") is not None:
                 tensors[f"plain_interactive.{peer}"] = state["plain"]
-            layouts[peer] = json.loads(interactive_layout(spec, spec.party(peer)).to_json())
+            layouts[peer] = json.loads(interactive_layout(spec, spec.party(peer), spec.train.seed).to_json())
         meta.update(shares=shares, layout=layouts)
     elif role == "passive":
         tensors = {**prefixed("bottom", part["bottom"]), **_standardizer(part)}
         share = part.get("share")
         meta.update(shares={spec.active: None if share is None else share_to_json(share.weights)},
-                    layout={spec.active: json.loads(interactive_layout(spec, spec.party(part["party"])).to_json())})
+                    layout={spec.active: json.loads(interactive_layout(spec, spec.party(part["party"]),
+                                                                       spec.train.seed).to_json())})
     else:
         raise DataError(f"{path}: not a model part of this vfl (role {role!r})")
     return save_part(out, tensors, meta)

@@ -96,6 +96,40 @@ class TimeoutsConfig:
 
 
 @dataclass(frozen=True)
+class ServedModelConfig:
+    """One model this node serves online under `name` (node config `serving.models.<name>`)."""
+    name: str
+    path: Path | None = None     # an exported model part (`vfl export JOB --out DIR`)
+    job: str | None = None       # or a finished training job of this node, exported when the model is first loaded
+    table: str | None = None     # this node's dataset that holds the online features (None: the model uses none here)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    ids_per_second: float
+    burst: float
+
+
+#: the rate limit of every caller the node config names no other for: generous for one caller's interactive
+#: scoring, and a bound on how fast any one caller learns z_P of the rows it asks (docs/serving.md)
+DEFAULT_SCORE_RATE = RateLimit(ids_per_second=1000.0, burst=2000.0)
+#: missing_ids policies of a passive party: say an ID is unknown here, or only that it was not scored
+MISSING_ID_POLICIES = ("reveal", "withhold")
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Online scoring (docs/serving.md): the models this node serves and how much each caller may ask."""
+    listen: str | None = None           # a second port that serves only Score (and health), with the same mTLS
+    models: dict[str, ServedModelConfig] = field(default_factory=dict)
+    missing_ids: str = "reveal"         # at a passive party: reveal | withhold
+    max_ids: int = 256                  # IDs per Score request (and per call between the parties)
+    micro_batch: bool = True            # at the active party: concurrent requests of a model share one call
+    rate_limit: RateLimit = DEFAULT_SCORE_RATE                  # per caller, unless named in rate_limits
+    rate_limits: dict[str, RateLimit] = field(default_factory=dict)   # caller identity -> its own limit
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     party: str
     role: str
@@ -136,6 +170,7 @@ class NodeConfig:
     # Put the key where whoever can write the log cannot (in Kubernetes: a Secret).
     audit_log: Path | None = None
     audit_key: Path | None = None
+    serving: ServingConfig = field(default_factory=ServingConfig)
     source: Path | None = None
 
     def peer(self, name: str) -> PeerConfig:
@@ -250,6 +285,46 @@ def parse_policy(pol: Section) -> PolicyConfig:
     return policy
 
 
+def _rate_limit(sec: Section, default: RateLimit) -> RateLimit:
+    rate = sec.float("ids_per_second", default.ids_per_second, min_value=0.001, max_value=1e9)
+    # without a burst of its own, a caller given a rate may spend one second's worth at once
+    burst = sec.float("burst", default.burst if "ids_per_second" not in sec.data else max(rate, 1.0),
+                      min_value=1.0, max_value=1e9)
+    sec.reject_unknown()
+    return RateLimit(ids_per_second=rate, burst=burst)
+
+
+def parse_serving(sec: Section, base_dir: Path) -> ServingConfig:
+    """node.yaml `serving`: models served online, the serving port, the missing-ID policy, rate limits."""
+    listen = sec.str("listen")
+    if listen is not None:
+        check_address(listen, sec.key("listen"))
+    models: dict[str, ServedModelConfig] = {}
+    models_sec = sec.section("models")
+    for name, item in models_sec.data.items():
+        name = check_model_name(str(name), models_sec.key(str(name)))
+        entry = Section(item, models_sec.key(name))
+        path, job = entry.str("path"), entry.str("job")
+        if (path is None) == (job is None):
+            raise ConfigError(f"{entry.where}: give exactly one of path (an exported model part, `vfl export`) "
+                              "and job (a finished training job of this node)")
+        models[name] = ServedModelConfig(name=name, path=_resolve(base_dir, path) if path else None, job=job,
+                                         table=entry.str("table"))
+        entry.reject_unknown()
+    models_sec._used.update(models_sec.data)
+    limits_sec = sec.section("rate_limits")
+    default = _rate_limit(limits_sec.section("default"), DEFAULT_SCORE_RATE)
+    per_caller = {str(who): _rate_limit(limits_sec.section(str(who)), default)
+                  for who in limits_sec.data if who != "default"}
+    limits_sec._used.update(limits_sec.data)
+    serving = ServingConfig(listen=listen, models=models,
+                            missing_ids=sec.str("missing_ids", "reveal", choices=MISSING_ID_POLICIES),
+                            max_ids=sec.int("max_ids", 256, min_value=1, max_value=4096),
+                            micro_batch=sec.bool("micro_batch", True), rate_limit=default, rate_limits=per_caller)
+    sec.reject_unknown()
+    return serving
+
+
 def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) -> NodeConfig:
     root = Section(data, "")
     party = check_name(root.str("party", required=True), "party")
@@ -334,6 +409,11 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
     audit_log = _resolve(base_dir, aud.str("log", str(audit_dir / "audit.jsonl")))
     audit_key = _resolve(base_dir, aud.str("key", str(audit_dir / "audit.key")))
     aud.reject_unknown()
+    serving = parse_serving(root.section("serving"), base_dir)
+    for name, model in serving.models.items():
+        if model.table is not None and model.table not in datasets:
+            raise ConfigError(f"serving.models.{name}.table: no dataset named {model.table!r} "
+                              f"(configured: {sorted(datasets)})")
     root.reject_unknown()
     return NodeConfig(party=party, role=role, identity=identity, listen=listen, health_listen=health, tls=tls, insecure=insecure,
                       peers=tuple(peers), data_dir=data_dir, jobs_dir=jobs_dir, datasets=datasets,
@@ -341,7 +421,7 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
                       policy=policy,
                       limits=limits, timeouts=timeouts, models=models, secret_seed=secret_seed,
                       report_handler_timing=report_handler_timing, audit_log=audit_log, audit_key=audit_key,
-                      metrics_listen=metrics_listen, retention=retention, source=source)
+                      metrics_listen=metrics_listen, retention=retention, serving=serving, source=source)
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

@@ -24,7 +24,8 @@ from vfl.node.housekeeping import RetentionSweeper
 from vfl.node.metrics import NodeMetrics
 from vfl.node.network import GrpcNetwork
 from vfl.node.psi_service import psi_counter
-from vfl.node.services import add_services
+from vfl.node.serving import NodeServing
+from vfl.node.services import add_scoring_service, add_services
 from vfl.transport import tls
 from vfl.transport.guard import InternalErrorGuard
 from vfl.transport.recording import recorder_from_env
@@ -55,7 +56,9 @@ class Node:
         self.health = health.HealthServicer()
         self._server: grpc.Server | None = None
         self._health_server: grpc.Server | None = None
+        self._serving_server: grpc.Server | None = None
         self.bound_port: int | None = None
+        self.serving_port: int | None = None
         self.health_port: int | None = None
         self.audit: NodeAudit | None = None     # opened at start(), after the jobs_dir check
         self.peer_certificates: dict[str, str] = {}
@@ -64,6 +67,7 @@ class Node:
         self.metrics_port: int | None = None
         self.network = GrpcNetwork(self)
         self.jobs = JobRegistry(self)
+        self.serving = NodeServing(self)   # online scoring of the models its config registers
         self._reaper_stop = threading.Event()
         self._compute: Compute | None = None
 
@@ -245,6 +249,16 @@ class Node:
             self.health_port = self._bind(hs, self.config.health_listen, "health_listen")
             hs.start()
             self._health_server = hs
+        if self.config.serving.listen:  # Score alone on its own port, for clients that need no other service
+            ss = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="vfl-score"),
+                             options=tls.server_options(),
+                             interceptors=[InternalErrorGuard(self.config.party)] + metering +
+                             ([recorder] if recorder else []))
+            add_scoring_service(ss, self)
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, ss)
+            self.serving_port = self._bind(ss, self.config.serving.listen, "serving.listen", self._server_creds)
+            ss.start()
+            self._serving_server = ss
         # before serving: a client that re-attaches finds a recovered job running, not its stale status
         recovered = self.jobs.recover()
         if recovered:
@@ -255,6 +269,8 @@ class Node:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.jobs.run_lease_reaper(self._reaper_stop)
         self.retention.start()
+        if self.config.serving.models:
+            self.serving.warm_up()
         log.info("node %s (%s) serving on %s", self.config.party, self.config.role, self.config.listen)
 
     def wait(self) -> None:
@@ -273,9 +289,10 @@ class Node:
                  self.config.timeouts.drain_seconds)
         self.jobs.shutdown()
         self._reaper_stop.set()
-        for server in (self._server, self._health_server):
+        for server in (self._server, self._health_server, self._serving_server):
             if server is not None:
                 server.stop(grace).wait()
+        self.serving.close()
         with self._lock:
             for ch in self._channels.values():
                 ch.close()

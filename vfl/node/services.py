@@ -6,7 +6,7 @@ import grpc
 from vfl.errors import PermissionDenied, VflError, status_of
 from vfl.job.spec import parse_job_spec_yaml
 from vfl.node.psi_service import add_psi_service
-from vfl.protocol.messages import METHOD, REPLY_TO, CloseJobRequest, OpenJob
+from vfl.protocol.messages import METHOD, REPLY_TO, SCORING_REQUESTS, CloseJobRequest, OpenJob
 from vfl.transport import serde
 from vfl.transport.chunking import stream_handler
 from vfl.transport.chunking import unary_handler as _unary_handler
@@ -81,6 +81,8 @@ class PartyService(pb_grpc.PartyServicer):
                 if request.DESCRIPTOR.name == "OpenJob":
                     jobs.log_open_refused(message, self.node.describe_caller(context), exc)
                 raise
+            if isinstance(message, SCORING_REQUESTS):   # online scoring: the node's serving side, not a job
+                return serde.to_pb(self.node.serving.handle(message, caller))
             if type(message) not in AUDITED:
                 return serde.to_pb(jobs.handle(message, caller))
             try:
@@ -100,7 +102,30 @@ class PartyService(pb_grpc.PartyServicer):
             setattr(self, METHOD[request_type], rpc)
 
 
+class ScoringService(pb_grpc.ScoringServicer):
+    """Score: clients of the active node score IDs with a served model (vfl/node/serving.py)."""
+
+    def __init__(self, node):
+        self.node = node
+        self.Score = _unary_handler(pb.ScoreRequest, self._score, max_bytes=4 << 20, party=node.config.party)
+
+    def _score(self, request: pb.ScoreRequest, context: grpc.ServicerContext) -> pb.ScoreReply:
+        try:
+            who = self.node.require_role(context, "score")   # role predict or train (vfl/governance/roles.py)
+        except PermissionDenied as exc:
+            self.node.audit.record(self.node.describe_caller(context), "score refused", model=request.model,
+                                   ids=len(request.ids), status=status_of(exc))
+            raise
+        outputs, results = self.node.serving.score(who, request.model, list(request.ids))
+        return serde.score_reply_to_pb(request.model, outputs, results)
+
+
+def add_scoring_service(server: grpc.Server, node) -> None:
+    pb_grpc.add_ScoringServicer_to_server(ScoringService(node), server)
+
+
 def add_services(server: grpc.Server, node) -> None:
     pb_grpc.add_ControlServicer_to_server(ControlService(node), server)
+    add_scoring_service(server, node)
     pb_grpc.add_PartyServicer_to_server(PartyService(node), server)
     add_psi_service(server, node.jobs)

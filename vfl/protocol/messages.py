@@ -143,21 +143,62 @@ class CloseJobReply:
     report_json: bytes = b""         # this party's privacy report (and, with report_handler_timing, its timing)
 
 
+# ------------------------------------------------------------------------------------ online scoring
+# Not part of a job: a scoring session ties an exported model's two parts together (vfl/protocol/scoring.py).
+
+@dataclass(frozen=True)
+class OpenScoring:
+    """A scoring session for one trained model between the active party and this passive party."""
+    model_id: str                    # the trained model's job id: both parties' exported parts carry it
+    layout: bytes = b""              # the layout the active party's part holds for this link (must equal ours)
+    active_public_key: bytes = b""   # the active party's serving key (it lives as long as the session)
+    active_djn_base: bytes = b""
+    u_ciphertexts: bytes = b""       # [U]_A at every slot group, encrypted once for the whole session
+
+
+@dataclass(frozen=True)
+class OpenScoringReply:
+    session: str = ""
+    max_ids: int = 0                 # the most IDs this party scores in one ScoreRows
+
+
+@dataclass(frozen=True)
+class ScoreRows:
+    session: str
+    ids: bytes = b""                 # the IDs to score, in the form the parties agreed on (`encode_ids`)
+
+
+@dataclass(frozen=True)
+class ScoreRowsReply:
+    z_ciphertexts: bytes = b""       # [h W]_A of the rows this party scored, packed in request order
+    status: bytes = b""              # one byte per requested ID: ROW_SCORED, ROW_UNKNOWN or ROW_UNAVAILABLE
+
+
+#: ScoreRowsReply.status of one ID: scored; not held by this party (its policy reveals that); not scored (held
+#: or not: a party whose policy withholds which IDs it holds answers this for both)
+ROW_SCORED, ROW_UNKNOWN, ROW_UNAVAILABLE = 0, 1, 2
+#: the longest ID scoring accepts (characters)
+MAX_ID_CHARS = 256
+
+
 Request = Union[OpenJob, SetupRequest, ForwardRequest, WeightGradientRequest, InputGradientRequest,
-                EndEpochRequest, CloseJobRequest, RenewLease]
+                EndEpochRequest, CloseJobRequest, RenewLease, OpenScoring, ScoreRows]
 Reply = Union[OpenJobReply, SetupReply, ForwardReply, WeightGradientReply, InputGradientReply, EndEpochReply,
-              CloseJobReply, RenewLeaseReply]
+              CloseJobReply, RenewLeaseReply, OpenScoringReply, ScoreRowsReply]
 
 REPLY_TO: dict[type, type] = {
     OpenJob: OpenJobReply, SetupRequest: SetupReply, ForwardRequest: ForwardReply,
     WeightGradientRequest: WeightGradientReply, InputGradientRequest: InputGradientReply,
     EndEpochRequest: EndEpochReply, CloseJobRequest: CloseJobReply, RenewLease: RenewLeaseReply,
+    OpenScoring: OpenScoringReply, ScoreRows: ScoreRowsReply,
 }
 METHOD: dict[type, str] = {
     OpenJob: "OpenJob", SetupRequest: "Setup", ForwardRequest: "Forward", WeightGradientRequest: "WeightGradient",
     InputGradientRequest: "InputGradient", EndEpochRequest: "EndEpoch", CloseJobRequest: "CloseJob",
-    RenewLease: "RenewLease",
+    RenewLease: "RenewLease", OpenScoring: "OpenScoring", ScoreRows: "ScoreRows",
 }
+#: the requests of online scoring, which a node hands to its serving side instead of its jobs
+SCORING_REQUESTS = (OpenScoring, ScoreRows)
 MESSAGE_TYPES: dict[str, type] = {cls.__name__: cls for cls in (*REPLY_TO, *REPLY_TO.values())}
 
 
@@ -229,3 +270,31 @@ def decode_int_matrix(data: bytes, shape: tuple[int, int], max_bits: int) -> np.
     if any(abs(v).bit_length() > max_bits for v in values):
         raise ProtocolError(f"setup: masked initial share exceeds {max_bits} bits")
     return np.array(values, dtype=object).reshape(shape)
+
+
+def encode_ids(ids) -> bytes:
+    """IDs to score, as a JSON list of strings."""
+    import json
+    return json.dumps([str(i) for i in ids]).encode()
+
+
+def decode_ids(data: bytes, max_ids: int) -> list[str]:
+    """The IDs of a ScoreRows, refused unless they are 1..max_ids non-empty strings of at most MAX_ID_CHARS."""
+    import json
+    try:
+        ids = json.loads(data)
+    except (ValueError, RecursionError):
+        raise ProtocolError("score: ids are not a JSON list") from None
+    if not isinstance(ids, list) or not all(isinstance(i, str) and 0 < len(i) <= MAX_ID_CHARS for i in ids):
+        raise ProtocolError(f"score: ids must be a list of non-empty strings of at most {MAX_ID_CHARS} characters")
+    if not 0 < len(ids) <= max_ids:
+        raise ProtocolError(f"score: {len(ids)} IDs in one call (allowed 1..{max_ids})")
+    return ids
+
+
+def decode_status(data: bytes, count: int) -> np.ndarray:
+    """The per-ID status bytes of a ScoreRowsReply: exactly `count`, each a known code."""
+    status = np.frombuffer(data, dtype=np.uint8)
+    if len(status) != count or (status > ROW_UNAVAILABLE).any():
+        raise ProtocolError(f"score reply: {len(status)} status codes for {count} IDs, or an unknown code")
+    return status

@@ -49,3 +49,16 @@ def job_info_from_pb(message: pb.JobInfo) -> dict:
     info = {k: getattr(message, k) for k in JOB_INFO_FIELDS + JOB_INFO_TIMES}
     info.update(json.loads(message.detail_json or "{}"))
     return info
+
+
+def score_reply_to_pb(model: str, outputs, results) -> pb.ScoreReply:
+    """The Score RPC's reply from the active node's results (vfl.job.serving.IdScore, one per ID)."""
+    return pb.ScoreReply(model=model, outputs=list(outputs),
+                         results=[pb.IdScore(id=r.id, status=r.status, scores=list(r.scores), detail=r.detail)
+                                  for r in results])
+
+
+def score_reply_from_pb(message: pb.ScoreReply) -> dict:
+    return {"model": message.model, "outputs": list(message.outputs),
+            "results": [{"id": r.id, "status": r.status, "scores": list(r.scores), "detail": r.detail}
+                        for r in message.results]}

@@ -4,6 +4,7 @@ Paths and ports are fixed: the Dockerfile, `vfl submit --kube` (vfl/deploy/kube.
 {{- define "vfl-party.grpcPort" -}}50051{{- end }}
 {{- define "vfl-party.healthPort" -}}50052{{- end }}
 {{- define "vfl-party.metricsPort" -}}9464{{- end }}
+{{- define "vfl-party.servingPort" -}}50053{{- end }}
 {{- define "vfl-party.configDir" -}}/etc/vfl/config{{- end }}
 {{- define "vfl-party.tlsDir" -}}/etc/vfl/tls{{- end }}
 {{- define "vfl-party.caDir" -}}/etc/vfl/ca{{- end }}
@@ -280,6 +281,21 @@ follow the node's own checks (vfl/node/config.py); tests/deploy/test_values_sche
 {{- fail (printf "extraPythonPath: %q is under jobs/, where the node writes the artifacts of every job; use a directory of its own (e.g. python)" .) }}
 {{- end }}
 {{- end }}
+{{- range $name, $m := .Values.serving.models }}
+{{- if not (regexMatch (include "vfl-party.modelNamePattern" $) $name) }}
+{{- fail (printf "serving.models: %q is not a valid model name: use a letter or '_', then up to 62 letters, digits, '_', '.' or '-' (e.g. credit)" $name) }}
+{{- end }}
+{{- if eq (empty $m.path) (empty $m.job) }}
+{{- fail (printf "serving.models.%s: give exactly one of path (an exported model part on the volume, e.g. models/%s) and job (a finished training job of this node)" $name $name) }}
+{{- end }}
+{{- if and $m.path (not (regexMatch (include "vfl-party.dataPathPattern" $) (toString $m.path))) }}
+{{- fail (printf "serving.models.%s.path: %q must be a directory on the data volume, relative to its mount point %s, without '..' or '.' parts (e.g. models/%s)" $name (toString $m.path) (include "vfl-party.stateDir" $) $name) }}
+{{- end }}
+{{- if and $m.table (not (hasKey ($.Values.datasets | default dict) (toString $m.table))) }}
+{{- fail (printf "serving.models.%s.table: %q is not one of this release's datasets; the online table is a dataset (add it under datasets)" $name (toString $m.table)) }}
+{{- end }}
+{{- end }}
+{{- include "vfl-party.checkPeers" (list "serving.from" .Values.serving.from) }}
 {{- range $i, $c := .Values.service.loadBalancerSourceRanges }}
 {{- include "vfl-party.checkCidr" (list (printf "service.loadBalancerSourceRanges[%d]" $i) $c) }}
 {{- end }}
@@ -446,6 +462,31 @@ maxOpenJobsPerPeer: max_open_jobs_per_peer
 {{- if $timeouts }}{{- $_ = set $cfg "timeouts" $timeouts }}{{- end }}
 {{- end }}
 {{- $_ = set $cfg "datasets" .Values.datasets }}
+{{- with .Values.serving }}
+{{- if or .enabled .models }}
+{{- $serving := dict "missing_ids" .missingIds "max_ids" (int .maxIds) "micro_batch" .microBatch }}
+{{- if .enabled }}
+{{- $_ := set $serving "listen" (printf "0.0.0.0:%s" (include "vfl-party.servingPort" $)) }}
+{{- end }}
+{{- $models := dict }}
+{{- range $name, $m := .models }}
+{{- $entry := dict }}
+{{- with $m.path }}{{- $_ := set $entry "path" (printf "%s/%s" (include "vfl-party.stateDir" $) .) }}{{- end }}
+{{- with $m.job }}{{- $_ := set $entry "job" . }}{{- end }}
+{{- with $m.table }}{{- $_ := set $entry "table" . }}{{- end }}
+{{- $_ := set $models $name $entry }}
+{{- end }}
+{{- $_ := set $serving "models" $models }}
+{{- $limits := dict "default" (dict "ids_per_second" (float64 .rateLimit.idsPerSecond) "burst" (float64 (default .rateLimit.idsPerSecond .rateLimit.burst))) }}
+{{- range $who, $r := .callers }}
+{{- $limit := dict "ids_per_second" (float64 $r.idsPerSecond) }}
+{{- if $r.burst }}{{- $_ := set $limit "burst" (float64 $r.burst) }}{{- end }}
+{{- $_ := set $limits $who $limit }}
+{{- end }}
+{{- $_ := set $serving "rate_limits" $limits }}
+{{- $_ = set $cfg "serving" $serving }}
+{{- end }}
+{{- end }}
 {{- with .Values.models }}
 {{- $_ = set $cfg "models" . }}
 {{- end }}

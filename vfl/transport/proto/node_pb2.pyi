@@ -247,3 +247,71 @@ class CloseJobReply(_message.Message):
     model_path: str
     report_json: bytes
     def __init__(self, model_path: _Optional[str] = ..., report_json: _Optional[bytes] = ...) -> None: ...
+
+class OpenScoring(_message.Message):
+    __slots__ = ("model_id", "layout", "active_public_key", "active_djn_base", "u_ciphertexts")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_DJN_BASE_FIELD_NUMBER: _ClassVar[int]
+    U_CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    layout: bytes
+    active_public_key: bytes
+    active_djn_base: bytes
+    u_ciphertexts: bytes
+    def __init__(self, model_id: _Optional[str] = ..., layout: _Optional[bytes] = ..., active_public_key: _Optional[bytes] = ..., active_djn_base: _Optional[bytes] = ..., u_ciphertexts: _Optional[bytes] = ...) -> None: ...
+
+class OpenScoringReply(_message.Message):
+    __slots__ = ("session", "max_ids")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    MAX_IDS_FIELD_NUMBER: _ClassVar[int]
+    session: str
+    max_ids: int
+    def __init__(self, session: _Optional[str] = ..., max_ids: _Optional[int] = ...) -> None: ...
+
+class ScoreRows(_message.Message):
+    __slots__ = ("session", "ids")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    session: str
+    ids: bytes
+    def __init__(self, session: _Optional[str] = ..., ids: _Optional[bytes] = ...) -> None: ...
+
+class ScoreRowsReply(_message.Message):
+    __slots__ = ("z_ciphertexts", "status")
+    Z_CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    z_ciphertexts: bytes
+    status: bytes
+    def __init__(self, z_ciphertexts: _Optional[bytes] = ..., status: _Optional[bytes] = ...) -> None: ...
+
+class ScoreRequest(_message.Message):
+    __slots__ = ("model", "ids")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class IdScore(_message.Message):
+    __slots__ = ("id", "status", "scores", "detail")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    status: str
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    detail: str
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[str] = ..., scores: _Optional[_Iterable[float]] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class ScoreReply(_message.Message):
+    __slots__ = ("model", "outputs", "results")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    outputs: _containers.RepeatedScalarFieldContainer[str]
+    results: _containers.RepeatedCompositeFieldContainer[IdScore]
+    def __init__(self, model: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., results: _Optional[_Iterable[_Union[IdScore, _Mapping]]] = ...) -> None: ...

@@ -5,7 +5,7 @@ import warnings
 
 from vfl.transport.proto import node_pb2 as vfl_dot_transport_dot_proto_dot_node__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -327,6 +327,16 @@ class PartyStub:
                 request_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
                 response_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
                 _registered_method=True)
+        self.OpenScoring = channel.stream_stream(
+                '/vfl.node.Party/OpenScoring',
+                request_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+                response_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+                _registered_method=True)
+        self.ScoreRows = channel.stream_stream(
+                '/vfl.node.Party/ScoreRows',
+                request_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+                response_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+                _registered_method=True)
 
 
 class PartyServicer:
@@ -389,6 +399,21 @@ class PartyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenScoring(self, request_iterator, context):
+        """online scoring of an exported model (vfl/protocol/scoring.py); not part of any job
+        OpenScoring -> OpenScoringReply
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScoreRows(self, request_iterator, context):
+        """ScoreRows -> ScoreRowsReply
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartyServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -429,6 +454,16 @@ def add_PartyServicer_to_server(servicer, server):
             ),
             'RenewLease': grpc.stream_stream_rpc_method_handler(
                     servicer.RenewLease,
+                    request_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+                    response_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+            ),
+            'OpenScoring': grpc.stream_stream_rpc_method_handler(
+                    servicer.OpenScoring,
+                    request_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+                    response_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+            ),
+            'ScoreRows': grpc.stream_stream_rpc_method_handler(
+                    servicer.ScoreRows,
                     request_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
                     response_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
             ),
@@ -648,6 +683,136 @@ class Party:
             request_iterator,
             target,
             '/vfl.node.Party/RenewLease',
+            vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+            vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenScoring(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/vfl.node.Party/OpenScoring',
+            vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+            vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScoreRows(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/vfl.node.Party/ScoreRows',
+            vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+            vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ScoringStub:
+    """Clients -> the active node (also served alone on the node config's serving.listen port).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Score = channel.stream_stream(
+                '/vfl.node.Scoring/Score',
+                request_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+                response_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+                _registered_method=True)
+
+
+class ScoringServicer:
+    """Clients -> the active node (also served alone on the node config's serving.listen port).
+    """
+
+    def Score(self, request_iterator, context):
+        """ScoreRequest -> ScoreReply
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ScoringServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Score': grpc.stream_stream_rpc_method_handler(
+                    servicer.Score,
+                    request_deserializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
+                    response_serializer=vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'vfl.node.Scoring', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('vfl.node.Scoring', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Scoring:
+    """Clients -> the active node (also served alone on the node config's serving.listen port).
+    """
+
+    @staticmethod
+    def Score(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/vfl.node.Scoring/Score',
             vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.SerializeToString,
             vfl_dot_transport_dot_proto_dot_node__pb2.Chunk.FromString,
             options,
