@@ -9,7 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.node.conftest import breast_parties
 
 SMALL = {"model": {"bottom": {"hidden": [8], "out": 4}, "interactive": {"out": 4}, "top": {"hidden": [4]}},
-         "train": {"epochs": 1, "batch_size": 256}, "crypto": {"key_bits": 1024}}
+         "train": {"epochs": 1, "batch_size": 256}, "crypto": {"key_bits": 1024},
+         "privacy": {"defense": "dp"}}   # the DP defense, which has an epsilon (the default, marvell, has none)
 
 
 def scrape(port: int) -> list:
@@ -35,7 +36,7 @@ def test_job_states_crypto_time_and_epsilon(fed):
     assert value(guest, "vfl_jobs", role="active", state="running") == 0
     assert value(guest, "vfl_crypto_seconds_total", role="active", operation="decrypt") > 0
     assert value(guest, "vfl_crypto_seconds_total", role="active", operation="encrypt") > 0
-    for samples in (guest, host):   # both parties' privacy reports declare the job's DP defense
+    for samples in (guest, host):   # both parties' privacy reports declare the job's DP epsilon
         assert value(samples, "vfl_epsilon", job_id="metered-1") > 0
 
 
