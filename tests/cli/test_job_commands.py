@@ -139,8 +139,15 @@ def test_ctrl_c_on_vfl_run_says_how_to_reattach_and_vfl_attach_does(fed, tmp_pat
     else:
         run.kill()
         pytest.fail(f"vfl run showed no epoch: {seen[-5:]}")
-    run.send_signal(signal.SIGINT)
-    stdout, stderr = run.communicate(timeout=60)
+    # The passive node is held (SIGSTOP) while Ctrl-C reaches `vfl run`, so the job is surely still running then:
+    # on a loaded machine a small job could otherwise finish before the signal lands. It resumes on SIGCONT.
+    host = fed.processes["host"]
+    host.send_signal(signal.SIGSTOP)
+    try:
+        run.send_signal(signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        host.send_signal(signal.SIGCONT)
     assert run.returncode == 130, (run.returncode, stderr)
     assert f"vfl attach interrupted-run --config {active}" in stderr, stderr
     assert "keeps running" in stderr and f"vfl cancel interrupted-run --config {active}" in stderr

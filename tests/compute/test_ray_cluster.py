@@ -32,7 +32,7 @@ def test_a_job_runs_end_to_end_with_its_work_spread_over_two_ray_nodes(cluster, 
     assert metrics["test"]["auc"] > 0.9, metrics["test"]   # a trained model, not chance
     used = metrics["compute"]
     assert used["backend"] == "ray" and used["nodes"] == 2 and used["cpus"] == 2, used
-    # the job's key lived on both Ray nodes (its two holders are placed with SPREAD, and each served calls), and the
+    # the job's key lived on both Ray nodes (its two holders are pinned one per node, and each served calls), and the
     # plain tasks ran on the cluster. Where Ray put the tasks depends on each node's load as Ray sees it: in quiet
     # runs both nodes had some, on a machine at load 12 once all of them went to the head (SPREAD skips a node it
     # sees as busy), so the test reports their spread rather than requiring it.

@@ -196,7 +196,8 @@ class RayPrivateEngine:
 
     def __init__(self, compute: "RayCompute", key_bits: int, holders: int):
         self._compute = compute
-        self._actors = [compute.key_holder_class.remote() for _ in range(holders)]
+        self._actors = [compute.key_holder_class.options(scheduling_strategy=placement).remote()
+                        for placement in compute.key_holder_placements(holders)]
         self._closed = False
         n, hs, node = compute.get(self._actors[0].generate.remote(key_bits), "the key holder")
         self._nodes = [node] + list(compute.get(self._actors[0].share_key.remote(self._actors[1:]), "the key holders"))
@@ -468,6 +469,20 @@ class RayCompute:
 
     def psi_engine(self) -> RayPsiEngine:
         return self._psi
+
+    def key_holder_placements(self, holders: int) -> list:
+        """Where each of a key's holders goes: round-robin over the cluster's live nodes with CPUs, by node affinity.
+
+        Ray's SPREAD is best-effort: on a loaded cluster it put every holder on the head node (a node it sees as busy
+        is skipped), so a key's decryptions all queued on one machine; a *soft* affinity fell back the same way.
+        Holders need no CPU reservation (num_cpus=0), so a hard affinity to a node that is alive now is always
+        satisfiable; a node lost later takes its holder with it, which fails the job's key like any lost holder.
+        """
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        ids = sorted(node["node_id"] for node in self.nodes() if node["cpus"])
+        if not ids:
+            return ["SPREAD"] * holders
+        return [NodeAffinitySchedulingStrategy(ids[i % len(ids)], soft=False) for i in range(holders)]
 
     def nodes(self) -> list[dict]:
         return [{"node_id": n["NodeID"], "address": n.get("NodeManagerAddress"),
