@@ -1,6 +1,6 @@
 # The vfl party node image, used by charts/vfl-party (node Deployment and training Jobs).
 #   docker build -t registry.example.com/vfl:0.1.0 .
-#   docker build --build-arg VFL_EXTRAS=kube,ray -t registry.example.com/vfl:0.1.0-ray .   (with ray.enabled)
+#   docker build --build-arg VFL_EXTRAS=kube,fast,ray -t registry.example.com/vfl:0.1.0-ray .   (with ray.enabled)
 # Paths, user and entrypoint match the chart: config /etc/vfl/config/node.yaml, key pair /etc/vfl/tls,
 # trusted CAs /etc/vfl/ca, data and jobs on the volume at /var/lib/vfl, uid/gid 10001, read-only root filesystem,
 # working directory /tmp (the chart's writable emptyDir, mounted in node and Job pods alike; the chart sets workingDir).
@@ -12,8 +12,9 @@ ENV PATH=/opt/vfl/bin:$PATH
 # CPU-only torch first: an open version range would pull a multi-GB CUDA build.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 COPY . /src
-# kube,ray for an image that also runs the party's RayCluster (charts/vfl-party ray.enabled; docs/deploy.md "Ray")
-ARG VFL_EXTRAS=kube
+# kube,fast,ray for an image that also runs the party's RayCluster (charts/vfl-party ray.enabled; docs/deploy.md
+# "Ray"); fast: Paillier decryption on AVX-512 IFMA where the CPU has it (vfl/he/ifma.py)
+ARG VFL_EXTRAS=kube,fast
 RUN pip install "/src[${VFL_EXTRAS}]" && python -m compileall -q /opt/vfl
 
 FROM python:3.11-slim-bookworm

@@ -19,6 +19,7 @@ are per-value phe time / per-value vfl.he time, measured in this run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -76,6 +77,33 @@ def median_time(fn, repeats: int) -> tuple[float, object]:
         result = fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), result
+
+
+def decrypt_backends(engine, rounds: int) -> dict:
+    """CPU ms per decrypted ciphertext with AVX-512 IFMA exponentiation (vfl.he.ifma) and with gmpy2, interleaved
+    round by round on 256 ciphertexts (one worker, this thread's CPU time: comparable on a loaded machine)."""
+    from vfl.he import ifma
+    out: dict = {"backend": ifma.backend()}
+    if not ifma.available():
+        return out
+    values = [int(v) for v in np.random.default_rng(0).integers(-2**62, 2**62, 256)]
+    cts = engine.encrypt_ints(values)
+
+    def cpu_ms() -> float:
+        return time.thread_time() * 1e3 / len(cts)
+    times: dict = {"ifma": [], "gmpy2": []}
+    for _ in range(max(rounds, 3)):
+        for name in times:
+            with contextlib.ExitStack() as stack:
+                if name == "gmpy2":
+                    stack.enter_context(ifma.turned_off())
+                t0 = cpu_ms()
+                assert engine.decrypt_ints(cts) == values
+                times[name].append(cpu_ms() - t0)
+    ratios = [g / f for g, f in zip(times["gmpy2"], times["ifma"])]
+    out.update({f"{k}_ms_per_ciphertext": round(statistics.median(v), 3) for k, v in times.items()})
+    out["gmpy2_over_ifma_median"] = round(statistics.median(ratios), 2)
+    return out
 
 
 def log(msg: str) -> None:
@@ -194,6 +222,7 @@ def main() -> None:
                             "full_obfuscator_r^n": full_s / 8 * 1e6, "pooled_obfuscator": pool_s / 16 * 1e6,
                             "crt_decrypt_per_ciphertext": crt_s / 24 * 1e6}
     out["primitives_us"] = {k: round(v, 2) for k, v in out["primitives_us"].items()}
+    out["decrypt_backends"] = decrypt_backends(own, args.repeats)
     out["djn_exponent_bits"] = own.randomness.exponent_bits
 
     # ---------------------------------------------------------------- summary

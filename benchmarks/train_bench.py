@@ -37,8 +37,11 @@ def main() -> None:
     require_data()
     from vfl.api import Federation
     workdir = Path(tempfile.mkdtemp(prefix="vfl-train-bench-"))
+    from vfl.he import ifma
     out: dict = {"bench": "train", "dataset": "default_credit", "key_bits": 2048, "batch": 512, "d": 16, "m": 16,
-                 "epochs": args.epochs, "workers_per_node": args.workers, **precision}
+                 "epochs": args.epochs, "workers_per_node": args.workers, **precision,
+                 # which exponentiation the nodes decrypt with (same environment): "ifma" or "gmpy2 (why not)"
+                 "modexp": ifma.backend()}
     try:
         # The passive node reports each handler's time (off by default: it depends on the party's data), so
         # the active party's timing can split "waiting on peers' work" from "transport". Federation writes

@@ -26,7 +26,8 @@ def test_default_is_the_local_backend_with_the_node_workers():
     assert config.compute == ComputeConfig() and config.compute.backend == "local"
     compute = open_compute(config.compute, config.workers, config.party)
     assert isinstance(compute, LocalCompute) and compute.parallelism == 3
-    assert compute.describe() == {"backend": "local", "workers": 3}
+    from vfl.he import ifma
+    assert compute.describe() == {"backend": "local", "workers": 3, "modexp": ifma.backend()}
 
 
 def test_ray_settings_are_read():

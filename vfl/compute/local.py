@@ -5,6 +5,7 @@ import threading
 
 from psi.core.engine import Engine as PsiEngine
 from vfl import he
+from vfl.he import ifma
 from vfl.he.batch import KeyedEngine
 
 
@@ -34,7 +35,8 @@ class LocalCompute:
             return self._psi
 
     def describe(self) -> dict:
-        return {"backend": self.name, "workers": self.workers}
+        # modexp: whether decryption runs on AVX-512 IFMA here ("ifma") or on gmpy2, and why (vfl/he/ifma.py)
+        return {"backend": self.name, "workers": self.workers, "modexp": ifma.backend()}
 
     def close(self) -> None:
         with self._lock:

@@ -33,6 +33,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
+from vfl.he import ifma
 from vfl.he import multiexp as me
 from vfl.he.errors import CryptoError, KeyMismatchError
 from vfl.he.keys import DEFAULT_KEY_BITS, PrivateKey, PublicKey, generate_keypair, public_key_from_n
@@ -74,10 +75,14 @@ def _crt_params(spec: _CrtSpec) -> tuple:
 
 
 def crt_decrypt(spec: _CrtSpec, ciphertexts: list) -> list:
-    """Residues m in [0, n) of the ciphertexts (a worker task; the two powmod lists release the GIL)."""
+    """Residues m in [0, n) of the ciphertexts (a worker task; the exponentiations release the GIL).
+
+    The two exponentiations per ciphertext run eight at a time on AVX-512 IFMA where available (vfl.he.ifma),
+    with gmpy2 otherwise: the same integers either way.
+    """
     p, q, p2, q2, hp, hq, p_inv, n = _crt_params(spec)
-    xp = gmpy2.powmod_base_list(ciphertexts, p - 1, p2)
-    xq = gmpy2.powmod_base_list(ciphertexts, q - 1, q2)
+    xp = ifma.powmod_list(ciphertexts, p - 1, p2)
+    xq = ifma.powmod_list(ciphertexts, q - 1, q2)
     out = []
     for a, b in zip(xp, xq):
         mp = (a - 1) // p * hp % p

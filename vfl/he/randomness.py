@@ -53,6 +53,7 @@ from typing import Any
 import gmpy2
 from gmpy2 import mpz
 
+from vfl.he import ifma
 from vfl.he.parallel import run_released, split
 
 
@@ -160,9 +161,10 @@ def _uniform_unit(n: int) -> mpz:
 
 
 def full_obfuscators(n: int, count: int) -> list:
-    """`count` fresh r^n mod n^2 with r uniform in Z*_n (a worker task; powmod_base_list releases the GIL)."""
+    """`count` fresh r^n mod n^2 with r uniform in Z*_n (a worker task; the exponentiations release the GIL and
+    run on AVX-512 IFMA where available, vfl.he.ifma)."""
     n = mpz(n)
-    return gmpy2.powmod_base_list([_uniform_unit(n) for _ in range(count)], n, n * n)
+    return ifma.powmod_list([_uniform_unit(n) for _ in range(count)], n, n * n)
 
 
 # ------------------------------------------------------------------------------------------ sources
