@@ -57,4 +57,8 @@ run evaluate
 show evaluate "f\"holdout AUC {r['metrics']['auc']:.3f}, accuracy {r['metrics']['accuracy']:.3f} ({r['rows']} customers)\""
 run predict
 show predict "f\"{r['rows']} applicants scored: {path(r['predictions'])} ({r['unmatched_rows']} not at bank-b)\""
+# job files holding IDs or weights are encrypted at rest: a plaintext copy needs the node's key
+vfl at-rest cat work/bank-a/jobs/banks-predict/predictions.csv --config bank-a/node.yaml \
+  --out work/results/predictions.csv
+echo "  the predictions are encrypted at rest at bank-a; plaintext copy (vfl at-rest cat): work/results/predictions.csv"
 echo "results: work/results/*.json; node logs: work/bank-a.log, work/bank-b.log"

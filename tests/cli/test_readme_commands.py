@@ -34,6 +34,12 @@ COVERED = {
     "vfl lineage verify": ["tests/governance/test_node_governance.py::test_both_nodes_log_the_job_and_the_log_verifies"],
     "vfl gc": ["tests/governance/test_retention.py::test_vfl_gc_deletes_and_writes_the_audit_log"],
     "vfl export": ["tests/models/test_export_format.py::test_vfl_export_cli"],
+    "vfl at-rest cat": [BANKS_RUN, "tests/governance/test_at_rest_node.py::"
+                        "test_jobs_dirs_hold_no_plaintext_weights_or_ids_and_a_lost_wrong_or_rotated_key_is_handled"],
+    "vfl at-rest new-key": ["tests/governance/test_at_rest_node.py::"
+                            "test_jobs_dirs_hold_no_plaintext_weights_or_ids_and_a_lost_wrong_or_rotated_key_is_handled"],
+    "vfl at-rest rotate": ["tests/governance/test_at_rest_node.py::"
+                           "test_jobs_dirs_hold_no_plaintext_weights_or_ids_and_a_lost_wrong_or_rotated_key_is_handled"],
     "vfl --version": ["tests/cli/test_conventions.py::test_version_matches_the_package_and_pyproject"],
     "vfl psi --serve": ["tests/psi/test_grpc.py::test_cli_mutual_tls_with_peer_identity_checks",
                         "tests/examples/test_examples.py::test_psi_only_readme_standalone_commands"],
@@ -84,7 +90,7 @@ def form(words: list[str]) -> str | None:
     if rest[0].startswith("-"):
         return f"vfl {rest[0]}"
     name = f"vfl {rest[0]}"
-    if rest[0] in ("certs", "audit-log", "lineage") or (rest[0] == "jobs" and len(rest) > 1
+    if rest[0] in ("certs", "audit-log", "lineage", "at-rest") or (rest[0] == "jobs" and len(rest) > 1
                                                          and not rest[1].startswith("-")):
         return f"{name} {rest[1]}"
     selected = [w for w in rest[1:] if w in _SELECTORS]

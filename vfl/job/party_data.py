@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vfl.data import sealed
 from vfl.data.atomic import atomic_write_bytes, atomic_write_text, serialized
 from vfl.errors import DataError
 from vfl.job.spec import JobSpec
@@ -72,7 +73,9 @@ def load_alignment(job_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     rows_path, ids_path = job_dir / "aligned_rows.npy", job_dir / "aligned_ids.json"
     if not has_alignment(job_dir):
         raise DataError(f"job directory {job_dir}: no PSI alignment saved (run PSI first)")
-    return np.array(json.loads(ids_path.read_text()), dtype=object), np.load(rows_path)
+    import io
+    ids = json.loads(sealed.read_text(ids_path))
+    return np.array(ids, dtype=object), np.load(io.BytesIO(sealed.read_bytes(rows_path)))
 
 
 def align(table, ids: np.ndarray, own_rows: np.ndarray, spec: JobSpec, standardizer=None):

@@ -22,6 +22,7 @@ import torch
 from psi.error_ids import logged_error_id
 from psi.errors import OutOfOrder as PsiOutOfOrder
 from vfl.data.id_shape import shape_of_ids
+from vfl.data import sealed
 from vfl.data.atomic import atomic_write_bytes, atomic_write_text, serialized
 from vfl.errors import ConfigError, DataError, OutOfOrder, ProtocolError, StorageError
 from vfl.job import checkpoint, psi_once, status
@@ -485,13 +486,13 @@ class PassiveJob:
         path = self._model_dir() / checkpoint.SCHEMA
         if not path.exists():
             raise DataError(f"model job {self.spec.model_job!r}: no saved model part at {path.parent}")
-        return Schema.from_json(path.read_text())
+        return Schema.from_json(sealed.read_text(path))
 
     def _load_model_part(self) -> dict:
         path = self._model_dir() / checkpoint.MODEL_PART
         if not path.exists():
             raise DataError(f"model job {self.spec.model_job!r}: no saved model part at {path}")
-        return torch.load(path, weights_only=False)
+        return checkpoint.load_torch(path)
 
 
 def commit_on_disk(job_dir: Path, party: str) -> None:
