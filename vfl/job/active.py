@@ -32,7 +32,8 @@ from vfl.job.events import EventLog
 from vfl.job.ledger import JOURNAL, WireLedger
 from vfl.job.network import PeerNetwork
 from vfl.job.lineage import record_job_lineage
-from vfl.job.party_data import align, audit_for_job, has_alignment, load_alignment, load_dataset, save_alignment
+from vfl.job.party_data import (align, audit_for_job, has_alignment, load_alignment, load_dataset, read_dataset,
+                                save_alignment)
 from vfl.job.peer import ActivePeer
 from vfl.job.private_random import PrivateRandom, for_node
 from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec, interactive_layout
@@ -422,15 +423,16 @@ class ActiveJob:
         dataset = self.dataset = self.node.dataset(spec.party(spec.active).dataset)
         if spec.kind == "train" and not dataset.label:
             raise DataError(f"dataset {dataset.name!r} of active party {spec.active!r} declares no label column")
+        frame = read_dataset(dataset)   # read once: the data audit and the table both use it
         audit_for_job(dataset, self.job_dir, self.node.config.policy.allow_pii_columns,
-                      uses_features=spec.kind in ("train", "predict"))
+                      uses_features=spec.kind in ("train", "predict"), frame=frame)
         schema = None
         if spec.kind == "predict":
             from vfl.data import Schema
             schema = Schema.from_json(sealed.read_text(self._model_dir() / checkpoint.SCHEMA))
         # a PSI-only job never reads the label, so it must not refuse one that does not fit spec.task
         self.table = load_dataset(dataset, spec.task, schema=schema, with_label=spec.kind in ("train", "predict"),
-                                  positive_class=spec.positive_class)
+                                  positive_class=spec.positive_class, frame=frame)
         classes = max(1, len(self.table.schema.label_classes or ())) if spec.task == "multiclass" else 1
         check_parameters(spec, self.node.config.policy, spec.active, int(self.table.features.shape[1]), classes)
         # This node's own bottom model, if the job names one: resolved from this node's config only, and

@@ -28,7 +28,7 @@ from vfl.errors import ConfigError, DataError, OutOfOrder, ProtocolError, Storag
 from vfl.job import checkpoint, psi_once, status
 from vfl.job.ledger import JOURNAL, WireLedger
 from vfl.job.lineage import record_job_lineage
-from vfl.job.party_data import (AlignedData, align, audit_for_job, load_alignment, load_dataset,
+from vfl.job.party_data import (AlignedData, align, audit_for_job, load_alignment, load_dataset, read_dataset,
                                 save_alignment)
 from vfl.job.peer import hyper_of
 from vfl.job.private_random import for_node
@@ -142,10 +142,11 @@ class PassiveJob:
     # ---------------------------------------------------------------- open / PSI
     def open(self) -> OpenJobReply:
         with own_input_errors(self.party, f"dataset {self.dataset.name!r}"):
+            frame = read_dataset(self.dataset)   # read once: the data audit and the table both use it
             audit_for_job(self.dataset, self.job_dir, self.node.config.policy.allow_pii_columns,
-                          uses_features=self.spec.kind in ("train", "predict"))
+                          uses_features=self.spec.kind in ("train", "predict"), frame=frame)
             schema = self._saved_schema() if self.spec.kind == "predict" else None
-            self.table = load_dataset(self.dataset, self.spec.task, schema=schema)
+            self.table = load_dataset(self.dataset, self.spec.task, schema=schema, frame=frame)
         # This party's own bottom model, if the job names one: only this node's config maps the name to
         # code, and a dry forward checks it before PSI starts.
         bottom = self.spec.party(self.party).bottom
