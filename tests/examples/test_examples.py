@@ -106,7 +106,13 @@ def test_vfl_demo_runs_the_hospitals_example(tmp_path):
     assert set(metrics["holdout"]) == {"auc", "accuracy"}
     assert metrics["predicted_patients"] == len(ids(data / "hospital-a" / "new-patients.csv", "patient_id") & passives)
     assert metrics["encrypted_test"]["auc"] > 0.9 and "common patients found by PSI" in proc.stderr
-
+    # where each party's governance records are, verified (issue 13: `make demo` prints them)
+    assert set(metrics["governance"]) == {"hospital-a", "lab-b", "imaging-c"}
+    for party, records in metrics["governance"].items():
+        for key in ("audit_report", "lineage", "audit_log"):
+            assert Path(records[key]).is_file() and records[key] in proc.stderr, (party, key)
+        assert records["audit_log_entries"] > 0 and records["encrypted_at_rest"] > 0, records
+    assert "lineage and audit logs verified" in proc.stderr
 
 
 def test_hospitals_data_and_settings_match_the_demo(tmp_path):
