@@ -29,6 +29,7 @@ demo: $(STAMP)
 	$(VENV)/bin/vfl demo
 
 test: $(STAMP)
+	$(PY) -m pyflakes $$(git ls-files '*.py' | grep -v '_pb2')
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 

@@ -10,6 +10,9 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.procs import descendants  # noqa: E402  (shared with the tests)
+
 DATA = Path(os.environ.get("VFL_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 # name -> (task, id column, label, [(party, file)])  the first party holds the label
@@ -71,20 +74,6 @@ def _proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _descendants(pid: int) -> list[int]:
-    out, stack = [], [pid]
-    while stack:
-        parent = stack.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children = [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                children = []
-            out.extend(children)
-            stack.extend(children)
-    return out
-
-
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds used so far by a process and its live descendants (e.g. a node and its Paillier worker pool).
 
@@ -92,7 +81,7 @@ def tree_cpu_seconds(pid: int) -> float:
     shared machine can be compared by it (a difference of more than a few percent is a real one).
     """
     total = 0.0
-    for p in [pid, *_descendants(pid)]:
+    for p in [pid, *descendants(pid)]:
         try:
             total += _proc_cpu_seconds(p)
         except (OSError, IndexError, ValueError):

@@ -12,7 +12,6 @@ Prints a JSON object on its last line. docs/operations.md ("Memory per job") quo
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import threading
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from common import DATA, print_json, require_data
+from tests.procs import descendants
 
 SPECS = {
     "readme": {"model": {"bottom": {"hidden": [32], "out": 16}, "interactive": {"out": 16}, "top": {"hidden": [16]}},
@@ -34,15 +34,7 @@ SPECS = {
 
 
 def process_tree(pid: int) -> list[int]:
-    pids = [pid]
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
-        except OSError:
-            continue
-        for child in children:
-            pids += process_tree(int(child))
-    return pids
+    return [pid, *descendants(pid)]
 
 
 def status_mb(pid: int, key: str) -> float:

@@ -32,7 +32,8 @@ import pandas as pd
 from common import DATA, ROOT, print_json, require_data, tree_cpu_seconds
 
 sys.path.insert(0, str(ROOT))
-from tests.ray_support import LoopbackCluster, _descendants  # noqa: E402
+from tests.procs import descendants  # noqa: E402
+from tests.ray_support import LoopbackCluster  # noqa: E402
 
 
 def job(epochs: int) -> dict:
@@ -157,7 +158,7 @@ def psi_run(size: int, workdir: Path) -> dict:
             result = fed.psi(job_id="scale-psi", progress=False)
             seconds = round(time.time() - t0, 1)
             nodes = {name: peak_rss_mb(proc.pid) for name, proc in fed.processes.items()}
-        workers = {party: sorted((peak_rss_mb(pid) for p in c.procs for pid in _descendants(p.pid)), reverse=True)
+        workers = {party: sorted((peak_rss_mb(pid) for p in c.procs for pid in descendants(p.pid)), reverse=True)
                    for party, c in clusters.items()}
     print(f"  psi {size:,}: {seconds} s", file=sys.stderr, flush=True)
     return {"size": size, "intersection": result["intersection"], "seconds": seconds,

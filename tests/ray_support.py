@@ -5,6 +5,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tests.procs import descendants
+
 #: Ray refuses an object store below 75 MiB; this keeps the instance small on a shared machine
 OBJECT_STORE_BYTES = 96 * 1024 * 1024
 
@@ -135,24 +137,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _descendants(pid: int) -> list[int]:
-    out, stack = [], [pid]
-    while stack:
-        parent = stack.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children = [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            out += children
-            stack += children
-    return out
-
-
 def _signal_tree(pid: int, sig) -> None:
     """Signal a process and every descendant it has now (Ray's workers included), by pid."""
     import os
-    for p in [pid] + _descendants(pid):
+    for p in [pid] + descendants(pid):
         try:
             os.kill(p, sig)
         except ProcessLookupError:

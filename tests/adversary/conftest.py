@@ -19,7 +19,8 @@ import pytest
 
 from tests.adversary.roles import RecordedRun
 from tests.node.conftest import SHARED
-from tests.node.test_wire import _NodesThroughKeyspy
+from tests.node.test_wire import LAUNCHER as KEYSPY
+from tests.procs import NodesThrough
 
 JOB_ID = "adversary"
 ACTIVE = "guest"
@@ -53,7 +54,7 @@ def record_run(workdir: Path, secret_seed: int | None) -> RecordedRun:
         mp.setenv("VFL_WIRE_RECORD_DIR", str(record_dir))
         mp.setenv("VFL_KEYSPY_DIR", str(spy_dir))
         mp.setenv("VFL_KEYSPY_MUTATION", "")
-        mp.setattr(vfl.api, "subprocess", _NodesThroughKeyspy())
+        mp.setattr(vfl.api, "subprocess", NodesThrough(KEYSPY))
         with Federation(three_parties(), workdir=workdir / "fed", secret_seed=secret_seed) as fed:
             fed.fit(task="binary", job_id=JOB_ID, progress=False, **copy.deepcopy(JOB))
     return RecordedRun(workdir=workdir / "fed", record_dir=record_dir, spy_dir=spy_dir, job_id=JOB_ID,

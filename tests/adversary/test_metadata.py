@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import copy
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.procs import NodesThrough
 from tests.adversary.metadata_models import SECRET_MARKER, fails_on_real_batches
 from tests.adversary.metadata_tap import DIR_ENV, read_tap
 from tests.node.conftest import SMALL_JOB, breast_parties
@@ -26,27 +26,13 @@ NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 ERROR_ID = re.compile(r"error id ([0-9a-f]{8,})")
 
 
-class _NodesThroughTap:
-    """Stands in for `subprocess` inside vfl.api: `python -m vfl.cli.main ...` runs through the tap launcher."""
-
-    def __getattr__(self, name):
-        return getattr(subprocess, name)
-
-    @staticmethod
-    def Popen(args, **kwargs):
-        args = list(args)
-        if args[1:3] == ["-m", "vfl.cli.main"]:
-            args[1:3] = [str(TAP)]
-        return subprocess.Popen(args, **kwargs)
-
-
 @pytest.fixture
 def tapped(tmp_path, monkeypatch) -> Path:
     """Nodes started by this test run through the tap; returns the directory the tap writes to."""
     import vfl.api
     tap_dir = tmp_path / "tap"
     monkeypatch.setenv(DIR_ENV, str(tap_dir))
-    monkeypatch.setattr(vfl.api, "subprocess", _NodesThroughTap())
+    monkeypatch.setattr(vfl.api, "subprocess", NodesThrough(TAP))
     return tap_dir
 
 

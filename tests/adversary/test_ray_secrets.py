@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections import defaultdict
 from pathlib import Path
 

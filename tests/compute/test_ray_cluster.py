@@ -3,7 +3,6 @@ own temp dir and ports): a whole job end to end through `vfl serve` nodes, the g
 Ray nodes, the host on the local backend."""
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from tests.job.conftest import breast_tables

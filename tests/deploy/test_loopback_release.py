@@ -255,11 +255,6 @@ def run_container(release: Release, pod_spec: dict, ctr: dict, where: str, timeo
 
 
 def test_two_releases_complete_a_job_on_loopback(helm, tmp_path):
-    try:
-        import vfl.node.server  # noqa: F401
-    except ImportError:
-        pytest.skip("vfl serve not implemented yet")
-
     spec = small_job_spec("e2e-train")
     spec["model"]["bottom_overrides"] = {"bank-b": {"module": "ln"}}   # bank-b's own model, from ITS release's values
     values_a = tmp_path / "job-values.yaml"

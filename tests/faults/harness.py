@@ -7,7 +7,6 @@ import copy
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,10 +15,16 @@ from typing import Callable
 
 import numpy as np
 
-from tests.faults.launcher import BARRIER_ENV, STAGES
+from tests.faults.launcher import STAGES
 from tests.faults.proxy import FaultProxy
+from tests.procs import NodesThrough
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
+
+
+def nodes_through_launcher() -> NodesThrough:
+    """vfl.api's `subprocess`, with each Federation node started through the fault launcher."""
+    return NodesThrough(LAUNCHER)
 ACTIVE, PASSIVE = "guest", "host"
 # keepalive notices a silent peer within ~2 s (grpcio pings at most every second)
 PING_MS, PING_TIMEOUT_MS = 1000, 1000
@@ -32,20 +37,6 @@ JOB = {"model": {"bottom": {"hidden": [16], "out": 8}, "interactive": {"out": 8}
        "split": {"validation": 0.1, "test": 0.25, "seed": 4},
        "crypto": {"mode": "plaintext"}, "privacy": {"defense": "none"}}
 TOLERANCE = 1e-6
-
-
-class NodesThroughLauncher:
-    """Stands in for `subprocess` inside vfl.api: `python -m vfl.cli.main ...` runs through the fault launcher."""
-
-    def __getattr__(self, name):
-        return getattr(subprocess, name)
-
-    @staticmethod
-    def Popen(args, **kwargs):
-        args = list(args)
-        if args[1:3] == ["-m", "vfl.cli.main"]:
-            args[1:3] = [str(LAUNCHER)]
-        return subprocess.Popen(args, **kwargs)
 
 
 @dataclass

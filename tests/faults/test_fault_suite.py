@@ -43,7 +43,7 @@ def suite(tmp_path_factory):
         patch.setenv(keepalive.TIME_ENV, str(PING_MS))
         patch.setenv(keepalive.TIMEOUT_ENV, str(PING_TIMEOUT_MS))
         patch.setenv(BARRIER_ENV, str(barriers))
-        patch.setattr(vfl.api, "subprocess", harness.NodesThroughLauncher())
+        patch.setattr(vfl.api, "subprocess", harness.nodes_through_launcher())
         # the active node reaches the passive one through the proxy
         with Federation(breast_parties(), workdir=workdir / "fed", secret_seed=5,
                         node_options={"timeouts": TIMEOUTS}, peer_addresses={PASSIVE: proxy.address}) as fed:

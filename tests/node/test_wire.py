@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.procs import NodesThrough
 from tests.node.conftest import SMALL_JOB, breast_parties
 from tests.node.keyspy_launcher import digest
 from vfl.transport.chunking import parse, read_payloads
@@ -333,20 +333,6 @@ def decryption_leaks(record_dir: Path, spy_dir: Path) -> list[str]:
     return problems
 
 
-class _NodesThroughKeyspy:
-    """Stands in for `subprocess` inside vfl.api: `python -m vfl.cli.main ...` runs through the keyspy launcher."""
-
-    def __getattr__(self, name):
-        return getattr(subprocess, name)
-
-    @staticmethod
-    def Popen(args, **kwargs):
-        args = list(args)
-        if args[1:3] == ["-m", "vfl.cli.main"]:
-            args[1:3] = [str(LAUNCHER)]
-        return subprocess.Popen(args, **kwargs)
-
-
 def run_recorded(tmp_path: Path, monkeypatch, mode: str, mutation: str = ""):
     import vfl.api
     from vfl.api import Federation
@@ -356,7 +342,7 @@ def run_recorded(tmp_path: Path, monkeypatch, mode: str, mutation: str = ""):
     monkeypatch.setenv("VFL_WIRE_RECORD_DIR", str(record_dir))
     monkeypatch.setenv("VFL_KEYSPY_DIR", str(spy_dir))
     monkeypatch.setenv("VFL_KEYSPY_MUTATION", mutation)
-    monkeypatch.setattr(vfl.api, "subprocess", _NodesThroughKeyspy())
+    monkeypatch.setattr(vfl.api, "subprocess", NodesThrough(LAUNCHER))
     job = copy.deepcopy(SMALL_JOB)
     job["train"]["epochs"] = 1
     job["crypto"]["mode"] = mode

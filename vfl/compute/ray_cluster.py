@@ -30,7 +30,6 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable, Sequence
 
-import gmpy2
 import ray
 from gmpy2 import mpz
 from phe import paillier

@@ -43,7 +43,7 @@ from vfl.job.timing import Timer
 from vfl.models.custom import build_bottom, check_saved_module, load_part, resolve_factory
 from vfl.models.mlp import build_mlp, init_module
 from vfl.models.tasks import make_task
-from vfl.protocol.messages import AFTER_PSI, FRESH, RenewLease
+from vfl.protocol.messages import AFTER_PSI, RenewLease
 from vfl.protocol.schemes import scheme_for
 
 log = logging.getLogger("vfl.active")

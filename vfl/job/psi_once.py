@@ -95,5 +95,5 @@ def check_settings(spec: JobSpec, hello: Hello, party: str) -> None:
     if found:
         raise PsiPermissionDenied(
             f"PSI for job {spec.job_id!r} refused at {party!r}: the session does not match the job spec: "
-            + "; ".join(found) + f". It used the job's one PSI session (PSI runs once per job); run the job again "
+            + "; ".join(found) + ". It used the job's one PSI session (PSI runs once per job); run the job again "
             "under a new job id, with the spec's settings")
