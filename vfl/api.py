@@ -453,7 +453,15 @@ class Federation:
                 stdout=log, stderr=subprocess.STDOUT, env=self._node_env())
         for name in self.parties:
             self.wait_ready(name)
+        self._open_job_files()
         self._client = Client.from_node_config(self.configs[self.active])
+
+    def _open_job_files(self) -> None:
+        """Let this process read what the nodes wrote (predictions, aligned IDs), which each node encrypts at rest
+        with its own key (made at the node's first start): the user here holds every party's node anyway."""
+        from vfl.node.at_rest import open_at_rest
+        for path in self.configs.values():
+            open_at_rest(load_node_config(path))
 
     def _node_env(self) -> dict[str, str]:
         """The nodes' environment: ours, plus the directories that hold the parties' bottom-model modules, and
@@ -692,10 +700,22 @@ def _id_texts_and_values(data: pd.DataFrame | str | Path, id_column: str) -> tup
     return texts, pd.read_csv(path, sep=sep, usecols=[id_column])[id_column]
 
 
+def read_job_file(path: str | Path, config: NodeConfig | str | Path | None = None) -> bytes:
+    """The content of a file a job wrote at a node on this machine (a result's 'predictions' or 'aligned_ids'),
+    opened with the node's at-rest key (docs/governance.md, "Encryption at rest"). `config`: that node's node.yaml;
+    not needed for the nodes of a Federation in this process. The CLI's equivalent is `vfl at-rest cat`."""
+    from vfl.data import sealed
+    if config is not None:
+        from vfl.node.at_rest import open_at_rest
+        open_at_rest(config if isinstance(config, NodeConfig) else load_node_config(config))
+    return sealed.read_bytes(Path(path))
+
+
 def read_predictions(path: str | Path, id_column: str, data: pd.DataFrame | str | Path) -> pd.DataFrame:
     """A predictions CSV with its ID column turned back into the values (and dtype) of the table `data` that was
     scored, so the frame joins that table on its ID column as it is."""
-    frame = pd.read_csv(path, dtype={id_column: str}, keep_default_na=False)
+    import io
+    frame = pd.read_csv(io.BytesIO(read_job_file(path)), dtype={id_column: str}, keep_default_na=False)
     texts, values = _id_texts_and_values(data, id_column)
     lookup = dict(zip(texts, values))
     frame[id_column] = pd.Series([lookup[t] for t in frame[id_column]], dtype=values.dtype, index=frame.index)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vfl.job.checkpoint import checkpoint_path
+from vfl.job.checkpoint import checkpoint_path, load_torch
 from vfl.job.spec import JobSpec
 from vfl.job.split import Split, batch_order, effective_batch_size, split_by_id
 from vfl.models.custom import build_bottom, resolve_factory
@@ -89,7 +89,7 @@ def initial_state(job_dirs: dict[str, Path], active: str) -> InitialState:
     Only an evaluation with access to every party's job directory can do this; no party can alone.
     """
     def start(party: str) -> dict:
-        return torch.load(checkpoint_path(job_dirs[party], 0), weights_only=False)
+        return load_torch(checkpoint_path(job_dirs[party], 0))
 
     own = start(active)
     model = own["model"]

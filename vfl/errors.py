@@ -117,6 +117,17 @@ class StorageError(VflError):
         return (self.__class__, (self.args[0], self.errno))
 
 
+class SealedFileError(VflError):
+    """A job file encrypted at rest cannot be opened: the key it was sealed with is not configured (lost, replaced,
+    or rotated out), or the file changed after it was written. The message names the job and file, not the path."""
+
+    status = "FAILED_PRECONDITION"
+
+
+class SealedFileChanged(SealedFileError):
+    """A sealed job file fails its AES-GCM tag (changed or cut after it was written)."""
+
+
 class Unavailable(VflError):
     """This node is shutting down (drained on SIGTERM): the caller may try again once it is back."""
 

@@ -68,4 +68,8 @@ vfl score --model credit --config bank-a/node.yaml $APPLICANTS --json --json-fil
 show score "'; '.join(f\"{x['id']}: \" + (f\"P(default) {x['scores'][0]:.3f}\" if x['status'] == 'ok' else x['status']) for x in r['results'])"
 echo "  the same from Python (score.py):"
 "$PYTHON" score.py
+# job files holding IDs or weights are encrypted at rest: a plaintext copy needs the node's key
+vfl at-rest cat work/bank-a/jobs/banks-predict/predictions.csv --config bank-a/node.yaml \
+  --out work/results/predictions.csv
+echo "  the predictions are encrypted at rest at bank-a; plaintext copy (vfl at-rest cat): work/results/predictions.csv"
 echo "results: work/results/*.json; node logs: work/bank-a.log, work/bank-b.log"

@@ -38,9 +38,11 @@ echo "== which ones? (intersection: both learn the common IDs)"
 vfl run jobs/match.yaml --config shop-a/node.yaml --json --json-file work/results/match.json > /dev/null
 "$PYTHON" - <<'PY'
 import json
+from vfl.api import read_job_file
 result = json.load(open("work/results/match.json"))
-ids = json.load(open(result["aligned_ids"]))
+ids = json.loads(read_job_file(result["aligned_ids"], "shop-a/node.yaml"))   # encrypted at rest: shop-a's key
 print(f"  {len(ids)} common customers, e.g. {', '.join(ids[:3])}")
 print("  shop-a keeps them in work/shop-a/jobs/psi-only-match/aligned_ids.json,"
-      " bank-b in work/bank-b/jobs/psi-only-match/aligned_ids.json")
+      " bank-b in work/bank-b/jobs/psi-only-match/aligned_ids.json, each encrypted at rest with its node's key"
+      " (read: vfl at-rest cat FILE --config shop-a/node.yaml)")
 PY

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
 
 from tests.node.keyspy_launcher import digest
 from tests.node.test_wire import PAYLOAD_TYPES, exponent_records, private_engines
-from vfl.job.checkpoint import checkpoint_path
+from vfl.data import sealed
+from vfl.job.checkpoint import checkpoint_path, load_torch
+from vfl.node.at_rest import open_at_rest
+from vfl.node.config import load_node_config
 from vfl.protocol.layout import SHARE_FRACTION_BITS, Layout
 from vfl.transport.chunking import parse, read_payloads
 from vfl.transport.proto import node_pb2 as pb
@@ -94,14 +96,15 @@ class RoleView:
     own_records: dict = field(default_factory=dict)  # (kind, index in calls) -> its own step inputs
 
     def holdings_text(self) -> bytes:
-        """Every byte this party holds: its log, every file of its node, every message it sent or received."""
-        blobs = [self.log.encode()] + [p.read_bytes() for p in self.files()]
+        """Every byte this party holds: its log, every file of its node (its job files opened with its own at-rest
+        key, which it holds), every message it sent or received."""
+        blobs = [self.log.encode()] + [sealed.read_bytes(p) for p in self.files()]
         blobs += [m.SerializeToString() for c in self.calls for m in (c.request, c.reply) if m is not None]
         blobs += [data for _, data in self.psi]
         return b"\n".join(blobs)
 
     def checkpoint(self, epoch: int) -> dict:
-        return torch.load(checkpoint_path(self.job_dir, epoch), weights_only=False)
+        return load_torch(checkpoint_path(self.job_dir, epoch))
 
     def files(self) -> list[Path]:
         return [p for p in self.home.rglob("*") if p.is_file()]
@@ -121,6 +124,7 @@ def role_view(run: RecordedRun, party: str) -> RoleView:
     """What `party` holds: its own files, keys and messages only."""
     home = run.home(party)
     config = yaml.safe_load((home / "node.yaml").read_text())
+    open_at_rest(load_node_config(home / "node.yaml"))   # the party's own at-rest key: it holds its files' plaintext
     engines = private_engines(run.spy_dir)
     keys = _setup_keys(run)
     if party == run.active:
@@ -179,9 +183,8 @@ class Truth:
         self.run = run
         self.keys = _setup_keys(run)
         self.records = exponent_records(run.spy_dir)
-        self.active_start = torch.load(checkpoint_path(run.job_dir(run.active), 0), weights_only=False)
-        self.passive_start = {p: torch.load(run.job_dir(p) / "checkpoints" / "epoch-0000.pt", weights_only=False)
-                              for p in run.passives}
+        self.active_start = load_torch(checkpoint_path(run.job_dir(run.active), 0))
+        self.passive_start = {p: load_torch(run.job_dir(p) / "checkpoints" / "epoch-0000.pt") for p in run.passives}
 
     def table_ids(self, party: str) -> set[str]:
         """Every ID in `party`'s own table (the Federation wrote it under that node's data directory)."""

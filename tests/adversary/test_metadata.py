@@ -116,8 +116,11 @@ def test_with_the_benchmark_option_the_same_adversary_finds_the_timings(tmp_path
 
 
 def _texts_under(directory: Path) -> dict[str, str]:
-    """Every file below `directory`, decoded leniently (binary files included: a marker is ASCII)."""
-    return {str(p): p.read_bytes().decode("utf-8", "replace") for p in sorted(directory.rglob("*")) if p.is_file()}
+    """Every file below `directory` as its party reads it (opened with its own at-rest key), decoded leniently
+    (binary files included: a marker is ASCII)."""
+    from vfl.data import sealed
+    return {str(p): sealed.read_bytes(p).decode("utf-8", "replace") for p in sorted(directory.rglob("*"))
+            if p.is_file()}
 
 
 def test_active_party_reads_no_internal_error_text_of_the_passive_node(tmp_path, tapped):

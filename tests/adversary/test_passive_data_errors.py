@@ -43,7 +43,9 @@ def _failed(federation, job_id: str, **options) -> str:
 
 def _active_holdings(federation, job_id: str, message: str) -> str:
     guest = federation.workdir / "guest"
-    files = [p.read_text(errors="replace") for p in (guest / "jobs" / job_id).rglob("*") if p.is_file()]
+    from vfl.data import sealed   # the active party's own files, opened with its own at-rest key
+    files = [sealed.read_bytes(p).decode("utf-8", "replace") for p in (guest / "jobs" / job_id).rglob("*")
+             if p.is_file()]
     return "\n".join([message, (federation.workdir / "guest.log").read_text(errors="replace"), *files])
 
 

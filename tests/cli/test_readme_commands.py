@@ -36,6 +36,12 @@ COVERED = {
     "vfl export": ["tests/models/test_export_format.py::test_vfl_export_cli", BANKS_RUN],
     "vfl score": ["tests/node/test_serving.py::test_vfl_score_prints_each_id_and_fails_when_one_is_not_scored",
                   BANKS_RUN],
+    "vfl at-rest cat": [BANKS_RUN, "tests/governance/test_at_rest_node.py::"
+                        "test_jobs_dirs_hold_no_plaintext_weights_or_ids_and_a_lost_wrong_or_rotated_key_is_handled"],
+    "vfl at-rest new-key": ["tests/governance/test_at_rest_node.py::"
+                            "test_jobs_dirs_hold_no_plaintext_weights_or_ids_and_a_lost_wrong_or_rotated_key_is_handled"],
+    "vfl at-rest rotate": ["tests/governance/test_at_rest_node.py::"
+                           "test_jobs_dirs_hold_no_plaintext_weights_or_ids_and_a_lost_wrong_or_rotated_key_is_handled"],
     "vfl --version": ["tests/cli/test_conventions.py::test_version_matches_the_package_and_pyproject"],
     "vfl psi --serve": ["tests/psi/test_grpc.py::test_cli_mutual_tls_with_peer_identity_checks",
                         "tests/examples/test_examples.py::test_psi_only_readme_standalone_commands"],
@@ -86,7 +92,7 @@ def form(words: list[str]) -> str | None:
     if rest[0].startswith("-"):
         return f"vfl {rest[0]}"
     name = f"vfl {rest[0]}"
-    if rest[0] in ("certs", "audit-log", "lineage") or (rest[0] == "jobs" and len(rest) > 1
+    if rest[0] in ("certs", "audit-log", "lineage", "at-rest") or (rest[0] == "jobs" and len(rest) > 1
                                                          and not rest[1].startswith("-")):
         return f"{name} {rest[1]}"
     selected = [w for w in rest[1:] if w in _SELECTORS]

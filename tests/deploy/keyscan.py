@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import zipfile
 from math import lcm
 from pathlib import Path
@@ -41,8 +42,9 @@ def needles(p: int, q: int) -> dict[str, bytes]:
     return out
 
 
-def scan(roots: list[Path], keys: list[tuple[int, int]]) -> tuple[int, list[str]]:
-    """(number of files read, findings as 'path: label')."""
+def scan(roots: list[Path], keys: list[tuple[int, int]], at_rest: list | None = None) -> tuple[int, list[str]]:
+    """(number of files read, findings as 'path: label'). Files sealed at rest (vfl/data/sealed.py) are searched as
+    stored and opened with `at_rest` (the nodes' AtRestKeys): a sealed file whose key is not given fails the scan."""
     wanted = [(label, needle) for p, q in keys for label, needle in needles(p, q).items()]
     files = 0
     found: list[str] = []
@@ -51,7 +53,7 @@ def scan(roots: list[Path], keys: list[tuple[int, int]]) -> tuple[int, list[str]
             if not path.is_file() or path.is_symlink():
                 continue
             files += 1
-            for where, data in _contents(path):
+            for where, data in _contents(path, at_rest or []):
                 lowered = data.lower()
                 for label, needle in wanted:
                     text_form = "bytes" not in label
@@ -60,13 +62,20 @@ def scan(roots: list[Path], keys: list[tuple[int, int]]) -> tuple[int, list[str]
     return files, found
 
 
-def _contents(path: Path):
-    """The file's bytes, and each member's decompressed bytes if it is a zip (torch.save, np.savez_compressed)
-    or gzip file."""
+def _contents(path: Path, at_rest: list):
+    """The file's bytes, its plaintext if it is sealed at rest, and each member's decompressed bytes if it is a zip
+    (torch.save, np.savez_compressed) or gzip file."""
+    from vfl.data import sealed
     data = path.read_bytes()
     yield str(path), data
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
+    if sealed.is_sealed(data):
+        kid = sealed.parse_header(data, str(path))[0]
+        keys = next((k for k in at_rest if k.key(kid) is not None), None)
+        assert keys is not None, f"{path}: sealed at rest under key {kid}, which the scan was not given"
+        data = keys.open(data, str(path))
+        yield f"{path}!unsealed", data
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
             for member in z.namelist():
                 yield f"{path}!{member}", z.read(member)
     elif data[:2] == b"\x1f\x8b":

@@ -40,6 +40,8 @@ def variants(tmp_path_factory=None) -> dict[str, dict]:
         "bank-a-with-serving": {"values": [BANK_A], "sets": SERVING_SETS},
         "bank-b-with-metrics": {"values": [BANK_B], "sets": ["metrics.enabled=true", "metrics.serviceMonitor.enabled=true",
                                                              "metrics.serviceMonitor.labels.release=kube-prom"]},
+        "bank-b-with-at-rest-secrets": {"values": [BANK_B], "sets": ["atRest.keySecret=bank-b-at-rest-2",
+                                                                     "atRest.previousKeySecrets={bank-b-at-rest-1}"]},
         "bank-b-with-models": {"values": [BANK_B], "sets": ["models.ln=bank_models.nets:layernorm_bottom",
                                                             "extraPythonPath=python"]},
         "bank-b-clusterip-existing-claim": {
@@ -551,3 +553,40 @@ def test_roles_render_into_node_config(helm):
     with pytest.raises(HelmError) as info:
         helm.template("bank-b", values=[BANK_B], sets=["roles.auditor=admin"])   # not a role: the schema refuses
     assert "'/roles/auditor'" in info.value.stderr
+
+
+def test_at_rest_encryption_renders_into_node_config_and_mounts_its_secrets(rendered):
+    """Values `atRest` is node.yaml's `at_rest` (docs/governance.md): on by default with the node's own key on the
+    volume; with keySecret and previousKeySecrets, those Secrets are mounted read-only into the node's container
+    only (a training Job's client never reads job files) and named as at_rest.key and previous_keys."""
+    from pathlib import Path
+
+    from vfl.node.config import parse_node_config
+    default = parse_node_config(load_yaml_config(rendered["bank-b"]), Path("/"))
+    assert default.at_rest.encrypt and default.at_rest.key_is_default
+    assert default.at_rest.key == Path("/var/lib/vfl/keys/at-rest.key")        # on the data volume
+    docs = rendered["bank-b-with-at-rest-secrets"]
+    config = parse_node_config(load_yaml_config(docs), Path("/"))
+    assert config.at_rest.key == Path("/etc/vfl/at-rest/current/key") and not config.at_rest.key_is_default
+    assert config.at_rest.previous_keys == (Path("/etc/vfl/at-rest/previous-0/key"),)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert secrets["at-rest-key"] == "bank-b-at-rest-2" and secrets["at-rest-previous-0"] == "bank-b-at-rest-1"
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["at-rest-key"] == {"name": "at-rest-key", "mountPath": "/etc/vfl/at-rest/current", "readOnly": True}
+    assert mounts["at-rest-previous-0"]["mountPath"] == "/etc/vfl/at-rest/previous-0"
+    plain = one(rendered["bank-b"], "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert not [v for v in plain if v["name"].startswith("at-rest")]
+    job_pod = one(rendered["bank-a-with-job"], "Job")["spec"]["template"]["spec"]
+    assert not [v for v in job_pod["volumes"] if v["name"].startswith("at-rest")]
+
+
+def test_at_rest_encryption_can_be_turned_off(helm):
+    from pathlib import Path
+
+    from vfl.node.config import parse_node_config
+    config = load_yaml_config(helm.template("bank-b", values=[BANK_B], sets=["atRest.encrypt=false"]))
+    assert parse_node_config(config, Path("/")).at_rest.encrypt is False
+    with pytest.raises(HelmError) as info:
+        helm.template("bank-b", values=[BANK_B], sets=["atRest.keySecret=Bad_Name"])
+    assert "'/atRest/keySecret'" in info.value.stderr

@@ -67,3 +67,22 @@ def test_private_values_are_consistent(key):
     assert (values["lambda"] * values["mu"]) % n == 1
     assert values["hp"] == int(key.hp) and values["hq"] == int(key.hq)   # phe's own CRT constants
     assert len(needles(int(key.p), int(key.q))) > 40
+
+
+def test_scanner_opens_files_sealed_at_rest(key, tmp_path):
+    """A key written into a job file that the node encrypts at rest is still found (the scan opens it with the node's
+    at-rest key), and a sealed file whose key the scan lacks fails the scan instead of passing unread."""
+    import os
+
+    from vfl.data import sealed
+    at_rest = sealed.AtRestKeys(os.urandom(32))
+    plain = tmp_path / "plain.pt"
+    torch.save({"epoch": 1, "q": int(key.q)}, plain)
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "epoch-0001.pt").write_bytes(at_rest.seal(plain.read_bytes()))
+    plain.unlink()
+    keys = [(int(key.p), int(key.q))]
+    files, found = scan([tmp_path], keys, [at_rest])
+    assert files == 1 and any("!unsealed" in f or "!" in f for f in found), found
+    with pytest.raises(AssertionError, match="sealed at rest under key"):
+        scan([tmp_path], keys)

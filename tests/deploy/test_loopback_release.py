@@ -21,6 +21,7 @@ the nodes generate (outside the volumes), so the test can check that no file eit
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -38,6 +39,7 @@ import pytest
 import torch
 import yaml
 
+from vfl.data import sealed
 from vfl.transport.certs import create_ca, issue_party_cert
 
 from .conftest import BANK_A, BANK_B, REPO, by_kind, one, small_job_spec
@@ -305,7 +307,11 @@ def check_bottom_models(releases: dict[str, Release]) -> None:
     parts = {}
     for bank, r in releases.items():
         [claim] = r.claims.values()
-        parts[bank] = torch.load(claim / "jobs" / "e2e-train" / "model" / "party.pt", weights_only=False)
+        # sealed at rest with the key the node made on its volume at first start (chart atRest, no keySecret)
+        keys = sealed.AtRestKeys(sealed.load_key_file(claim / "keys" / "at-rest.key", "at-rest key"))
+        stored = (claim / "jobs" / "e2e-train" / "model" / "party.pt").read_bytes()
+        assert sealed.is_sealed(stored), f"{bank}: its model part is not encrypted at rest"
+        parts[bank] = torch.load(io.BytesIO(keys.open(stored, "model part")), weights_only=False)
     b = parts["bank-b"]
     assert b["bottom_module"] == "ln" and b["bottom_factory"] == BANK_B_MODELS["ln"], b["bottom_module"]
     assert tuple(b["bottom"]["1.weight"].shape) == (32,)   # LayerNorm(32) of tabular_bottom, not an MLP layer
@@ -325,6 +331,8 @@ def check_no_private_keys_written(releases: dict[str, Release], instruments: Ins
     for bank, r in releases.items():
         [claim] = r.claims.values()
         assert any((claim / "jobs" / "e2e-train").rglob("*")), f"{bank}: empty job directory"
-    files, found = scan([r.root for r in releases.values()], keys)
+    at_rest = [sealed.AtRestKeys(sealed.load_key_file(claim / "keys" / "at-rest.key", "at-rest key"))
+               for r in releases.values() for claim in r.claims.values()]
+    files, found = scan([r.root for r in releases.values()], keys, at_rest)
     assert files >= 10, f"only {files} files scanned"
     assert not found, "private key material written to disk:\n" + "\n".join(found)

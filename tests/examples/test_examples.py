@@ -4,6 +4,7 @@ committed data is what the example's generator writes."""
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pandas as pd
 import torch
 import yaml
 
+from vfl.api import read_job_file
 from tests.examples.conftest import (EXAMPLES, assert_nodes_stopped, copy_example, ids, result, run_script, user_env)
 
 
@@ -44,12 +46,15 @@ def test_banks_run_sh(tmp_path):
     assert evaluate["rows"] == len(ids(data / "bank-a" / "holdout.csv", "customer_id") & at_b)
     assert set(evaluate["metrics"]) == {"auc", "accuracy"}
     predict = result(example, "predict")
-    predictions = pd.read_csv(predict["predictions"], dtype=str)
+    # the node's job files are encrypted at rest: read them with its key, as `vfl at-rest cat` does
+    predictions = pd.read_csv(io.BytesIO(read_job_file(predict["predictions"], example / "bank-a" / "node.yaml")),
+                              dtype=str)
     assert list(predictions.columns) == ["customer_id", "prediction"]
     assert len(predictions) == predict["rows"] == len(ids(data / "bank-a" / "applicants.csv", "customer_id") & at_b)
     assert predict["unmatched_rows"] == len(ids(data / "bank-a" / "applicants.csv", "customer_id")) - len(predictions)
     assert all(Path(p).exists() for p in train["plots"].values()) and set(train["plots"]) == {"learning_curves", "roc"}
-    part = torch.load(example / "work" / "bank-b" / "jobs" / "banks-train" / "model" / "party.pt", weights_only=False)
+    part = torch.load(io.BytesIO(read_job_file(example / "work" / "bank-b" / "jobs" / "banks-train" / "model" /
+                                               "party.pt", example / "bank-b" / "node.yaml")), weights_only=False)
     assert part["bottom_module"] == "tabular" and part["bottom_factory"] == "bank_models.nets:tabular_bottom"
     assert "1200 customers are at both banks" in out and "applicants scored" in out
     # online scoring: the first three applicants, from the CLI (vfl score) and from Python (score.py), equal to the
@@ -66,6 +71,8 @@ def test_banks_run_sh(tmp_path):
             else:
                 assert r["status"] == "unknown_id" and "bank-b" in r["detail"], r
     assert "the same from Python" in out and "applicant " in out
+    copy = pd.read_csv(example / "work" / "results" / "predictions.csv", dtype=str)   # vfl at-rest cat --out
+    assert copy.equals(predictions)
     assert_nodes_stopped(example)
 
 
@@ -113,6 +120,13 @@ def test_vfl_demo_runs_the_hospitals_example(tmp_path):
     assert set(metrics["holdout"]) == {"auc", "accuracy"}
     assert metrics["predicted_patients"] == len(ids(data / "hospital-a" / "new-patients.csv", "patient_id") & passives)
     assert metrics["encrypted_test"]["auc"] > 0.9 and "common patients found by PSI" in proc.stderr
+    # where each party's governance records are, verified (issue 13: `make demo` prints them)
+    assert set(metrics["governance"]) == {"hospital-a", "lab-b", "imaging-c"}
+    for party, records in metrics["governance"].items():
+        for key in ("audit_report", "lineage", "audit_log"):
+            assert Path(records[key]).is_file() and records[key] in proc.stderr, (party, key)
+        assert records["audit_log_entries"] > 0 and records["encrypted_at_rest"] > 0, records
+    assert "lineage and audit logs verified" in proc.stderr
 
 
 def test_hospitals_data_and_settings_match_the_demo(tmp_path):
@@ -131,9 +145,10 @@ def test_psi_only_run_sh(tmp_path):
     assert result(example, "count")["intersection"] == 1800
     match = result(example, "match")
     assert match["intersection"] == 1800 and "warnings" not in match
-    common = json.loads(Path(match["aligned_ids"]).read_text())
+    common = json.loads(read_job_file(match["aligned_ids"], example / "shop-a" / "node.yaml"))
     assert set(common) <= ids(example / "data" / "shop-a" / "customers.csv", "customer_id")
-    at_b = json.loads((example / "work" / "bank-b" / "jobs" / "psi-only-match" / "aligned_ids.json").read_text())
+    at_b = json.loads(read_job_file(example / "work" / "bank-b" / "jobs" / "psi-only-match" / "aligned_ids.json",
+                                    example / "bank-b" / "node.yaml"))
     assert at_b == common                       # both learn the same list, in the same order
     assert "1800 customers" in out
     assert_nodes_stopped(example)

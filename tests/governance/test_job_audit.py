@@ -67,3 +67,47 @@ def test_policy_allows_a_flagged_column_by_name_and_psi_only_jobs_do_not_refuse(
     assert result["test"]["auc"] > 0.5
     report = json.loads((configs["host"].job_dir("pii-ok") / "audit.json").read_text())
     assert [f["detector"] for c in report["columns"] if c["name"] == "mobile" for f in c["findings"]] == ["phone"]
+
+
+def test_a_job_reads_each_party_table_once_for_its_audit_and_its_training(tmp_path, monkeypatch):
+    """Before: the audit at job open read the whole table, then the job read it again."""
+    import vfl.data.readers as readers
+    import vfl.data.table as table
+    configs = local_configs(tmp_path)
+    reads: list[str] = []
+    original = readers.read_frame
+
+    def counting(path):
+        reads.append(str(path))
+        return original(path)
+    monkeypatch.setattr(readers, "read_frame", counting)
+    monkeypatch.setattr(table, "read_frame", counting)
+    import vfl.data
+    monkeypatch.setattr(vfl.data, "read_frame", counting)
+    run_local_job(job_spec("read-once", train__epochs=1), configs)
+    for party in ("guest", "host"):
+        path = str(configs[party].dataset("table").path)
+        assert reads.count(path) == 1, (party, reads)
+
+
+def test_above_the_row_bound_the_column_audit_samples_evenly_and_k_covers_every_row():
+    import pandas as pd
+
+    from vfl.data.dataset import DatasetConfig
+    from vfl.governance.audit import audit_frame
+    rows = 996                          # an even sample of 200 is then every 5th row, exactly
+    frame = pd.DataFrame({"id": [str(i) for i in range(rows)],
+                          "age": [str(30 + i % 7) for i in range(rows)],
+                          "note": ["" if i % 2 == 0 else "x" for i in range(rows)],
+                          "email": [f"person{i}@example.org" for i in range(rows)]})
+    frame.loc[rows - 1, "age"] = "99"   # one row alone in its group: k = 1 only if every row is counted
+    ds = DatasetConfig(name="t", path=None, id_column="id", label=None, features=None, categorical=(),
+                       id_format=None, missing={})
+    full, sampled = audit_frame(frame, ds), audit_frame(frame, ds, max_rows=200)
+    assert full.column_sample_rows is None and sampled.column_sample_rows == 200
+    assert sampled.rows == full.rows == rows
+    assert sampled.quasi_identifiers == full.quasi_identifiers and full.quasi_identifiers.smallest_group == 1
+    assert {c.name: c for c in full.columns}["note"].missing == rows // 2
+    assert {c.name: c for c in sampled.columns}["note"].missing == 100      # rows 0, 10, 20, ... of 0, 5, 10, ...
+    assert [f.detector for c in sampled.columns for f in c.findings] == ["email"]
+    assert "even sample of 200 rows" in sampled.to_text()

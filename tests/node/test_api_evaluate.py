@@ -1,11 +1,14 @@
 """Federation.evaluate and the Client's job helpers, with real node processes."""
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from tests.node.conftest import SMALL_JOB, breast_parties
+from vfl.api import read_job_file
 from vfl.errors import ConfigError
 
 
@@ -63,7 +66,7 @@ def test_client_helpers_run_psi_fit_predict_evaluate(federation, model):
         assert set(metrics) == {"auc", "accuracy"} and np.isfinite(metrics["auc"])
         result = client.predict("to-evaluate", datasets)
         assert result["metrics"] == metrics
-        predictions = pd.read_csv(result["predictions"])
+        predictions = pd.read_csv(io.BytesIO(read_job_file(result["predictions"])))   # sealed at rest
         assert len(predictions) == result["rows"] and predictions["prediction"].between(0, 1).all()
         trained = client.fit(datasets, task="binary", job_id="via-client", progress=False,
                              **{**SMALL_JOB, "train": {**SMALL_JOB["train"], "epochs": 1}})

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.node.conftest import SHARED
-from vfl.api import Client
+from vfl.api import Client, read_job_file
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_psi_job_with_three_parties_still_aligns(fed3):
     fed, common = fed3
     result = fed.psi(job_id="psi-fed", progress=False)
     assert result["intersection"] == common
-    assert len(json.loads(open(result["aligned_ids"]).read())) == common
+    assert len(json.loads(read_job_file(result["aligned_ids"]))) == common   # sealed at rest
     assert passive_claim(fed, "lab", "psi-fed")["mode"] == "intersection"
 
 

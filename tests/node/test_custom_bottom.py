@@ -210,8 +210,9 @@ def test_custom_bottoms_train_end_to_end_and_match_the_baseline(federation):
 
     # each saved part holds that architecture's parameters and the name to rebuild it
     parts = model.metrics["model_parts"]
-    host_part = torch.load(parts["host"], weights_only=False)
-    guest_part = torch.load(parts["guest"], weights_only=False)
+    from vfl.job.checkpoint import load_torch
+    host_part = load_torch(parts["host"])     # sealed at rest: the Federation holds every node's key
+    guest_part = load_torch(parts["guest"])
     host_dim = len(federation.parties["host"].data.columns) - 1
     reference = custom_models.layernorm_bottom(host_dim, 8).state_dict()
     assert host_part["bottom_module"] == "layernorm_bottom" and host_part["bottom_factory"] == LAYERNORM

@@ -69,8 +69,9 @@ def test_no_id_of_the_passive_party_crossed(mismatch):
     assert raw, "nothing was recorded"
     assert b"id_shape" in raw or b'"shares"' in raw     # the shape statistics did cross
     active_home = fed.workdir / "bank-a"
+    from vfl.data import sealed   # the active party holds its at-rest key: its files as it can read them
     held = (fed.workdir / "bank-a.log").read_bytes() + b"".join(
-        p.read_bytes() for p in sorted((active_home / "jobs").rglob("*")) if p.is_file())
+        sealed.read_bytes(p) for p in sorted((active_home / "jobs").rglob("*")) if p.is_file())
     needles = {v.encode() for v in passive["customer_id"]} | {v.encode() for v in passive_only}
     assert not [n for n in needles if n in raw], "an ID of bank-b is on the wire"
     assert not [n for n in passive_only if n.encode() in held], "the active node holds an ID only bank-b has"

@@ -103,10 +103,10 @@ def fit_killing_host(federation, job: dict, job_id: str):
 
 def saved_model(federation, job_id: str) -> dict[str, np.ndarray]:
     """Every party's saved part of one job, and the interactive weight W = U + V rebuilt from both shares."""
-    import torch
+    from vfl.job.checkpoint import load_torch
     from vfl.protocol.layout import SHARE_FRACTION_BITS
     jobs = {p: federation.workdir / p / "jobs" / job_id / "model" / "party.pt" for p in ("guest", "host")}
-    guest, host = (torch.load(jobs[p], weights_only=False) for p in ("guest", "host"))
+    guest, host = (load_torch(jobs[p]) for p in ("guest", "host"))   # sealed at rest; Federation holds the keys
     out = {f"guest.{k}": v.numpy() for k, v in guest["model"].items()}
     out.update({f"host.{k}": v.numpy() for k, v in host["bottom"].items()})
     u, v = guest["links"]["host"]["share"], host["share"]

@@ -1,5 +1,6 @@
-"""`vfl audit` (the data audit of a dataset, vfl/governance/audit.py) and `vfl audit-log verify` (the node's
-tamper-evident log, vfl/governance/audit_log.py)."""
+"""`vfl audit` (the data audit of a dataset, vfl/governance/audit.py), `vfl audit-log verify` (the node's
+tamper-evident log, vfl/governance/audit_log.py), `vfl gc`, `vfl lineage verify` and `vfl at-rest` (encryption at
+rest of the job files, vfl/data/sealed.py)."""
 from __future__ import annotations
 
 import argparse
@@ -60,6 +61,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify.set_defaults(func=cmd_lineage_verify)
     p.set_defaults(func=lambda args, p=p: _usage(p))
 
+    p = sub.add_parser("at-rest", help="encryption at rest of the job files: new keys, key rotation, reading a file",
+                       description="Model parts, checkpoints, aligned IDs, predictions and every other job file "
+                                   "holding weights or IDs are sealed with AES-256-GCM under node.yaml at_rest.key; "
+                                   "each file's header names its key id. Rotation: make a new key, set it as "
+                                   "at_rest.key with the old one in at_rest.previous_keys, then `vfl at-rest rotate` "
+                                   "(or restart the node, which does the same at start), then drop the old key.")
+    rsub = p.add_subparsers(dest="action", metavar="ACTION")
+    new = rsub.add_parser("new-key", help="write a new key (32 bytes from the OS generator, hex) to a file, mode 0600",
+                          description="Never overwrites a file. For Kubernetes: kubectl create secret generic NAME "
+                                      "--from-file=key=PATH, then remove PATH.")
+    new.add_argument("path", help="where to write the key (must not exist)")
+    add_json_options(new, "the key's file and id")
+    new.set_defaults(func=cmd_at_rest_new_key)
+    rotate = rsub.add_parser("rotate", help="re-encrypt every job file under the current key (at_rest.key)",
+                             description="Re-encrypts what a key in at_rest.previous_keys sealed, and seals the "
+                                         "job files written in the clear before encryption was on. Run it while "
+                                         "the node is stopped (a starting node does the same). Exits 1 if some "
+                                         "files are sealed under a key the config does not name.")
+    rotate.add_argument("--config", required=True, help="the node config (node.yaml)")
+    rotate.add_argument("--dry-run", action="store_true", help="count what would be re-encrypted, change nothing")
+    add_json_options(rotate, "the files re-encrypted and the key ids")
+    rotate.set_defaults(func=cmd_at_rest_rotate)
+    cat = rsub.add_parser("cat", help="print (or write to --out) the plaintext of a job file, e.g. predictions.csv",
+                          description="Opens a file under jobs_dir with the node's at-rest key. The plaintext is "
+                                      "the user's explicit export: put it where such data may be.")
+    cat.add_argument("path", help="the job file (e.g. jobs/credit-predict/predictions.csv)")
+    cat.add_argument("--config", required=True, help="the node config (node.yaml)")
+    cat.add_argument("--out", help="write the plaintext to this file instead of stdout")
+    cat.set_defaults(func=cmd_at_rest_cat)
+    p.set_defaults(func=lambda args, p=p: _usage(p))
+
 
 def cmd_audit(args: argparse.Namespace) -> int:
     import json
@@ -105,8 +137,10 @@ def cmd_audit_log_verify(args: argparse.Namespace) -> int:
 
 def cmd_lineage_verify(args: argparse.Namespace) -> int:
     from vfl.governance.lineage import verify_lineage
+    from vfl.node.at_rest import open_at_rest
     from vfl.node.config import load_node_config
     config = load_node_config(args.config)
+    open_at_rest(config)   # sealed artifacts are hashed by their plaintext
     record = verify_lineage(config.job_dir(args.job), config.tls.cert if config.tls else None)
     text = emit_json(args, record)
     signed = "signed" if config.tls else "unsigned (insecure node)"
@@ -135,4 +169,70 @@ def cmd_gc(args: argparse.Namespace) -> int:
         for d in done:
             say(args, f"job {d.job_id}: {verb} {d.kind} ({', '.join(d.paths)}, {d.bytes} bytes)")
         say(args, f"{len(done)} deletion(s)" if done else "nothing to delete under the retention policy")
+    return EXIT_OK
+
+
+def cmd_at_rest_new_key(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vfl.data.sealed import new_key_file
+    from vfl.errors import ConfigError
+    try:
+        kid = new_key_file(Path(args.path))
+    except FileExistsError:
+        raise ConfigError(f"{args.path} exists; a key file is never overwritten (a lost key makes its files "
+                          "unreadable)") from None
+    text = emit_json(args, {"path": args.path, "key_id": kid})
+    print(text) if args.json else say(args, f"wrote at-rest key {kid} to {args.path} (mode 0600)")
+    return EXIT_OK
+
+
+def cmd_at_rest_rotate(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from vfl.errors import ConfigError
+    from vfl.node.at_rest import load_keys, reseal_jobs
+    from vfl.node.config import load_node_config
+    config = load_node_config(args.config)
+    if not config.at_rest.encrypt:
+        raise ConfigError("at_rest.encrypt is false: there is nothing to rotate to (turn encryption on first)")
+    keys = load_keys(config)
+    if keys is None:
+        raise ConfigError(f"at_rest.key: {config.at_rest.key} does not exist yet (the node creates it at its first "
+                          "start, or make one with `vfl at-rest new-key`)")
+    report = reseal_jobs(config, keys, dry_run=args.dry_run)
+    text = emit_json(args, {"dry_run": args.dry_run, "key_id": keys.current_id, "key_ids": keys.ids(),
+                            **asdict(report)})
+    if args.json:
+        print(text)
+    else:
+        verb = "would re-encrypt" if args.dry_run else "re-encrypted"
+        say(args, f"{verb} {len(report.resealed)} file(s) and {'would seal' if args.dry_run else 'sealed'} "
+                  f"{len(report.sealed)} written in the clear, under key {keys.current_id}; {report.current} "
+                  f"already under it, {report.plain} metadata file(s) stay plaintext")
+        for name in report.unknown:
+            say(args, f"  {name}: sealed under a key this config does not name")
+    if report.unknown:
+        say(args, f"{len(report.unknown)} file(s) are sealed under a key the config does not name: add it to "
+                  "at_rest.previous_keys (or they stay unreadable)")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_at_rest_cat(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
+    from vfl.data import sealed
+    from vfl.data.atomic import atomic_write_bytes
+    from vfl.node.at_rest import open_at_rest
+    from vfl.node.config import load_node_config
+    config = load_node_config(args.config)
+    open_at_rest(config)
+    data = sealed.read_bytes(Path(args.path))
+    if args.out:
+        atomic_write_bytes(Path(args.out), data, "plaintext copy")
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
     return EXIT_OK

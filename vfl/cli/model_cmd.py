@@ -12,7 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Writes weights.safetensors and model.json (architecture or custom-module name, "
                                    "schema, standardizer, fixed-point layout, job id, training-input hashes) for "
                                    "this party's part of training job JOB. The interactive weight stays a share: "
-                                   "the export holds this party's share only. Format: docs/serving.md.")
+                                   "the export holds this party's share only. The export is "
+                                   "written in the clear (it is the user's explicit copy of the model; the job's "
+                                   "own files stay encrypted at rest). Format: docs/serving.md.")
     p.add_argument("job", help="the training job's id")
     p.add_argument("--config", required=True, help="the node config (node.yaml)")
     p.add_argument("--out", required=True, help="directory to write the exported part to")
@@ -37,8 +39,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from vfl.job.export import export_part
     from vfl.models.format import load_part
+    from vfl.node.at_rest import open_at_rest
     from vfl.node.config import load_node_config
     config = load_node_config(args.config)
+    open_at_rest(config)   # the model part is sealed at rest; the export is written in the clear (docs/serving.md)
     out = export_part(config.job_dir(args.job), Path(args.out))
     tensors, meta = load_part(out)   # read back: what was written loads
     summary = {"out": str(out), "party": meta["party"], "role": meta["role"], "job_id": meta["job_id"],

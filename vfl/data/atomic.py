@@ -5,6 +5,11 @@ folder, so a reader (a resume, a prediction job, an auditor) never sees a half-w
 disk leaves nothing behind but, at worst, a `.<name>.<random>.tmp` file that `remove_stray_temps` deletes when the
 node starts.
 
+Under a jobs_dir the node protects with its at-rest key (vfl/data/sealed.py) every write here is sealed with
+AES-GCM before it reaches the disk, except the job's metadata (`sealed.PLAIN_NAMES`); read such files back with
+`sealed.read_bytes` / `read_text`. Files that are sealed are written from bytes in memory only, so their plaintext
+never touches the disk, not even in a temp file.
+
 A write that fails becomes a `StorageError` that names the party, the kind of file ("checkpoint", "model part",
 ...) and the cause ("No space left on device", "Read-only file system"), never the full path: the message may
 travel to a peer. The path goes to this node's log.
@@ -19,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from vfl.data import sealed
 from vfl.errors import StorageError
 
 log = logging.getLogger("vfl.storage")
@@ -52,8 +58,17 @@ def atomic_write(path: Path, write: Callable[[str], None], kind: str = "file", p
     """Call `write(temp_path)`, fsync the result and rename it to `path`; the temp file never survives.
 
     The folder is created if needed. Any OSError (a full disk, a read-only or unwritable folder, a file-size
-    limit) is raised as a StorageError naming `party`, `kind` and the cause.
+    limit) is raised as a StorageError naming `party`, `kind` and the cause. A file that is sealed at rest cannot
+    be written this way (the library would put its plaintext on disk): write its bytes with `atomic_write_bytes`.
     """
+    if sealed.sealing_keys(path) is not None:
+        raise StorageError(f"{'party ' + repr(party) if party else 'this node'} cannot write its {kind} as a "
+                           f"plaintext file: {sealed.display_name(path)} is encrypted at rest (write it elsewhere, "
+                           "or as bytes)")
+    return _replace(path, write, kind, party)
+
+
+def _replace(path: Path, write: Callable[[str], None], kind: str, party: str | None) -> Path:
     path = Path(path)
     tmp = None
     try:
@@ -84,7 +99,14 @@ def _write_all(tmp: str, data: bytes) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes, kind: str = "file", party: str | None = None) -> Path:
-    return atomic_write(path, lambda tmp: _write_all(tmp, data), kind, party)
+    """Write `data` atomically; sealed first where the node's at-rest encryption applies (vfl/data/sealed.py)."""
+    stored = sealed.seal_for(path, data)
+    return _replace(path, lambda tmp: _write_all(tmp, stored), kind, party)
+
+
+def atomic_write_stored(path: Path, stored: bytes, kind: str = "file", party: str | None = None) -> Path:
+    """Write bytes exactly as they are to be stored (already sealed, by a key rotation): no sealing here."""
+    return _replace(path, lambda tmp: _write_all(tmp, stored), kind, party)
 
 
 def atomic_write_text(path: Path, text: str, kind: str = "file", party: str | None = None) -> Path:
@@ -113,7 +135,7 @@ def atomic_create(path: Path, data: bytes, kind: str = "file", party: str | None
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            handle.write(sealed.seal_for(path, data))
             handle.flush()
             os.fsync(handle.fileno())
         try:

@@ -213,7 +213,7 @@ def load_party_table(path: str | Path, id_column: str | None = None, features: S
                      label: str | None = None, categorical: Sequence[str] = (), schema: Schema | None = None,
                      task: str | None = "binary", on_unknown: str = "zero", missing: dict | None = None,
                      id_format: IdFormat | None = None, read_label: bool = True,
-                     positive_class: str | None = None) -> PartyTable:
+                     positive_class: str | None = None, frame: pd.DataFrame | None = None) -> PartyTable:
     """Load and validate a party's table.
 
     Training: `features` defaults to every column except the id and the label; `categorical` columns are
@@ -226,6 +226,8 @@ def load_party_table(path: str | Path, id_column: str | None = None, features: S
     (vfl/data/ids.py) before they are checked for duplicates. `read_label=False` keeps the label column out of
     both the label and the features without looking at it (PSI-only jobs, which never use it). `positive_class`
     (a binary task in training) puts that label value second in the classes, so the model predicts its probability.
+    `frame`: the file as `read_frame(path)` returns it, when the caller has read it already (a job's data audit
+    reads it first); it is not changed.
     """
     if task is not None and task not in TASKS:
         raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
@@ -234,7 +236,7 @@ def load_party_table(path: str | Path, id_column: str | None = None, features: S
     if on_unknown not in ON_UNKNOWN:
         raise ValueError(f"on_unknown must be one of {ON_UNKNOWN}, got {on_unknown!r}")
     path = Path(path)
-    frame = read_frame(path)
+    frame = read_frame(path) if frame is None else frame
     id_column = id_column or (schema.id_column if schema is not None else "id")
     _absent(path, frame, [id_column], "id")
     if schema is None:

@@ -18,6 +18,9 @@ from vfl.data.columns import category_text, is_missing
 from vfl.data.dataset import DatasetConfig
 from vfl.governance.detectors import Finding, detect, name_tokens, sample
 
+#: at a job's open, the column statistics and detectors of a table with more rows than this look at an even sample
+#: of this many rows (the row count and the quasi-identifier k always cover every row); `vfl audit` reads all
+JOB_AUDIT_MAX_ROWS = 100_000
 #: a column whose most frequent value covers at least this share of its non-missing rows is "near-constant"
 NEAR_CONSTANT_SHARE = 0.99
 #: groups smaller than this count as re-identifiable in the quasi-identifier summary (the usual k = 5)
@@ -54,6 +57,8 @@ class AuditReport:
     rows: int
     columns: tuple[ColumnReport, ...]
     quasi_identifiers: QuasiIdentifiers
+    # rows of the even sample the column statistics and detectors looked at; None: every row
+    column_sample_rows: int | None = None
     audited_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
 
     def pii_features(self, allowed: frozenset[str] | set[str] = frozenset()) -> list[Finding]:
@@ -107,11 +112,23 @@ def quasi_identifiers(frame: pd.DataFrame, columns: list[str]) -> QuasiIdentifie
     return QuasiIdentifiers(tuple(columns), int(sizes.min()), int(sizes[sizes < SMALL_GROUP].sum()))
 
 
-def audit_frame(frame: pd.DataFrame, ds: DatasetConfig, today: dt.date | None = None) -> AuditReport:
-    reports = tuple(audit_column(frame[c], _role(str(c), ds), today) for c in frame.columns)
+def even_sample(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
+    """`rows` rows spread evenly over the table, first and last included (deterministic: a report is repeatable)."""
+    import numpy as np
+    return frame.iloc[np.unique(np.linspace(0, len(frame) - 1, rows).round().astype(np.int64))]
+
+
+def audit_frame(frame: pd.DataFrame, ds: DatasetConfig, today: dt.date | None = None,
+                max_rows: int | None = None) -> AuditReport:
+    """The audit of `frame` (the table as read). With `max_rows` and a longer table, the per-column statistics and
+    detectors look at an even sample of `max_rows` rows; the row count and the quasi-identifier k cover all rows."""
+    sampled = even_sample(frame, max_rows) if max_rows is not None and len(frame) > max_rows else None
+    columns = sampled if sampled is not None else frame
+    reports = tuple(audit_column(columns[c], _role(str(c), ds), today) for c in columns.columns)
     demographic = [r.name for r in reports if r.role == "feature" and DEMOGRAPHIC_TOKENS & set(name_tokens(r.name))]
     return AuditReport(dataset=ds.name, rows=len(frame), columns=reports,
-                       quasi_identifiers=quasi_identifiers(frame, demographic))
+                       quasi_identifiers=quasi_identifiers(frame, demographic),
+                       column_sample_rows=len(sampled) if sampled is not None else None)
 
 
 def audit_dataset(ds: DatasetConfig, today: dt.date | None = None) -> AuditReport:
@@ -121,8 +138,11 @@ def audit_dataset(ds: DatasetConfig, today: dt.date | None = None) -> AuditRepor
 
 def render_text(report: AuditReport) -> str:
     lines = [f"data audit of dataset {report.dataset!r}: {report.rows} rows, {len(report.columns)} columns "
-             f"({report.audited_at})", "",
-             f"{'column':<28} {'role':<8} {'kind':<8} {'missing':>8} {'distinct':>9}  notes"]
+             f"({report.audited_at})", ""]
+    if report.column_sample_rows is not None:
+        lines[1:1] = [f"column statistics and personal-data detectors over an even sample of "
+                      f"{report.column_sample_rows} rows; the row count and k over all rows"]
+    lines.append(f"{'column':<28} {'role':<8} {'kind':<8} {'missing':>8} {'distinct':>9}  notes")
     for c in report.columns:
         notes = ["constant" if c.constant else "", f"near-constant ({c.top_share:.1%} one value)" if c.near_constant
                  else ""] + [f"PII? {f.detector} (by {f.evidence})" for f in c.findings]

@@ -21,7 +21,8 @@ from typing import Callable, Iterator, TypeVar
 import numpy as np
 import torch
 
-from vfl.data.atomic import atomic_write, atomic_write_text
+from vfl.data import sealed
+from vfl.data.atomic import atomic_write_bytes, atomic_write_text
 from vfl.data.id_shape import note_for_active, parse_shape
 from vfl.errors import (RECOVERABLE, Cancelled, ConfigError, DataError, JobFailed, PeerCallError, Unavailable,
                         VflError, shorten)
@@ -31,7 +32,8 @@ from vfl.job.events import EventLog
 from vfl.job.ledger import JOURNAL, WireLedger
 from vfl.job.network import PeerNetwork
 from vfl.job.lineage import record_job_lineage
-from vfl.job.party_data import align, audit_for_job, has_alignment, load_alignment, load_dataset, save_alignment
+from vfl.job.party_data import (align, audit_for_job, has_alignment, load_alignment, load_dataset, read_dataset,
+                                save_alignment)
 from vfl.job.peer import ActivePeer
 from vfl.job.private_random import for_node
 from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec, interactive_layout
@@ -383,15 +385,16 @@ class ActiveJob:
         dataset = self.dataset = self.node.dataset(spec.party(spec.active).dataset)
         if spec.kind == "train" and not dataset.label:
             raise DataError(f"dataset {dataset.name!r} of active party {spec.active!r} declares no label column")
+        frame = read_dataset(dataset)   # read once: the data audit and the table both use it
         audit_for_job(dataset, self.job_dir, self.node.config.policy.allow_pii_columns,
-                      uses_features=spec.kind in ("train", "predict"))
+                      uses_features=spec.kind in ("train", "predict"), frame=frame)
         schema = None
         if spec.kind == "predict":
             from vfl.data import Schema
-            schema = Schema.from_json((self._model_dir() / checkpoint.SCHEMA).read_text())
+            schema = Schema.from_json(sealed.read_text(self._model_dir() / checkpoint.SCHEMA))
         # a PSI-only job never reads the label, so it must not refuse one that does not fit spec.task
         self.table = load_dataset(dataset, spec.task, schema=schema, with_label=spec.kind in ("train", "predict"),
-                                  positive_class=spec.positive_class)
+                                  positive_class=spec.positive_class, frame=frame)
         classes = max(1, len(self.table.schema.label_classes or ())) if spec.task == "multiclass" else 1
         check_parameters(spec, self.node.config.policy, spec.active, int(self.table.features.shape[1]), classes)
         # This node's own bottom model, if the job names one: resolved from this node's config only, and
@@ -473,7 +476,7 @@ class ActiveJob:
         spec = self.spec
         ids, own_rows = load_alignment(self.job_dir)
         self.own_rows = own_rows
-        saved = self.saved = torch.load(self._model_dir() / checkpoint.MODEL_PART, weights_only=False) \
+        saved = self.saved = checkpoint.load_torch(self._model_dir() / checkpoint.MODEL_PART) \
             if spec.kind == "predict" else None
         self.data, self.standardizer = align(self.table, ids, own_rows, spec,
                                              standardizer=saved["standardizer"] if saved else None)
@@ -712,8 +715,8 @@ class ActiveJob:
         prediction = self._resilient(lambda: self.predict_rows(positions, "predict", 0), AFTER_PSI)
         out = self.job_dir / "predictions.csv"  # staged until the job commits
         frame = prediction_frame(self.dataset.id_column, self.table.written_ids[self.own_rows], prediction)
-        atomic_write(checkpoint.staged(self.job_dir, out), lambda tmp: frame.to_csv(tmp, index=False), "predictions",
-                     self.spec.active)
+        atomic_write_bytes(checkpoint.staged(self.job_dir, out), frame.to_csv(index=False).encode(), "predictions",
+                           self.spec.active)
         unmatched = len(self.table) - len(frame)
         if unmatched:
             self.emit("log", f"{unmatched} of the {len(self.table)} rows of dataset {self.dataset.name!r} have no "

@@ -1,7 +1,8 @@
 """Where a party keeps a job's checkpoints and model part, and how they are written: atomically, always.
 
 Every file goes through the one atomic writer (vfl.data.atomic): a temp file in the same folder, fsynced, then
-renamed into place, so a crash or a full disk never leaves a half-written file where a resume would read it.
+renamed into place, so a crash or a full disk never leaves a half-written file where a resume would read it. On a
+node with encryption at rest the writer seals them (vfl/data/sealed.py), and `load_torch` opens them.
 
 The artifacts a job ends with (its model part and schema, a prediction job's predictions) are first written to
 `<job>/staged/` when the active party asks every party to prepare its close, and moved into place only when it
@@ -14,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from vfl.data import sealed
 from vfl.data.atomic import fsync_dir, atomic_write_bytes, serialized, storage_error
 from vfl.errors import OutOfOrder
 
@@ -38,16 +40,23 @@ def save_torch(path: Path, state: dict[str, Any], kind: str = "model part", part
     return atomic_write_bytes(path, serialized(lambda buffer: torch.save(state, buffer)), kind, party)
 
 
+def load_torch(path: Path) -> Any:
+    """A checkpoint or model part this node wrote (opened if it is sealed at rest, vfl/data/sealed.py)."""
+    import io
+
+    import torch
+    return torch.load(io.BytesIO(sealed.read_bytes(path)), weights_only=False)
+
+
 def save_checkpoint(job_dir: Path, epoch: int, state: dict[str, Any], party: str | None = None) -> Path:
     return save_torch(checkpoint_path(job_dir, epoch), {"epoch": epoch, **state}, "checkpoint", party)
 
 
 def load_checkpoint(job_dir: Path, epoch: int, party: str) -> dict[str, Any]:
-    import torch
     path = checkpoint_path(job_dir, epoch)
     if not path.exists():
         raise OutOfOrder(f"resume: party {party!r} has no checkpoint for epoch {epoch}")
-    return torch.load(path, weights_only=False)
+    return load_torch(path)
 
 
 def checkpoint_epochs(job_dir: Path) -> list[int]:

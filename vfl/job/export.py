@@ -4,6 +4,9 @@ The job's own `model/party.pt` is a pickled dict that only this node's vfl may l
 safetensors plus JSON that plain torch and any reader can load without pickle, carrying what a later user needs:
 the architecture (or this party's custom-module name), the schema, the standardizer, the interactive layer's
 fixed-point layout, the job id and the hashes of the training inputs (from the job's signed lineage).
+
+The export is the user's explicit act of taking the model out of the node: it is written in the clear, wherever
+`--out` says (not under jobs_dir, where files are encrypted at rest). Protect it as the model it is.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from vfl.data import sealed
 from vfl.errors import DataError
 from vfl.job import checkpoint
 from vfl.job.spec import interactive_layout, load_job_spec
@@ -49,12 +53,12 @@ def export_part(job_dir: Path, out: Path) -> Path:
     path = checkpoint.model_part_path(job_dir)
     if not path.exists():
         raise DataError(f"job {job_dir.name!r}: no model part at {path} (only a finished training job has one)")
-    part = torch.load(path, weights_only=False)   # this node's own file, written by this node's vfl
+    part = checkpoint.load_torch(path)   # this node's own file, written by this node's vfl (opened if sealed)
     spec = load_job_spec(_spec_path(job_dir))
     schema_path = checkpoint.model_dir(job_dir) / checkpoint.SCHEMA
     role = part.get("role")
     meta = {"party": part.get("party"), "role": role, "job_id": spec.job_id, "task": spec.task,
-            "schema": json.loads(schema_path.read_text()) if schema_path.exists() else None,
+            "schema": json.loads(sealed.read_text(schema_path)) if schema_path.exists() else None,
             "feature_names": part.get("feature_names"),
             "architecture": {"bottom": asdict(spec.party(part["party"]).bottom),
                              "bottom_module": part.get("bottom_module"), "interactive_out": spec.interactive_out,

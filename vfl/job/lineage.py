@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from vfl.data import sealed
 from vfl.governance.lineage import sha256_file, write_lineage
 
 log = logging.getLogger("vfl.lineage")
@@ -36,7 +37,7 @@ def job_record(node, spec, job_dir: Path, role: str, metrics: dict | None = None
         "spec_sha256": hashlib.sha256(spec.to_yaml().encode()).hexdigest(), "code_version": __version__,
         "input": {"dataset": dataset.name, "file": dataset.path.name, "sha256": sha256_file(dataset.path),
                   "rows": audit.get("rows"),
-                  "rows_after_psi": len(json.loads(aligned.read_text())) if aligned.exists() else None},
+                  "rows_after_psi": len(json.loads(sealed.read_text(aligned))) if aligned.exists() else None},
         "peers": peers,
         "crypto": {"mode": spec.crypto.mode, "key_bits": spec.crypto.key_bits},
         "privacy": {"defense": privacy.get("defense"), "epsilon": (privacy.get("defense") or {}).get("epsilon")},

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vfl.data import sealed
 from vfl.data.atomic import atomic_write_bytes, atomic_write_text, serialized
 from vfl.errors import DataError
 from vfl.job.spec import JobSpec
@@ -17,23 +18,32 @@ from vfl.job.split import Split, split_by_id
 from vfl.data.dataset import DatasetConfig
 
 
-def load_dataset(ds: DatasetConfig, task: str, schema=None, with_label: bool = True, positive_class: str | None = None):
+def read_dataset(ds: DatasetConfig):
+    """The dataset's table as stored, read once per job: the data audit and `load_dataset` both take it."""
+    from vfl.data import read_frame
+    return read_frame(ds.path)
+
+
+def load_dataset(ds: DatasetConfig, task: str, schema=None, with_label: bool = True, positive_class: str | None = None,
+                 frame=None):
     from vfl.data import load_party_table
     return load_party_table(ds.path, id_column=ds.id_column, features=list(ds.features) if ds.features else None,
                             label=ds.label, read_label=with_label, categorical=list(ds.categorical),
                             schema=schema, task=task, missing=ds.missing, id_format=ds.id_format,
-                            positive_class=positive_class)
+                            positive_class=positive_class, frame=frame)
 
 
-def audit_for_job(ds: DatasetConfig, job_dir: Path, allowed: frozenset[str], uses_features: bool):
-    """The data audit every job runs at every party when it opens (vfl/governance/audit.py).
+def audit_for_job(ds: DatasetConfig, job_dir: Path, allowed: frozenset[str], uses_features: bool, frame=None):
+    """The data audit every job runs at every party when it opens (vfl/governance/audit.py), on the table the job
+    has read (`frame`, from `read_dataset`): its column statistics and detectors over an even sample of
+    JOB_AUDIT_MAX_ROWS rows when the table is longer, its row count and quasi-identifier k over every row.
 
     The report is saved as the job's audit.json, for this party only. A job that trains or scores on the features
     refuses feature columns the audit flags as personal data unless this node's policy allows them by name.
     """
     from vfl.data.atomic import atomic_write_text
-    from vfl.governance.audit import audit_dataset
-    report = audit_dataset(ds)
+    from vfl.governance.audit import JOB_AUDIT_MAX_ROWS, audit_frame
+    report = audit_frame(frame if frame is not None else read_dataset(ds), ds, max_rows=JOB_AUDIT_MAX_ROWS)
     atomic_write_text(job_dir / "audit.json", report.to_json(), "data audit")
     refused = report.pii_features(allowed) if uses_features else []
     if refused:
@@ -72,7 +82,9 @@ def load_alignment(job_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     rows_path, ids_path = job_dir / "aligned_rows.npy", job_dir / "aligned_ids.json"
     if not has_alignment(job_dir):
         raise DataError(f"job directory {job_dir}: no PSI alignment saved (run PSI first)")
-    return np.array(json.loads(ids_path.read_text()), dtype=object), np.load(rows_path)
+    import io
+    ids = json.loads(sealed.read_text(ids_path))
+    return np.array(ids, dtype=object), np.load(io.BytesIO(sealed.read_bytes(rows_path)))
 
 
 def align(table, ids: np.ndarray, own_rows: np.ndarray, spec: JobSpec, standardizer=None):

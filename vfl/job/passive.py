@@ -22,12 +22,13 @@ import torch
 from psi.error_ids import logged_error_id
 from psi.errors import OutOfOrder as PsiOutOfOrder
 from vfl.data.id_shape import shape_of_ids
+from vfl.data import sealed
 from vfl.data.atomic import atomic_write_bytes, atomic_write_text, serialized
 from vfl.errors import ConfigError, DataError, OutOfOrder, ProtocolError, StorageError
 from vfl.job import checkpoint, psi_once, status
 from vfl.job.ledger import JOURNAL, WireLedger
 from vfl.job.lineage import record_job_lineage
-from vfl.job.party_data import (AlignedData, align, audit_for_job, load_alignment, load_dataset,
+from vfl.job.party_data import (AlignedData, align, audit_for_job, load_alignment, load_dataset, read_dataset,
                                 save_alignment)
 from vfl.job.peer import hyper_of
 from vfl.job.private_random import for_node
@@ -141,10 +142,11 @@ class PassiveJob:
     # ---------------------------------------------------------------- open / PSI
     def open(self) -> OpenJobReply:
         with own_input_errors(self.party, f"dataset {self.dataset.name!r}"):
+            frame = read_dataset(self.dataset)   # read once: the data audit and the table both use it
             audit_for_job(self.dataset, self.job_dir, self.node.config.policy.allow_pii_columns,
-                          uses_features=self.spec.kind in ("train", "predict"))
+                          uses_features=self.spec.kind in ("train", "predict"), frame=frame)
             schema = self._saved_schema() if self.spec.kind == "predict" else None
-            self.table = load_dataset(self.dataset, self.spec.task, schema=schema)
+            self.table = load_dataset(self.dataset, self.spec.task, schema=schema, frame=frame)
         # This party's own bottom model, if the job names one: only this node's config maps the name to
         # code, and a dry forward checks it before PSI starts.
         bottom = self.spec.party(self.party).bottom
@@ -485,13 +487,13 @@ class PassiveJob:
         path = self._model_dir() / checkpoint.SCHEMA
         if not path.exists():
             raise DataError(f"model job {self.spec.model_job!r}: no saved model part at {path.parent}")
-        return Schema.from_json(path.read_text())
+        return Schema.from_json(sealed.read_text(path))
 
     def _load_model_part(self) -> dict:
         path = self._model_dir() / checkpoint.MODEL_PART
         if not path.exists():
             raise DataError(f"model job {self.spec.model_job!r}: no saved model part at {path}")
-        return torch.load(path, weights_only=False)
+        return checkpoint.load_torch(path)
 
 
 def commit_on_disk(job_dir: Path, party: str) -> None:

@@ -130,6 +130,18 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
+class AtRestConfig:
+    """Encryption at rest of the job files that hold weights or IDs (vfl/data/sealed.py, vfl/node/at_rest.py)."""
+    encrypt: bool = True
+    # the key new files are sealed with: 64 hex digits in a file (a mounted Kubernetes Secret, for one)
+    key: Path = Path("keys/at-rest.key")
+    # True when node.yaml names no key: the node creates this one (0600, OS generator) at its first start
+    key_is_default: bool = True
+    # keys of a rotation in progress: files they sealed are still read, and re-sealed under `key` at start
+    previous_keys: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     party: str
     role: str
@@ -171,6 +183,7 @@ class NodeConfig:
     audit_log: Path | None = None
     audit_key: Path | None = None
     serving: ServingConfig = field(default_factory=ServingConfig)
+    at_rest: AtRestConfig = field(default_factory=AtRestConfig)
     source: Path | None = None
 
     def peer(self, name: str) -> PeerConfig:
@@ -259,6 +272,18 @@ def parse_roles(root: Section, admins: tuple[str, ...], peers: list[PeerConfig],
     sec._used.update(sec.data)
     roles.pop(own, None)  # this node itself: every right, and identified as 'self'
     return roles
+
+
+def parse_at_rest(sec: Section, base_dir: Path, jobs_dir: Path) -> AtRestConfig:
+    """node.yaml `at_rest`: encrypt (default true), key (default keys/at-rest.key beside jobs_dir), previous_keys."""
+    encrypt = sec.bool("encrypt", True)
+    named = sec.str("key")
+    key = _resolve(base_dir, named) if named else jobs_dir.parent / "keys" / "at-rest.key"
+    previous = tuple(_resolve(base_dir, p) for p in sec.str_list("previous_keys"))
+    if key in previous:
+        raise ConfigError(f"{sec.key('previous_keys')}: {key} is also at_rest.key, the current key")
+    sec.reject_unknown()
+    return AtRestConfig(encrypt=encrypt, key=key, key_is_default=named is None, previous_keys=previous)
 
 
 def parse_policy(pol: Section) -> PolicyConfig:
@@ -414,6 +439,7 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
         if model.table is not None and model.table not in datasets:
             raise ConfigError(f"serving.models.{name}.table: no dataset named {model.table!r} "
                               f"(configured: {sorted(datasets)})")
+    at_rest = parse_at_rest(root.section("at_rest"), base_dir, jobs_dir)
     root.reject_unknown()
     return NodeConfig(party=party, role=role, identity=identity, listen=listen, health_listen=health, tls=tls, insecure=insecure,
                       peers=tuple(peers), data_dir=data_dir, jobs_dir=jobs_dir, datasets=datasets,
@@ -421,7 +447,8 @@ def parse_node_config(data: dict, base_dir: Path, source: Path | None = None) ->
                       policy=policy,
                       limits=limits, timeouts=timeouts, models=models, secret_seed=secret_seed,
                       report_handler_timing=report_handler_timing, audit_log=audit_log, audit_key=audit_key,
-                      metrics_listen=metrics_listen, retention=retention, serving=serving, source=source)
+                      metrics_listen=metrics_listen, retention=retention, serving=serving, at_rest=at_rest,
+                      source=source)
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

@@ -18,6 +18,7 @@ from vfl.compute import Compute, open_compute
 from vfl.errors import ConfigError, PermissionDenied
 from vfl.governance import roles
 from vfl.job.registry import JobRegistry
+from vfl.node.at_rest import open_at_rest, reseal_jobs
 from vfl.node.audit import NodeAudit
 from vfl.node.config import NodeConfig, PeerConfig, load_node_config
 from vfl.node.housekeeping import RetentionSweeper
@@ -206,6 +207,33 @@ class Node:
         except OSError as exc:
             raise ConfigError(f"jobs_dir: cannot write in {path}: {exc.strerror or exc}") from None
 
+    def start_at_rest(self) -> None:
+        """Encryption at rest (node config `at_rest`): load or create the key, protect jobs_dir, and before any job
+        runs, re-seal under the current key what a previous key (a rotation) or no key (files from before
+        encryption was on) left."""
+        at_rest = self.config.at_rest
+        keys = open_at_rest(self.config, create=True)
+        if keys is None:
+            log.warning("encryption at rest is off (at_rest.encrypt: false): model parts, checkpoints and aligned "
+                        "IDs under %s are stored in the clear", self.config.jobs_dir)
+            return
+        if not at_rest.encrypt:
+            log.warning("encryption at rest is off (at_rest.encrypt: false): new job files under %s are stored in "
+                        "the clear; files sealed earlier stay readable with key %s", self.config.jobs_dir,
+                        keys.current_id)
+            return
+        log.info("encryption at rest: AES-256-GCM with key %s (%s)", keys.current_id, at_rest.key)
+        report = reseal_jobs(self.config, keys)
+        if report.resealed or report.sealed:
+            log.info("encryption at rest: re-sealed %d file(s) under key %s, sealed %d file(s) written in the clear",
+                     len(report.resealed), keys.current_id, len(report.sealed))
+            self.audit.record("self", "at-rest re-sealed", key_id=keys.current_id, resealed=len(report.resealed),
+                              sealed=len(report.sealed))
+        if report.unknown:
+            log.error("encryption at rest: %d file(s) are sealed under a key this node does not have (e.g. %s); they "
+                      "cannot be read until that key is configured in at_rest.previous_keys", len(report.unknown),
+                      report.unknown[0])
+
     def _bind(self, server: grpc.Server, address: str, key: str, creds=None) -> int:
         try:
             port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
@@ -223,6 +251,7 @@ class Node:
         if removed:
             log.info("removed %d stray temp file(s) under %s left by an interrupted write", len(removed),
                      self.config.jobs_dir)
+        self.start_at_rest()
         self.retention = RetentionSweeper(self)
         self.compute  # connect now: a node whose compute backend is unreachable must not start serving
         if self.config.insecure:

@@ -10,6 +10,7 @@ Paths and ports are fixed: the Dockerfile, `vfl submit --kube` (vfl/deploy/kube.
 {{- define "vfl-party.caDir" -}}/etc/vfl/ca{{- end }}
 {{- define "vfl-party.jobSpecDir" -}}/etc/vfl/job{{- end }}
 {{- define "vfl-party.stateDir" -}}/var/lib/vfl{{- end }}
+{{- define "vfl-party.atRestDir" -}}/etc/vfl/at-rest{{- end }}
 {{/* Every vfl container's working directory: the writable emptyDir (the root filesystem is read-only, and Job pods
 do not mount the state volume). The Dockerfile's WORKDIR is the same. */}}
 {{- define "vfl-party.workDir" -}}/tmp{{- end }}
@@ -426,6 +427,18 @@ maxOpenJobsPerPeer: max_open_jobs_per_peer
 {{- with .Values.retention }}
 {{- $_ = set $cfg "retention" . }}
 {{- end }}
+{{- $atRest := dict "encrypt" (ne (toString (dig "encrypt" true (default dict .Values.atRest))) "false") }}
+{{- with (default dict .Values.atRest).keySecret }}
+{{- $_ = set $atRest "key" (printf "%s/current/key" (include "vfl-party.atRestDir" $)) }}
+{{- end }}
+{{- $previous := list }}
+{{- range $i, $name := (default dict .Values.atRest).previousKeySecrets }}
+{{- $previous = append $previous (printf "%s/previous-%d/key" (include "vfl-party.atRestDir" $) $i) }}
+{{- end }}
+{{- if $previous }}
+{{- $_ = set $atRest "previous_keys" $previous }}
+{{- end }}
+{{- $_ = set $cfg "at_rest" $atRest }}
 {{- if .Values.metrics.enabled }}
 {{- $_ = set $cfg "metrics_listen" (printf "0.0.0.0:%s" (include "vfl-party.metricsPort" .)) }}
 {{- end }}
@@ -549,6 +562,39 @@ capabilities:
 - name: tmp
   emptyDir:
     sizeLimit: 1Gi
+{{- end }}
+
+{{/* The at-rest key Secrets, for the node's container only (a training Job's client never reads job files). */}}
+{{- define "vfl-party.atRestVolumes" -}}
+{{- with (default dict .Values.atRest).keySecret }}
+- name: at-rest-key
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - {key: key, path: key}
+{{- end }}
+{{- range $i, $name := (default dict .Values.atRest).previousKeySecrets }}
+- name: at-rest-previous-{{ $i }}
+  secret:
+    secretName: {{ $name }}
+    defaultMode: 0440
+    items:
+      - {key: key, path: key}
+{{- end }}
+{{- end }}
+
+{{- define "vfl-party.atRestMounts" -}}
+{{- with (default dict .Values.atRest).keySecret }}
+- name: at-rest-key
+  mountPath: {{ include "vfl-party.atRestDir" $ }}/current
+  readOnly: true
+{{- end }}
+{{- range $i, $name := (default dict .Values.atRest).previousKeySecrets }}
+- name: at-rest-previous-{{ $i }}
+  mountPath: {{ include "vfl-party.atRestDir" $ }}/previous-{{ $i }}
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{- define "vfl-party.commonMounts" -}}
