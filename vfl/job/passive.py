@@ -23,7 +23,7 @@ from psi.error_ids import logged_error_id
 from psi.errors import OutOfOrder as PsiOutOfOrder
 from vfl.data.id_shape import shape_of_ids
 from vfl.data.atomic import atomic_write_bytes, atomic_write_text, serialized
-from vfl.errors import ConfigError, DataError, OutOfOrder, ProtocolError, StorageError
+from vfl.errors import ConfigError, DataError, OutOfOrder, ProtocolError, StorageError, quote, shorten
 from vfl.job import checkpoint, psi_once, status
 from vfl.job.ledger import JOURNAL, WireLedger
 from vfl.job.lineage import record_job_lineage
@@ -262,7 +262,7 @@ class PassiveJob:
             if self.state != JobState.READY:
                 raise OutOfOrder(f"forward: job {self.spec.job_id!r} is {self.state}, not ready")
             if req.phase not in PHASES:
-                raise ProtocolError(f"forward: unknown phase {req.phase!r}")
+                raise ProtocolError(f"forward: unknown phase {quote(req.phase)}")
             if self.pending is not None:
                 raise OutOfOrder(f"forward: step {self.pending['step']} of epoch {self.pending['epoch']} "
                                  "still waits for its backward call")
@@ -368,7 +368,7 @@ class PassiveJob:
                 return self._commit()
             if req.status == "succeeded":
                 raise ProtocolError(f"close: job {self.spec.job_id!r}: a job that succeeded closes in two phases "
-                                    f"(prepare, commit), not {req.phase or 'at once'!r}")
+                                    f"(prepare, commit), not {quote(req.phase) if req.phase else 'at once'}")
             return self._abort(req.status, req.reason)
 
     def _prepare(self, req: CloseJobRequest) -> CloseJobReply:
@@ -404,8 +404,9 @@ class PassiveJob:
     def _abort(self, outcome: str, reason: str) -> CloseJobReply:
         """Close without success: staged artifacts are discarded; the checkpoints stay (a suspended job resumes)."""
         if outcome not in (status.FAILED, status.CANCELLED, status.SUSPENDED, status.INTERRUPTED):
-            raise ProtocolError(f"close: unknown status {outcome!r}")
+            raise ProtocolError(f"close: unknown status {quote(outcome)}")
         checkpoint.discard_staged(self.job_dir)
+        reason = shorten(reason or "")  # the active party's words, kept here: bounded like any error message
         payload = {}
         try:  # on a full or read-only disk the job still closes; its log says what could not be recorded
             payload = self._write_report() if self.state != JobState.CLOSED else {}
