@@ -97,6 +97,7 @@ class PassiveJob:
         self.bottom_factory = None       # this party's own bottom model factory, if the job names one
         self.bottom_factory_path = None
         self.half = None                 # the scheme's passive half, from set-up on
+        self.closed_as: tuple[str, str] | None = None  # (outcome, reason) once closed without success
 
     def handle(self, request: Request) -> Reply:
         """Answer one of the active party's step calls, recording both in this job's wire ledger."""
@@ -107,9 +108,19 @@ class PassiveJob:
             raise ProtocolError(f"job {self.spec.job_id!r}: {type(request).__name__} is not a step call")
         self.renew()
         self.ledger.record_message("received", self.active, request)
-        reply = handler(request)
+        try:
+            reply = handler(request)
+        except OutOfOrder:
+            self._raise_if_closed()  # closed meanwhile (a cancel here, the lease): say how, not just "not ready"
+            raise
         self.ledger.record_message("sent", self.active, reply)
         return reply
+
+    def _raise_if_closed(self) -> None:
+        if self.state == JobState.CLOSED and self.closed_as is not None:
+            outcome, reason = self.closed_as
+            raise OutOfOrder(f"job {self.spec.job_id!r} was closed at {self.party!r} as {outcome}"
+                             + (f" ({reason})" if reason else ""))
 
     # ---------------------------------------------------------------- lease
     def renew(self) -> float:
@@ -407,6 +418,7 @@ class PassiveJob:
             raise ProtocolError(f"close: unknown status {quote(outcome)}")
         checkpoint.discard_staged(self.job_dir)
         reason = shorten(reason or "")  # the active party's words, kept here: bounded like any error message
+        self.closed_as = (outcome, reason)
         payload = {}
         try:  # on a full or read-only disk the job still closes; its log says what could not be recorded
             payload = self._write_report() if self.state != JobState.CLOSED else {}

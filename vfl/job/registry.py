@@ -458,6 +458,10 @@ class JobRegistry:
         checkpoint.discard_staged(job_dir)
         if request.status not in (status.FAILED, status.CANCELLED, status.SUSPENDED):
             raise ProtocolError(f"close: unknown status {quote(request.status)}")
+        if state in (status.FAILED, status.CANCELLED):  # closed here first (e.g. this node's operator cancelled it)
+            log.info("job %r: already %s here; the active party's close (%s) leaves it so", request.job_id, state,
+                     request.status)
+            return CloseJobReply()
         reason = peer_reason(request.reason)
         status.write_status(job_dir, party, state=request.status, reason=reason or None)
         log.info("job %r: closed (%s) from its saved state%s", request.job_id, request.status,
