@@ -91,10 +91,18 @@ def test_hospitals_run_sh(tmp_path):
     passives = ids(data / "lab-b" / "results.csv", "patient_id") & ids(data / "imaging-c" / "scans.csv", "patient_id")
     common = ids(data / "hospital-a" / "patients.csv", "patient_id") & passives
     assert result(example, "psi")["intersection"] == len(common)
-    assert 0.5 < result(example, "train")["test"]["auc"] <= 1
-    assert result(example, "evaluate")["rows"] == len(ids(data / "hospital-a" / "holdout.csv", "patient_id") & passives)
+    train = result(example, "train")
+    # one epoch (a handful of steps) is a smoke run: test_vfl_demo_runs_the_hospitals_example checks what it learns
+    assert train["task"] == "multiclass" and 0 <= train["test"]["accuracy"] <= 1
+    assert [h["epoch"] for h in train["history"]] == [1]
+    evaluate = result(example, "evaluate")
+    assert evaluate["rows"] == len(ids(data / "hospital-a" / "holdout.csv", "patient_id") & passives)
+    assert set(evaluate["metrics"]) == {"accuracy"}
     predict = result(example, "predict")
     assert predict["rows"] == len(ids(data / "hospital-a" / "new-patients.csv", "patient_id") & passives)
+    predictions = pd.read_csv(predict["predictions"])
+    assert list(predictions.columns) == ["patient_id", "p0", "p1", "p2"]   # classes in sorted order
+    assert (predictions[["p0", "p1", "p2"]].sum(axis=1) - 1).abs().max() < 1e-4
     assert "patients are at all three" in out
     assert_nodes_stopped(example)
 
@@ -110,9 +118,10 @@ def test_vfl_demo_runs_the_hospitals_example(tmp_path):
     data = EXAMPLES / "hospitals" / "data"
     passives = ids(data / "lab-b" / "results.csv", "patient_id") & ids(data / "imaging-c" / "scans.csv", "patient_id")
     assert metrics["intersection"] == len(ids(data / "hospital-a" / "patients.csv", "patient_id") & passives)
-    assert set(metrics["holdout"]) == {"auc", "accuracy"}
+    assert set(metrics["holdout"]) == {"accuracy"} and metrics["classes"] == ["healthy", "coronary", "heart-failure"]
     assert metrics["predicted_patients"] == len(ids(data / "hospital-a" / "new-patients.csv", "patient_id") & passives)
-    assert metrics["encrypted_test"]["auc"] > 0.9 and "common patients found by PSI" in proc.stderr
+    # three epochs: above the most common diagnosis (0.44 of the patients); the full demo's bar is OK_ACCURACY
+    assert metrics["encrypted_test"]["accuracy"] > 0.5 and "common patients found by PSI" in proc.stderr
 
 
 def test_hospitals_data_and_settings_match_the_demo(tmp_path):
