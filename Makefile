@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PROTOS := $(shell find psi vfl -name '*.proto' 2>/dev/null)
 
-EXAMPLES := banks hospitals psi-only
+EXAMPLES := bank-credit hospitals psi-only
 
 .PHONY: demo test fuzz bench proto clean help $(addprefix example-,$(EXAMPLES))
 
@@ -16,7 +16,7 @@ help:
 	@echo "make test   - the whole test suite (with a short run of the fuzz targets)"
 	@echo "make fuzz   - the fuzz targets at length: hypothesis (100x make test's examples), then atheris"
 	@echo "make bench  - benchmarks against their named peers (last line of each is JSON)"
-	@echo "make example-banks | example-hospitals | example-psi-only - an example's run.sh (examples/)"
+	@echo "make example-bank-credit | example-hospitals | example-psi-only - an example's run.sh (examples/)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -30,9 +30,9 @@ def same_files(written: list[Path], committed_root: Path, written_root: Path) ->
     assert len(written) == len(list(committed_root.rglob("*.csv")))
 
 
-# ---------------------------------------------------------------------------------------------- banks
-def test_banks_run_sh(tmp_path):
-    example = copy_example("banks", tmp_path)
+# ---------------------------------------------------------------------------------------------- bank-credit
+def test_bank_credit_run_sh(tmp_path):
+    example = copy_example("bank-credit", tmp_path)
     out = run_script(example, "run.sh", EPOCHS="1").stdout
     data = example / "data"
     at_b = {str(int(v)) for v in ids(data / "bank-b" / "accounts.csv", "customer_id")}   # bank-b's id_format
@@ -69,8 +69,8 @@ def test_banks_run_sh(tmp_path):
     assert_nodes_stopped(example)
 
 
-def test_banks_notebook(tmp_path):
-    example = copy_example("banks", tmp_path)
+def test_bank_credit_notebook(tmp_path):
+    example = copy_example("bank-credit", tmp_path)
     proc = subprocess.run([sys.executable, "notebook.py"], capture_output=True, text=True, timeout=900,
                           cwd=example, env=user_env(EPOCHS="1"))
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -78,9 +78,9 @@ def test_banks_notebook(tmp_path):
     assert "applicants scored" in proc.stdout
 
 
-def test_banks_data_is_what_make_data_writes(tmp_path):
-    module = load_script(EXAMPLES / "banks" / "make_data.py")
-    same_files(module.write(tmp_path), EXAMPLES / "banks" / "data", tmp_path)
+def test_bank_credit_data_is_what_make_data_writes(tmp_path):
+    module = load_script(EXAMPLES / "bank-credit" / "make_data.py")
+    same_files(module.write(tmp_path), EXAMPLES / "bank-credit" / "data", tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------- hospitals
