@@ -12,11 +12,9 @@ import json
 import threading
 import time
 
-from psi.protocol.session import make_hello, run_in_process
 from tests.job.conftest import job_spec
-from tests.job.local import LocalNetwork, LocalNode
+from tests.job.local import LocalNetwork, LocalNode, ProgressNetwork
 from vfl.errors import VflError
-from vfl.job.network import psi_config
 from vfl.job.party_data import has_alignment
 from vfl.job.registry import JobRegistry
 from vfl.protocol.messages import CloseJobRequest, ForwardRequest
@@ -67,35 +65,6 @@ def test_a_job_waiting_for_a_lost_peer_is_cancelled_at_once(configs):
         found = status_of(config, "cancel-waiting")
         assert found["state"] == "cancelled" and "cancelled by the test" in found["reason"], found
     assert "cancel-waiting" not in host.passive_jobs
-
-
-class ProgressNetwork(LocalNetwork):
-    """LocalNetwork whose in-process PSI reports the active party's progress, as a node's PSI session does; the
-    first report waits until `on_first_report` returned."""
-
-    def __init__(self, *args, on_first_report, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.on_first_report = on_first_report
-        self.reports = []
-
-    def run_psi(self, spec, ids, ledger, progress):
-        config = psi_config(spec, 0, f"{spec.job_id}.psi.1")
-        names = [p.name for p in spec.passives]
-        hello = make_hello(config, spec.active, names, len(ids))
-        jobs = {name: self.passives[name].passive(spec.job_id, self.active) for name in names}
-        id_lists = {spec.active: list(ids), **{name: job.claim_psi(hello, self.active) for name, job in jobs.items()}}
-
-        def report(party, stage, done, total):
-            if party != spec.active:
-                return
-            if not self.reports:
-                self.on_first_report()
-            self.reports.append((stage, done, total))
-            progress(stage, done, total)
-        results = run_in_process(id_lists, spec.active, config, progress=report)
-        for name, job in jobs.items():
-            job.on_psi_result(results[name].ids, results[name].rows)
-        return results[spec.active]
 
 
 def test_a_job_in_the_middle_of_its_psi_session_is_cancelled_at_once(configs):
