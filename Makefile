@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PROTOS := $(shell find psi vfl -name '*.proto' 2>/dev/null)
 
-EXAMPLES := banks hospitals psi-only
+EXAMPLES := bank-credit hospitals psi-only
 
 .PHONY: demo test fuzz bench proto clean help $(addprefix example-,$(EXAMPLES))
 
@@ -16,7 +16,7 @@ help:
 	@echo "make test   - the whole test suite (with a short run of the fuzz targets)"
 	@echo "make fuzz   - the fuzz targets at length: hypothesis (100x make test's examples), then atheris"
 	@echo "make bench  - benchmarks against their named peers (last line of each is JSON)"
-	@echo "make example-banks | example-hospitals | example-psi-only - an example's run.sh (examples/)"
+	@echo "make example-bank-credit | example-hospitals | example-psi-only - an example's run.sh (examples/)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,7 +57,7 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	@mkdir -p bench-out
-	@set -e; for b in he_bench psi_bench train_bench privacy_bench quality_bench defaults_bench governance_bench scale_bench serve_bench; do \
+	@set -e; for b in he_bench psi_bench train_bench privacy_bench quality_bench defaults_bench governance_bench scale_bench serve_bench job_memory_bench; do \
 	  if [ -f benchmarks/$$b.py ]; then \
 	    echo "== benchmarks/$$b.py"; \
 	    $(PY) benchmarks/$$b.py | tee bench-out/$$b.log; \

@@ -53,9 +53,9 @@ print('  ' + $2)"
 run psi
 show psi "f\"{r['intersection']} patients are at all three (hospital-a keeps the list: {path(r['aligned_ids'])})\""
 run train
-show train "f\"test AUC {r['test']['auc']:.3f}, accuracy {r['test']['accuracy']:.3f} on {r['split']['test']} patients\""
+show train "f\"test accuracy {r['test']['accuracy']:.3f} on {r['split']['test']} patients (3 classes)\""
 run evaluate
-show evaluate "f\"holdout AUC {r['metrics']['auc']:.3f}, accuracy {r['metrics']['accuracy']:.3f} ({r['rows']} patients)\""
+show evaluate "f\"holdout accuracy {r['metrics']['accuracy']:.3f} ({r['rows']} patients)\""
 run predict
 show predict "f\"{r['rows']} new patients diagnosed: {path(r['predictions'])}\""
 echo "results: work/results/*.json; node logs: work/{hospital-a,lab-b,imaging-c}.log"

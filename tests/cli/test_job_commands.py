@@ -102,6 +102,26 @@ def test_the_client_lists_shows_and_attaches(fed):
         client.close()
 
 
+def test_the_client_cancels_a_job_at_every_party(fed):
+    """Client.cancel (what `vfl cancel` calls): the job's status comes back cancelled, the submitter's stream ends
+    with the reason, and the passive node lists the job as cancelled too."""
+    from vfl.api import Client
+    thread, outcome = long_job(fed, "api-cancel", epochs=400)
+    client = Client.from_node_config(fed.configs["guest"])
+    try:
+        shown = client.cancel("api-cancel")
+    finally:
+        client.close()
+    assert shown["state"] == "cancelled" and "cancelled by" in shown["reason"], shown
+    thread.join(60)
+    assert "cancelled" in outcome.get("error", ""), outcome
+    passive = Client.from_node_config(fed.configs["host"])
+    try:
+        assert {j["job_id"]: j for j in passive.jobs()}["api-cancel"]["state"] == "cancelled"
+    finally:
+        passive.close()
+
+
 def test_vfl_cancel_stops_the_job_at_every_party(fed):
     thread, outcome = long_job(fed, "to-cancel", epochs=400)
     out = vfl_cli("cancel", "to-cancel", "--config", str(fed.configs["guest"]))

@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 READMES = [REPO / "README.md", *sorted((REPO / "examples").glob("*/README.md")), REPO / "examples" / "README.md"]
 
-BANKS_RUN = "tests/examples/test_examples.py::test_banks_run_sh"
+BANKS_RUN = "tests/examples/test_examples.py::test_bank_credit_run_sh"
 COVERED = {
     "vfl certs ca": ["tests/cli/test_certs.py::test_an_existing_ca_is_kept_without_force", BANKS_RUN],
     "vfl certs issue": ["tests/cli/test_certs.py::test_valid_dns_names_are_issued", BANKS_RUN],
@@ -48,16 +48,16 @@ COVERED = {
     "vfl psi --connect": ["tests/psi/test_grpc.py::test_cli_mutual_tls_with_peer_identity_checks",
                           "tests/examples/test_examples.py::test_psi_only_readme_standalone_commands"],
     "make demo": ["tests/examples/test_examples.py::test_vfl_demo_runs_the_hospitals_example"],   # runs `vfl demo`
-    "make example-banks": [BANKS_RUN],                                                   # each runs its run.sh
+    "make example-bank-credit": [BANKS_RUN],                                                   # each runs its run.sh
     "make example-hospitals": ["tests/examples/test_examples.py::test_hospitals_run_sh"],
     "make example-psi-only": ["tests/examples/test_examples.py::test_psi_only_run_sh"],
     "make test": [],                                                                     # this suite itself
     "make fuzz": ["tests/fuzz/test_make_fuzz.py::test_make_fuzz_runs_hypothesis_then_atheris"],   # narrowed
-    "examples/banks/run.sh": [BANKS_RUN],
+    "examples/bank-credit/run.sh": [BANKS_RUN],
     "examples/hospitals/run.sh": ["tests/examples/test_examples.py::test_hospitals_run_sh"],
     "examples/psi-only/run.sh": ["tests/examples/test_examples.py::test_psi_only_run_sh"],
     "./certs.sh": [BANKS_RUN, "tests/examples/test_examples.py::test_psi_only_readme_standalone_commands"],
-    "python notebook.py": ["tests/examples/test_examples.py::test_banks_notebook"],
+    "python notebook.py": ["tests/examples/test_examples.py::test_bank_credit_notebook"],
 }
 # selects what a command does, so each is its own form
 _SELECTORS = {"--serve", "--connect", "--kube", "--version"}

@@ -12,7 +12,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "vfl-party"
-EXAMPLES = REPO / "examples" / "banks" / "k8s"
+EXAMPLES = REPO / "examples" / "bank-credit" / "k8s"
 BANK_A = EXAMPLES / "bank-a-values.yaml"
 BANK_B = EXAMPLES / "bank-b-values.yaml"
 TRAIN_JOB = EXAMPLES / "train-job.yaml"

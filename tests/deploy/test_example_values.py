@@ -17,7 +17,7 @@ EXAMPLE_VALUES = sorted((REPO / "examples").glob("*/k8s/*-values.yaml"))
 
 
 def test_every_example_with_nodes_has_values_for_each_party():
-    for example in ("banks", "hospitals"):
+    for example in ("bank-credit", "hospitals"):
         parties = {p.parent.name for p in (REPO / "examples" / example).glob("*/node.yaml")}
         with_values = {p.name.removesuffix("-values.yaml") for p in EXAMPLE_VALUES if p.parts[-3] == example}
         assert parties and parties == with_values, example

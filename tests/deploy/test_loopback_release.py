@@ -10,9 +10,9 @@ as NOTES.txt tells operators to.
 Two organizations, two CAs: each bank's certificate comes from its own CA and each CA bundle holds both.
 
 bank-b's release trains its own bottom model: its values name `models: {ln: "bank_models.nets:tabular_bottom"}` and
-`extraPythonPath: python`, the test copies that package (examples/banks/bank_models) onto bank-b's volume where the
-manifest's PYTHONPATH points, as an operator would, and the job spec names `ln` for bank-b. The node can import the
-module only through the manifest's PYTHONPATH.
+`extraPythonPath: python`, the test copies that package (examples/bank-credit/bank_models) onto bank-b's volume where
+the manifest's PYTHONPATH points, as an operator would, and the job spec names `ln` for bank-b. The node can import
+the module only through the manifest's PYTHONPATH.
 
 Each process runs in the container's declared workingDir, with only the image's environment (the Dockerfile's ENV,
 PATH pointing at this checkout's virtualenv instead of /opt/vfl) plus the manifest's env; nothing of the host's
@@ -60,7 +60,7 @@ def free_port() -> int:
 IMAGE_VENV = "/opt/vfl/bin"                  # the Dockerfile's virtualenv
 BASE_IMAGE_PATH = "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"   # python:3.11-slim's PATH
 KEYHOOK = Path(__file__).parent / "keyhook"
-MODEL_PACKAGE = REPO / "examples" / "banks" / "bank_models"   # the banks example's package, copied onto bank-b's volume
+MODEL_PACKAGE = REPO / "examples" / "bank-credit" / "bank_models"   # the example's package, copied onto bank-b's volume
 BANK_B_MODELS = {"ln": "bank_models.nets:tabular_bottom"}
 
 
@@ -108,7 +108,7 @@ def process_environment(ctr: dict, mounts, instruments: Instruments) -> dict[str
 
 
 def install_model_code(directory: Path) -> None:
-    """What bank-b's operator copies onto its volume: the banks example's package bank_models."""
+    """What bank-b's operator copies onto its volume: the bank-credit example's package bank_models."""
     shutil.copytree(MODEL_PACKAGE, directory / "bank_models", ignore=shutil.ignore_patterns("__pycache__"),
                     dirs_exist_ok=True)
 
@@ -119,9 +119,10 @@ def working_dir(ctr: dict, mounts) -> str:
 
 
 def bank_tables() -> dict[str, pd.DataFrame]:
-    """The banks example's tables (examples/banks/data), which its values' datasets describe: bank-a's customers
-    with the label, bank-b's accounts with zero-padded customer numbers (its dataset's id_format) and missing cells."""
-    data = REPO / "examples" / "banks" / "data"
+    """The bank-credit example's tables (examples/bank-credit/data), which its values' datasets describe: bank-a's
+    customers with the label, bank-b's accounts with zero-padded customer numbers (its dataset's id_format) and
+    missing cells."""
+    data = REPO / "examples" / "bank-credit" / "data"
     return {"bank-a": pd.read_csv(data / "bank-a" / "customers.csv", dtype=str, keep_default_na=False),
             "bank-b": pd.read_csv(data / "bank-b" / "accounts.csv", dtype=str, keep_default_na=False)}
 

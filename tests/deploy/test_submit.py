@@ -501,7 +501,7 @@ def test_docs_list_every_permission():
     for _, resource, verb in kube.RBAC_RULES.values():   # e.g. "`create`, `patch` and `delete` on `configmaps`"
         assert re.search(rf"`{verb}`(?:(?!on `)[^;\n])*on `{re.escape(resource)}`", section), \
             f"docs/deploy.md RBAC list lacks {verb} on {resource}"
-    assert "examples/banks/k8s/submitter-role.yaml" in section
+    assert "examples/bank-credit/k8s/submitter-role.yaml" in section
 
 
 def test_every_request_a_submission_makes_is_granted(chart):

@@ -32,9 +32,9 @@ def same_files(written: list[Path], committed_root: Path, written_root: Path) ->
     assert len(written) == len(list(committed_root.rglob("*.csv")))
 
 
-# ---------------------------------------------------------------------------------------------- banks
-def test_banks_run_sh(tmp_path):
-    example = copy_example("banks", tmp_path)
+# ---------------------------------------------------------------------------------------------- bank-credit
+def test_bank_credit_run_sh(tmp_path):
+    example = copy_example("bank-credit", tmp_path)
     out = run_script(example, "run.sh", EPOCHS="1").stdout
     data = example / "data"
     at_b = {str(int(v)) for v in ids(data / "bank-b" / "accounts.csv", "customer_id")}   # bank-b's id_format
@@ -76,8 +76,8 @@ def test_banks_run_sh(tmp_path):
     assert_nodes_stopped(example)
 
 
-def test_banks_notebook(tmp_path):
-    example = copy_example("banks", tmp_path)
+def test_bank_credit_notebook(tmp_path):
+    example = copy_example("bank-credit", tmp_path)
     proc = subprocess.run([sys.executable, "notebook.py"], capture_output=True, text=True, timeout=900,
                           cwd=example, env=user_env(EPOCHS="1"))
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -85,9 +85,9 @@ def test_banks_notebook(tmp_path):
     assert "applicants scored" in proc.stdout
 
 
-def test_banks_data_is_what_make_data_writes(tmp_path):
-    module = load_script(EXAMPLES / "banks" / "make_data.py")
-    same_files(module.write(tmp_path), EXAMPLES / "banks" / "data", tmp_path)
+def test_bank_credit_data_is_what_make_data_writes(tmp_path):
+    module = load_script(EXAMPLES / "bank-credit" / "make_data.py")
+    same_files(module.write(tmp_path), EXAMPLES / "bank-credit" / "data", tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------- hospitals
@@ -98,10 +98,18 @@ def test_hospitals_run_sh(tmp_path):
     passives = ids(data / "lab-b" / "results.csv", "patient_id") & ids(data / "imaging-c" / "scans.csv", "patient_id")
     common = ids(data / "hospital-a" / "patients.csv", "patient_id") & passives
     assert result(example, "psi")["intersection"] == len(common)
-    assert 0.5 < result(example, "train")["test"]["auc"] <= 1
-    assert result(example, "evaluate")["rows"] == len(ids(data / "hospital-a" / "holdout.csv", "patient_id") & passives)
+    train = result(example, "train")
+    # one epoch (a handful of steps) is a smoke run: test_vfl_demo_runs_the_hospitals_example checks what it learns
+    assert train["task"] == "multiclass" and 0 <= train["test"]["accuracy"] <= 1
+    assert [h["epoch"] for h in train["history"]] == [1]
+    evaluate = result(example, "evaluate")
+    assert evaluate["rows"] == len(ids(data / "hospital-a" / "holdout.csv", "patient_id") & passives)
+    assert set(evaluate["metrics"]) == {"accuracy"}
     predict = result(example, "predict")
     assert predict["rows"] == len(ids(data / "hospital-a" / "new-patients.csv", "patient_id") & passives)
+    predictions = pd.read_csv(predict["predictions"])
+    assert list(predictions.columns) == ["patient_id", "p0", "p1", "p2"]   # classes in sorted order
+    assert (predictions[["p0", "p1", "p2"]].sum(axis=1) - 1).abs().max() < 1e-4
     assert "patients are at all three" in out
     assert_nodes_stopped(example)
 
@@ -117,9 +125,10 @@ def test_vfl_demo_runs_the_hospitals_example(tmp_path):
     data = EXAMPLES / "hospitals" / "data"
     passives = ids(data / "lab-b" / "results.csv", "patient_id") & ids(data / "imaging-c" / "scans.csv", "patient_id")
     assert metrics["intersection"] == len(ids(data / "hospital-a" / "patients.csv", "patient_id") & passives)
-    assert set(metrics["holdout"]) == {"auc", "accuracy"}
+    assert set(metrics["holdout"]) == {"accuracy"} and metrics["classes"] == ["healthy", "coronary", "heart-failure"]
     assert metrics["predicted_patients"] == len(ids(data / "hospital-a" / "new-patients.csv", "patient_id") & passives)
-    assert metrics["encrypted_test"]["auc"] > 0.9 and "common patients found by PSI" in proc.stderr
+    # three epochs: above the most common diagnosis (0.44 of the patients); the full demo's bar is OK_ACCURACY
+    assert metrics["encrypted_test"]["accuracy"] > 0.5 and "common patients found by PSI" in proc.stderr
     # where each party's governance records are, verified (issue 13: `make demo` prints them)
     assert set(metrics["governance"]) == {"hospital-a", "lab-b", "imaging-c"}
     for party, records in metrics["governance"].items():

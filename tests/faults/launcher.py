@@ -55,7 +55,9 @@ def install() -> None:
     wrap("_psi_progress", "psi-mid")  # its first progress report: the session is under way at both ends
     wrap("_setup_links", "setup")
     wrap("_run_epoch", "train", lambda job, epoch: epoch == 1)
-    wrap("evaluate", "evaluate", lambda job, positions, epoch: epoch == job.spec.train.epochs)
+    # the test evaluation: predict_rows over the test split (the validation of each epoch goes through `evaluate`)
+    wrap("predict_rows", "evaluate", lambda job, positions, phase, epoch: phase == "eval"
+         and positions is job.data.split.test)
     wrap("_close_succeeded", "close")
 
 

@@ -21,7 +21,7 @@ def vfl(*args: str) -> subprocess.CompletedProcess:
 
 
 def node_yaml(tmp_path: Path, allowed: list[str]) -> Path:
-    frame = pd.read_csv(REPO / "examples/banks/data/bank-a/customers.csv", dtype=str)
+    frame = pd.read_csv(REPO / "examples/bank-credit/data/bank-a/customers.csv", dtype=str)
     frame["contact"] = [positives()["email"][i % 20] for i in range(len(frame))]
     (tmp_path / "data").mkdir(exist_ok=True)
     frame.to_csv(tmp_path / "data" / "customers.csv", index=False)

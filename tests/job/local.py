@@ -78,6 +78,35 @@ class LocalNetwork:
         return results[spec.active]
 
 
+class ProgressNetwork(LocalNetwork):
+    """LocalNetwork whose in-process PSI reports the active party's progress, as a node's PSI session does; the
+    first report waits until `on_first_report` (if given) returned."""
+
+    def __init__(self, *args, on_first_report=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.on_first_report = on_first_report
+        self.reports = []
+
+    def run_psi(self, spec, ids, ledger, progress):
+        config = psi_config(spec, 0, f"{spec.job_id}.psi.1")
+        names = [p.name for p in spec.passives]
+        hello = make_hello(config, spec.active, names, len(ids))
+        jobs = {name: self.passives[name].passive(spec.job_id, self.active) for name in names}
+        id_lists = {spec.active: list(ids), **{name: job.claim_psi(hello, self.active) for name, job in jobs.items()}}
+
+        def report(party, stage, done, total):
+            if party != spec.active:
+                return
+            if not self.reports and self.on_first_report is not None:
+                self.on_first_report()
+            self.reports.append((stage, done, total))
+            progress(stage, done, total)
+        results = run_in_process(id_lists, spec.active, config, progress=report)
+        for name, job in jobs.items():
+            job.on_psi_result(results[name].ids, results[name].rows)
+        return results[spec.active]
+
+
 def run_local_job(spec: JobSpec, configs: Mapping[str, object], tamper: Tamper | None = None,
                   defense=None, registries: Mapping[str, JobRegistry] | None = None) -> dict:
     """Run `spec` with every party in this process; `configs` maps each party to its node config.

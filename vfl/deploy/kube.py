@@ -175,8 +175,8 @@ def pick_node(deployments: list[dict], release: str, namespace: str, job_active:
 # ---------------------------------------------------------------------------------------------- API calls
 
 #: Every Kubernetes API call this module makes, with the RBAC rule it needs: (API group, resource, verb).
-#: docs/deploy.md and examples/banks/k8s/submitter-role.yaml grant exactly these; tests/deploy/test_submit.py checks that
-#: this table covers every call in this file and that the Role grants it.
+#: docs/deploy.md and examples/bank-credit/k8s/submitter-role.yaml grant exactly these; tests/deploy/test_submit.py
+#: checks that this table covers every call in this file and that the Role grants it.
 RBAC_RULES: dict[str, tuple[str, str, str]] = {
     "list_namespaced_deployment": ("apps", "deployments", "list"),
     "list_namespaced_service": ("", "services", "list"),
@@ -243,7 +243,7 @@ def _likely_cause(status: int, method: str, namespace: str) -> str:
                 "missing or expired (log in to the cluster again)")
     if status == 403:
         return (f"RBAC: the account we act as lacks {_rule_text(method, namespace)}; docs/deploy.md lists every "
-                "permission `vfl submit --kube` needs (examples/banks/k8s/submitter-role.yaml)")
+                "permission `vfl submit --kube` needs (examples/bank-credit/k8s/submitter-role.yaml)")
     if status == 404:
         return f"namespace {namespace!r} or the object does not exist (check --namespace and the kubeconfig context)"
     if status == 422:

@@ -21,6 +21,7 @@ from typing import Callable, Iterator, TypeVar
 import numpy as np
 import torch
 
+from psi.errors import PsiError
 from vfl.data import sealed
 from vfl.data.atomic import atomic_write_bytes, atomic_write_text
 from vfl.data.id_shape import note_for_active, parse_shape
@@ -52,6 +53,12 @@ RESULT = "result.json"
 #: reconnections in a row, without a completed stage or epoch between them, after which a job fails
 MAX_RESUMES = 3
 T = TypeVar("T")
+
+
+class PsiCancelled(PsiError):
+    """Raised in a cancelled job's PSI progress report: the session aborts at once, and its peers hear why."""
+
+    grpc_code = "CANCELLED"
 
 
 class JobStopped(Exception):
@@ -407,6 +414,10 @@ class ActiveJob:
             build_bottom(own, int(self.table.features.shape[1]), self.bottom_factory, spec.active)
 
     def _psi_progress(self, stage: str, done: int, total: int) -> None:
+        if self._stop is not None and self._stop.outcome == status.CANCELLED:
+            # a cancel ends the session now, telling its peers why (a large PSI may run for many minutes); a drain
+            # lets it finish if it can, since a job stopped before its alignment is saved cannot resume
+            raise PsiCancelled(f"job {self.spec.job_id} was {self._stop.reason}")
         now = time.time()
         if now - self._psi_progress_at > 0.5 or done >= total:  # at most two events a second
             self._psi_progress_at = now
@@ -421,13 +432,13 @@ class ActiveJob:
         (PSI runs once per job, vfl/job/psi_once.py), so a retry never gives a second look at its IDs; the job
         then fails with that reason.
         """
-        from psi.errors import PsiError
         wait = self.node.config.timeouts.resume_wait_seconds
         deadline = time.time() + wait
         while True:
             try:
                 return self.network.run_psi(self.spec, ids, self.ledger, self._psi_progress)
             except PsiError as exc:
+                self._check_stop()  # cancelled meanwhile (the session was ended for it): no retry
                 code = getattr(exc, "code", None) or exc.grpc_code
                 if code not in RECOVERABLE or time.time() > deadline:
                     raise
@@ -796,6 +807,7 @@ class ActiveJob:
         wait = self.node.config.timeouts.resume_wait_seconds
         deadline = time.time() + wait
         while True:
+            self._check_stop()  # a cancel or a drain does not wait for a lost peer
             try:
                 return call()
             except PeerCallError as exc:

@@ -24,7 +24,7 @@ from psi.errors import OutOfOrder as PsiOutOfOrder
 from vfl.data.id_shape import shape_of_ids
 from vfl.data import sealed
 from vfl.data.atomic import atomic_write_bytes, atomic_write_text, serialized
-from vfl.errors import ConfigError, DataError, OutOfOrder, ProtocolError, StorageError
+from vfl.errors import ConfigError, DataError, OutOfOrder, ProtocolError, StorageError, quote, shorten
 from vfl.job import checkpoint, psi_once, status
 from vfl.job.ledger import JOURNAL, WireLedger
 from vfl.job.lineage import record_job_lineage
@@ -98,6 +98,7 @@ class PassiveJob:
         self.bottom_factory = None       # this party's own bottom model factory, if the job names one
         self.bottom_factory_path = None
         self.half = None                 # the scheme's passive half, from set-up on
+        self.closed_as: tuple[str, str] | None = None  # (outcome, reason) once closed without success
 
     def handle(self, request: Request) -> Reply:
         """Answer one of the active party's step calls, recording both in this job's wire ledger."""
@@ -108,9 +109,19 @@ class PassiveJob:
             raise ProtocolError(f"job {self.spec.job_id!r}: {type(request).__name__} is not a step call")
         self.renew()
         self.ledger.record_message("received", self.active, request)
-        reply = handler(request)
+        try:
+            reply = handler(request)
+        except OutOfOrder:
+            self._raise_if_closed()  # closed meanwhile (a cancel here, the lease): say how, not just "not ready"
+            raise
         self.ledger.record_message("sent", self.active, reply)
         return reply
+
+    def _raise_if_closed(self) -> None:
+        if self.state == JobState.CLOSED and self.closed_as is not None:
+            outcome, reason = self.closed_as
+            raise OutOfOrder(f"job {self.spec.job_id!r} was closed at {self.party!r} as {outcome}"
+                             + (f" ({reason})" if reason else ""))
 
     # ---------------------------------------------------------------- lease
     def renew(self) -> float:
@@ -264,7 +275,7 @@ class PassiveJob:
             if self.state != JobState.READY:
                 raise OutOfOrder(f"forward: job {self.spec.job_id!r} is {self.state}, not ready")
             if req.phase not in PHASES:
-                raise ProtocolError(f"forward: unknown phase {req.phase!r}")
+                raise ProtocolError(f"forward: unknown phase {quote(req.phase)}")
             if self.pending is not None:
                 raise OutOfOrder(f"forward: step {self.pending['step']} of epoch {self.pending['epoch']} "
                                  "still waits for its backward call")
@@ -370,7 +381,7 @@ class PassiveJob:
                 return self._commit()
             if req.status == "succeeded":
                 raise ProtocolError(f"close: job {self.spec.job_id!r}: a job that succeeded closes in two phases "
-                                    f"(prepare, commit), not {req.phase or 'at once'!r}")
+                                    f"(prepare, commit), not {quote(req.phase) if req.phase else 'at once'}")
             return self._abort(req.status, req.reason)
 
     def _prepare(self, req: CloseJobRequest) -> CloseJobReply:
@@ -406,8 +417,10 @@ class PassiveJob:
     def _abort(self, outcome: str, reason: str) -> CloseJobReply:
         """Close without success: staged artifacts are discarded; the checkpoints stay (a suspended job resumes)."""
         if outcome not in (status.FAILED, status.CANCELLED, status.SUSPENDED, status.INTERRUPTED):
-            raise ProtocolError(f"close: unknown status {outcome!r}")
+            raise ProtocolError(f"close: unknown status {quote(outcome)}")
         checkpoint.discard_staged(self.job_dir)
+        reason = shorten(reason or "")  # the active party's words, kept here: bounded like any error message
+        self.closed_as = (outcome, reason)
         payload = {}
         try:  # on a full or read-only disk the job still closes; its log says what could not be recorded
             payload = self._write_report() if self.state != JobState.CLOSED else {}

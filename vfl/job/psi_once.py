@@ -22,6 +22,7 @@ from psi.errors import OutOfOrder as PsiOutOfOrder
 from psi.errors import PermissionDenied as PsiPermissionDenied
 from psi.protocol.messages import Hello, Mode
 from vfl.data.atomic import atomic_create
+from vfl.errors import quote
 from vfl.job.spec import JobSpec
 
 CLAIM_FILE = "psi-session.json"
@@ -47,7 +48,7 @@ def describe_claim(claim: dict | None) -> str:
     if not claim:
         return "an earlier session"
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(claim.get("claimed_at", 0)))
-    return f"session {claim.get('session_id')!r} ({claim.get('mode')}, {when})"
+    return f"session {quote(claim.get('session_id'))} ({claim.get('mode')}, {when})"
 
 
 def once_per_job_message(job_id: str, party: str, claim: dict | None, state: str | None = None) -> str:
@@ -79,13 +80,14 @@ def mismatches(spec: JobSpec, hello: Hello, party: str) -> list[str]:
     expected = {"mode": (spec.psi_mode, f"job kind {spec.kind!r}"), "strip": (spec.psi.strip, "psi.strip"),
                 "lowercase": (spec.psi.lowercase, "psi.lowercase")}
     received = {"mode": Mode(hello.mode).value, "strip": hello.strip, "lowercase": hello.lowercase}
-    found = [f"{key}: expected {want!r} ({source}), received {received[key]!r}"
+    found = [f"{key}: expected {want!r} ({source}), received {quote(received[key])}"
              for key, (want, source) in expected.items() if received[key] != want]
     parties = [spec.active] + sorted(p.name for p in spec.passives)
     if list(hello.parties[:1]) != [spec.active] or sorted(hello.parties[1:]) != parties[1:]:
-        found.append(f"parties: expected {parties} (the job's, active party first), received {list(hello.parties)}")
+        found.append(f"parties: expected {parties} (the job's, active party first), "
+                     f"received {quote(list(hello.parties))}")
     if hello.recipient != party:
-        found.append(f"recipient: expected {party!r}, received {hello.recipient!r}")
+        found.append(f"recipient: expected {party!r}, received {quote(hello.recipient)}")
     return found
 
 

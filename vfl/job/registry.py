@@ -13,17 +13,32 @@ from typing import Callable, Iterator
 
 from vfl.data.atomic import atomic_write_text
 from vfl.errors import (ConfigError, NotFound, OutOfOrder, PermissionDenied, ProtocolError, TooManyRequests,
-                        Unavailable, VflError, status_of)
+                        Unavailable, VflError, quote, shorten, status_of)
 from vfl.job import checkpoint, psi_once, status
 from vfl.job.caps import check_caps, check_parameters
 from vfl.job.events import Event, EventLog
 from vfl.job.limits import OpenJobLimiter
-from vfl.job.spec import parse_job_spec_yaml
+from vfl.job.spec import check_job_id, parse_job_spec_yaml
 from vfl.job.state import JobState
 from vfl.protocol.messages import (FRESH, CloseJobReply, CloseJobRequest, OpenJob, OpenJobReply, RenewLease,
                                    RenewLeaseReply, Reply, Request)
 
 log = logging.getLogger("vfl.jobs")
+
+
+def check_peer_job_id(job_id: str) -> None:
+    """A job id a peer sent names a folder under jobs_dir: it is checked before anything uses it (in a path, a
+    message, a log line), and refused with a quotation cut short."""
+    try:
+        check_job_id(job_id)
+    except ConfigError as exc:
+        raise ProtocolError(str(exc)) from None
+
+
+def peer_reason(reason: str) -> str:
+    """The reason an active party gives for closing a job, as this node keeps it (status.json, its log): bounded
+    like any error message, whatever length the peer sent."""
+    return shorten(reason or "")
 
 
 def check_policy(spec, policy, party: str) -> None:
@@ -229,6 +244,8 @@ class JobRegistry:
     def handle(self, request: Request, caller: str) -> Reply:
         """Answer a call of the active party `caller` (authenticated by the transport), recording it in its job's
         wire ledger: the one entry point of the passive side, for the gRPC service and the in-process link alike."""
+        if not isinstance(request, OpenJob):  # an OpenJob's is checked where its refusal is logged
+            check_peer_job_id(request.job_id)
         if isinstance(request, OpenJob):
             reply = self.open_passive(request, caller)
             job = self.passive(request.job_id, caller)
@@ -245,6 +262,7 @@ class JobRegistry:
         """Join the job the active party `caller` opens here, or resume it; every outcome goes to the log."""
         spec = None
         try:
+            check_peer_job_id(request.job_id)
             spec = parse_job_spec_yaml(request.spec_yaml)
             reply = self._open_passive(request, spec, caller)
         except Exception as exc:
@@ -258,14 +276,14 @@ class JobRegistry:
     def log_open_refused(self, request: OpenJob, caller: str, exc: BaseException, spec=None) -> None:
         kind = spec.kind if spec is not None else "unknown: the spec did not parse"
         reason = " ".join(str(exc).split())  # one line per attempt, whatever the peer's spec made the message
-        log.warning("OpenJob refused: job %r (kind %r) from caller %r: %s: %s", request.job_id, kind, caller,
+        log.warning("OpenJob refused: job %s (kind %r) from caller %r: %s: %s", quote(request.job_id), kind, caller,
                     status_of(exc), reason)
 
     def _open_passive(self, request: OpenJob, spec, caller: str) -> OpenJobReply:
         from vfl.job.passive import PassiveJob
         party = self.node.config.party
         if spec.job_id != request.job_id:
-            raise ConfigError(f"open: job id {request.job_id!r} disagrees with the spec's {spec.job_id!r}")
+            raise ConfigError(f"open: job id {quote(request.job_id)} disagrees with the spec's {spec.job_id!r}")
         if caller != spec.active:
             raise PermissionDenied(f"job {spec.job_id!r} names {spec.active!r} as active party; "
                                    f"the call came from {caller!r}")
@@ -439,10 +457,15 @@ class JobRegistry:
             checkpoint.discard_committed(job_dir)
         checkpoint.discard_staged(job_dir)
         if request.status not in (status.FAILED, status.CANCELLED, status.SUSPENDED):
-            raise ProtocolError(f"close: unknown status {request.status!r}")
-        status.write_status(job_dir, party, state=request.status, reason=request.reason or None)
+            raise ProtocolError(f"close: unknown status {quote(request.status)}")
+        if state in (status.FAILED, status.CANCELLED):  # closed here first (e.g. this node's operator cancelled it)
+            log.info("job %r: already %s here; the active party's close (%s) leaves it so", request.job_id, state,
+                     request.status)
+            return CloseJobReply()
+        reason = peer_reason(request.reason)
+        status.write_status(job_dir, party, state=request.status, reason=reason or None)
         log.info("job %r: closed (%s) from its saved state%s", request.job_id, request.status,
-                 f": {' '.join(request.reason.split())}" if request.reason else "")
+                 f": {' '.join(reason.split())}" if reason else "")
         return CloseJobReply()
 
     # ------------------------------------------------------------------ leases

@@ -10,7 +10,7 @@ from psi.errors import PermissionDenied as PsiPermissionDenied
 from psi.errors import PsiError
 from psi.protocol.messages import Mode
 from psi.transport.server import add_psi_service as mount_psi_service
-from vfl.errors import PermissionDenied, StorageError
+from vfl.errors import PermissionDenied, StorageError, quote
 from vfl.transport.psi_wire import PsiServerCounter
 
 log = logging.getLogger("vfl.psi")
@@ -47,9 +47,9 @@ def add_psi_service(server, registry) -> None:
         try:  # the node's own rule: a certificate matching several configured identities is refused
             who = node.identify(list(peer.names))
         except PermissionDenied as exc:
-            raise PsiPermissionDenied(f"PSI for job {job_id!r}: {exc}") from None
+            raise PsiPermissionDenied(f"PSI for job {quote(job_id)}: {exc}") from None
         if who != job.active:
-            raise PsiPermissionDenied(f"PSI for job {job_id!r} may only be run by its active party "
+            raise PsiPermissionDenied(f"PSI for job {quote(job_id)} may only be run by its active party "
                                       f"{job.active!r}; the call came from {who!r}")
         return who
 
@@ -59,14 +59,14 @@ def add_psi_service(server, registry) -> None:
             job = registry.passive_jobs.get(job_id)
         try:
             if job is None:
-                raise PsiPermissionDenied(f"no open job {job_id!r} at {node.config.party!r} for PSI")
+                raise PsiPermissionDenied(f"no open job {quote(job_id)} at {node.config.party!r} for PSI")
             caller = caller_of(job_id, job, peer)
             try:
                 ids = job.claim_psi(hello, caller)
             except StorageError as exc:
                 raise ClaimNotWritten(str(exc), exc.status) from None
         except PsiError as exc:
-            log.warning("PSI session %s for job %r from %s refused: %s: %s", hello.session_id, job_id,
+            log.warning("PSI session %s for job %s from %s refused: %s: %s", quote(hello.session_id), quote(job_id),
                         list(peer.names) or "an uncertified peer", exc.grpc_code, " ".join(str(exc).split()))
             node.audit.record(", ".join(peer.names) or "an uncertified peer", "psi session refused",
                               job_id=job_id[:200], session=hello.session_id[:64], status=str(exc.grpc_code))

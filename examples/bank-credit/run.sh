@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The banks example end to end, each bank's node its own process: certificates, both nodes, a check of the
+# The bank-credit example end to end, each bank's node its own process: certificates, both nodes, a check of the
 # connection, then PSI -> train -> evaluate -> predict with `vfl run` at bank-a, and both nodes stopped again.
 #   ./run.sh                 # about a minute on two cores
 #   EPOCHS=1 ./run.sh        # quicker (the test suite runs this)

@@ -1,4 +1,4 @@
-"""The banks example from Python, cell by cell (paste the cells into a notebook, or run: python notebook.py).
+"""The bank-credit example from Python, cell by cell (paste the cells into a notebook, or run: python notebook.py).
 
 `Federation` starts both banks' nodes as separate processes on this machine, with a development CA and mutual TLS,
 from the same tables and dataset options as bank-a/node.yaml and bank-b/node.yaml. The nodes stop when the `with`
