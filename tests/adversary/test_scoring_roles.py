@@ -240,8 +240,9 @@ def test_the_wire_checker_catches_an_unmasked_product_and_activations_on_the_wir
 
 def _passive_holdings(run) -> tuple[bytes, dict]:
     """Every byte the passive party holds after scoring: its node's files and every scoring message it saw."""
+    from vfl.data import sealed   # its job files as it reads them: sealed ones opened with its own at-rest key
     home = run["workdir"] / "host"
-    blobs = [p.read_bytes() for p in home.rglob("*") if p.is_file()]
+    blobs = [sealed.read_bytes(p) for p in home.rglob("*") if p.is_file()]
     log = run["workdir"] / "host.log"
     if log.exists():
         blobs.append(log.read_bytes())
