@@ -69,9 +69,10 @@ def print_json(obj: dict) -> None:
 
 
 def _proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of one live process, from /proc (Linux)."""
+    """utime + stime of one live process plus cutime + cstime (its children that exited and were reaped, e.g. a
+    worker pool already shut down), from /proc (Linux). Live children are not in cutime, so nothing counts twice."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_seconds(pid: int) -> float:
