@@ -54,7 +54,7 @@ class Spill:
     def __init__(self, parent: Optional[Union[str, Path]] = None, prefix: str = "spill-"):
         if parent is not None:
             Path(parent).mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        self.dir = Path(tempfile.mkdtemp(prefix="." + prefix, suffix=".tmp", dir=parent))
         self._aead = ChaCha20Poly1305(ChaCha20Poly1305.generate_key())
         self._lock = threading.Lock()
         self._next_file = 0
@@ -96,9 +96,9 @@ class _Schema:
             if spec == TEXT:
                 self.kinds[name] = TEXT
             elif isinstance(spec, tuple):
-                self.kinds[name] = (np.dtype(spec[0]), int(spec[1]))
+                self.kinds[name] = (np.dtype(spec[0]), int(spec[1]))   # a matrix (width may be 0)
             else:
-                self.kinds[name] = (np.dtype(spec), 0)
+                self.kinds[name] = (np.dtype(spec), None)               # one value per record
 
     def rows(self, frame: Frame) -> int:
         lengths = {len(frame[name]) for name in self.names}
@@ -160,10 +160,10 @@ class _Schema:
                 out[name] = values
             else:
                 dtype, width = self.kinds[name]
-                count = n * max(width, 1)
+                count = n if width is None else n * width
                 array = np.frombuffer(view, dtype=dtype, count=count, offset=at).copy()
                 at += count * dtype.itemsize
-                out[name] = array.reshape(n, width) if width else array
+                out[name] = array if width is None else array.reshape(n, width)
         return out
 
     def empty(self) -> Frame:
@@ -173,7 +173,7 @@ class _Schema:
                 out[name] = []
             else:
                 dtype, width = self.kinds[name]
-                out[name] = np.zeros((0, width) if width else 0, dtype=dtype)
+                out[name] = np.zeros(0 if width is None else (0, width), dtype=dtype)
         return out
 
     def concat(self, frames: list[Frame]) -> Frame:
@@ -214,7 +214,8 @@ class Buckets:
         self.sizes = np.zeros(count, dtype=np.int64)   # records added per bucket
 
     def _path(self, bucket: int) -> Path:
-        return self.spill.dir / f"{self._number}-{bucket}.bin"
+        # named like an atomic writer's temp file (".<name>.tmp"): a node deletes such strays when it starts
+        return self.spill.dir / f".{self._number}-{bucket}.tmp"
 
     def add(self, bucket: Union[np.ndarray, int], frame: Frame) -> None:
         """Records of ``frame`` (a dict of equally long columns), record i into bucket ``bucket[i]`` (or all into

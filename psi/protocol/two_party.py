@@ -92,8 +92,8 @@ class TwoPartyRole(Party):
         free = free_bytes(getattr(self.ids, "spill_dir", None))
         need = SPILL_BYTES_PER_PEER_ID * n_peer
         if need > free:
-            raise TooLarge(f"session {self.session_id}: {self.peer} declared {n_peer:,} IDs; this party cannot allocate "
-                           f"the {need:,} bytes that needs on its disk ({free:,} bytes free)")
+            raise TooLarge(f"session {self.session_id}: {self.peer} declared {n_peer:,} IDs; this party cannot "
+                           f"allocate the {need:,} bytes that needs on its disk ({free:,} bytes free)")
 
     def _begin(self) -> None:
         self.state = "exchanging points"
