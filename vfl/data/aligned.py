@@ -32,8 +32,10 @@ from vfl.errors import DataError
 
 META = "meta.json"
 KIND = "PSI alignment"
-#: table rows read at once while aligning (a block of the table, and about the rows of one bucket)
+#: table rows read at once while aligning (a block of the table, and about the rows of one bucket), at most...
 BLOCK_ROWS = 1 << 16
+#: ...and about this many bytes of features and IDs per block, so that a wide table's blocks stay as small
+BLOCK_BYTES = 4 << 20
 
 
 class AlignedTable:
@@ -83,13 +85,14 @@ def _columns(width: int, label_dtype) -> dict:
 
 def write_aligned_table(table: PreparedTable, row_chunks: Iterable[np.ndarray], directory: Path,
                         canon: Canonicalization, party: str | None = None,
-                        block_rows: int = BLOCK_ROWS) -> AlignedTable:
+                        block_rows: int | None = None) -> AlignedTable:
     """The rows `row_chunks` gives (table rows in the agreed order, a chunk at a time) as aligned columns in
     `directory`; see the module docstring."""
     directory = Path(directory)
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
     n = len(table)
+    block_rows = block_rows or max(256, min(BLOCK_ROWS, BLOCK_BYTES // (8 * table.feature_dim + 64)))
     blocks = bucket_count(n, block_rows)
     block_rows = -(-max(n, 1) // blocks)          # more rows per block above MAX_BUCKETS blocks
     label_dtype = table.labels.dtype if table.labels is not None else None

@@ -8,7 +8,7 @@ psi.core.spill; a candidate pair is confirmed on the IDs themselves) and writes 
 without it is an unfinished build that the next open starts again. The job reads what it needs from there: PSI the
 IDs chunk by chunk (`id_source`), the alignment after PSI every column block by block (`blocks`).
 
-Memory while building: one chunk of the file (FRAME_CHUNK_ROWS rows), the spill's buffer and one bucket of keys.
+Memory while building: one chunk of the file (vfl.data.readers.chunk_rows_for), the spill's buffer and one bucket of keys.
 A snapshot also means a dataset file replaced during the job cannot misalign its rows.
 """
 from __future__ import annotations

@@ -23,8 +23,10 @@ from vfl.errors import DataError
 
 MAGIC = b"VFLROWS1"
 HEADER_BYTES = 256
-#: rows read at once when a file is read front to back
+#: rows read at once when a text column is read front to back
 CHUNK_ROWS = 1 << 16
+#: bytes read at once when an array file is read front to back (rows of a wide matrix are many bytes each)
+CHUNK_BYTES = 4 << 20
 #: rows between two wanted rows that `take` reads through rather than seeking
 GAP_ROWS = 16
 
@@ -176,7 +178,9 @@ class ArrayFile:
         return self._array(self._in.read(HEADER_BYTES + start * self.row_bytes, (stop - start) * self.row_bytes),
                            stop - start).copy()
 
-    def chunks(self, size: int = CHUNK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+    def chunks(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, rows) front to back, `size` rows at a time (default: about CHUNK_BYTES)."""
+        size = size or max(1, CHUNK_BYTES // max(self.row_bytes, 1))
         for start in range(0, self.rows, size):
             yield start, self.read(start, start + size)
 

@@ -25,7 +25,7 @@ from psi.core.spill import Spill
 from vfl.data.columns import Where, check_unique_ids, id_strings, numeric_column, text_column
 from vfl.data.ids import IdFormat
 from vfl.data.labels import TASKS, check_class_count, sorted_classes, with_positive_class
-from vfl.data.readers import FRAME_CHUNK_ROWS, iter_frames, table_columns
+from vfl.data.readers import iter_frames, table_columns
 from vfl.data.schema import Schema
 from vfl.data.table import (ON_UNKNOWN, _absent, _apply_fills, _categorical_block,
                             _check_feature_names, _fill_rule, _label_column, _statistic_text, _training_columns,
@@ -59,7 +59,7 @@ class StreamedTable:
                  label: str | None = None, categorical: Sequence[str] = (), schema: Schema | None = None,
                  task: str | None = "binary", on_unknown: str = "zero", missing: dict | None = None,
                  id_format: IdFormat | None = None, read_label: bool = True, positive_class: str | None = None,
-                 chunk_rows: int = FRAME_CHUNK_ROWS, spill_dir: Path | None = None, ids_only: bool = False):
+                 chunk_rows: int | None = None, spill_dir: Path | None = None, ids_only: bool = False):
         if task is not None and task not in TASKS:
             raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
         if positive_class is not None and task != "binary":

@@ -512,8 +512,12 @@ class ActiveJob:
             load_part(self.model, saved["model"], spec.party(spec.active).bottom, spec.model_job, spec.active)
 
     def _setup_done(self) -> None:
-        self.emit("log", f"set up: split {self.data.split.sizes()}", stage="setup",
-                  metrics={"split": self.data.split.sizes()})
+        if self.data.split is None:   # a prediction uses every aligned row, in order
+            self.emit("log", f"set up: {len(self.data.ids)} aligned rows to predict", stage="setup",
+                      metrics={"rows": len(self.data.ids)})
+        else:
+            self.emit("log", f"set up: split {self.data.split.sizes()}", stage="setup",
+                      metrics={"split": self.data.split.sizes()})
         if self.spec.kind == "train":
             self._size_batches()
 

@@ -50,14 +50,16 @@ def prepare_dataset(ds: DatasetConfig, job_dir: Path, task: str, schema=None, wi
 
 
 def audit_for_job(ds: DatasetConfig, job_dir: Path, allowed: frozenset[str], uses_features: bool):
-    """The data audit every job runs at every party when it opens (vfl/governance/audit.py).
+    """The data audit every job runs at every party when it opens (vfl/governance/audit.py), reading the table in
+    chunks: its column statistics and detectors over an even sample of JOB_AUDIT_MAX_ROWS rows when the table is
+    longer, its row count and quasi-identifier k over every row.
 
     The report is saved as the job's audit.json, for this party only. A job that trains or scores on the features
     refuses feature columns the audit flags as personal data unless this node's policy allows them by name.
     """
     from vfl.data.atomic import atomic_write_text
-    from vfl.governance.audit import audit_dataset
-    report = audit_dataset(ds)
+    from vfl.governance.audit import audit_stream
+    report = audit_stream(ds)   # read in chunks; the column statistics over an even sample of a long table
     atomic_write_text(job_dir / "audit.json", report.to_json(), "data audit")
     refused = report.pii_features(allowed) if uses_features else []
     if refused:
@@ -93,7 +95,7 @@ class AlignedData:
     ids: Sequence[str]          # common IDs in the agreed order (training: in memory; prediction: on disk)
     features: StandardizedRows  # this party's rows in that order, read on demand
     label: np.ndarray | None
-    split: Split
+    split: Split | None         # None for a prediction
     feature_names: list[str]
     table: AlignedTable | None = None
 
@@ -205,9 +207,7 @@ def align(aligned: AlignedTable, spec: JobSpec, standardizer=None, ids_in_memory
         ids = np.array(list(aligned.ids), dtype=object)
         split = split_by_id(ids, spec.split.validation, spec.split.test, spec.split.seed)
     else:
-        ids = aligned.ids
-        everything = np.arange(len(aligned))
-        split = Split(train=everything, validation=everything[:0], test=everything[:0])
+        ids, split = aligned.ids, None   # a prediction: every row, front to back
     if standardizer is None:
         standardizer = fit_standardizer(aligned.features, split.train)
     label = np.asarray(aligned.labels.read(0, len(aligned))) if aligned.labels is not None else None
