@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import weakref
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -92,21 +93,49 @@ class PsiResult:
     party's input row indices of the common IDs in the agreed order (the same order at every party), and
     ``ids`` the canonical common IDs in that order (identical at every party; computed on first access).
     In cardinality mode both are None.
+
+    A 2-party session leaves its rows on disk, in its encrypted spill (:mod:`psi.core.spill`): ``row_chunks``
+    reads them in bounded memory, ``rows`` loads them all (once). ``close`` deletes the spill (so does garbage
+    collection); read what you need first.
     """
 
     def __init__(self, *, party: str, session_id: str, mode: Mode, size: int, set_sizes: dict,
-                 rows: Optional[np.ndarray], id_source=None, canonicalization: Canonicalization | None = None,
-                 peak_rss: int = 0, ids: Optional[list[str]] = None):
+                 rows, id_source=None, canonicalization: Canonicalization | None = None,
+                 peak_rss: int = 0, ids: Optional[list[str]] = None, spill=None):
         self.party = party
         self.session_id = session_id
         self.mode = Mode(mode)
         self.size = int(size)
         self.set_sizes = dict(set_sizes)
-        self.rows = rows
+        self._rows = rows                         # ndarray, a spill's bucket file (Buckets), or None
         self.peak_rss = peak_rss
         self._id_source = id_source
         self._canon = canonicalization or Canonicalization()
         self._ids: Optional[list[str]] = ids      # the protocol may already have them (N-party digest)
+        self._spill = spill
+        self._finalizer = weakref.finalize(self, spill.close) if spill is not None else None
+
+    @property
+    def rows(self) -> Optional[np.ndarray]:
+        if self._rows is None or isinstance(self._rows, np.ndarray):
+            return self._rows
+        self._rows = np.concatenate([np.zeros(0, dtype=np.int64), *self.row_chunks()])
+        return self._rows
+
+    def row_chunks(self, size: int = 1 << 20) -> Iterator[np.ndarray]:
+        """The rows in the agreed order, at most ``size`` at a time (nothing in cardinality mode)."""
+        if self._rows is None:
+            return
+        if isinstance(self._rows, np.ndarray):
+            for start in range(0, len(self._rows), size):
+                yield self._rows[start:start + size]
+            return
+        if self._spill is None or self._spill.closed:
+            raise PsiConfigError("the result's rows were deleted with its spill (PsiResult.close)")
+        for block in self._rows.blocks(0):
+            rows = block["row"]
+            for start in range(0, len(rows), size):
+                yield rows[start:start + size]
 
     @property
     def ids(self) -> Optional[list[str]]:
@@ -116,6 +145,11 @@ class PsiResult:
             raw = self._id_source.gather(self.rows) if len(self.rows) else []
             self._ids = [canonical_id(v, self._canon, int(r)) for v, r in zip(raw, self.rows)]
         return self._ids
+
+    def close(self) -> None:
+        """Delete what the session left on disk (its rows, unless ``rows`` loaded them)."""
+        if self._finalizer is not None:
+            self._finalizer()
 
     def __repr__(self) -> str:
         return (f"PsiResult(party={self.party!r}, session={self.session_id!r}, mode={self.mode.value}, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import secrets
 from collections import deque
 from concurrent.futures import Future, InvalidStateError
 from typing import Callable, Optional
@@ -19,10 +20,10 @@ import numpy as np
 
 from psi.config import Progress
 from psi.core.engine import Engine
+from psi.core.spill import TEXT, Spill, bucket_bits, bucket_count, leading_bits
 from psi.error_ids import internal_error_detail
 from psi.errors import (InvalidPoint, MalformedMessage, OutOfOrder, PeerError, PsiError, PsiInputError,
                         SessionTimeout, TooLarge, WrongSession, clip)
-from psi.protocol.ids import IdSource
 from psi.protocol.link import EOF, Link
 from psi.protocol.messages import Abort, Chunk, Message, Stage, WIDTH
 
@@ -209,11 +210,72 @@ def chunk_count(total: int, chunk_size: int) -> int:
     return (total + chunk_size - 1) // chunk_size
 
 
+class ShuffledIds:
+    """This party's IDs in a uniformly random order, built on disk in bounded memory.
+
+    One pass over the IDs sends each (row, ID) to a bucket drawn at random (OS-seeded generator) in a
+    :class:`~psi.core.spill.Spill`; :meth:`take` then reads the buckets one after another, each shuffled with
+    :func:`secure_permutation`. A uniformly random bucket per item followed by a uniform shuffle of each bucket is a
+    uniformly random permutation of all items, and only one bucket (about ``BUCKET_ITEMS`` IDs) is in memory at a
+    time. With a single bucket (up to ``BUCKET_ITEMS`` IDs) the order is exactly ``secure_permutation(n)``.
+    """
+
+    def __init__(self, ids, spill: Spill, permutation: Callable[[int], np.ndarray],
+                 per_bucket: Optional[int] = None):
+        self.total = len(ids)
+        self.permutation = permutation
+        count = bucket_count(self.total, per_bucket)
+        self.buckets = spill.buckets(count, {"row": np.int64, "id": TEXT})
+        rng = np.random.Generator(np.random.PCG64(secrets.randbits(128)))
+        for start, values in ids.chunks(CHECK_CHUNK):
+            rows = np.arange(start, start + len(values), dtype=np.int64)
+            which = rng.integers(0, count, size=len(values)) if count > 1 else 0
+            self.buckets.add(which, {"row": rows, "id": list(values)})
+        self.buckets.flush()
+        self._next_bucket = 0
+        self._rows = np.zeros(0, dtype=np.int64)
+        self._values: list = []
+        self._at = 0
+
+    def __len__(self) -> int:
+        return self.total
+
+    def take(self, size: int) -> tuple[np.ndarray, list]:
+        """The next ``size`` (row, ID) pairs of the random order (fewer at the end)."""
+        rows, values = [], []
+        wanted = size
+        while wanted > 0:
+            if self._at >= len(self._rows):
+                if self._next_bucket >= self.buckets.count:
+                    break
+                self._load(self._next_bucket)
+                self._next_bucket += 1
+                continue
+            end = min(len(self._rows), self._at + wanted)
+            rows.append(self._rows[self._at:end])
+            values += self._values[self._at:end]
+            wanted -= end - self._at
+            self._at = end
+        return (np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)), values
+
+    def _load(self, b: int) -> None:
+        frame = self.buckets.read(b)
+        self.buckets.drop(b)
+        order = np.asarray(self.permutation(len(frame["row"])), dtype=np.int64)
+        self._rows = frame["row"][order]
+        self._values = [frame["id"][i] for i in order.tolist()]
+        self._at = 0
+
+
 class OwnStream:
     """Hashes and blinds this party's IDs chunk by chunk in a random row order, in parallel, and hands the
     results to ``emit(index, offset, data)`` strictly in order. At most ``window`` chunks are computing at
     once, so tasks for the peer's chunks never queue behind all of ours. ``task(ids, rows)``, if given,
     replaces hash-and-blind as the per-chunk computation (a Future of ``out_bytes`` per ID).
+
+    The order is ``order`` (row numbers, with ``ids.gather``) or, for a set that need not fit in memory, a
+    :class:`ShuffledIds` given as ``order``. With ``keep_rows`` the rows of every emitted chunk stay in
+    :attr:`rows_of` until the caller pops them (when the peer returns that chunk).
 
     Flow control: with ``max_outstanding``, no new chunk is started while that many emitted chunks have not
     come back from the peer (see :meth:`acked`). A party that is faster than its peer therefore cannot pile
@@ -221,10 +283,10 @@ class OwnStream:
     the CPU to the peer.
     """
 
-    def __init__(self, party: Party, ids: IdSource, order: np.ndarray, salt: bytes, canon, scalar: bytes,
+    def __init__(self, party: Party, ids, order, salt: bytes, canon, scalar: bytes,
                  chunk_size: int, out_bytes: int, emit: Callable[[int, int, bytes], None], label: str,
                  window: int, max_outstanding: Optional[int] = None,
-                 task: Optional[Callable[[list, list], Future]] = None):
+                 task: Optional[Callable[[list, list], Future]] = None, keep_rows: bool = False):
         self.party = party
         self.task = task
         self.ids = ids
@@ -245,6 +307,8 @@ class OwnStream:
         self.inflight = 0
         self.max_outstanding = max_outstanding
         self.acknowledged = 0
+        self.keep_rows = keep_rows
+        self.rows_of: dict[int, np.ndarray] = {}
 
     @property
     def done(self) -> bool:
@@ -255,16 +319,24 @@ class OwnStream:
         self.acknowledged = chunks
         self.pump()
 
+    def _rows_and_ids(self, k: int) -> tuple[np.ndarray, list]:
+        if isinstance(self.order, ShuffledIds):   # chunks are taken in order, k = 0, 1, ...
+            return self.order.take(self.chunk_size)
+        rows = self.order[k * self.chunk_size:(k + 1) * self.chunk_size]
+        return rows, self.ids.gather(rows)
+
     def pump(self) -> None:
         while self.inflight < self.window and self.next_submit < self.chunks and (
                 self.max_outstanding is None or self.next_submit - self.acknowledged < self.max_outstanding):
             k = self.next_submit
             self.next_submit += 1
-            rows = self.order[k * self.chunk_size:(k + 1) * self.chunk_size]
+            rows, values = self._rows_and_ids(k)
+            if self.keep_rows:
+                self.rows_of[k] = np.asarray(rows, dtype=np.int64)
             if self.task is not None:
-                fut = self.task(self.ids.gather(rows), rows.tolist())
+                fut = self.task(values, rows.tolist())
             else:
-                fut = self.party.engine.hash_and_blind(self.ids.gather(rows), self.salt, self.canon, self.scalar,
+                fut = self.party.engine.hash_and_blind(values, self.salt, self.canon, self.scalar,
                                                        rows.tolist(), self.out_bytes)
             self.inflight += 1
             self.party.submit(fut, lambda data, k=k: self._ready(k, data))
@@ -286,41 +358,49 @@ class OwnStream:
 CHECK_CHUNK = 1 << 16
 
 
-def check_own_ids(engine, ids: IdSource, canon) -> None:
+def check_own_ids(engine, ids, canon) -> None:
     """Refuse this party's own invalid or duplicate IDs before any of its points leaves it.
 
     Checked at the end of the stream instead, a duplicate showed the peer two equal blinded points, and the
     chunks already exchanged let the peer match them against its own set: it named the duplicated ID and the
     aborted session's intersection. Now an invalid input aborts the session before the first point.
     Raises PsiInputError (null, empty, not a string; naming the row) or DuplicateIdError (naming the rows).
+
+    Memory stays bounded: the 64-bit keys (a hash of each canonical ID) go to buckets on disk by their leading
+    bits (:mod:`psi.core.spill`, under the source's ``spill_dir``), and each bucket is searched for equal keys alone.
     """
     from psi.core.hashing import canonical_id
     from psi.core.setops import duplicate_candidates
     from psi.errors import DuplicateIdError
-    total = len(ids)
-    keys = np.empty(total, dtype=np.uint64)
-    pending: deque = deque()   # at most 2 tasks per worker in flight: the gathered IDs stay few in memory
+    bits = bucket_bits(len(ids))
+    with Spill(getattr(ids, "spill_dir", None), prefix="psi-check-") as spill:
+        keys = spill.buckets(1 << bits, {"key": np.uint64, "row": np.int64})
+        pending: deque = deque()   # at most 2 tasks per worker in flight: the IDs sent to them stay few in memory
 
-    def collect() -> None:
-        start, fut = pending.popleft()
-        data = np.frombuffer(fut.result(), dtype="<u8")
-        keys[start:start + len(data)] = data
+        def collect() -> None:
+            rows, fut = pending.popleft()
+            data = np.frombuffer(fut.result(), dtype="<u8").astype(np.uint64)
+            keys.add(leading_bits(data, bits), {"key": data, "row": rows})
 
-    for start in range(0, total, CHECK_CHUNK):
-        rows = np.arange(start, min(start + CHECK_CHUNK, total))
-        pending.append((start, engine.id_keys(ids.gather(rows), canon, rows.tolist())))
-        if len(pending) >= 2 * engine.parallelism:
+        for start, values in ids.chunks(CHECK_CHUNK):
+            rows = np.arange(start, start + len(values), dtype=np.int64)
+            pending.append((rows, engine.id_keys(values, canon, rows.tolist())))
+            if len(pending) >= 2 * engine.parallelism:
+                collect()
+        while pending:
             collect()
-    while pending:
-        collect()
-    for i, j in duplicate_candidates(keys):
-        ri, rj = sorted((i, j))
-        a, b = ids.gather(np.array([ri, rj]))
-        ca, cb = canonical_id(a, canon, ri), canonical_id(b, canon, rj)
-        if ca == cb:
-            raw = f" (as {clip(repr(a), 80)} and {clip(repr(b), 80)})" if a != b else ""
-            raise DuplicateIdError(f"duplicate ID {clip(repr(ca), 80)} at rows {ri} and {rj}{raw}: IDs must be "
-                                   "unique after canonicalization")
+        keys.flush()
+        for b in range(keys.count):
+            frame = keys.read(b)
+            keys.drop(b)
+            for i, j in duplicate_candidates(frame["key"]):
+                ri, rj = sorted((int(frame["row"][i]), int(frame["row"][j])))
+                a, c = ids.gather(np.array([ri, rj], dtype=np.int64))
+                ca, cc = canonical_id(a, canon, ri), canonical_id(c, canon, rj)
+                if ca == cc:
+                    raw = f" (as {clip(repr(a), 80)} and {clip(repr(c), 80)})" if a != c else ""
+                    raise DuplicateIdError(f"duplicate ID {clip(repr(ca), 80)} at rows {ri} and {rj}{raw}: IDs must "
+                                           "be unique after canonicalization")
 
 
 def point_errors(fut, stream: InStream, index: int, offset: int):

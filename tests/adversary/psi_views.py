@@ -104,15 +104,28 @@ class Session:
     error: Optional[BaseException] = None       # set when the session aborted (allow_error=True)
 
 
-def _secrets(party) -> dict:
+def _two_party_send_order(party, ids: list, sent: list) -> np.ndarray:
+    """A 2-party role's own send order (position i: the row of the i-th point it sent), as the role knows it:
+    its points are H(id)^scalar of its own IDs, and it kept every point it sent. (The protocol builds the order on
+    disk and does not keep it in memory.)"""
+    from psi.core.hashing import hash_and_blind
+    points = b"".join(m.data for _, m in sent if isinstance(m, Chunk) and m.stage == Stage.BLINDED)
+    mine = hash_and_blind(ids, party.hello.salt, party.canon, party.scalar, None, 32) if ids else b""
+    row_of = {mine[32 * r:32 * r + 32]: r for r in range(len(ids))}
+    return np.array([row_of[points[i:i + 32]] for i in range(0, len(points), 32)], dtype=np.int64)
+
+
+def _secrets(party, ids: list, sent: list) -> dict:
     """One party's own secrets, read from its protocol object after the session. A party whose session
     aborted before it drew them (an invalid input is refused before the first point) holds none."""
+    if isinstance(party, TwoPartyRole):
+        if not hasattr(party, "scalar"):
+            return {}
+        return {"order": _two_party_send_order(party, ids, sent), "scalar": party.scalar}
     if not hasattr(party, "order"):
         return {}
     out: dict = {"order": np.array(party.order, copy=True)}
-    if isinstance(party, TwoPartyRole):
-        out["scalar"] = party.scalar
-    elif isinstance(party, MultiActive):
+    if isinstance(party, MultiActive):
         out["a"], out["a_inv"] = party.a, party.a_inv
         if party.mode == Mode.CARDINALITY:
             out["exchange_scalar"] = party.exchange.scalar
@@ -157,7 +170,7 @@ def run_session(lists: dict, active: str, config: psi.PsiConfig, engine=None, al
         own_hellos = sent if name == active else received
         hello = next(m for _, m in own_hellos if isinstance(m, Hello))
         views[name] = View(me=name, role="active" if name == active else "passive", ids=list(ids), hello=hello,
-                           secrets=_secrets(parties[name]), received=received, sent=sent,
+                           secrets=_secrets(parties[name], list(ids), sent), received=received, sent=sent,
                            output=results.get(name))
     return Session(views, results, error)
 

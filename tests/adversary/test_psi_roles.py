@@ -324,15 +324,22 @@ def test_cardinality_attack_wins_against_weakened_protocols(engine, monkeypatch,
     peer = "p" if role == "a" else "a"
     if weakness.startswith("peer returns"):
         real = two_party.TwoPartyRole._return_sorted
+        real_on_blinded = two_party.TwoPartyRole._on_blinded
+
+        def keep_received(self, msg):
+            if thread_party() == peer:
+                self.__dict__.setdefault("received_blinded", {})[msg.index] = msg.data
+            return real_on_blinded(self, msg)
 
         def return_in_received_order(self):
             if thread_party() != peer:
                 return real(self)
             for j in range(self.peer_chunks):
-                part = self.z_peer[j * self.chunk:(j + 1) * self.chunk]
-                self.send(self.peer, Chunk(self.session_id, Stage.DOUBLE, j, len(part), setops.values_to_bytes(part)))
+                data = blind_points(self.scalar, self.received_blinded[j], 16, True)
+                self.send(self.peer, Chunk(self.session_id, Stage.DOUBLE, j, len(data) // 16, data))
             self.peer_next_return = self.peer_chunks
 
+        monkeypatch.setattr(two_party.TwoPartyRole, "_on_blinded", keep_received)
         monkeypatch.setattr(two_party.TwoPartyRole, "_return_sorted", return_in_received_order)
     elif weakness.startswith("peer scalar"):
         weak_new_scalar(monkeypatch, SID, {peer})

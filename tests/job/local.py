@@ -9,7 +9,7 @@ PSI protocol (psi's in-process runner), only the transport differs (vfl.protocol
 from __future__ import annotations
 
 import uuid
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 from psi import PsiResult
 from psi.protocol.session import make_hello, run_in_process
@@ -62,19 +62,20 @@ class LocalNetwork:
         tamper = (lambda message: self.tamper(peer, message)) if self.tamper else None
         return InProcessLink(peer, lambda request: registry.handle(request, self.active), tamper)
 
-    def run_psi(self, spec: JobSpec, ids: Sequence[str], ledger: WireLedger, progress: PsiProgress) -> PsiResult:
+    def run_psi(self, spec: JobSpec, ids, ledger: WireLedger, progress: PsiProgress) -> PsiResult:
+        from psi import Mode
         config = psi_config(spec, 0, f"{spec.job_id}.psi.{uuid.uuid4().hex[:8]}")
         names = [p.name for p in spec.passives]
         hello = make_hello(config, spec.active, names, len(ids))
         jobs = {name: self.passives[name].passive(spec.job_id, self.active) for name in names}
-        id_lists = {spec.active: list(ids), **{name: job.claim_psi(hello, self.active) for name, job in jobs.items()}}
+        id_lists = {spec.active: ids, **{name: job.claim_psi(hello, self.active) for name, job in jobs.items()}}
         results = run_in_process(id_lists, spec.active, config, engine=self.psi_engine)
         for name, job in jobs.items():
             result = results[name]
-            if result.rows is None:
+            if result.mode == Mode.CARDINALITY:
                 job.on_cardinality_result(result.size)
             else:
-                job.on_psi_result(result.ids, result.rows)
+                job.on_psi_result(result)
         return results[spec.active]
 
 

@@ -29,19 +29,24 @@ class ComputeConfig:
     object_store_mb: int = 256
     # ray: the Ray namespace of this node's jobs; None = "vfl-<party>"
     namespace: str | None = None
+    # both: overlap a job's per-batch work with its peer's (vfl/job, docs/scale.md "Keeping the cluster busy"):
+    # the randomness of the next batch's encryptions is computed while the party waits, and evaluation and
+    # prediction send the next batch while the last one is decrypted. The same messages, the same model.
+    pipeline: bool = True
 
 
 def parse_compute(sec: Section) -> ComputeConfig:
     """node.yaml `compute`; the ray-only keys are refused under the local backend, so a typo cannot go unnoticed."""
     d = ComputeConfig()
     backend = sec.str("backend", d.backend, choices=BACKENDS)
+    pipeline = sec.bool("pipeline", d.pipeline)
     if backend == "local":
         present = [k for k in RAY_KEYS if k in sec.data]
         if present:
             raise ConfigError(f"{sec.key(present[0])}: only the ray backend reads it (compute.backend is 'local'; "
                               f"set backend: ray to use a Ray cluster)")
         sec.reject_unknown()
-        return ComputeConfig()
+        return ComputeConfig(pipeline=pipeline)
     address = sec.str("address", d.address)
     if address.startswith("ray://"):
         raise ConfigError(f"{sec.key('address')}: {quote(address)} is a Ray Client address, which vfl does not use: "
@@ -55,7 +60,7 @@ def parse_compute(sec: Section) -> ComputeConfig:
         key_actors=sec.int("key_actors", None, min_value=1, max_value=1024),
         num_cpus=sec.int("num_cpus", None, min_value=1, max_value=1024),
         object_store_mb=sec.int("object_store_mb", d.object_store_mb, min_value=80, max_value=1_048_576),
-        namespace=sec.str("namespace", None))
+        namespace=sec.str("namespace", None), pipeline=pipeline)
     if address != RAY_LOCAL:
         for key in ("num_cpus", "object_store_mb"):
             if key in sec.data:

@@ -159,7 +159,7 @@ def remove_stray_temps(root: Path) -> list[Path]:
     removed: list[Path] = []
     if not Path(root).is_dir():
         return removed
-    for dirpath, _, files in os.walk(root):
+    for dirpath, dirs, files in os.walk(root, topdown=False):
         for name in files:
             if name.startswith(".") and name.endswith(TEMP_SUFFIX):
                 path = Path(dirpath) / name
@@ -168,6 +168,12 @@ def remove_stray_temps(root: Path) -> list[Path]:
                     removed.append(path)
                 except OSError as exc:
                     log.warning("cannot remove the stray temp file %s: %s", path, exc.strerror or exc)
+        for name in dirs:   # a spill's folder (psi.core.spill), emptied above
+            if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                try:
+                    (Path(dirpath) / name).rmdir()
+                except OSError:
+                    pass
     return removed
 
 

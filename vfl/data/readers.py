@@ -107,6 +107,63 @@ def read_frame(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+#: rows per chunk when a table is read in chunks (`iter_frames`), at most...
+FRAME_CHUNK_ROWS = 65_536
+#: ...and cells (rows x columns read) per chunk, so that a wide table's chunk stays as small as a narrow one's
+FRAME_CHUNK_CELLS = 1 << 19
+
+
+def chunk_rows_for(columns: int) -> int:
+    """Rows per chunk for a table read with `columns` columns."""
+    return max(256, min(FRAME_CHUNK_ROWS, FRAME_CHUNK_CELLS // max(columns, 1)))
+
+
+def table_columns(path: str | Path) -> list[str]:
+    """The header of a table file (checked as `read_frame` checks it), without reading its rows."""
+    path, kind = _existing(path)
+    with _read_errors(path, kind):
+        return _csv_header(path) if kind == "csv" else _parquet_names(path)
+
+
+def iter_frames(path: str | Path, chunk_rows: int | None = None,
+                columns: list[str] | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
+    """The table in chunks, as `read_frame` reads it whole: (number of the chunk's first data row, frame).
+
+    `chunk_rows` None: sized to the columns read (`chunk_rows_for`).
+    CSV chunks come from pandas' chunked reader, Parquet chunks from the file's record batches (row groups read a
+    batch at a time), so memory holds one chunk whatever the file's length. `columns` limits what is parsed (a CSV
+    row's surplus cells in other columns then pass unnoticed: read all columns where the file is validated). A
+    file with no data rows is a DataError, as for `read_frame`.
+    """
+    if chunk_rows is not None and (not isinstance(chunk_rows, int) or chunk_rows < 1):
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    path, kind = _existing(path)
+    row = 1
+    with _read_errors(path, kind):
+        names = _csv_header(path) if kind == "csv" else _parquet_names(path)
+        wanted = names if columns is None else [n for n in names if n in set(columns)]
+        chunk_rows = chunk_rows or chunk_rows_for(len(wanted))
+        if kind == "csv":
+            reader = pd.read_csv(path, sep=_separator(path), chunksize=chunk_rows,
+                                 usecols=None if columns is None else wanted, **_CSV_OPTIONS)
+            with reader:
+                for chunk in reader:
+                    chunk.columns = wanted
+                    if len(chunk):
+                        yield row, chunk.reset_index(drop=True)
+                        row += len(chunk)
+        else:
+            import pyarrow.parquet as pq
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=wanted):
+                frame = batch.to_pandas()
+                frame.columns = wanted
+                if len(frame):
+                    yield row, frame
+                    row += len(frame)
+    if row == 1:
+        raise DataError(f"{path.name}: the file has a header but no data rows")
+
+
 def _missing_id_column(path: Path, id_column: str, names: list[str]) -> DataError:
     return DataError(f"{path.name}: no id column {id_column!r} (columns: {names})")
 

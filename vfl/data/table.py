@@ -13,6 +13,7 @@ by default, counted in `PartyTable.unknown_categories` and reported once per col
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,9 +120,10 @@ def _training_columns(path: Path, frame: pd.DataFrame, id_column: str, features:
 
 
 def _categorical_block(path: Path, frame: pd.DataFrame, column: str, ids: np.ndarray,
-                       vocabulary: list[str] | None, on_unknown: str) -> tuple[np.ndarray, list[str], int]:
+                       vocabulary: list[str] | None, on_unknown: str, first_row: int = 1,
+                       warn: bool = True) -> tuple[np.ndarray, list[str], int]:
     """One-hot block, its vocabulary, and how many rows fell outside a saved vocabulary."""
-    where = Where(path.name, column, ids)
+    where = Where(path.name, column, ids, first_row)
     values = text_column(frame[column], where, "categorical value")
     vocab = sorted(set(values)) if vocabulary is None else list(vocabulary)
     block, unknown = one_hot(values, vocab)
@@ -130,14 +132,16 @@ def _categorical_block(path: Path, frame: pd.DataFrame, column: str, ids: np.nda
         detail = f"{where.row(first)}: value {quote(values[first])} was not seen in training"
         if on_unknown == "error":
             raise DataError(f"{detail} (known: {vocab[:20]})")
-        warnings.warn(f"{detail}; {len(unknown)} row(s) with unseen values get all-zero one-hot columns",
-                      UnknownCategoryWarning, stacklevel=3)
+        if warn:
+            warnings.warn(f"{detail}; {len(unknown)} row(s) with unseen values get all-zero one-hot columns",
+                          UnknownCategoryWarning, stacklevel=3)
     return block, vocab, len(unknown)
 
 
 def _label_column(path: Path, frame: pd.DataFrame, column: str, ids: np.ndarray, task: str | None,
-                  classes: list[str] | None, positive_class: str | None) -> tuple[np.ndarray, list[str] | None]:
-    where = Where(path.name, column, ids)
+                  classes: list[str] | None, positive_class: str | None,
+                  first_row: int = 1) -> tuple[np.ndarray, list[str] | None]:
+    where = Where(path.name, column, ids, first_row)
     if task == "regression" and classes is None:
         return numeric_column(frame[column], where, role="label"), None
     texts = text_column(frame[column], where, "label")
@@ -159,21 +163,43 @@ def _missing_mask(series: pd.Series) -> np.ndarray:
 
 def _fill_value(path: Path, frame: pd.DataFrame, column: str, rule: object, numeric: bool) -> str:
     """The text that replaces `column`'s missing cells: a statistic of its present values, or the constant."""
+    constant = _fill_rule(path, column, rule, numeric)
+    if constant is not None:
+        return constant
+    values = present_numbers(frame[column])
+    return _statistic_text(path, column, rule, values if len(values) else None,
+                           lambda: float(np.median(values)), len(values))
+
+
+def _fill_rule(path: Path, column: str, rule: object, numeric: bool) -> str | None:
+    """A constant fill's text, None for a statistic (checked: it needs a numeric column), or a DataError."""
     where = f"{path.name}: missing: column {column!r}"
     if rule in FILL_STATISTICS:
         if not numeric:
             raise DataError(f"{where}: {rule!r} needs a numeric column; give a categorical column a constant "
                             "such as 'unknown'")
-        present = frame[column][~_missing_mask(frame[column])]
-        values = pd.to_numeric(present.astype(object), errors="coerce").to_numpy(dtype=np.float64)
-        values = values[np.isfinite(values)]
-        if len(values) == 0:
-            raise DataError(f"{where}: no numeric values to take the {rule} of")
-        return repr(float(np.median(values) if rule == "median" else np.mean(values)))
+        return None
     if isinstance(rule, bool) or rule is None or (numeric and not isinstance(rule, (int, float))):
         expected = "'median', 'mean' or a number" if numeric else "a constant such as 'unknown'"
         raise DataError(f"{where}: fill {rule!r} is not {expected}")
     return str(rule)
+
+
+def present_numbers(series: pd.Series) -> np.ndarray:
+    """The finite numbers among a column's present (not missing) cells, as float64."""
+    present = series[~_missing_mask(series)]
+    values = pd.to_numeric(present.astype(object), errors="coerce").to_numpy(dtype=np.float64)
+    return values[np.isfinite(values)]
+
+
+def _statistic_text(path: Path, column: str, rule: object, values, median, count: int) -> str:
+    """The fill text of a statistic: the mean (exactly rounded sum / count) or `median()`."""
+    if count == 0:
+        raise DataError(f"{path.name}: missing: column {column!r}: no numeric values to take the {rule} of")
+    if rule == "median":
+        return repr(float(median()))
+    chunks = [values] if isinstance(values, np.ndarray) else values
+    return repr(math.fsum(v for chunk in chunks for v in chunk.tolist()) / count)
 
 
 def _fills(path: Path, frame: pd.DataFrame, missing: dict, numeric_cols: list[str],

@@ -8,10 +8,12 @@ with the party that made it: nothing of it is sent to a peer.
 """
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from vfl.data.columns import category_text, is_missing
@@ -21,6 +23,8 @@ from vfl.governance.detectors import Finding, detect, name_tokens, sample
 #: at a job's open, the column statistics and detectors of a table with more rows than this look at an even sample
 #: of this many rows (the row count and the quasi-identifier k always cover every row); `vfl audit` reads all
 JOB_AUDIT_MAX_ROWS = 100_000
+#: ...and at most this many cells (rows x columns) in that sample, so a wide table's sample stays small too
+JOB_AUDIT_MAX_CELLS = 1 << 20
 #: a column whose most frequent value covers at least this share of its non-missing rows is "near-constant"
 NEAR_CONSTANT_SHARE = 0.99
 #: groups smaller than this count as re-identifiable in the quasi-identifier summary (the usual k = 5)
@@ -134,6 +138,46 @@ def audit_frame(frame: pd.DataFrame, ds: DatasetConfig, today: dt.date | None = 
 def audit_dataset(ds: DatasetConfig, today: dt.date | None = None) -> AuditReport:
     from vfl.data.readers import read_frame
     return audit_frame(read_frame(ds.path), ds, today)
+
+
+def even_positions(rows: int, wanted: int) -> np.ndarray:
+    """`wanted` row positions spread evenly over `rows` rows, first and last included (a repeatable sample)."""
+    return np.unique(np.linspace(0, rows - 1, wanted).round().astype(np.int64))
+
+
+def audit_stream(ds: DatasetConfig, today: dt.date | None = None, max_rows: int | None = None,
+                 chunk_rows: int | None = None) -> AuditReport:
+    """The audit a job runs, reading the table in chunks (vfl.data.readers.iter_frames) instead of whole: one pass
+    counts the rows (the first column alone), a second keeps an even sample of `max_rows` rows for the column
+    statistics and detectors and counts the groups of the demographic columns over every row. Memory: one chunk, the
+    sample, and one count per distinct combination of the demographic columns. Up to `max_rows` rows it is
+    `audit_frame` of the whole table. `max_rows` None: JOB_AUDIT_MAX_ROWS, fewer for a table of more than
+    JOB_AUDIT_MAX_CELLS / JOB_AUDIT_MAX_ROWS columns."""
+    from vfl.data.readers import iter_frames, table_columns
+    names = table_columns(ds.path)
+    if max_rows is None:
+        max_rows = max(1000, min(JOB_AUDIT_MAX_ROWS, JOB_AUDIT_MAX_CELLS // max(len(names), 1)))
+    roles = {c: _role(c, ds) for c in names}
+    demographic = [c for c in names if roles[c] == "feature" and DEMOGRAPHIC_TOKENS & set(name_tokens(c))]
+    rows = sum(len(frame) for _, frame in iter_frames(ds.path, chunk_rows, columns=names[:1]))
+    positions = even_positions(rows, max_rows) if rows > max_rows else None
+    parts, groups = [], collections.Counter()
+    for first, frame in iter_frames(ds.path, chunk_rows):
+        if positions is None:
+            parts.append(frame)
+        else:
+            at = positions[(positions >= first - 1) & (positions < first - 1 + len(frame))] - (first - 1)
+            parts.append(frame.iloc[at])
+        if demographic:
+            keys = frame[demographic].astype(str).apply(lambda col: col.str.strip())
+            groups.update(keys.groupby(demographic, dropna=False).size().to_dict())
+    sample = pd.concat(parts, ignore_index=True)
+    reports = tuple(audit_column(sample[c], roles[c], today) for c in names)
+    quasi = QuasiIdentifiers(tuple(demographic), min(groups.values()),
+                             sum(v for v in groups.values() if v < SMALL_GROUP)) if demographic and groups \
+        else QuasiIdentifiers((), None, 0)
+    return AuditReport(dataset=ds.name, rows=rows, columns=reports, quasi_identifiers=quasi,
+                       column_sample_rows=len(sample) if positions is not None else None)
 
 
 def render_text(report: AuditReport) -> str:

@@ -17,7 +17,7 @@ from typing import Callable
 
 #: what each kind is, as paths relative to a job directory (directories are deleted whole)
 KINDS: dict[str, tuple[str, ...]] = {
-    "aligned_ids": ("aligned_ids.json", "aligned_rows.npy"),
+    "aligned_ids": ("aligned_ids.json", "aligned_rows.npy", "aligned", "table"),
     "checkpoints": ("checkpoints",),
     "model_parts": ("model",),
     "results": ("result.json", "predictions.csv", "privacy_report.json", "learning_curves.png", "roc.png",

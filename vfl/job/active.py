@@ -16,14 +16,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
 
 from psi.errors import PsiError
 from vfl.data import sealed
-from vfl.data.atomic import atomic_write_bytes, atomic_write_text
+from vfl.data.atomic import atomic_write_text
 from vfl.data.id_shape import note_for_active, parse_shape
 from vfl.errors import (RECOVERABLE, Cancelled, ConfigError, DataError, JobFailed, PeerCallError, Unavailable,
                         VflError, shorten)
@@ -33,8 +33,8 @@ from vfl.job.events import EventLog
 from vfl.job.ledger import JOURNAL, WireLedger
 from vfl.job.network import PeerNetwork
 from vfl.job.lineage import record_job_lineage
-from vfl.job.party_data import (align, audit_for_job, has_alignment, load_alignment, load_dataset, read_dataset,
-                                save_alignment)
+from vfl.job.party_data import (align, aligned_table, alignment_size, audit_for_job, has_alignment,
+                                prepare_dataset, release_tables, save_alignment)
 from vfl.job.peer import ActivePeer
 from vfl.job.private_random import for_node
 from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec, interactive_layout
@@ -105,7 +105,11 @@ class ActiveJob:
         self.links = {p.name: ActivePeer(p.name, network.link(p.name), spec, self.ledger, self.timer,
                                          node.compute) for p in spec.passives}
         self.own_key = None  # this party's key for the job, from set-up on; closed when the job ends
-        self.pool = ThreadPoolExecutor(max_workers=max(1, len(self.links)), thread_name_prefix=f"{spec.job_id}-link")
+        # two threads per link: with the pipeline, a batch's call to a peer runs while the last one is decrypted
+        self.pool = ThreadPoolExecutor(max_workers=max(1, 2 * len(self.links)),
+                                       thread_name_prefix=f"{spec.job_id}-link")
+        self.pipeline = node.config.compute.pipeline
+        self.pipe = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{spec.job_id}-pipe")
         self.metrics_history: list[dict] = []
         self.defense = defense
         self.epochs_started = 0  # for the DP accountant: a resumed epoch releases its gradients again
@@ -215,6 +219,7 @@ class ActiveJob:
             raise
         finally:
             self.pool.shutdown(wait=False)
+            self.pipe.shutdown(wait=False)
             self.ledger.close()
             self._close_key()
 
@@ -236,6 +241,7 @@ class ActiveJob:
             raise
         finally:
             self.pool.shutdown(wait=False)
+            self.pipe.shutdown(wait=False)
             self.ledger.close()
 
     def _stopped_message(self, stop: JobStopped) -> str:
@@ -296,8 +302,7 @@ class ActiveJob:
         return self._train(start=epoch)
 
     def _psi_result(self) -> dict:
-        ids, _ = load_alignment(self.job_dir)
-        return {"job_id": self.spec.job_id, "intersection": len(ids),
+        return {"job_id": self.spec.job_id, "intersection": alignment_size(self.job_dir),
                 "aligned_ids": str(self.job_dir / "aligned_ids.json")}
 
     # ------------------------------------------------------------------ resuming after a lost peer
@@ -392,26 +397,27 @@ class ActiveJob:
         dataset = self.dataset = self.node.dataset(spec.party(spec.active).dataset)
         if spec.kind == "train" and not dataset.label:
             raise DataError(f"dataset {dataset.name!r} of active party {spec.active!r} declares no label column")
-        frame = read_dataset(dataset)   # read once: the data audit and the table both use it
         audit_for_job(dataset, self.job_dir, self.node.config.policy.allow_pii_columns,
-                      uses_features=spec.kind in ("train", "predict"), frame=frame)
+                      uses_features=spec.kind in ("train", "predict"))
         schema = None
         if spec.kind == "predict":
             from vfl.data import Schema
             schema = Schema.from_json(sealed.read_text(self._model_dir() / checkpoint.SCHEMA))
-        # a PSI-only job never reads the label, so it must not refuse one that does not fit spec.task
-        self.table = load_dataset(dataset, spec.task, schema=schema, with_label=spec.kind in ("train", "predict"),
-                                  positive_class=spec.positive_class, frame=frame)
+        # a PSI-only job never reads the label, so it must not refuse one that does not fit spec.task; it reads the
+        # IDs alone. The table goes to the job's folder in chunks (vfl/job/party_data.py), never whole into memory.
+        self.table = prepare_dataset(dataset, self.job_dir, spec.task, schema=schema,
+                                     with_label=spec.kind in ("train", "predict"), positive_class=spec.positive_class,
+                                     ids_only=spec.kind in ("psi", "cardinality"), party=spec.active)
         classes = max(1, len(self.table.schema.label_classes or ())) if spec.task == "multiclass" else 1
-        check_parameters(spec, self.node.config.policy, spec.active, int(self.table.features.shape[1]), classes)
+        check_parameters(spec, self.node.config.policy, spec.active, self.table.feature_dim, classes)
         # This node's own bottom model, if the job names one: resolved from this node's config only, and
         # checked by a dry forward now, before any peer is contacted.
         own = spec.party(spec.active).bottom
         models = self.node.models()
         self.bottom_factory_path = models.get(own.module) if own.module else None
         self.bottom_factory = resolve_factory(models, own.module, spec.active)
-        if own.module is not None and self.table.features.shape[1] > 0:
-            build_bottom(own, int(self.table.features.shape[1]), self.bottom_factory, spec.active)
+        if own.module is not None and self.table.feature_dim > 0:
+            build_bottom(own, self.table.feature_dim, self.bottom_factory, spec.active)
 
     def _psi_progress(self, stage: str, done: int, total: int) -> None:
         if self._stop is not None and self._stop.outcome == status.CANCELLED:
@@ -452,20 +458,32 @@ class ActiveJob:
 
     def _psi(self) -> None:
         self.emit("log", "PSI: aligning rows", stage="psi")
-        result = self._run_psi([str(i) for i in self.table.ids])
-        ids, own_rows = np.array(result.ids, dtype=object), np.asarray(result.rows, dtype=np.int64)
-        save_alignment(self.job_dir, ids, own_rows, self.spec.active)
-        self.emit("log", f"PSI: {len(ids)} common IDs (active party has {len(self.table)})", stage="psi",
-                  metrics={"intersection": len(ids)})
-        note = self._id_note(len(ids))
-        if len(ids) == 0 and self.spec.kind != "psi":   # a PSI-only job reports 0; the others have no rows to use
+        result = self._run_psi(self._psi_ids())
+        try:
+            save_alignment(self.job_dir, self.table, result, self._canon(), self.spec.active)
+        finally:
+            result.close()
+        common = result.size
+        self.emit("log", f"PSI: {common} common IDs (active party has {len(self.table)})", stage="psi",
+                  metrics={"intersection": common})
+        note = self._id_note(common)
+        if common == 0 and self.spec.kind != "psi":   # a PSI-only job reports 0; the others have no rows to use
             what = "nothing to train on" if self.spec.kind == "train" else "nothing to predict"
             raise DataError(f"PSI found no common IDs between the parties: {what}" + (f"; {note}" if note else ""))
-        self._warn_ids(len(ids), note)
+        self._warn_ids(common, note)
+
+    def _psi_ids(self):
+        """This party's IDs as PSI reads them: from the job's table on disk, a chunk at a time; PSI's own temporary
+        files (encrypted, psi.core.spill) go to the job's folder too."""
+        return self.table.id_source(self.job_dir)
+
+    def _canon(self):
+        from psi.core.hashing import Canonicalization
+        return Canonicalization(self.spec.psi.strip, self.spec.psi.lowercase)
 
     def _cardinality(self) -> int:
         self.emit("log", "PSI (cardinality): counting common IDs", stage="psi")
-        size = self._run_psi([str(i) for i in self.table.ids]).size
+        size = self._run_psi(self._psi_ids()).size
         self.emit("log", f"PSI (cardinality): {size} common IDs (active party has {len(self.table)})", stage="psi",
                   metrics={"intersection": size})
         self._warn_ids(size, self._id_note(size))
@@ -485,12 +503,11 @@ class ActiveJob:
     def _setup(self) -> None:
         """This party's aligned rows, task and model part (the links are set up by `_setup_links`)."""
         spec = self.spec
-        ids, own_rows = load_alignment(self.job_dir)
-        self.own_rows = own_rows
         saved = self.saved = checkpoint.load_torch(self._model_dir() / checkpoint.MODEL_PART) \
             if spec.kind == "predict" else None
-        self.data, self.standardizer = align(self.table, ids, own_rows, spec,
-                                             standardizer=saved["standardizer"] if saved else None)
+        aligned = aligned_table(self.job_dir, self.table, self._canon(), spec.active)
+        self.data, self.standardizer = align(aligned, spec, standardizer=saved["standardizer"] if saved else None,
+                                             ids_in_memory=spec.kind == "train")
         labels = self.data.label
         if spec.kind == "train":
             num_classes = len(self.table.schema.label_classes) if spec.task == "multiclass" else None
@@ -507,8 +524,12 @@ class ActiveJob:
             load_part(self.model, saved["model"], spec.party(spec.active).bottom, spec.model_job, spec.active)
 
     def _setup_done(self) -> None:
-        self.emit("log", f"set up: split {self.data.split.sizes()}", stage="setup",
-                  metrics={"split": self.data.split.sizes()})
+        if self.data.split is None:   # a prediction uses every aligned row, in order
+            self.emit("log", f"set up: {len(self.data.ids)} aligned rows to predict", stage="setup",
+                      metrics={"rows": len(self.data.ids)})
+        else:
+            self.emit("log", f"set up: split {self.data.split.sizes()}", stage="setup",
+                      metrics={"split": self.data.split.sizes()})
         if self.spec.kind == "train":
             self._size_batches()
 
@@ -545,6 +566,9 @@ class ActiveJob:
             rng = self.private.numpy(f"interactive-half:{link.peer}")
             link.setup(layout, own_key, rows, spec.interactive_init_std, rng, restored=state)
         self.each_link(setup_link)
+        if self.pipeline:  # the randomness of the next step's encryptions is computed while this party waits
+            step_rows = max(spec.train.max_batch_size, EVAL_BATCH_ROWS)
+            scheme.keep_ready(own_key, sum(link.half.keep_ready(step_rows) for link in self.links.values()))
 
     # ------------------------------------------------------------------ training
     def _forward(self, rows: np.ndarray, phase: str, epoch: int, step: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -706,15 +730,47 @@ class ActiveJob:
         self.emit("log", f"every party is back at epoch {epoch} (fresh keys)", stage="train")
 
     def predict_rows(self, positions: np.ndarray, phase: str, epoch: int) -> np.ndarray:
-        self.model.eval()
-        outputs = []
-        with torch.no_grad():
-            for i, start in enumerate(range(0, len(positions), EVAL_BATCH_ROWS)):
-                self._check_stop()
-                rows = positions[start:start + EVAL_BATCH_ROWS]
-                out, _ = self._forward(rows, phase, epoch, i)
-                outputs.append(self.task.predict(out))
+        batches = (positions[start:start + EVAL_BATCH_ROWS] for start in range(0, len(positions), EVAL_BATCH_ROWS))
+        outputs = [prediction for _, _, prediction in self.predict_batches(batches, phase, epoch)]
         return np.concatenate(outputs) if outputs else np.zeros(0)
+
+    def predict_batches(self, batches: Iterable[np.ndarray], phase: str,
+                        epoch: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(step, rows, prediction) of each batch of rows, in order.
+
+        Pipelined (node config compute.pipeline): the next batch's forward call goes out as soon as the last one's
+        reply is in, and runs at the passive parties while this party decrypts that reply. The calls stay one at a
+        time and in order, with the same messages; the weights do not change between evaluation batches, so the
+        predictions are the same."""
+        self.model.eval()
+        with torch.no_grad():
+            if not self.pipeline:
+                for i, rows in enumerate(batches):
+                    self._check_stop()
+                    out, _ = self._forward(rows, phase, epoch, i)
+                    yield i, rows, self.task.predict(out)
+                return
+            numbered = enumerate(batches)
+            ahead = self._forward_call(next(numbered, None), phase, epoch)
+            while ahead is not None:
+                i, rows, replies = ahead
+                replies = replies.result()
+                self._check_stop()
+                ahead = self._forward_call(next(numbered, None), phase, epoch)
+                zs = self.each_link(lambda link: link.decode_forward(replies[link.peer], rows, phase))
+                out, _ = self._head(rows, zs, train=False)
+                yield i, rows, self.task.predict(out)
+
+    def _forward_call(self, numbered, phase: str, epoch: int):
+        """Start the forward calls of one evaluation batch to every passive party: (step, rows, future of replies)."""
+        if numbered is None:
+            return None
+        i, rows = numbered
+
+        def call() -> dict:
+            replies = self.each_link(lambda link: link.request_forward(rows, phase, epoch, i))
+            return dict(zip(self.links, replies))
+        return i, rows, self.pipe.submit(call)
 
     def evaluate(self, positions: np.ndarray, epoch: int) -> dict[str, float]:
         prediction = self.predict_rows(positions, "eval", epoch)
@@ -722,23 +778,48 @@ class ActiveJob:
 
     # ------------------------------------------------------------------ prediction job
     def _predict(self) -> dict:
-        positions = np.arange(len(self.data.ids))
-        prediction = self._resilient(lambda: self.predict_rows(positions, "predict", 0), AFTER_PSI)
+        """Predictions for every aligned row, batch by batch, each batch's rows appended to predictions.csv as it is
+        decrypted: the node holds one batch of rows whatever the table's length (an evaluation with labels also
+        keeps each row's prediction, for the metrics)."""
         out = self.job_dir / "predictions.csv"  # staged until the job commits
-        frame = prediction_frame(self.dataset.id_column, self.table.written_ids[self.own_rows], prediction)
-        atomic_write_bytes(checkpoint.staged(self.job_dir, out), frame.to_csv(index=False).encode(), "predictions",
-                           self.spec.active)
-        unmatched = len(self.table) - len(frame)
+        labelled = self.data.label is not None and len(self.data.label) > 0
+        kept: list[np.ndarray] = []
+        rows = self._resilient(lambda: self._write_predictions(checkpoint.staged(self.job_dir, out),
+                                                               kept if labelled else None), AFTER_PSI)
+        unmatched = len(self.table) - rows
         if unmatched:
             self.emit("log", f"{unmatched} of the {len(self.table)} rows of dataset {self.dataset.name!r} have no "
                              "prediction: their IDs are not at every party (PSI found no match)", stage="predict")
-        result = {"job_id": self.spec.job_id, "predictions": str(out), "rows": len(frame),
+        result = {"job_id": self.spec.job_id, "predictions": str(out), "rows": rows,
                   "id_column": self.dataset.id_column, "unmatched_rows": unmatched}
         if self.spec.task == "binary":
             result["positive_class"] = self.table.schema.label_classes[1]
-        if self.data.label is not None and len(self.data.label):
-            result["metrics"] = self.task.metrics(prediction, np.asarray(self.data.label))
+        if labelled:
+            result["metrics"] = self.task.metrics(np.concatenate(kept), np.asarray(self.data.label))
         return result
+
+    def _write_predictions(self, path: Path, kept: list | None) -> int:
+        """predictions.csv front to back (a resume after a lost peer starts it again); returns its rows."""
+        from vfl.data.rowfiles import _Writer
+        if kept is not None:
+            kept.clear()
+        count = len(self.data.ids)
+        written_ids = self.data.table.written_ids
+        out = _Writer(path, "predictions", self.spec.active)
+        try:
+            batches = (np.arange(start, min(start + EVAL_BATCH_ROWS, count))
+                       for start in range(0, count, EVAL_BATCH_ROWS))
+            for i, rows, prediction in self.predict_batches(batches, "predict", 0):
+                frame = prediction_frame(self.dataset.id_column, written_ids._range(int(rows[0]), int(rows[-1]) + 1),
+                                         prediction)
+                out.write(frame.to_csv(index=False, header=i == 0).encode())
+                if kept is not None:
+                    kept.append(prediction)
+            out.close()
+        except BaseException:
+            out.discard()
+            raise
+        return count
 
     # ------------------------------------------------------------------ persistence
     def _model_dir(self) -> Path:
@@ -796,6 +877,7 @@ class ActiveJob:
         self.committed = True
         checkpoint.commit_staged(self.job_dir, self.spec.active)
         status.write_status(self.job_dir, self.spec.active, state=status.SUCCEEDED, stage="done")
+        self._release_tables()
         try:
             result = json.loads((self.job_dir / RESULT).read_text())
         except (OSError, ValueError):
@@ -848,6 +930,12 @@ class ActiveJob:
             status.write_status(self.job_dir, self.spec.active, state=outcome, reason=message)
         except VflError as exc:  # the reason the job ends is what its submitter needs to see
             log.warning("job %s: %s", self.spec.job_id, exc)
+        if outcome in (status.FAILED, status.CANCELLED):  # never resumed: its copies of the table go
+            self._release_tables()
+
+    def _release_tables(self) -> None:
+        data = getattr(self, "data", None)
+        release_tables(self.job_dir, getattr(self, "table", None), data.table if data is not None else None)
 
     def _save_own_part(self) -> None:
         own = self.spec.party(self.spec.active).bottom

@@ -7,7 +7,6 @@ import json
 import logging
 from pathlib import Path
 
-from vfl.data import sealed
 from vfl.governance.lineage import sha256_file, write_lineage
 
 log = logging.getLogger("vfl.lineage")
@@ -22,11 +21,11 @@ def _json_file(path: Path) -> dict:
 
 def job_record(node, spec, job_dir: Path, role: str, metrics: dict | None = None) -> dict:
     from vfl import __version__
+    from vfl.job.party_data import alignment_size, has_alignment
     config = node.config
     party = config.party
     dataset = config.dataset(spec.party(party).dataset)
     audit = _json_file(job_dir / "audit.json")
-    aligned = job_dir / "aligned_ids.json"
     seen = getattr(node, "peer_certificates", {})
     ca_sha256 = sha256_file(config.tls.ca) if config.tls is not None else None
     peers = {p.name: {"identity": p.identity, "ca_sha256": ca_sha256, "certificate_sha256": seen.get(p.name)}
@@ -37,7 +36,7 @@ def job_record(node, spec, job_dir: Path, role: str, metrics: dict | None = None
         "spec_sha256": hashlib.sha256(spec.to_yaml().encode()).hexdigest(), "code_version": __version__,
         "input": {"dataset": dataset.name, "file": dataset.path.name, "sha256": sha256_file(dataset.path),
                   "rows": audit.get("rows"),
-                  "rows_after_psi": len(json.loads(sealed.read_text(aligned))) if aligned.exists() else None},
+                  "rows_after_psi": alignment_size(job_dir) if has_alignment(job_dir) else None},
         "peers": peers,
         "crypto": {"mode": spec.crypto.mode, "key_bits": spec.crypto.key_bits},
         "privacy": {"defense": privacy.get("defense"), "epsilon": (privacy.get("defense") or {}).get("epsilon")},

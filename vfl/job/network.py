@@ -5,7 +5,7 @@ The node supplies the gRPC implementation (vfl/node/network.py); tests run whole
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Protocol
 
 from psi import PsiResult
 from vfl.job.ledger import WireLedger
@@ -19,8 +19,9 @@ PsiProgress = Callable[[str, int, int], None]
 class PeerNetwork(Protocol):
     def link(self, peer: str) -> PartyLink: ...
 
-    def run_psi(self, spec: JobSpec, ids: Sequence[str], ledger: WireLedger, progress: PsiProgress) -> PsiResult:
-        """The job's one PSI session with all its passive parties, in the mode and canonicalization of the spec."""
+    def run_psi(self, spec: JobSpec, ids, ledger: WireLedger, progress: PsiProgress) -> PsiResult:
+        """The job's one PSI session with all its passive parties, in the mode and canonicalization of the spec.
+        `ids`: this party's IDs, in memory or read in chunks (psi.protocol.ids.ChunkedIds)."""
         ...
 
 

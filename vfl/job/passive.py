@@ -28,8 +28,8 @@ from vfl.errors import ConfigError, DataError, OutOfOrder, ProtocolError, Storag
 from vfl.job import checkpoint, psi_once, status
 from vfl.job.ledger import JOURNAL, WireLedger
 from vfl.job.lineage import record_job_lineage
-from vfl.job.party_data import (AlignedData, align, audit_for_job, load_alignment, load_dataset, read_dataset,
-                                save_alignment)
+from vfl.job.party_data import (AlignedData, align, aligned_table, alignment_size, audit_for_job, prepare_dataset,
+                                release_tables, save_alignment)
 from vfl.job.peer import hyper_of
 from vfl.job.private_random import for_node
 from vfl.job.spec import EVAL_BATCH_ROWS, JobSpec
@@ -92,6 +92,7 @@ class PassiveJob:
         self.last_step: tuple[int, int] = (-1, -1)
         self.recorded: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.aligned = threading.Event()
+        self.aligning = threading.Event()   # the PSI result is being written (set-up waits for it to finish)
         self.alignment_error: StorageError | None = None  # the PSI result could not be saved here
         self.prepared: CloseJobReply | None = None        # the reply to this job's prepare, sent again if repeated
         self.unrecorded: dict | None = None  # how the job closed, if its status file could not say so
@@ -153,11 +154,12 @@ class PassiveJob:
     # ---------------------------------------------------------------- open / PSI
     def open(self) -> OpenJobReply:
         with own_input_errors(self.party, f"dataset {self.dataset.name!r}"):
-            frame = read_dataset(self.dataset)   # read once: the data audit and the table both use it
             audit_for_job(self.dataset, self.job_dir, self.node.config.policy.allow_pii_columns,
-                          uses_features=self.spec.kind in ("train", "predict"), frame=frame)
+                          uses_features=self.spec.kind in ("train", "predict"))
             schema = self._saved_schema() if self.spec.kind == "predict" else None
-            self.table = load_dataset(self.dataset, self.spec.task, schema=schema, frame=frame)
+            # read in chunks into the job's folder, never whole into memory (vfl/job/party_data.py)
+            self.table = prepare_dataset(self.dataset, self.job_dir, self.spec.task, schema=schema,
+                                         ids_only=self.spec.kind in ("psi", "cardinality"), party=self.party)
         # This party's own bottom model, if the job names one: only this node's config maps the name to
         # code, and a dry forward checks it before PSI starts.
         bottom = self.spec.party(self.party).bottom
@@ -165,38 +167,46 @@ class PassiveJob:
         self.bottom_factory_path = models.get(bottom.module) if bottom.module else None
         self.bottom_factory = resolve_factory(models, bottom.module, self.party, for_peer=True)
         if bottom.module is not None:
-            build_bottom(bottom, int(self.table.features.shape[1]), self.bottom_factory, self.party,
-                         for_peer=True)
+            build_bottom(bottom, self.table.feature_dim, self.bottom_factory, self.party, for_peer=True)
         psi = self.spec.psi  # coarse shares and a length, never IDs: vfl/data/id_shape.py
-        return OpenJobReply(rows=len(self.table), feature_dim=int(self.table.features.shape[1]),
+        return OpenJobReply(rows=len(self.table), feature_dim=self.table.feature_dim,
                             resumable_epoch=checkpoint.last_checkpoint(self.job_dir),
                             id_shape=shape_of_ids(self.table.ids, psi.strip, psi.lowercase).to_wire(),
                             lease_seconds=self.lease_seconds)
 
-    def claim_psi(self, hello, caller: str) -> list[str]:
+    def claim_psi(self, hello, caller: str):
         """This party's IDs for the job's one PSI session; every other session is refused (vfl/job/psi_once.py).
 
         The claim comes before the check of the session's settings, so a refused or failed first session uses
-        up the job's PSI as well: the job must then run again under a new job id.
+        up the job's PSI as well: the job must then run again under a new job id. The IDs are read from the job's
+        table on disk, a chunk at a time (psi.protocol.ids.ChunkedIds); PSI spills to the job's folder.
         """
         with self.lock:
             if self.resume_epoch != FRESH:  # a resumed job continues on its saved alignment
                 raise PsiOutOfOrder(psi_once.resumed_message(self.spec.job_id, self.party))
             psi_once.claim(self.job_dir, self.spec.job_id, self.party, hello, caller, self.state.value)
             psi_once.check_settings(self.spec, hello, self.party)
-            return [str(i) for i in self.table.ids]
+            return self.table.id_source(self.job_dir)
 
-    def on_psi_result(self, common_ids, own_rows) -> None:
+    def on_psi_result(self, result) -> None:
+        """Write the session's alignment (streamed: it takes a while for a large table, and holds no lock meanwhile,
+        so the job's lease and close calls are served); set-up waits for it."""
+        from psi.core.hashing import Canonicalization
+        self.aligning.set()
+        try:
+            save_alignment(self.job_dir, self.table, result, Canonicalization(self.spec.psi.strip,
+                                                                            self.spec.psi.lowercase), self.party)
+        except StorageError as exc:  # set-up reports it at once, instead of waiting for an alignment
+            self.alignment_error = exc
+            self.aligned.set()
+            return
+        finally:
+            result.close()
         with self.lock:
-            try:
-                save_alignment(self.job_dir, np.asarray(common_ids, dtype=object), np.asarray(own_rows), self.party)
-            except StorageError as exc:  # set-up reports it at once, instead of waiting for an alignment
-                self.alignment_error = exc
-                self.aligned.set()
-                return
-            self.state = JobState.ALIGNED
+            if self.state == JobState.OPENED:
+                self.state = JobState.ALIGNED
         self.aligned.set()
-        log.info("job %r: PSI aligned %d common IDs of this party's %d", self.spec.job_id, len(own_rows),
+        log.info("job %r: PSI aligned %d common IDs of this party's %d", self.spec.job_id, result.size,
                  len(self.table) if self.table is not None else -1)
 
     def on_cardinality_result(self, size: int) -> None:
@@ -213,17 +223,19 @@ class PassiveJob:
         # The PSI service stores the alignment when its session ends, which can be a moment after the
         # active party's side returned; a resumed job finds it on disk.
         if self.resume_epoch == FRESH and not self.aligned.wait(timeout=60):
-            raise OutOfOrder(f"setup: job {self.spec.job_id!r} has no PSI alignment yet (run PSI first)")
+            # a large table's alignment takes a while: wait for it once it is being written
+            if not (self.aligning.is_set() and self.aligned.wait(timeout=self.node.config.timeouts.call_seconds)):
+                raise OutOfOrder(f"setup: job {self.spec.job_id!r} has no PSI alignment yet (run PSI first)")
         if self.alignment_error is not None:
             raise self.alignment_error
         with self.lock:
             if self.state not in (JobState.OPENED, JobState.ALIGNED):  # a replay would re-key and re-share mid-job
                 raise OutOfOrder(f"setup: job {self.spec.job_id!r} is already set up (state {self.state})")
             with own_input_errors(self.party, "setup"):
-                ids, own_rows = load_alignment(self.job_dir)
-            if req.aligned_rows != len(ids):
+                aligned_rows = alignment_size(self.job_dir)
+            if req.aligned_rows != aligned_rows:
                 raise ProtocolError(f"setup: active party reports {req.aligned_rows} aligned rows, "
-                                    f"this party's PSI result has {len(ids)}")
+                                    f"this party's PSI result has {aligned_rows}")
             layout = Layout.from_json(req.layout)
             spec = self.spec
             bottom_spec = spec.party(self.party).bottom
@@ -238,8 +250,12 @@ class PassiveJob:
                 saved = self._load_model_part() if spec.kind == "predict" else None
                 if saved is not None:
                     check_saved_module(saved, bottom_spec.module, spec.model_job, self.party)
-                self.data, self.standardizer = align(self.table, ids, own_rows, spec,
-                                                     standardizer=saved["standardizer"] if saved else None)
+                from psi.core.hashing import Canonicalization
+                aligned = aligned_table(self.job_dir, self.table, Canonicalization(spec.psi.strip, spec.psi.lowercase),
+                                        self.party)
+                self.data, self.standardizer = align(aligned, spec,
+                                                     standardizer=saved["standardizer"] if saved else None,
+                                                     ids_in_memory=spec.kind == "train")
             self.layout = layout
             # this party's secrets come from its own node (OS or node-local secret seed), never from the spec
             private = for_node(self.node.config, self.party)
@@ -257,6 +273,8 @@ class PassiveJob:
             elif self.resume_epoch >= 0:
                 restored_share = self._restore(self.resume_epoch)
             fields = self.half.setup(req, spec.interactive_init_std, private.numpy("interactive-half"), restored_share)
+            if self.node.config.compute.pipeline:  # the randomness of each step computed while this party waits
+                self.half.keep_ready(layout.max_batch)
             self.state = JobState.READY
             log.info("job %r: set up (%s, %d aligned rows, %d features%s)", spec.job_id, spec.crypto.mode,
                      len(self.data.ids), self.data.feature_dim,
@@ -410,6 +428,7 @@ class PassiveJob:
         commit_on_disk(self.job_dir, self.party)
         self.state = JobState.CLOSED
         self.release_key()
+        self._release_tables()
         log.info("job %r: closed (succeeded)", self.spec.job_id)
         record_job_lineage(self.node, self.spec, self.job_dir, "passive")
         return CloseJobReply(model_path=self.prepared.model_path)
@@ -432,7 +451,12 @@ class PassiveJob:
                  f": {' '.join(reason.split())}" if reason else "")
         self.state = JobState.CLOSED
         self.release_key()
+        if outcome in (status.FAILED, status.CANCELLED):  # never resumed: its copies of the table go
+            self._release_tables()
         return CloseJobReply(report_json=json.dumps(payload).encode())
+
+    def _release_tables(self) -> None:
+        release_tables(self.job_dir, self.table, self.data.table if self.data is not None else None)
 
     def _write_report(self) -> dict:
         """This party's privacy report (what crossed the wire, as it saw it), and the payload of its close reply."""

@@ -17,8 +17,8 @@ from vfl.job.spec import JobSpec
 from vfl.job.timing import Timer, TimedOps
 from vfl.protocol.layout import Layout
 from vfl.protocol.link import PartyLink
-from vfl.protocol.messages import (CloseJobReply, CloseJobRequest, EndEpochRequest, ForwardRequest, OpenJob,
-                                   OpenJobReply, Reply, Request, SetupRequest, encode_rows)
+from vfl.protocol.messages import (CloseJobReply, CloseJobRequest, EndEpochRequest, ForwardReply, ForwardRequest,
+                                   OpenJob, OpenJobReply, Reply, Request, SetupRequest, encode_rows)
 from vfl.protocol.schemes import scheme_for
 from vfl.protocol.schemes.base import ActiveHalf, Hyper
 
@@ -102,10 +102,17 @@ class ActivePeer:
     # ------------------------------------------------------------------ one step
     def forward(self, rows: np.ndarray, phase: str, epoch: int, step: int) -> torch.Tensor:
         """z_P = h_P W_P for these rows, as a float tensor (rows x m)."""
+        return self.decode_forward(self.request_forward(rows, phase, epoch, step), rows, phase)
+
+    def request_forward(self, rows: np.ndarray, phase: str, epoch: int, step: int) -> ForwardReply:
+        """The forward call alone: what the peer computes for these rows (still encrypted)."""
         request = ForwardRequest(job_id=self.spec.job_id, epoch=epoch, step=step, phase=phase,
                                  rows=encode_rows(rows), **self.half.forward_fields())
-        z = self.half.decode_forward(self.call(request), len(rows), phase)
-        return torch.from_numpy(z).float()
+        return self.call(request)
+
+    def decode_forward(self, reply: ForwardReply, rows: np.ndarray, phase: str) -> torch.Tensor:
+        """z_P from the peer's forward reply (decrypted here), as a float tensor (rows x m)."""
+        return torch.from_numpy(self.half.decode_forward(reply, len(rows), phase)).float()
 
     def backward(self, per_example_delta: np.ndarray, epoch: int, step: int,
                  released: np.ndarray | None = None) -> None:

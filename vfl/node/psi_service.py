@@ -89,10 +89,10 @@ def add_psi_service(server, registry) -> None:
         job_id, job = job_of(session_id)
         if job is None:
             return
-        if result.rows is None:
+        if result.mode == Mode.CARDINALITY:
             job.on_cardinality_result(result.size)
         else:
-            job.on_psi_result(result.ids, result.rows)
+            job.on_psi_result(result)
 
     def on_error(session_id: str, error: BaseException) -> None:
         job_id, _ = job_of(session_id)

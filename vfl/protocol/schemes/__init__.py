@@ -27,6 +27,12 @@ class Scheme:
     def passive_half(self, layout, hyper, key_bits, compute, wrap_ops):
         return self.module.PassiveHalf(layout, hyper, key_bits, compute, wrap_ops)
 
+    def keep_ready(self, own_key, count: int) -> None:
+        """Keep the randomness of `count` encryptions under the active party's own key computed ahead (the job's
+        halves share that key, so the job sums what each link's half asks for)."""
+        if own_key is not None and hasattr(self.module, "keep_ready"):
+            self.module.keep_ready(own_key, count)
+
 
 SCHEMES: dict[str, Scheme] = {m.NAME: Scheme(m.NAME, m) for m in (paillier, plaintext)}
 

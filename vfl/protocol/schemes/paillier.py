@@ -62,6 +62,15 @@ def peer_key(n_bytes: bytes, djn_base: bytes, key_bits: int, compute: Compute,
         raise ProtocolError(f"setup: peer public key refused: {exc}") from None
 
 
+def keep_ready(ops, count: int) -> None:
+    """Have the randomness of `count` encryptions or re-randomizations under `ops`' key computed in the background
+    (vfl.he's randomness pool): the expensive half of encrypting the next batch is then done while this party
+    waits for its peer. Engines without a pool (Ray's key holders) compute it on demand, as before."""
+    prepare = getattr(ops, "keep_ready", None)
+    if prepare is not None and count > 0:
+        prepare(count)
+
+
 def receive(data: bytes, key: KeyedEngine, count: int, what: str):
     """Exactly `count` ciphertexts under `key`; the engine's validation errors name the message."""
     try:
@@ -100,6 +109,14 @@ class ActiveHalf:
         else:
             masked = decode_int_matrix(reply.init_masked, (layout.d, layout.m), proto.share_bits(layout) + 2)
             self.share = proto.active_init(layout, init_std, masked, rng)
+
+    def keep_ready(self, rows: int) -> int:
+        """Keep the randomness of one step of `rows` rows ready under the peer's key (the input gradient's
+        re-randomization); returns how many encryptions one step takes under this party's own key ([U], [D]), which
+        the job keeps ready once for all its links."""
+        layout = self.layout
+        keep_ready(self.ops_p, layout.backward_layout().ciphertexts_for(rows))
+        return layout.d * layout.forward_layout().groups + rows * layout.gradient_ciphertexts_per_row()
 
     def forward_fields(self) -> dict:
         if self._next_u is None:
@@ -186,6 +203,14 @@ class PassiveHalf:
             self.share, masked = proto.passive_init(self.layout, init_std, rng)
             fields["init_masked"] = encode_int_matrix(masked)
         return fields
+
+    def keep_ready(self, rows: int) -> None:
+        """Keep the randomness of one step of `rows` rows ready: [V] under this party's key, the re-randomization
+        of z and of the weight gradient under the active party's."""
+        layout = self.layout
+        keep_ready(self.ops_p, layout.m * layout.backward_layout().groups)
+        keep_ready(self.ops_a, layout.forward_layout().ciphertexts_for(rows)
+                   + layout.d * layout.gradient_ciphertexts_per_row())
 
     def forward(self, req: ForwardRequest, h: np.ndarray, train: bool) -> tuple[ForwardReply, object]:
         """[h W]_A (and, for training, [V]_P for the input gradient); the fixed-point h stays for the backward."""

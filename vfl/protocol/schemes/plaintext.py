@@ -35,6 +35,9 @@ class ActiveHalf:
     def setup_fields(self) -> dict:
         return {}
 
+    def keep_ready(self, rows: int) -> int:
+        return 0   # nothing is encrypted
+
     def on_setup(self, reply: SetupReply, init_std: float, rng: np.random.Generator, restored: dict | None) -> None:
         if restored is not None and restored.get("plain") is not None:
             w = restored["plain"]
@@ -82,6 +85,9 @@ class PassiveHalf:
 
     def setup(self, req: SetupRequest, init_std: float, rng: np.random.Generator, restored_share) -> dict:
         return {}
+
+    def keep_ready(self, rows: int) -> None:
+        pass
 
     def forward(self, req: ForwardRequest, h: np.ndarray, train: bool) -> tuple[ForwardReply, object]:
         bound = self.layout.activation_bound
