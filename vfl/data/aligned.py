@@ -25,6 +25,7 @@ import numpy as np
 
 from psi.core.hashing import Canonicalization, canonical_id
 from psi.core.spill import TEXT, Spill, bucket_count
+from vfl.data import sealed
 from vfl.data.atomic import atomic_write_text
 from vfl.data.prepared import PreparedTable
 from vfl.data.rowfiles import ArrayFile, ArrayWriter, TextFile, TextWriter
@@ -62,7 +63,7 @@ class AlignedTable:
         if not path.exists():
             return None
         try:
-            return cls(directory, json.loads(path.read_text()))
+            return cls(directory, json.loads(sealed.read_text(path)))
         except (OSError, ValueError, KeyError, DataError):
             return None
 

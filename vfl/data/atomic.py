@@ -22,7 +22,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from vfl.data import sealed
 from vfl.errors import StorageError
@@ -92,9 +92,10 @@ def _replace(path: Path, write: Callable[[str], None], kind: str, party: str | N
     return path
 
 
-def _write_all(tmp: str, data: bytes) -> None:
+def _write_all(tmp: str, data: bytes | Iterable[bytes]) -> None:
     with open(tmp, "wb") as handle:
-        handle.write(data)
+        for part in ([data] if isinstance(data, (bytes, bytearray, memoryview)) else data):
+            handle.write(part)
         handle.flush()
 
 
@@ -104,8 +105,10 @@ def atomic_write_bytes(path: Path, data: bytes, kind: str = "file", party: str |
     return _replace(path, lambda tmp: _write_all(tmp, stored), kind, party)
 
 
-def atomic_write_stored(path: Path, stored: bytes, kind: str = "file", party: str | None = None) -> Path:
-    """Write bytes exactly as they are to be stored (already sealed, by a key rotation): no sealing here."""
+def atomic_write_stored(path: Path, stored: bytes | Iterable[bytes], kind: str = "file",
+                        party: str | None = None) -> Path:
+    """Write bytes exactly as they are to be stored (already sealed, by a key rotation): no sealing here. `stored`
+    may be an iterable of byte strings (a rotation streams a large file through)."""
     return _replace(path, lambda tmp: _write_all(tmp, stored), kind, party)
 
 

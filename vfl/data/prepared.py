@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from psi.core.spill import Spill, bucket_bits, leading_bits
+from vfl.data import sealed
 from vfl.data.atomic import atomic_write_text
 from vfl.data.rowfiles import ArrayFile, ArrayWriter, TextFile, TextWriter
 from vfl.data.schema import Schema
@@ -134,7 +135,7 @@ class PreparedTable:
         if not path.exists():
             return None
         try:
-            return cls(directory, json.loads(path.read_text()))
+            return cls(directory, json.loads(sealed.read_text(path)))
         except (OSError, ValueError, KeyError, DataError):
             return None   # damaged: built again
 

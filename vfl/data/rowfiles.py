@@ -8,6 +8,10 @@ A writer writes a temp file in the destination folder and renames it into place 
 writer's rule, vfl/data/atomic.py), so a reader never sees half a column; a failed write is a StorageError naming
 the party and the kind of file. Readers read what they are asked for with positional reads (`os.pread`), never the
 whole file: `chunks` front to back, `take` / `gather` any rows (sorted and read in runs).
+
+Under a jobs_dir the node protects with its at-rest key (vfl/data/sealed.py) a writer seals as it writes
+(`sealed.StreamSealer`: its plaintext never reaches the disk, not even in the temp file) and a reader opens by byte
+range (`sealed.SealedReader`): a file changed or cut after it was written is a SealedFileChanged, never wrong rows.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from vfl.data import sealed
 from vfl.data.atomic import TEMP_SUFFIX, fsync_dir, storage_error
 from vfl.errors import DataError
 
@@ -32,26 +37,33 @@ GAP_ROWS = 16
 
 
 class _Writer:
-    """A temp file beside `path`, renamed to `path` by `close` (or removed by `discard`)."""
+    """A temp file beside `path`, renamed to `path` by `close` (or removed by `discard`); sealed as it is written
+    where the node's at-rest encryption applies to `path`. `write_at` changes bytes already written (with sealing:
+    within the first STREAM_SEGMENT bytes, which a row file's header is)."""
 
     def __init__(self, path: Path, kind: str, party: str | None):
         self.path, self.kind, self.party = Path(path), kind, party
+        keys = sealed.sealing_keys(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.tmp = self.path.with_name(f".{self.path.name}.{os.urandom(6).hex()}{TEMP_SUFFIX}")
             self.handle = open(self.tmp, "wb")
+            self.sealer = sealed.StreamSealer(self.handle, keys, patchable=True) if keys is not None else None
         except OSError as exc:
             raise storage_error(exc, self.path, kind, party) from None
 
     def write(self, data: bytes) -> None:
         try:
-            self.handle.write(data)
+            (self.sealer or self.handle).write(data)
         except OSError as exc:
             self.discard()
             raise storage_error(exc, self.path, self.kind, self.party) from None
 
     def write_at(self, offset: int, data: bytes) -> None:
         try:
+            if self.sealer is not None:
+                self.sealer.write_at(offset, data)
+                return
             self.handle.flush()
             os.pwrite(self.handle.fileno(), data, offset)
         except OSError as exc:
@@ -60,6 +72,8 @@ class _Writer:
 
     def close(self) -> None:
         try:
+            if self.sealer is not None:
+                self.sealer.close()
             self.handle.flush()
             os.fsync(self.handle.fileno())
             self.handle.close()
@@ -78,17 +92,34 @@ class _Writer:
 
 
 class _Reader:
-    """Positional reads of one file (thread-safe: `os.pread` does not move a shared offset)."""
+    """Positional reads of one file's plaintext (thread-safe: `os.pread` does not move a shared offset; a sealed
+    file's reader keeps its last segment as one tuple)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.fd = -1
+        self.opened: sealed.SealedReader | None = None
         try:
             self.fd = os.open(self.path, os.O_RDONLY)
-            self.size = os.fstat(self.fd).st_size
+            if sealed.is_sealed(os.pread(self.fd, len(sealed.MAGIC), 0)):
+                self.opened = sealed.SealedReader(self.fd, self.path)
+                self.size = self.opened.size
+            else:
+                self.size = os.fstat(self.fd).st_size
         except OSError as exc:
+            self.close()
             raise DataError(f"{self.path.name}: cannot read ({exc.strerror or exc})") from None
+        except BaseException:
+            self.close()
+            raise
 
     def read(self, offset: int, length: int) -> bytes:
+        if self.opened is not None:
+            data = self.opened.read(offset, length)
+            if len(data) < length:
+                raise DataError(f"{self.path.name}: the file ends at byte {offset + len(data)}, before "
+                                f"{offset + length}")
+            return data
         parts, done = [], 0
         while done < length:
             part = os.pread(self.fd, length - done, offset + done)
@@ -299,4 +330,45 @@ class TextFile:
 
     def close(self) -> None:
         self._offsets.close()
+        self._in.close()
+
+
+class NpyFile:
+    """A one-dimensional `.npy` array file (as `np.save` writes it, or a stream of it), read by rows without loading
+    it: sealed at rest it cannot be memory-mapped, so the header and the rows go through `_Reader`."""
+
+    def __init__(self, path: Path):
+        import io
+        self._in = _Reader(path)
+        head = io.BytesIO(self._in.read(0, min(self._in.size, HEADER_BYTES * 16)))
+        try:
+            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            shape, _, dtype = read[np.lib.format.read_magic(head)](head)
+        except (ValueError, KeyError) as exc:
+            self._in.close()
+            raise DataError(f"{Path(path).name}: not a numpy array file ({exc})") from None
+        if len(shape) != 1 or dtype.hasobject:
+            self._in.close()
+            raise DataError(f"{Path(path).name}: a one-dimensional numeric array was expected, got shape {shape}")
+        self.dtype, self.rows, self.offset = dtype, int(shape[0]), head.tell()
+        if self.offset + self.rows * dtype.itemsize != self._in.size:
+            self._in.close()
+            raise DataError(f"{Path(path).name}: the array file is incomplete ({self._in.size} bytes)")
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        start, stop = max(0, start), min(self.rows, stop)
+        if stop <= start:
+            return np.zeros(0, dtype=self.dtype)
+        size = self.dtype.itemsize
+        return np.frombuffer(self._in.read(self.offset + start * size, (stop - start) * size), dtype=self.dtype).copy()
+
+    def chunks(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        size = size or max(1, CHUNK_BYTES // self.dtype.itemsize)
+        for start in range(0, self.rows, size):
+            yield start, self.read(start, start + size)
+
+    def close(self) -> None:
         self._in.close()

@@ -16,6 +16,13 @@ flag 1, so a file cut after a whole segment does not authenticate. The key id (t
 HMAC-SHA256(key, "vfl at-rest key id")) names the key without revealing it: a reader picks the key by it, a
 rotation (`reseal_tree`) re-encrypts what another key sealed, and a node without the key says which one it lacks.
 A changed byte anywhere fails the tag: the error says the file was changed, never returns garbage.
+
+Files a job writes as streams (the job's copy of its table in `table/`, the aligned columns in `aligned/`,
+`aligned_rows.npy`, `aligned_ids.json`, the streamed `predictions.csv`) are sealed in the same format as they are
+written (`StreamSealer`: the header, then each segment as it fills, the last one flagged at close), with segments of
+`STREAM_SEGMENT` bytes, and are read back by byte range (`SealedReader`: it authenticates the last segment when it
+opens, so a cut file fails at once, then decrypts only the segments a read covers). `read_bytes`, `vfl at-rest cat`
+and a rotation read them like any sealed file.
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from vfl.errors import ConfigError, SealedFileChanged, SealedFileError
 
@@ -35,6 +43,10 @@ KEY_ID_BYTES = 8
 NONCE_PREFIX_BYTES = 7
 TAG_BYTES = 16
 SEGMENT = 4 << 20                    # plaintext bytes per GCM segment
+#: ...of files written as streams and read by row: a batch of random rows decrypts one small segment per row
+STREAM_SEGMENT = 64 << 10
+#: folders of a job whose files are read by row (random access): sealed with STREAM_SEGMENT when a rotation seals them
+ROW_FOLDERS = frozenset({"table", "aligned"})
 HEADER = struct.Struct(f">{len(MAGIC)}s{KEY_ID_BYTES}s{NONCE_PREFIX_BYTES}sI")
 
 #: files of a job directory that stay readable without the key: state and reports that hold no weights and no IDs
@@ -110,6 +122,127 @@ class AtRestKeys:
             raise SealedFileChanged(f"{name} does not authenticate under at-rest key {kid}: the file was changed or "
                                   "cut after it was written") from None
         return b"".join(out)
+
+
+def _aead(key: bytes):
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    return AESGCM(key)
+
+
+class StreamSealer:
+    """Seals what is written to it into `handle` (a binary file open for writing at its start), in the format of
+    `AtRestKeys.seal`: the header first, each full segment as soon as the next byte arrives (a segment is flagged
+    last only at `close`, so the file never holds more than the segments written). Memory: one segment, two with
+    `patchable` (the first segment is kept until `close` so `write_at` can change bytes in it: a row file's header
+    says its length at the end)."""
+
+    def __init__(self, handle, keys: AtRestKeys, segment: int | None = None, patchable: bool = False):
+        self.handle, self.segment = handle, int(segment or STREAM_SEGMENT)
+        self.header = HEADER.pack(MAGIC, bytes.fromhex(keys.current_id), os.urandom(NONCE_PREFIX_BYTES), self.segment)
+        self.prefix = self.header[len(MAGIC) + KEY_ID_BYTES:len(MAGIC) + KEY_ID_BYTES + NONCE_PREFIX_BYTES]
+        self.aead = _aead(keys.current)
+        self.buffer = bytearray()
+        self.index = 0
+        self.first: bytearray | None = None   # segment 0's plaintext, held until close (patchable)
+        self.patchable = patchable
+        self.closed = False
+        handle.write(self.header)
+
+    def write(self, data) -> None:
+        self.buffer += data
+        while len(self.buffer) > self.segment:
+            self._emit(bytes(self.buffer[:self.segment]), last=False)
+            del self.buffer[:self.segment]
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        """Change bytes already written, within the first segment (`patchable` only)."""
+        end = offset + len(data)
+        if self.index == 0 and end <= len(self.buffer):
+            self.buffer[offset:end] = data
+        elif self.first is not None and end <= len(self.first):
+            self.first[offset:end] = data
+        else:
+            raise ValueError("a sealed stream can change bytes of its first segment only")
+
+    def _emit(self, plaintext: bytes, last: bool) -> None:
+        if self.index == 0 and self.patchable and not last:
+            self.first = bytearray(plaintext)
+            self.handle.write(bytes(self.segment + TAG_BYTES))   # its place, written at close
+        else:
+            self.handle.write(self.aead.encrypt(_nonce(self.prefix, self.index, last), plaintext, self.header))
+        self.index += 1
+
+    def close(self) -> None:
+        """Seal the last segment (and the held first one); the caller flushes, fsyncs and renames the file."""
+        if self.closed:
+            return
+        self._emit(bytes(self.buffer), last=True)
+        self.buffer = bytearray()
+        if self.first is not None:
+            self.handle.flush()
+            sealed_first = self.aead.encrypt(_nonce(self.prefix, 0, False), bytes(self.first), self.header)
+            os.pwrite(self.handle.fileno(), sealed_first, HEADER.size)
+            self.first = None
+        self.closed = True
+
+
+class SealedReader:
+    """Random access to the plaintext of a sealed file open at `fd`: `size`, `read(offset, length)`.
+
+    Opening authenticates the header and the last segment (a file cut at any byte, even between two segments, fails
+    here); a read decrypts the segments it covers and keeps the last one, so reads front to back or of nearby rows
+    decrypt each segment once. A segment that does not authenticate raises SealedFileChanged when it is read."""
+
+    def __init__(self, fd: int, path: Path, keys: AtRestKeys | None = None, name: str | None = None):
+        self.fd, self.name = fd, name or display_name(path)
+        stored = os.fstat(fd).st_size
+        head = os.pread(fd, HEADER.size + TAG_BYTES, 0)
+        if len(head) < HEADER.size + TAG_BYTES or stored < HEADER.size + TAG_BYTES:
+            raise SealedFileChanged(f"{self.name} is cut short: it ends inside its encryption header")
+        kid, self.prefix, self.segment = parse_header(head, self.name)
+        self.kid = kid
+        self.header = head[:HEADER.size]
+        keys = keys if keys is not None and keys.key(kid) is not None else opening_keys(path, kid, self.name)
+        self.aead = _aead(keys.key(kid))
+        self.step = self.segment + TAG_BYTES
+        body = stored - HEADER.size
+        self.count = -(-body // self.step)
+        self._cache: tuple[int, bytes] | None = None
+        last = self._segment(self.count - 1)
+        self.size = (self.count - 1) * self.segment + len(last)
+
+    def _segment(self, i: int) -> bytes:
+        cached = self._cache
+        if cached is not None and cached[0] == i:
+            return cached[1]
+        from cryptography.exceptions import InvalidTag
+        data = os.pread(self.fd, self.step, HEADER.size + i * self.step)
+        try:
+            plaintext = self.aead.decrypt(_nonce(self.prefix, i, i == self.count - 1), data, self.header)
+        except InvalidTag:
+            raise SealedFileChanged(f"{self.name} does not authenticate under at-rest key {self.kid}: the file was "
+                                    "changed or cut after it was written") from None
+        self._cache = (i, plaintext)
+        return plaintext
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Plaintext bytes offset .. offset + length - 1 (fewer at the end of the file)."""
+        end = min(offset + length, self.size)
+        parts = []
+        while offset < end:
+            i, within = divmod(offset, self.segment)
+            plaintext = self._segment(i)
+            part = plaintext[within:within + end - offset]
+            if not part:
+                break
+            parts.append(part)
+            offset += len(part)
+        return b"".join(parts)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The plaintext front to back, a segment at a time."""
+        for i in range(self.count):
+            yield self._segment(i)
 
 
 def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
@@ -224,20 +357,25 @@ def seal_for(path: Path, data: bytes) -> bytes:
     return keys.seal(data) if keys is not None else data
 
 
+def opening_keys(path: Path, kid: str, name: str) -> AtRestKeys:
+    """The keys that open a file at `path` sealed under key `kid`; SealedFileError naming `name` if none has it."""
+    found = _keys_for(path)
+    if found is not None and found[1].key(kid) is not None:
+        return found[1]
+    with _LOCK:
+        others = [keys for keys, _ in _ROOTS.values() if keys.key(kid) is not None]
+    if others:   # a job directory copied out of its jobs_dir, read with the node's keys
+        return others[0]
+    raise SealedFileError(missing_key_message(name, kid, found[1].ids() if found else []))
+
+
 def unseal(data: bytes, path: Path) -> bytes:
     """The plaintext of `data` read from `path`: as is if it is not sealed."""
     if not is_sealed(data):
         return data
     name = display_name(path)
-    found = _keys_for(path)
     kid = parse_header(data, name)[0]
-    if found is not None and found[1].key(kid) is not None:
-        return found[1].open(data, name)
-    with _LOCK:
-        others = [keys for keys, _ in _ROOTS.values() if keys.key(kid) is not None]
-    if others:   # a job directory copied out of its jobs_dir, read with the node's keys
-        return others[0].open(data, name)
-    raise SealedFileError(missing_key_message(name, kid, found[1].ids() if found else []))
+    return opening_keys(path, kid, name).open(data, name)
 
 
 def read_bytes(path: Path) -> bytes:
@@ -259,6 +397,18 @@ def file_is_sealed(path: Path) -> bool:
         return is_sealed(handle.read(len(MAGIC)))
 
 
+def iter_plaintext(path: Path) -> Iterator[bytes]:
+    """A job file's content front to back, opened segment by segment if it is sealed (memory: one segment)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if is_sealed(os.pread(fd, len(MAGIC), 0)):
+            yield from SealedReader(fd, Path(path)).chunks()
+        else:
+            yield from _plain_chunks(fd)
+    finally:
+        os.close(fd)
+
+
 # ------------------------------------------------------------------------------------------ rotation
 
 @dataclass
@@ -275,15 +425,61 @@ def _head(path: Path) -> bytes:
         return handle.read(HEADER.size + TAG_BYTES)
 
 
+class _Sink:
+    """What a StreamSealer writes, collected for a generator to hand on."""
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(bytes(data))
+
+    def take(self) -> list[bytes]:
+        parts, self.parts = self.parts, []
+        return parts
+
+
+def resealed(path: Path, keys: AtRestKeys, name: str) -> Iterator[bytes]:
+    """The bytes `path` is to be stored as under `keys.current`, a segment at a time (memory: a segment or two): a
+    sealed file opened with `keys` and sealed again with its own segment size, a plaintext one sealed (with
+    STREAM_SEGMENT in the folders read by row)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if is_sealed(os.pread(fd, len(MAGIC), 0)):
+            reader = SealedReader(fd, Path(path), keys, name)
+            source, segment = reader.chunks(), reader.segment
+        else:
+            source = _plain_chunks(fd)
+            segment = STREAM_SEGMENT if Path(path).parent.name in ROW_FOLDERS else SEGMENT
+        sink = _Sink()
+        sealer = StreamSealer(sink, keys, segment)
+        for part in source:
+            sealer.write(part)
+            yield from sink.take()
+        sealer.close()
+        yield from sink.take()
+    finally:
+        os.close(fd)
+
+
+def _plain_chunks(fd: int) -> Iterator[bytes]:
+    offset = 0
+    while part := os.pread(fd, STREAM_SEGMENT, offset):
+        yield part
+        offset += len(part)
+
+
 def reseal_tree(root: Path, keys: AtRestKeys, write, dry_run: bool = False) -> ResealReport:
     """Bring every file under `root` to `keys.current`: re-encrypt files another known key sealed, seal plaintext
-    files that sealing applies to. `write(path, stored_bytes)` replaces a file as given (the atomic writer's
-    `atomic_write_stored`). Files under a key `keys` lacks are listed in `unknown` and left alone."""
+    files that sealing applies to. `write(path, stored_chunks)` replaces a file with the bytes an iterable gives (the
+    atomic writer's `atomic_write_stored`); a file streams through, a segment at a time, whatever its size. Files
+    under a key `keys` lacks are listed in `unknown` and left alone; temp files and spills (`*.tmp`) are skipped."""
     root = Path(root)
     report = ResealReport([], [], [], 0, 0)
     if not root.is_dir():
         return report
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".tmp")):
+    for path in sorted(p for p in root.rglob("*") if p.is_file()
+                       and not any(part.endswith(".tmp") for part in p.relative_to(root).parts)):
         rel = path.relative_to(root).as_posix()
         head = _head(path)
         if is_sealed(head):
@@ -301,7 +497,5 @@ def reseal_tree(root: Path, keys: AtRestKeys, write, dry_run: bool = False) -> R
         else:
             report.sealed.append(rel)
         if not dry_run:
-            data = path.read_bytes()
-            plaintext = keys.open(data, rel) if is_sealed(data) else data
-            write(path, keys.seal(plaintext))
+            write(path, resealed(path, keys, rel))
     return report

@@ -19,7 +19,7 @@ import numpy as np
 from vfl.data import sealed
 from vfl.data.aligned import AlignedTable, iter_json_list, write_aligned_table
 from vfl.data.prepared import PreparedTable
-from vfl.data.rowfiles import ArrayFile, _Writer
+from vfl.data.rowfiles import ArrayFile, NpyFile, _Writer
 from vfl.errors import DataError
 from vfl.job.spec import JobSpec
 from vfl.job.split import Split, split_by_id
@@ -157,10 +157,15 @@ def load_alignment(job_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def alignment_size(job_dir: Path) -> int:
-    """How many rows PSI aligned, from the header of `aligned_rows.npy` (nothing else is read)."""
+    """How many rows PSI aligned, from the header of `aligned_rows.npy` (its first and, sealed, its last segment are
+    read; nothing else)."""
     if not has_alignment(job_dir):
         raise DataError(f"job directory {job_dir}: no PSI alignment saved (run PSI first)")
-    return int(np.load(job_dir / ROWS_FILE, mmap_mode="r").shape[0])   # maps the file; reads its header only
+    rows = NpyFile(Path(job_dir) / ROWS_FILE)
+    try:
+        return len(rows)
+    finally:
+        rows.close()
 
 
 def aligned_table(job_dir: Path, table: PreparedTable | None, canon, party: str | None = None) -> AlignedTable:
@@ -172,12 +177,15 @@ def aligned_table(job_dir: Path, table: PreparedTable | None, canon, party: str 
         raise DataError(f"job directory {job_dir}: no PSI alignment saved (run PSI first)")
     if table is None:
         raise DataError(f"job directory {job_dir}: the aligned rows cannot be rebuilt without the job's table")
-    rows = np.load(Path(job_dir) / ROWS_FILE, mmap_mode="r")
+    rows = NpyFile(Path(job_dir) / ROWS_FILE)   # sealed at rest, it is read through its opener, not mapped
 
     def chunks() -> Iterator[np.ndarray]:
-        for start in range(0, len(rows), 1 << 16):
-            yield np.array(rows[start:start + (1 << 16)])
-    return write_aligned_table(table, chunks(), Path(job_dir) / ALIGNED_DIR, canon, party)
+        for _, chunk in rows.chunks(1 << 16):
+            yield chunk.astype(np.int64, copy=False)
+    try:
+        return write_aligned_table(table, chunks(), Path(job_dir) / ALIGNED_DIR, canon, party)
+    finally:
+        rows.close()
 
 
 def fit_standardizer(features: ArrayFile, positions: np.ndarray):
