@@ -224,15 +224,22 @@ def cmd_at_rest_cat(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from vfl.data import sealed
-    from vfl.data.atomic import atomic_write_bytes
+    from vfl.data.atomic import atomic_write, atomic_write_bytes
     from vfl.node.at_rest import open_at_rest
     from vfl.node.config import load_node_config
     config = load_node_config(args.config)
     open_at_rest(config)
-    data = sealed.read_bytes(Path(args.path))
-    if args.out:
-        atomic_write_bytes(Path(args.out), data, "plaintext copy")
+    path = Path(args.path)
+    if args.out and sealed.sealing_keys(Path(args.out)) is not None:   # a copy under a jobs_dir is sealed again
+        atomic_write_bytes(Path(args.out), sealed.read_bytes(path), "plaintext copy")
+    elif args.out:   # a segment at a time: a large predictions.csv never sits whole in memory
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as out:
+                for part in sealed.iter_plaintext(path):
+                    out.write(part)
+        atomic_write(Path(args.out), write, "plaintext copy")
     else:
-        sys.stdout.buffer.write(data)
+        for part in sealed.iter_plaintext(path):
+            sys.stdout.buffer.write(part)
         sys.stdout.flush()
     return EXIT_OK

@@ -388,8 +388,12 @@ def read_text(path: Path) -> str:
 
 
 def content_sha256(path: Path) -> str:
-    """SHA-256 of a file's content: of the plaintext for a sealed file, so a key rotation keeps every hash."""
-    return hashlib.sha256(read_bytes(path)).hexdigest()
+    """SHA-256 of a file's content: of the plaintext for a sealed file, so a key rotation keeps every hash (read a
+    segment at a time)."""
+    digest = hashlib.sha256()
+    for part in iter_plaintext(path):
+        digest.update(part)
+    return digest.hexdigest()
 
 
 def file_is_sealed(path: Path) -> bool:
