@@ -305,3 +305,39 @@ def test_a_restarted_node_resumes_a_job_from_its_sealed_alignment(configs):
     finally:
         _unprotect(configs)
         shutil.rmtree(configs["guest"].jobs_dir / "resumed", ignore_errors=True)
+
+
+def test_at_rest_cat_streams_a_sealed_stream_to_a_file_and_to_stdout(tmp_path, capsysbinary):
+    """`vfl at-rest cat` on a predictions.csv written as a stream (many segments): the plaintext, a segment at a
+    time; a changed byte is an error and no --out file."""
+    import argparse
+
+    import yaml
+
+    from vfl.cli.governance_cmd import cmd_at_rest_cat
+    key = tmp_path / "at-rest.key"
+    sealed.new_key_file(key)
+    config = tmp_path / "node.yaml"
+    config.write_text(yaml.safe_dump({"party": "host", "role": "passive", "insecure": True, "jobs_dir": "jobs",
+                                      "at_rest": {"key": str(key)}}))
+    path = tmp_path / "jobs" / "p" / "predictions.csv"
+    sealed.protect(tmp_path / "jobs", sealed.AtRestKeys(sealed.load_key_file(key, "k")))
+    try:
+        text = "id,prediction\n" + "".join(f"patient-{i:06d},{i / 7:.6f}\n" for i in range(20000))
+        out = _Writer(path, "predictions", None)
+        out.write(text.encode())
+        out.close()
+        assert sealed.file_is_sealed(path) and b"patient-" not in path.read_bytes()
+        assert cmd_at_rest_cat(argparse.Namespace(config=str(config), path=str(path), out=None)) == 0
+        assert capsysbinary.readouterr().out == text.encode()
+        copy = tmp_path / "copy.csv"
+        assert cmd_at_rest_cat(argparse.Namespace(config=str(config), path=str(path), out=str(copy))) == 0
+        assert copy.read_text() == text
+        raw = bytearray(path.read_bytes())
+        raw[len(raw) // 2] ^= 1
+        path.write_bytes(bytes(raw))
+        with pytest.raises(SealedFileChanged):
+            cmd_at_rest_cat(argparse.Namespace(config=str(config), path=str(path), out=str(tmp_path / "bad.csv")))
+        assert not (tmp_path / "bad.csv").exists() and not list(tmp_path.glob(".bad.csv*"))
+    finally:
+        sealed.unprotect(tmp_path / "jobs")
