@@ -93,7 +93,7 @@ class ProgressNetwork(LocalNetwork):
         names = [p.name for p in spec.passives]
         hello = make_hello(config, spec.active, names, len(ids))
         jobs = {name: self.passives[name].passive(spec.job_id, self.active) for name in names}
-        id_lists = {spec.active: list(ids), **{name: job.claim_psi(hello, self.active) for name, job in jobs.items()}}
+        id_lists = {spec.active: ids, **{name: job.claim_psi(hello, self.active) for name, job in jobs.items()}}
 
         def report(party, stage, done, total):
             if party != spec.active:
@@ -104,7 +104,7 @@ class ProgressNetwork(LocalNetwork):
             progress(stage, done, total)
         results = run_in_process(id_lists, spec.active, config, progress=report)
         for name, job in jobs.items():
-            job.on_psi_result(results[name].ids, results[name].rows)
+            job.on_psi_result(results[name])
         return results[spec.active]
 
 
