@@ -81,6 +81,34 @@ def test_row_files_are_sealed_as_written_and_read_back_by_row(root, keys):
     assert b"".join(sealed.iter_plaintext(root / "j" / "table" / "ids")).decode() == "".join(ids)
 
 
+@pytest.mark.parametrize("sizes", [[0], [64], [64, 0, 64], [1] * 130, [63, 1, 64, 65, 200, 0, 7], [128, 128, 1]])
+def test_a_stream_sealed_in_any_pieces_is_the_sealed_format_and_reads_by_range(monkeypatch, root, keys, sizes):
+    """Whatever the pieces (a piece ending on a segment boundary, empty pieces, an empty file), the stream is the
+    format `AtRestKeys.open` reads, the last segment alone flagged last; and every byte range reads back."""
+    from vfl.data.rowfiles import _Reader
+    monkeypatch.setattr(sealed, "STREAM_SEGMENT", 64)
+    plaintext = os.urandom(sum(sizes))
+    path = root / "j" / "stream"
+    out = _Writer(path, "test", None)
+    at = 0
+    for size in sizes:
+        out.write(plaintext[at:at + size])
+        at += size
+    out.close()
+    stored = path.read_bytes()
+    assert keys.open(stored, "stream") == plaintext
+    assert sealed.parse_header(stored, "stream")[2] == 64 and len(stored) == sealed.HEADER.size + len(plaintext) \
+        + sealed.TAG_BYTES * max(1, -(-len(plaintext) // 64))
+    reader = _Reader(path)   # the byte-range reader under the row files
+    assert reader.size == len(plaintext)
+    rng = np.random.default_rng(len(sizes))
+    for _ in range(50):
+        start = int(rng.integers(0, len(plaintext) + 1))
+        length = int(rng.integers(0, len(plaintext) - start + 1))
+        assert reader.read(start, length) == plaintext[start:start + length]
+    reader.close()
+
+
 def test_a_changed_or_cut_row_file_is_refused(root):
     x = np.arange(40000, dtype=np.float64).reshape(-1, 4)    # 320 KB: several segments
     _columns(root / "j", [str(i) for i in range(len(x))], x)

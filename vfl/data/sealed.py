@@ -149,10 +149,19 @@ class StreamSealer:
         handle.write(self.header)
 
     def write(self, data) -> None:
-        self.buffer += data
-        while len(self.buffer) > self.segment:
-            self._emit(bytes(self.buffer[:self.segment]), last=False)
-            del self.buffer[:self.segment]
+        view = memoryview(data).cast("B")
+        if self.buffer:                      # top up the pending segment; seal it once a byte follows it
+            room = self.segment - len(self.buffer)
+            self.buffer += view[:room]
+            view = view[room:]
+            if not len(view):
+                return
+            self._emit(bytes(self.buffer), last=False)
+            self.buffer = bytearray()
+        while len(view) > self.segment:      # whole segments straight from the caller's bytes (no copy of a chunk)
+            self._emit(bytes(view[:self.segment]), last=False)
+            view = view[self.segment:]
+        self.buffer += view
 
     def write_at(self, offset: int, data: bytes) -> None:
         """Change bytes already written, within the first segment (`patchable` only)."""
