@@ -77,7 +77,9 @@ def test_the_pipeline_changes_neither_the_model_nor_what_crosses_the_wire(tmp_pa
     assert a.index.tolist() == b.index.tolist()
     if mode == "plaintext":
         assert piped["history"] == plain["history"] and piped["test"] == plain["test"]
-        assert a["prediction"].tolist() == b["prediction"].tolist()
+        # each prediction session draws its own PSI order, so a row shares its batch with other rows in the two runs,
+        # and float32 matrix products of a row may then differ in the last bit (seen once in four runs: 3e-8)
+        assert np.allclose(a["prediction"], b["prediction"], rtol=0, atol=1e-6)
         return
     assert np.allclose(np.array(piped["history"], dtype=float), np.array(plain["history"], dtype=float), rtol=1e-6)
     assert piped["test"].keys() == plain["test"].keys()

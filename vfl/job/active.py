@@ -566,7 +566,9 @@ class ActiveJob:
             rng = self.private.numpy(f"interactive-half:{link.peer}")
             link.setup(layout, own_key, rows, spec.interactive_init_std, rng, restored=state)
         self.each_link(setup_link)
-        if self.pipeline:  # the randomness of the next step's encryptions is computed while this party waits
+        if self.pipeline and self.node.config.compute.backend == "local":
+            # the randomness of the next step's encryptions is computed while this party waits, by a thread of this
+            # process: on Ray that work stays on the cluster's tasks and key holders (docs/scale.md)
             step_rows = max(spec.train.max_batch_size, EVAL_BATCH_ROWS)
             scheme.keep_ready(own_key, sum(link.half.keep_ready(step_rows) for link in self.links.values()))
 

@@ -273,7 +273,9 @@ class PassiveJob:
             elif self.resume_epoch >= 0:
                 restored_share = self._restore(self.resume_epoch)
             fields = self.half.setup(req, spec.interactive_init_std, private.numpy("interactive-half"), restored_share)
-            if self.node.config.compute.pipeline:  # the randomness of each step computed while this party waits
+            if self.node.config.compute.pipeline and self.node.config.compute.backend == "local":
+                # the randomness of each step computed while this party waits, by a thread of this process; on Ray it
+                # stays on the cluster's tasks and key holders (docs/scale.md)
                 self.half.keep_ready(layout.max_batch)
             self.state = JobState.READY
             log.info("job %r: set up (%s, %d aligned rows, %d features%s)", spec.job_id, spec.crypto.mode,
