@@ -174,6 +174,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="interleaved local/ray rounds for the ratio")
     parser.add_argument("--psi-size", type=int, default=1_000_000)
     parser.add_argument("--skip", default="", help="comma list of: ratio,two_node,speedup,psi")
+    parser.add_argument("--psi-ray-only", action="store_true",
+                        help="PSI on the Ray backend only, without the local run beside it (for sizes like 10M, "
+                             "where each run takes most of an hour on 2 cores)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     require_data()
@@ -219,6 +222,7 @@ def main() -> None:
             out["speedup_1_to_2_cpus"] = speed
         if "psi" not in skip:
             out["psi"] = psi_run(args.psi_size, workdir)
+        if "psi" not in skip and not args.psi_ray_only:
             out["psi"]["local"] = psi_local(args.psi_size, workdir)
             out["psi"]["ray_over_local"] = round(out["psi"]["seconds"] / out["psi"]["local"]["seconds"], 3)
     finally:
