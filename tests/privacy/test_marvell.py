@@ -126,3 +126,5 @@ def test_least_power_is_zero_when_the_classes_already_overlap():
     y = rng.random(4000) < 0.3                                  # labels unrelated to the gradients
     power, x = MarvellBatch(g, y).least_power(kl_for_auc_bound(0.60))
     assert power == 0.0 and not x.any()
+    same_means = np.vstack([np.ones((4, M)), np.ones((4, M))])     # no direction separates the classes
+    assert MarvellBatch(same_means, np.arange(8) < 4).least_power(kl_for_auc_bound(0.60))[0] == 0.0

@@ -222,9 +222,10 @@ class MarvellBatch:
     def least_power(self, kl_target: float, rel_tol: float = 0.01) -> tuple[float, np.ndarray]:
         """The least power budget (in ‖Δ‖² units) whose optimized noise brings the symmetrized KL to `kl_target` or
         below, and that noise: 0 when the classes already overlap that much. Marvell's optimum falls as the budget
-        grows, so the budget is found by bracketing and bisection, to `rel_tol`."""
+        grows, so the budget is found by bracketing and bisection, to `rel_tol`. A batch whose class means coincide
+        gets none, as in marvell_shape."""
         x0 = np.zeros(4)
-        if self.kl2(x0) / 2 <= kl_target:
+        if self.degenerate or self.kl2(x0) / 2 <= kl_target:
             return 0.0, x0
         hi = 1.0
         x_hi = self.least_kl(hi)
