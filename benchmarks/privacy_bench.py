@@ -31,7 +31,8 @@ from common import parties, print_json, require_data
 SWEEP = [("none", {}), ("dp", {"noise_multiplier": 0.5}), ("dp", {"noise_multiplier": 1.0}),
          ("dp", {"noise_multiplier": 2.0}), ("dp", {"noise_multiplier": 4.0}), ("max_norm", {}),
          ("marvell", {"strength": 1.0}), ("marvell", {"strength": 2.0}), ("marvell", {"strength": 4.0}),
-         ("marvell", {"strength": 8.0}), ("marvell", {"strength": 16.0})]
+         ("marvell", {"strength": 8.0}), ("marvell", {"strength": 16.0}),
+         ("marvell", {"strength": 10.0}), ("marvell", {"strength": 12.0})]
 TARGET_DROP, TARGET_LEAK = 0.01, 0.60
 
 

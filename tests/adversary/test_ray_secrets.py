@@ -176,7 +176,9 @@ def ray_job(tmp_path_factory):
                                            "datasets": {"table": dataset}, "policy": {"min_key_bits": 1024},
                                            "compute": {"backend": "ray", "address": "auto"}}, home)
     try:
-        result = run_local_job(job_spec("on-ray", train__epochs=2), configs)
+        # no label defense: the scan does not depend on it, and the default's OS-random noise on 2 epochs of this small
+        # table once took the test AUC to 0.78, under the "a real job ran" check below
+        result = run_local_job(job_spec("on-ray", train__epochs=2, privacy__defense="none"), configs)
         yield {"result": result, "keys": keys, "shares": shares, "plaintexts": plaintexts, "scalars": scalars}
     finally:
         mp.undo()

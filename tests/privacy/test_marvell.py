@@ -9,7 +9,7 @@ import pytest
 from tests.job.conftest import job_spec
 from vfl.errors import ConfigError
 from vfl.privacy.attacks import direction_scores, norm_scores, per_step_leak_auc
-from vfl.privacy.defenses import _sym_kl, make_defense, marvell_shape
+from vfl.privacy.defenses import MarvellBatch, _sym_kl, auc_bound, kl_for_auc_bound, make_defense, marvell_shape
 
 M = 16
 
@@ -96,3 +96,35 @@ def test_marvell_needs_a_binary_task():
     assert job_spec("m-1", privacy={"defense": "marvell", "strength": 3}).privacy.strength == 3
     with pytest.raises(ConfigError, match="marvell shapes its noise to two label classes"):
         job_spec("m-2", task="multiclass", privacy={"defense": "marvell"})
+
+
+def test_theorem_1_bound_and_its_inverse():
+    """Li et al.'s Theorem 1: symmetrized KL ε bounds every attack's AUC by 1/2 + √ε/2 − ε/8."""
+    assert auc_bound(0.0) == 0.5 and auc_bound(4.0) == 1.0
+    assert auc_bound(1.0) == pytest.approx(0.5 + 0.5 - 0.125)
+    for bound in (0.55, 0.58, 0.60, 0.70, 0.95):
+        assert auc_bound(kl_for_auc_bound(bound)) == pytest.approx(bound, abs=1e-12)
+    assert kl_for_auc_bound(0.60) == pytest.approx(0.04458, abs=1e-5)
+
+
+def test_least_power_is_the_least_that_meets_the_bound():
+    """Marvell the other way round: the power it returns meets the bound, and 2 % less power cannot."""
+    g, y = bce_like_batch(np.random.default_rng(8))
+    batch = MarvellBatch(g, y.astype(bool))
+    target = kl_for_auc_bound(0.60)
+    power, x = batch.least_power(target)
+    assert batch.kl2(x) / 2 <= target                          # meets the bound
+    assert batch.weights @ x <= power * (1 + 1e-6)              # within the power it reports
+    assert batch.kl2(batch.least_kl(0.98 * power)) / 2 > target  # and no smaller budget meets it
+    stricter, _ = batch.least_power(kl_for_auc_bound(0.55))
+    assert stricter > 2 * power                                 # a tighter bound costs more
+
+
+def test_least_power_is_zero_when_the_classes_already_overlap():
+    rng = np.random.default_rng(9)
+    g = rng.normal(size=(4000, M))
+    y = rng.random(4000) < 0.3                                  # labels unrelated to the gradients
+    power, x = MarvellBatch(g, y).least_power(kl_for_auc_bound(0.60))
+    assert power == 0.0 and not x.any()
+    same_means = np.vstack([np.ones((4, M)), np.ones((4, M))])     # no direction separates the classes
+    assert MarvellBatch(same_means, np.arange(8) < 4).least_power(kl_for_auc_bound(0.60))[0] == 0.0

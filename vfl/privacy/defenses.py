@@ -162,33 +162,99 @@ def _sym_kl(x: np.ndarray, u: np.ndarray, v: np.ndarray, m: int) -> float:
     return a0 / a1 + a1 / a0 - 2 + (m - 1) * (b0 / b1 + b1 / b0 - 2) + 1 / a0 + 1 / a1
 
 
+def auc_bound(sym_kl: float) -> float:
+    """The largest AUC any scoring attack can reach on two distributions whose KL(P1‖P0) + KL(P0‖P1) is `sym_kl`
+    (Li et al. 2022, Theorem 1: 1/2 + √ε/2 − ε/8, for ε < 4; 1 beyond)."""
+    return 1.0 if sym_kl >= 4.0 else 0.5 + np.sqrt(sym_kl) / 2 - sym_kl / 8
+
+
+def kl_for_auc_bound(bound: float) -> float:
+    """The symmetrized KL ε at which Theorem 1's bound equals `bound` (0.5 < bound < 1): the root of
+    √ε/2 − ε/8 = bound − 1/2 below 4."""
+    root = 2.0 - 2.0 * np.sqrt(1.0 - 2.0 * (bound - 0.5))   # √ε, from s² − 4s + 8(bound − 1/2) = 0
+    return float(root ** 2)
+
+
+class MarvellBatch:
+    """One two-class batch in the Gaussian model marvell works in: the unit class-mean direction, ‖Δ‖², each class's
+    variance along Δ (u) and per orthogonal direction (v) in ‖Δ‖² units, the share p of class 1, the dimension m.
+
+    `least_kl` is Marvell's problem (the noise with the smallest symmetrized KL under a power budget), which the
+    defense solves; `least_power` is the problem the other way round (the least power that brings the KL to a target,
+    e.g. the one at which Theorem 1 bounds every attack's AUC by 0.60), which benchmarks/privacy_floor.py measures on
+    real batches (docs/privacy.md, "Can the default do better at 2 epochs?").
+    """
+
+    def __init__(self, per_example: np.ndarray, y: np.ndarray):
+        g = np.asarray(per_example, dtype=np.float64)
+        self.m = g.shape[1]
+        delta = g[y].mean(axis=0) - g[~y].mean(axis=0)
+        self.scale = float(delta @ delta)
+        self.degenerate = self.scale <= 1e-24   # the classes' means coincide: no direction separates them
+        self.direction = np.eye(self.m)[0] if self.degenerate else delta / np.sqrt(self.scale)
+        u, v = np.zeros(2), np.zeros(2)
+        if not self.degenerate:
+            for k, rows in enumerate((g[~y], g[y])):
+                centred = rows - rows.mean(axis=0)
+                along = centred @ self.direction
+                u[k] = float(np.mean(along ** 2)) / self.scale
+                v[k] = max(float(np.mean(np.sum(centred ** 2, axis=1)) - u[k] * self.scale), 0.0) \
+                    / max(self.m - 1, 1) / self.scale
+        self.u, self.v = np.maximum(u, 1e-9), np.maximum(v, 1e-9)   # one example of a class has no spread
+        p = float(np.mean(y))
+        #: the expected noise power per example of x = (λ0, λ1, μ0, μ1) is weights @ x
+        self.weights = np.array([1 - p, p, (1 - p) * (self.m - 1), p * (self.m - 1)])
+
+    def kl2(self, x: np.ndarray) -> float:
+        return _sym_kl(x, self.u, self.v, self.m)
+
+    def least_kl(self, budget: float) -> np.ndarray:
+        """x (in ‖Δ‖² units) with the smallest symmetrized KL under the power budget (Marvell's problem)."""
+        from scipy.optimize import minimize
+        weights = self.weights
+        start = np.full(4, budget / weights.sum())
+        solved = minimize(self.kl2, start, method="SLSQP", bounds=[(0.0, None)] * 4,
+                          constraints=[{"type": "ineq", "fun": lambda x: budget - weights @ x,
+                                        "jac": lambda x: -weights}], options={"maxiter": 200, "ftol": 1e-10})
+        x = solved.x if solved.success and self.kl2(solved.x) <= self.kl2(start) else start
+        return np.maximum(x, 0.0)
+
+    def least_power(self, kl_target: float, rel_tol: float = 0.01) -> tuple[float, np.ndarray]:
+        """The least power budget (in ‖Δ‖² units) whose optimized noise brings the symmetrized KL to `kl_target` or
+        below, and that noise: 0 when the classes already overlap that much. Marvell's optimum falls as the budget
+        grows, so the budget is found by bracketing and bisection, to `rel_tol`. A batch whose class means coincide
+        gets none, as in marvell_shape."""
+        x0 = np.zeros(4)
+        if self.degenerate or self.kl2(x0) / 2 <= kl_target:
+            return 0.0, x0
+        hi = 1.0
+        x_hi = self.least_kl(hi)
+        while self.kl2(x_hi) / 2 > kl_target:
+            hi *= 2.0
+            x_hi = self.least_kl(hi)
+            if hi > 1e9:   # cannot happen for a positive target (the KL falls like 1/budget); guard anyway
+                raise ArithmeticError("marvell: no noise budget meets the leak bound")
+        lo = hi / 2.0 if hi > 1.0 else 0.0
+        while hi - lo > rel_tol * hi:
+            mid = (lo + hi) / 2.0
+            x_mid = self.least_kl(mid)
+            if self.kl2(x_mid) / 2 <= kl_target:
+                hi, x_hi = mid, x_mid
+            else:
+                lo = mid
+        return hi, x_hi
+
+    def shape(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = x * self.scale
+        return self.direction, x[:2], x[2:]
+
+
 def marvell_shape(per_example: np.ndarray, y: np.ndarray, strength: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(unit Δ, [λ0, λ1], [μ0, μ1]) for one batch with both classes (see MarvellDefense)."""
-    from scipy.optimize import minimize
-    g = np.asarray(per_example, dtype=np.float64)
-    m = g.shape[1]
-    delta = g[y].mean(axis=0) - g[~y].mean(axis=0)
-    scale = float(delta @ delta)
-    if scale <= 1e-24:   # the classes' means coincide: no direction separates them
-        return np.eye(m)[0], np.zeros(2), np.zeros(2)
-    direction = delta / np.sqrt(scale)
-    u, v = np.zeros(2), np.zeros(2)
-    for k, rows in enumerate((g[~y], g[y])):
-        centred = rows - rows.mean(axis=0)
-        along = centred @ direction
-        u[k] = float(np.mean(along ** 2)) / scale
-        v[k] = max(float(np.mean(np.sum(centred ** 2, axis=1)) - u[k] * scale), 0.0) / max(m - 1, 1) / scale
-    u, v = np.maximum(u, 1e-9), np.maximum(v, 1e-9)   # one example of a class has no spread
-    p = float(np.mean(y))
-    weights = np.array([1 - p, p, (1 - p) * (m - 1), p * (m - 1)])
-    budget = strength
-    start = np.full(4, budget / weights.sum())
-    solved = minimize(_sym_kl, start, args=(u, v, m), method="SLSQP", bounds=[(0.0, None)] * 4,
-                      constraints=[{"type": "ineq", "fun": lambda x: budget - weights @ x,
-                                    "jac": lambda x: -weights}], options={"maxiter": 200, "ftol": 1e-10})
-    x = solved.x if solved.success and _sym_kl(solved.x, u, v, m) <= _sym_kl(start, u, v, m) else start
-    x = np.maximum(x, 0.0) * scale
-    return direction, x[:2], x[2:]
+    """(unit Δ, [λ0, λ1], [μ0, μ1]) for one batch with both classes, under the budget strength·‖Δ‖² (MarvellDefense)."""
+    stats = MarvellBatch(per_example, y)
+    if stats.degenerate:
+        return stats.direction, np.zeros(2), np.zeros(2)
+    return stats.shape(stats.least_kl(strength))
 
 
 DEFENSES: dict[str, type[Defense]] = {cls.name: cls for cls in (Defense, DpDefense, MaxNormDefense, MarvellDefense)}
