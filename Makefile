@@ -57,7 +57,7 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	@mkdir -p bench-out
-	@set -e; for b in he_bench psi_bench train_bench privacy_bench privacy_floor quality_bench defaults_bench governance_bench scale_bench serve_bench job_memory_bench; do \
+	@set -e; for b in he_bench psi_bench train_bench privacy_bench privacy_floor quality_bench defaults_bench governance_bench scale_bench pipeline_bench stream_memory_bench serve_bench job_memory_bench; do \
 	  if [ -f benchmarks/$$b.py ]; then \
 	    echo "== benchmarks/$$b.py"; \
 	    $(PY) benchmarks/$$b.py | tee bench-out/$$b.log; \
