@@ -4,7 +4,9 @@ job and a training job stays under a bound that the table itself exceeds.
 Each party's table has 60,000 rows and 160 numeric columns (about 70 MB of CSV). Read whole, as a node did before
 (pandas reads every cell as text, then the features, the IDs, PSI's arrays, the aligned copy), it cost a node process
 more than the bound: measured on 2026-12-06 with the code before the change, a peak growth of +341 MB (active) and
-+324 MB (passive) for the PSI job and +234 / +325 MB for the prediction, so this test failed. Read in chunks into the
++324 MB (passive) for the PSI job and +234 / +325 MB for the prediction, so this test failed (run again with the
+training job added, on the commit before the streaming merge: PSI +320 / +314, prediction +391 / +334, training
++374 / +314 MB; after it, training grows a node by +15 / +6 MB). Read in chunks into the
 job's folder, PSI and the alignment spilling to disk: +77 / +88 MB and +26 / +28 MB (the chunks, the data audit's
 sample, the spill buffers), and it does not grow with the rows (benchmarks/stream_memory_bench.py).
 """
