@@ -24,10 +24,10 @@ import pandas as pd
 from psi.core.spill import Spill
 from vfl.data.columns import Where, check_unique_ids, id_strings, numeric_column, text_column
 from vfl.data.ids import IdFormat
-from vfl.data.labels import TASKS, check_class_count, sorted_classes, with_positive_class
+from vfl.data.labels import check_class_count, sorted_classes, with_positive_class
 from vfl.data.readers import iter_frames, table_columns
 from vfl.data.schema import Schema
-from vfl.data.table import (ON_UNKNOWN, _absent, _apply_fills, _categorical_block,
+from vfl.data.table import (check_table_options, _absent, _apply_fills, _categorical_block,
                             _check_feature_names, _fill_rule, _label_column, _statistic_text, _training_columns,
                             present_numbers)
 from vfl.errors import DataError
@@ -60,12 +60,7 @@ class StreamedTable:
                  task: str | None = "binary", on_unknown: str = "zero", missing: dict | None = None,
                  id_format: IdFormat | None = None, read_label: bool = True, positive_class: str | None = None,
                  chunk_rows: int | None = None, spill_dir: Path | None = None, ids_only: bool = False):
-        if task is not None and task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
-        if positive_class is not None and task != "binary":
-            raise ValueError(f"positive_class is for binary tasks, not {task!r}")
-        if on_unknown not in ON_UNKNOWN:
-            raise ValueError(f"on_unknown must be one of {ON_UNKNOWN}, got {on_unknown!r}")
+        check_table_options(task, positive_class, on_unknown)
         self.path = Path(path)
         self.task, self.on_unknown, self.id_format = task, on_unknown, id_format
         self.chunk_rows, self.spill_dir = chunk_rows, spill_dir

@@ -235,6 +235,16 @@ def _check_feature_names(path: Path, names: list[str], id_column: str, label: st
         seen.add(name)
 
 
+def check_table_options(task: str | None, positive_class: str | None, on_unknown: str) -> None:
+    """The options of a party table that do not depend on its file (whole or streamed)."""
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
+    if positive_class is not None and task != "binary":
+        raise ValueError(f"positive_class is for binary tasks, not {task!r}")
+    if on_unknown not in ON_UNKNOWN:
+        raise ValueError(f"on_unknown must be one of {ON_UNKNOWN}, got {on_unknown!r}")
+
+
 def load_party_table(path: str | Path, id_column: str | None = None, features: Sequence[str] | None = None,
                      label: str | None = None, categorical: Sequence[str] = (), schema: Schema | None = None,
                      task: str | None = "binary", on_unknown: str = "zero", missing: dict | None = None,
@@ -255,12 +265,7 @@ def load_party_table(path: str | Path, id_column: str | None = None, features: S
     `frame`: the file as `read_frame(path)` returns it, when the caller has read it already (a job's data audit
     reads it first); it is not changed.
     """
-    if task is not None and task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
-    if positive_class is not None and task != "binary":
-        raise ValueError(f"positive_class is for binary tasks, not {task!r}")
-    if on_unknown not in ON_UNKNOWN:
-        raise ValueError(f"on_unknown must be one of {ON_UNKNOWN}, got {on_unknown!r}")
+    check_table_options(task, positive_class, on_unknown)
     path = Path(path)
     frame = read_frame(path) if frame is None else frame
     id_column = id_column or (schema.id_column if schema is not None else "id")
