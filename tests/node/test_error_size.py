@@ -56,8 +56,9 @@ def federation(tmp_path_factory):
 
 def run_with(fed, datasets: dict[str, str], job_id: str) -> str:
     from vfl.api import JobError, job_spec
+    # a training job: it reads the features when it opens (a PSI-only job reads the IDs alone and never sees the cell)
     with pytest.raises(JobError) as info:
-        fed.run(job_spec("psi", datasets, "guest", job_id), progress=False)
+        fed.run(job_spec("train", datasets, "guest", job_id, task="binary"), progress=False)
     return str(info.value)
 
 
