@@ -80,7 +80,10 @@ def test_a_job_stays_quiet_for_many_ping_intervals_and_finishes(tmp_path, monkey
     parties = [Party(p.name, p.data, label=p.label, bottom=slow_first_build) for p in breast_parties()]
     arrivals: list[float] = []
     with Federation(parties, workdir=tmp_path) as fed:
-        spec = fed._spec("psi", "quiet-1", model=fed._with_bottoms({"bottom": {"out": 4}}))
+        # a training job: its parties build their bottom models when it opens (a PSI-only job reads the IDs alone
+        # and builds none, so it would not be quiet)
+        spec = fed._spec("train", "quiet-1", task="binary", model=fed._with_bottoms({"bottom": {"out": 4}}),
+                         train={"epochs": 1}, crypto={"mode": "plaintext"})
         result = fed.run(spec, progress=False, on_event=lambda event: arrivals.append(time.monotonic()))
         logs = "".join((tmp_path / f"{name}.log").read_text() for name in fed.parties)
     assert result["intersection"] > 0
