@@ -79,7 +79,7 @@ def test_the_pipeline_changes_neither_the_model_nor_what_crosses_the_wire(tmp_pa
         assert piped["history"] == plain["history"] and piped["test"] == plain["test"]
         # each prediction session draws its own PSI order, so a row shares its batch with other rows in the two runs,
         # and float32 matrix products of a row may then differ in the last bit (seen once in four runs: 3e-8)
-        assert np.allclose(a["prediction"], b["prediction"], rtol=0, atol=1e-6)
+        assert np.allclose(a["prediction"], b["prediction"], rtol=0, atol=1e-5)   # fixed-point noise of OS-random masks
         return
     assert np.allclose(np.array(piped["history"], dtype=float), np.array(plain["history"], dtype=float), rtol=1e-6)
     assert piped["test"].keys() == plain["test"].keys()
