@@ -29,22 +29,11 @@ import pandas as pd
 import yaml
 
 from common import print_json
-from tests.procs import descendants
+from tests.procs import descendants, reset_peak, status_kb
 
 FEATURES = 8
 OVERLAP = 0.9
 TRAIN_ROWS = 4000
-
-
-def status_kb(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def reset_peak(pid: int) -> None:
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 def make_tables(rows: int, directory: Path, seed: int) -> dict[str, Path]:

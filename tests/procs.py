@@ -19,6 +19,19 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def status_kb(pid: int, key: str) -> int:
+    """A memory figure of /proc/<pid>/status in kB (VmRSS, VmHWM, ...); 0 if the process does not report it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def reset_peak(pid: int) -> None:
+    """Reset the process's peak resident memory (VmHWM) to its current RSS."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 class NodesThrough:
     """Stands in for `subprocess` inside vfl.api, so that `python -m vfl.cli.main ...` (a Federation's node) runs
     through ``launcher`` instead: a script that wraps the node (a wire tap, a fault injector, a key spy)."""

@@ -20,19 +20,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.procs import descendants
+from tests.procs import descendants, reset_peak, status_kb
 
 ROWS = 60_000
 COLUMNS = 160
 #: growth of a node process's peak resident memory allowed during one job (MB)
 BOUND_MB = 150
-
-
-def status_kb(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def wide_tables(directory: Path, rows: int, seed: int) -> dict[str, Path]:
@@ -55,7 +48,7 @@ def peak_growth_mb(fed, run) -> dict[str, float]:
     """Run `run()`; each node process's peak resident memory minus its resident memory just before."""
     before = {}
     for name, proc in fed.processes.items():
-        Path(f"/proc/{proc.pid}/clear_refs").write_text("5")    # reset the peak (VmHWM) to the current RSS
+        reset_peak(proc.pid)
         before[name] = status_kb(proc.pid, "VmRSS")
     run()
     return {name: (status_kb(proc.pid, "VmHWM") - before[name]) / 1024 for name, proc in fed.processes.items()}
